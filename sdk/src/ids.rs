@@ -1,0 +1,1 @@
+//! Deterministic resource ids (UUIDv5 over source system + natural key).

@@ -1,0 +1,1 @@
+//! Run an adapter natively over fixture files, without a gateway.
