@@ -4,9 +4,6 @@
 use crate::adapter::{Adapter, AdapterError, Hl7Input, Output};
 use crate::bindings::ehrgate::adapter::types as wit;
 
-/// The type the export macro implements the generated `Guest` trait on.
-pub struct Exported<T>(std::marker::PhantomData<T>);
-
 pub fn describe<A: Adapter>() -> wit::AdapterInfo {
     let i = A::describe();
     wit::AdapterInfo {

@@ -53,8 +53,10 @@ pub mod bindings {
 #[macro_export]
 macro_rules! export_adapter {
     ($ty:ty) => {
+        #[doc(hidden)]
+        pub struct __EhrgateGuest;
         const _: () = {
-            impl $crate::bindings::exports::ehrgate::adapter::guest::Guest for $crate::glue::Exported<$ty> {
+            impl $crate::bindings::exports::ehrgate::adapter::guest::Guest for __EhrgateGuest {
                 fn describe() -> $crate::bindings::ehrgate::adapter::types::AdapterInfo {
                     $crate::glue::describe::<$ty>()
                 }
@@ -103,7 +105,7 @@ macro_rules! export_adapter {
                     $crate::glue::run_action::<$ty>(name, input)
                 }
             }
-            $crate::bindings::__export_guest!($crate::glue::Exported<$ty> with_types_in $crate::bindings);
         };
+        $crate::bindings::__export_guest!(__EhrgateGuest with_types_in $crate::bindings);
     };
 }

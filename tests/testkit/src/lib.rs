@@ -1,1 +1,60 @@
+//! Test support shared by the crates' tests and the bench:
+//! builds the wasm guest components once, and finds the shared sample data.
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// The shared data folder (`../shared` beside the checkout), or `EHRGATE_SHARED`.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("EHRGATE_SHARED").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    assert!(
+        dir.join("data/hl7").is_dir(),
+        "shared sample data not found at {} (set EHRGATE_SHARED to the folder holding data/hl7)",
+        dir.display()
+    );
+    dir
+}
+
+/// The HL7v2 sample files, sorted.
+pub fn hl7_samples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(shared_dir().join("data/hl7"))
+        .expect("read shared/data/hl7")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hl7"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The cargo target directory in use.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The guest crates built for wasm32-wasip2 by [`guest`].
+pub const GUESTS: &[&str] = &["ehrgate-adapter-reference", "ehrgate-guest-hostile", "ehrgate-guest-future-contract"];
+
+/// Path of a guest component (crate name with `-` or `_`), building all guests once
+/// per process with the `guest` profile.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(repo_root()).args(["build", "--quiet", "--profile", "guest", "--target", "wasm32-wasip2"]);
+        for g in GUESTS {
+            cmd.args(["-p", g]);
+        }
+        let status = cmd.status().expect("run cargo to build the guest components");
+        assert!(status.success(), "building the wasm32-wasip2 guests failed (is the target installed? `rustup target add wasm32-wasip2`)");
+    });
+    let path = target_dir().join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "guest component {} was not built", path.display());
+    path
+}

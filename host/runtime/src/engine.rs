@@ -1,0 +1,162 @@
+//! The wasmtime engine shared by all adapters: pooling allocator, epoch ticker,
+//! the linker with the contract's imports and an empty WASI.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::Adapter as AdapterWorld;
+use crate::contract::{self, ContractVersion};
+use crate::error::LoadError;
+use crate::imports::CallState;
+use crate::loaded::{Adapter, AdapterSettings};
+use crate::services::{AuditSink, MemoryState, NoOutbound, Outbound, StateStore, TracingAudit};
+
+/// How the runtime is set up.
+#[derive(Clone)]
+pub struct RuntimeConfig {
+    /// Instances that may exist at once (the pool size); calls beyond it wait.
+    pub max_instances: u32,
+    /// The largest memory any adapter may be granted (per-adapter limits are lower).
+    pub max_memory_bytes: usize,
+    /// Epoch tick: the resolution of wall-time limits.
+    pub epoch_tick: Duration,
+    pub outbound: Arc<dyn Outbound>,
+    pub state: Arc<dyn StateStore>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: 64,
+            max_memory_bytes: 256 << 20,
+            epoch_tick: Duration::from_millis(5),
+            outbound: Arc::new(NoOutbound),
+            state: Arc::new(MemoryState::default()),
+            audit: Arc::new(TracingAudit),
+        }
+    }
+}
+
+/// The host services every adapter's imports delegate to.
+pub(crate) struct Services {
+    pub outbound: Arc<dyn Outbound>,
+    pub state: Arc<dyn StateStore>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+pub(crate) struct Inner {
+    pub engine: Engine,
+    pub linker: Linker<CallState>,
+    pub services: Arc<Services>,
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub epoch_tick: Duration,
+}
+
+/// The sandbox. Cheap to clone; safe to use from many tokio tasks at once.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Runtime {
+    pub fn new(cfg: RuntimeConfig) -> Result<Runtime, wasmtime::Error> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(cfg.max_instances)
+            .total_core_instances(cfg.max_instances * 4)
+            .total_memories(cfg.max_instances * 2)
+            .total_tables(cfg.max_instances * 4)
+            .total_stacks(cfg.max_instances)
+            .max_memory_size(cfg.max_memory_bytes)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instance_size(1 << 20)
+            .max_component_instance_size(1 << 20);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // Each call gets a new instance; keep memory reservations modest so a
+            // large pool fits in the address space.
+            .memory_reservation(cfg.max_memory_bytes as u64)
+            .memory_guard_size(64 << 10)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+
+        let mut linker: Linker<CallState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        AdapterWorld::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)?;
+
+        spawn_epoch_ticker(&engine, cfg.epoch_tick);
+
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                services: Arc::new(Services { outbound: cfg.outbound, state: cfg.state, audit: cfg.audit }),
+                slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_instances as usize)),
+                epoch_tick: cfg.epoch_tick,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Load an adapter component from a file. See [`Runtime::load`].
+    pub async fn load_file(&self, path: &std::path::Path, settings: AdapterSettings) -> Result<Adapter, LoadError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        self.load(&path.display().to_string(), &bytes, settings).await
+    }
+
+    /// Compile (off the async threads), check the contract version, link, and call
+    /// `describe` once in a fresh instance. `what` names the component in errors.
+    pub async fn load(&self, what: &str, bytes: &[u8], settings: AdapterSettings) -> Result<Adapter, LoadError> {
+        let engine = self.inner.engine.clone();
+        let owned = bytes.to_vec();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await
+            .map_err(|e| LoadError::Compile { what: what.into(), message: e.to_string() })?
+            .map_err(|e| LoadError::Compile { what: what.into(), message: format!("{e:#}") })?;
+
+        let version = contract::exported_version(&self.inner.engine, &component)
+            .map_err(|message| LoadError::NotAnAdapter { what: what.into(), message })?;
+        let supported: ContractVersion = version.supported().ok_or_else(|| LoadError::UnsupportedContract {
+            what: what.into(),
+            found: version.to_string(),
+            supported: ContractVersion::supported_list(),
+        })?;
+
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link { what: what.into(), message: format!("{e:#}") })?;
+        Adapter::new(self.clone(), what, pre, supported, settings).await
+    }
+}
+
+/// Advance the engine's epoch every `tick` until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("ehrgate-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .expect("spawn epoch ticker thread");
+}
