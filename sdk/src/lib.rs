@@ -26,6 +26,8 @@ pub mod fhir;
 pub mod hl7;
 pub mod host;
 pub mod ids;
+#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod v2fhir;
 
@@ -53,8 +55,12 @@ pub mod bindings {
 #[macro_export]
 macro_rules! export_adapter {
     ($ty:ty) => {
+        // Only a wasm build exports the component interface; a native build of the
+        // same crate (tests, the golden harness, benchmarks) just has the type.
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         pub struct __EhrgateGuest;
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             impl $crate::bindings::exports::ehrgate::adapter::guest::Guest for __EhrgateGuest {
                 fn describe() -> $crate::bindings::ehrgate::adapter::types::AdapterInfo {
@@ -106,6 +112,7 @@ macro_rules! export_adapter {
                 }
             }
         };
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_guest!(__EhrgateGuest with_types_in $crate::bindings);
     };
 }

@@ -262,6 +262,13 @@ impl Adapter {
         CallError::Adapter { adapter: self.shared.label.clone(), function, error }
     }
 
+    /// Create a fresh instance and drop it (for benchmarks: the per-call cost of the
+    /// sandbox without any guest code).
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self) -> Result<(), CallError> {
+        self.run("instantiate", |_inst, store| async move { (store, Ok(())) }).await
+    }
+
     /// `describe()` in a fresh instance.
     pub async fn describe(&self) -> Result<AdapterInfo, CallError> {
         self.run("describe", |inst, mut store| async move {

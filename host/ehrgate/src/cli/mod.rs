@@ -1,0 +1,2 @@
+pub mod adapter_test;
+pub mod run;

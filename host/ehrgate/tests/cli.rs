@@ -1,0 +1,128 @@
+//! End-to-end: the real `ehrgate` binary over the shared samples, its FHIR output
+//! checked by an independent validator (Python fhir.resources).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn ehrgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ehrgate")).args(args).output().expect("run ehrgate")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// ADT and ORU samples the standard mapping claims (not the malformed ones).
+fn adt_oru_samples() -> Vec<PathBuf> {
+    let v: Vec<PathBuf> = ehrgate_testkit::hl7_samples()
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            (n.starts_with("adt_a0") || n.starts_with("adt_a1") || n.starts_with("adt_a40") || n.starts_with("oru_r01"))
+                && !n.starts_with("malformed")
+        })
+        .collect();
+    assert!(v.len() >= 20, "expected the shared ADT/ORU samples, found {}", v.len());
+    v
+}
+
+fn validate(ndjson: &[u8]) -> String {
+    let script = ehrgate_testkit::repo_root().join("tests/fhir_validate.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3 tests/fhir_validate.py (scripts/test installs fhir.resources)");
+    child.stdin.take().unwrap().write_all(ndjson).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "the independent validator rejected our FHIR:\n{report}");
+    report
+}
+
+#[test]
+fn reference_adapter_output_passes_the_independent_validator_and_ids_are_stable() {
+    let files = adt_oru_samples();
+    let mut args = vec!["adapter", "test", "reference"];
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+
+    let first = ehrgate(&args);
+    assert!(first.status.success(), "adapter test failed:\n{}", text(&first.stderr));
+    let lines = text(&first.stdout).lines().count();
+    assert!(lines > 100, "expected the samples to yield many resources, got {lines}");
+    for line in text(&first.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is one JSON resource");
+        assert!(v["resourceType"].is_string() && v["id"].is_string(), "{line}");
+    }
+
+    let report = validate(&first.stdout);
+    assert!(report.contains(&format!("validated {lines} resources, 0 errors")), "{report}");
+
+    let second = ehrgate(&args);
+    assert_eq!(text(&first.stdout), text(&second.stdout), "the same input must give the same resources and ids");
+}
+
+#[test]
+fn malformed_input_is_a_clear_error_naming_the_field_never_a_panic() {
+    for (file, location) in [
+        ("malformed_msh_duplicate_encoding_chars_v26.hl7", "MSH-2"),
+        ("malformed_msh_no_encoding_chars.hl7", "MSH-2"),
+        ("malformed_msh_missing_msh9_v26.hl7", "MSH-9"),
+        ("malformed_batch_no_msh.hl7", "EVN"),
+    ] {
+        let path = ehrgate_testkit::shared_dir().join("data/hl7").join(file);
+        let out = ehrgate(&["adapter", "test", "reference", path.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(location), "{file}: error should name {location}: {err}");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+    }
+}
+
+#[test]
+fn bad_components_are_refused_with_a_reason() {
+    let missing = ehrgate(&["adapter", "test", "/nonexistent/adapter.wasm", "x.hl7"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("does not exist"), "{}", text(&missing.stderr));
+
+    let readme = ehrgate_testkit::repo_root().join("README.md");
+    let not_wasm = ehrgate(&["adapter", "describe", readme.to_str().unwrap()]);
+    assert_eq!(not_wasm.status.code(), Some(2));
+    assert!(text(&not_wasm.stderr).contains("not a valid WebAssembly component"), "{}", text(&not_wasm.stderr));
+
+    let future = ehrgate_testkit::guest("ehrgate-guest-future-contract");
+    let out = ehrgate(&["adapter", "describe", future.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ehrgate:adapter@0.9.0") && err.contains("ehrgate:adapter@0.1.0"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_input_file_is_a_clear_error() {
+    let out = ehrgate(&["adapter", "test", "reference", "/nonexistent/file.hl7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/file.hl7"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn run_maps_the_shared_corpus_and_reports() {
+    let out_dir = std::env::temp_dir().join(format!("ehrgate-run-{}", std::process::id()));
+    let data = ehrgate_testkit::shared_dir().join("data/hl7");
+    let out = ehrgate(&["run", "--data", data.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", text(&out.stderr));
+    assert!(report.contains("throughput:") && report.contains("p99"), "{report}");
+    assert!(report.contains("unsupported message type"), "non-ADT/ORU samples are reported as unsupported: {report}");
+    for ty in ["Patient", "Encounter", "Observation", "DiagnosticReport"] {
+        let f = out_dir.join(format!("{ty}.ndjson"));
+        let n = std::fs::read_to_string(&f).unwrap_or_else(|_| panic!("{} missing", f.display())).lines().count();
+        assert!(n > 0, "{ty}: no resources");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    assert!(!Path::new(&out_dir).exists());
+}
