@@ -1,9 +1,257 @@
-//! The standard HL7v2 -> FHIR R4 mapping.
+//! The standard HL7v2 -> FHIR R4 mapping, after the HL7 v2-to-FHIR IG's segment maps.
+//!
+//! | message | resources |
+//! |---|---|
+//! | ADT A01 A04 A08 | Patient (+ NK1 as `Patient.contact`), Encounter (PV1/PV2), Observation (OBX), AllergyIntolerance (AL1), Condition (DG1), Procedure (PR1) |
+//! | ADT A02 | the same; Encounter.location: PV1-3 active, PV1-6 completed |
+//! | ADT A03 | the same; Encounter `finished`, `period.end` from PV1-45 |
+//! | ADT A11 | the same; Encounter `cancelled` (cancel admit) |
+//! | ADT A13 | the same; Encounter `in-progress` again, no `period.end` (cancel discharge) |
+//! | ADT A40 | per PID/MRG pair: the surviving Patient with `link` `replaces`, and the merged one (MRG-1) `active: false` with `link` `replaced-by` |
+//! | ORU R01 | Patient, Encounter (if PV1), an Observation per OBX (NTE -> `note`), a DiagnosticReport per OBR with `result` references |
+//! | VXU V04 | Patient, Encounter (if PV1), an Immunization per ORC/RXA (+ RXR), Observation per OBX |
+//! | RDE O11 | Patient, Encounter (if PV1), a MedicationRequest per ORC/RXE (+ RXR) (RXO is not mapped) |
+//!
+//! **Ids** are deterministic ([`crate::ids`]): a Patient from (identifier system of
+//! PID-3's assigning authority, else the source system; PID-3 value), an Encounter
+//! from PV1-19 (else patient + PV1-44), an Observation from the order (OBR-3, else
+//! OBR-2, else MSH-10 + OBR-1) + OBX-1/OBX-4, and so on. The same fact sent twice
+//! maps to the same id.
+//!
+//! **Provenance and the source timestamp.** Every resource gets `meta.source` =
+//! `urn:ehrgate:<source system>#<MSH-10>` (percent-encoded; the source system is
+//! MSH-3/MSH-4, see [`Mapper::source_system`]) and `meta.lastUpdated` = the message
+//! time MSH-7 as a FHIR `instant` (EVN-2 if MSH-7 is unusable, else the gateway's
+//! receive time). `meta.lastUpdated` is what the lake compares for "newer wins", the
+//! same field EHR bulk exports already fill, so HL7-derived and bulk resources merge
+//! by one rule and no extension is needed. A time without a UTC offset is read in
+//! [`Mapper::default_utc_offset`]; when that is `None`, MSH-7 is read as UTC (with a
+//! warning) and clinical times without an offset keep only their date.
+//!
+//! **Overriding.** [`Mapper`] has a default, standard implementation for every
+//! method; a vendor adapter implements it on its own type and overrides only what
+//! differs, calling the free functions of the submodules (e.g.
+//! [`patient::map_patient`]) for the standard part:
+//!
+//! ```
+//! use ehrgate_sdk::hl7::Segment;
+//! use ehrgate_sdk::v2fhir::{self, Context, MapResult, Mapper};
+//! use ehrgate_sdk::{Adapter, AdapterError, AdapterInfo, Hl7Input, Output};
+//!
+//! struct Acme;
+//! impl Mapper for Acme {
+//!     // Acme's MRNs carry a bare namespace: give them their OID.
+//!     fn identifier_system(&self, ns: &str, uid: &str, uid_type: &str) -> Option<String> {
+//!         if ns == "ACME_MRN" {
+//!             return Some("urn:oid:1.2.3.4".into());
+//!         }
+//!         v2fhir::types::standard_identifier_system(ns, uid, uid_type)
+//!     }
+//!     // ZPI-1 `Y`: a VIP, labelled on the Patient already built.
+//!     fn map_z_segment(&self, ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> MapResult {
+//!         if seg.id() == "ZPI" && seg.field(1).value() == "Y" {
+//!             if let Some(p) = ctx.last_mut("Patient") {
+//!                 p["meta"]["security"] = serde_json::json!([{
+//!                     "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"
+//!                 }]);
+//!             }
+//!         }
+//!         Ok(None)
+//!     }
+//! }
+//!
+//! struct AcmeAdapter;
+//! impl Adapter for AcmeAdapter {
+//!     fn describe() -> AdapterInfo {
+//!         AdapterInfo { name: "acme".into(), ..Default::default() }
+//!     }
+//!     fn map_hl7(msg: &Hl7Input) -> Result<Output, AdapterError> {
+//!         v2fhir::map_message(&Acme, msg)
+//!     }
+//! }
+//!
+//! let msg = Hl7Input::new("MSH|^~\\&|ACME|H|||20240101120000+0000||ADT^A04|42|P|2.5\rPID|1||123^^^ACME_MRN^MR\rZPI|Y");
+//! let out = AcmeAdapter::map_hl7(&msg).unwrap();
+//! let patient: serde_json::Value = serde_json::from_str(&out.resources[0]).unwrap();
+//! assert_eq!(patient["identifier"][0]["system"], "urn:oid:1.2.3.4");
+//! assert_eq!(patient["meta"]["security"][0]["code"], "R");
+//! ```
+
+pub mod clinical;
+mod context;
+pub mod encounter;
+mod messages;
+pub mod observation;
+pub mod patient;
+pub mod pharmacy;
+#[cfg(test)]
+mod tests;
+pub mod types;
+
+pub use context::{Context, Order};
 
 use crate::adapter::{AdapterError, Hl7Input, Output};
+use crate::hl7::{Message, Segment};
+use serde_json::Value;
+
+/// What a segment map returns: a resource, nothing (skip), or why the message is bad.
+pub type MapResult = Result<Option<Value>, AdapterError>;
+
+/// The message types the standard mapping handles.
+pub const STANDARD_MESSAGE_TYPES: &[&str] = &[
+    "ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11", "ADT^A13", "ADT^A40",
+    "ORU^R01", "VXU^V04", "RDE^O11",
+];
 
 /// A mapping: every method has the standard behaviour; vendors override what differs.
-pub trait Mapper {}
+/// Segment maps get the per-message [`Context`] (the parsed message, the source
+/// system, the ids of the Patient / Encounter / order already mapped, the resources
+/// built so far, warnings) and return a resource or `None`.
+pub trait Mapper {
+    /// Whether this mapper handles `code^trigger` (e.g. `ADT`, `A01`).
+    fn supports(&self, code: &str, trigger: &str) -> bool {
+        STANDARD_MESSAGE_TYPES
+            .iter()
+            .any(|t| t.split_once('^') == Some((code, trigger)))
+    }
+
+    /// The sending system: MSH-3 (namespace, else universal id), then `/` and MSH-4
+    /// if present; `unknown` when both are empty. Scopes natural keys without an
+    /// assigning authority and names `meta.source`.
+    fn source_system(&self, msg: &Message<'_>) -> String {
+        types::standard_source_system(msg)
+    }
+
+    /// The UTC offset (`-05:00`, `Z`...) of times sent without one; `None`: unknown.
+    fn default_utc_offset(&self) -> Option<String> {
+        None
+    }
+
+    /// The FHIR code system URI for an HL7 coding system name (CWE-3), e.g. `LN` ->
+    /// `http://loinc.org`; unknown names -> `urn:ehrgate:codesystem:<name>`.
+    fn code_system(&self, hl7_name: &str) -> Option<String> {
+        types::standard_code_system(hl7_name)
+    }
+
+    /// The `Identifier.system` for an assigning authority / namespace (HD: namespace
+    /// id, universal id, universal id type), e.g. `^1.2.3^ISO` -> `urn:oid:1.2.3`.
+    /// Used for PID-3, PV1-19, OBR-2/3... and so for the Patient id.
+    fn identifier_system(
+        &self,
+        namespace: &str,
+        universal_id: &str,
+        universal_id_type: &str,
+    ) -> Option<String> {
+        types::standard_identifier_system(namespace, universal_id, universal_id_type)
+    }
+
+    /// PID -> Patient (id from [`patient::patient_key`]).
+    fn map_patient(&self, ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
+        patient::map_patient(ctx, pid)
+    }
+
+    /// NK1 -> one `Patient.contact` entry (added to the Patient just built).
+    fn map_patient_contact(&self, ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> Option<Value> {
+        patient::map_contact(ctx, nk1)
+    }
+
+    /// A40 MRG -> the non-surviving Patient (`active: false`, `link` replaced-by
+    /// `surviving_id`). The surviving Patient gets the `replaces` link from the caller.
+    fn map_merged_patient(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        mrg: &Segment<'_>,
+        surviving_id: &str,
+    ) -> MapResult {
+        patient::map_merged_patient(ctx, mrg, surviving_id)
+    }
+
+    /// PV1 (+ PV2) -> Encounter; status from the trigger event.
+    fn map_encounter(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        pv1: &Segment<'_>,
+        pv2: Option<&Segment<'_>>,
+    ) -> MapResult {
+        encounter::map_encounter(ctx, pv1, pv2)
+    }
+
+    /// The order key of an OBR (for report and observation ids): OBR-3, else OBR-2,
+    /// else MSH-10 + OBR-1.
+    fn order(&self, ctx: &mut Context<'_, '_>, obr: &Segment<'_>) -> Order {
+        observation::order(ctx, obr)
+    }
+
+    /// OBX -> Observation. `obr` is the OBX's order, if any (fallback code and time).
+    fn map_observation(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        obx: &Segment<'_>,
+        obr: Option<&Segment<'_>>,
+    ) -> MapResult {
+        observation::map_observation(ctx, obx, obr)
+    }
+
+    /// OBR -> DiagnosticReport, with `result` references to the observation ids.
+    fn map_diagnostic_report(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        obr: &Segment<'_>,
+        results: &[String],
+    ) -> MapResult {
+        observation::map_diagnostic_report(ctx, obr, results)
+    }
+
+    /// AL1 -> AllergyIntolerance.
+    fn map_allergy(&self, ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
+        clinical::map_allergy(ctx, al1)
+    }
+
+    /// DG1 -> Condition.
+    fn map_condition(&self, ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult {
+        clinical::map_condition(ctx, dg1)
+    }
+
+    /// PR1 -> Procedure.
+    fn map_procedure(&self, ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult {
+        clinical::map_procedure(ctx, pr1)
+    }
+
+    /// RXA (+ its ORC and RXR) -> Immunization.
+    fn map_immunization(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        rxa: &Segment<'_>,
+        orc: Option<&Segment<'_>>,
+        rxr: Option<&Segment<'_>>,
+    ) -> MapResult {
+        pharmacy::map_immunization(ctx, rxa, orc, rxr)
+    }
+
+    /// RXE (+ its ORC and RXR) -> MedicationRequest.
+    fn map_medication_request(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        rxe: &Segment<'_>,
+        orc: Option<&Segment<'_>>,
+        rxr: Option<&Segment<'_>>,
+    ) -> MapResult {
+        pharmacy::map_medication_request(ctx, rxe, orc, rxr)
+    }
+
+    /// A Z-segment: ignored with a warning. Override to map it (return a resource,
+    /// or edit `ctx.resources`).
+    fn map_z_segment(&self, ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> MapResult {
+        ctx.warn(format!("{}: Z-segment not mapped", seg.id()));
+        Ok(None)
+    }
+
+    /// Last look at everything mapped from the message (`ctx.resources`).
+    fn finish(&self, ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+        let _ = ctx;
+        Ok(())
+    }
+}
 
 /// The standard mapping, unchanged.
 pub struct Standard;
@@ -11,7 +259,24 @@ impl Mapper for Standard {}
 
 /// Map one HL7v2 message with `mapper`.
 pub fn map_message(mapper: &impl Mapper, input: &Hl7Input) -> Result<Output, AdapterError> {
-    let _ = (mapper, input);
-    todo!()
+    let msg = Message::parse(&input.raw)?;
+    let (code, trigger) = (msg.message_code(), msg.trigger_event());
+    if !mapper.supports(code, trigger) {
+        return Err(AdapterError::unsupported(format!(
+            "message type {code}^{trigger} is not handled"
+        )));
+    }
+    let mut ctx = Context::new(mapper, &msg, input);
+    match code {
+        "ADT" => messages::map_adt(&mut ctx)?,
+        "ORU" => messages::map_oru(&mut ctx)?,
+        "VXU" | "RDE" => messages::map_orders(&mut ctx)?,
+        _ => {
+            return Err(AdapterError::unsupported(format!(
+                "no standard mapping for {code}^{trigger}"
+            )));
+        }
+    }
+    mapper.finish(&mut ctx)?;
+    Ok(ctx.into_output())
 }
-pub const STANDARD_MESSAGE_TYPES: &[&str] = &[];

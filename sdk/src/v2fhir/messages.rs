@@ -1,0 +1,275 @@
+//! Message-level flows: which segments are mapped, in which order, and how the
+//! resources refer to each other.
+
+use super::observation::note;
+use super::{Context, Order};
+use crate::adapter::AdapterError;
+use crate::fhir::{PatientLink, Reference, ToFhir};
+use crate::hl7::Segment;
+use serde_json::Value;
+
+/// Triggers whose PV1 is the point of the event: without one the message is invalid.
+const VISIT_EVENTS: &[&str] = &["A02", "A03", "A11", "A13"];
+/// Triggers that carry PID/MRG pairs.
+const MERGE_EVENTS: &[&str] = &["A40", "A39", "A34"];
+
+/// ADT: PID (required), NK1, PV1/PV2, OBX, AL1, DG1, PR1, Z-segments; A40: merges.
+pub(super) fn map_adt(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    let msg = ctx.message;
+    let trigger = msg.trigger_event();
+    if msg.segment("PID").is_none() {
+        return Err(AdapterError::invalid(
+            format!("ADT^{trigger} without a PID segment"),
+            Some("PID"),
+        ));
+    }
+    if MERGE_EVENTS.contains(&trigger) {
+        return map_merge(ctx);
+    }
+    if msg.segment("PV1").is_none() {
+        if VISIT_EVENTS.contains(&trigger) {
+            return Err(AdapterError::invalid(
+                format!("ADT^{trigger} without a PV1 segment"),
+                Some("PV1"),
+            ));
+        }
+        ctx.warn("no PV1 segment: no Encounter mapped");
+    }
+    walk(ctx)
+}
+
+/// ORU: per patient group PID, PV1; per order OBR with its OBX (+ NTE) segments.
+pub(super) fn map_oru(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    if ctx.message.segment("PID").is_none() {
+        ctx.warn("no PID segment: observations have no subject");
+    }
+    walk(ctx)
+}
+
+/// VXU / RDE: PID (required), PV1, then per ORC an RXA (Immunization) or an RXE
+/// (MedicationRequest), with OBX / NTE.
+pub(super) fn map_orders(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    let msg = ctx.message;
+    if msg.segment("PID").is_none() {
+        let t = format!("{}^{}", msg.message_code(), msg.trigger_event());
+        return Err(AdapterError::invalid(
+            format!("{t} without a PID segment"),
+            Some("PID"),
+        ));
+    }
+    walk(ctx)
+}
+
+/// The first `id` segment after position `i`, before any of `stop`.
+fn following<'s, 'a>(
+    segs: &'s [Segment<'a>],
+    i: usize,
+    id: &str,
+    stop: &[&str],
+) -> Option<&'s Segment<'a>> {
+    segs[i + 1..]
+        .iter()
+        .take_while(|s| !stop.contains(&s.id()))
+        .find(|s| s.id() == id)
+}
+
+fn index(p: Option<(usize, String)>) -> Option<usize> {
+    p.map(|(i, _)| i)
+}
+
+fn id(p: &Option<(usize, String)>) -> Option<String> {
+    p.as_ref().map(|(_, id)| id.clone())
+}
+
+/// Add a resource; returns its index and id. Ids must be unique within a message
+/// (the lake MERGEs a batch by id): a resource whose id is already taken is dropped
+/// when identical, else re-keyed by its segment's position `pos`, with a warning.
+fn push(ctx: &mut Context<'_, '_>, v: Option<Value>, pos: usize) -> Option<(usize, String)> {
+    let mut v = v?;
+    let (rt, id) = (
+        v["resourceType"].as_str()?.to_owned(),
+        v["id"].as_str()?.to_owned(),
+    );
+    if let Some(i) = ctx
+        .resources
+        .iter()
+        .position(|r| r["resourceType"] == rt.as_str() && r["id"] == id.as_str())
+    {
+        if ctx.resources[i] == v {
+            return Some((i, id));
+        }
+        ctx.warn(format!(
+            "{rt}: two segments with the same key; the later one keyed by its position"
+        ));
+        let new_id = ctx.id(&rt, &id, &[&pos.to_string()]);
+        v["id"] = Value::String(new_id);
+    }
+    let id = v["id"].as_str()?.to_owned();
+    ctx.resources.push(v);
+    Some((ctx.resources.len() - 1, id))
+}
+
+fn append(resource: &mut Value, key: &str, item: Value) {
+    match resource.get_mut(key).and_then(Value::as_array_mut) {
+        Some(a) => a.push(item),
+        None => resource[key] = Value::Array(vec![item]),
+    }
+}
+
+/// One pass over the segments in order.
+fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    let (msg, m) = (ctx.message, ctx.mapper);
+    let segs = msg.segments();
+    let mut group: Option<(&Segment<'_>, Vec<String>)> = None;
+    let mut last_patient: Option<usize> = None;
+    let mut last_obs: Option<usize> = None;
+    let mut orc: Option<&Segment<'_>> = None;
+    for (i, seg) in segs.iter().enumerate() {
+        match seg.id() {
+            "PID" => {
+                close_group(ctx, &mut group)?;
+                let v = m.map_patient(ctx, seg)?;
+                let p = push(ctx, v, i);
+                ctx.patient_id = id(&p);
+                ctx.encounter_id = None;
+                last_patient = index(p);
+                last_obs = None;
+                orc = None;
+            }
+            "NK1" => {
+                if let Some(p) = last_patient
+                    && let Some(c) = m.map_patient_contact(ctx, seg)
+                {
+                    append(&mut ctx.resources[p], "contact", c);
+                }
+            }
+            "PV1" => {
+                let pv2 = segs.get(i + 1).filter(|s| s.id() == "PV2");
+                let v = m.map_encounter(ctx, seg, pv2)?;
+                let p = push(ctx, v, i);
+                ctx.encounter_id = id(&p);
+            }
+            "ORC" => {
+                // A new order: OBX segments that follow before any OBR/RXA key on it.
+                close_group(ctx, &mut group)?;
+                orc = Some(seg);
+                ctx.order = [3, 2].iter().find_map(|&n| {
+                    let id = ctx.ei_identifier(seg.field(n).rep(1))?;
+                    Some(Order {
+                        system: id.system.unwrap_or_else(|| ctx.source_urn()),
+                        key: id.value?,
+                    })
+                });
+                last_obs = None;
+            }
+            "RXA" => {
+                let rxr = following(segs, i, "RXR", &["RXA", "ORC", "PID"]);
+                let v = m.map_immunization(ctx, seg, orc, rxr)?;
+                last_obs = None;
+                push(ctx, v, i);
+            }
+            "RXE" => {
+                let rxr = following(segs, i, "RXR", &["RXE", "ORC", "PID"]);
+                let v = m.map_medication_request(ctx, seg, orc, rxr)?;
+                last_obs = None;
+                push(ctx, v, i);
+            }
+            "OBR" => {
+                close_group(ctx, &mut group)?;
+                ctx.order = Some(m.order(ctx, seg));
+                group = Some((seg, Vec::new()));
+                last_obs = None;
+            }
+            "OBX" => {
+                let v = m.map_observation(ctx, seg, group.as_ref().map(|g| g.0))?;
+                let p = push(ctx, v, i);
+                if let (Some(g), Some(id)) = (group.as_mut(), id(&p)) {
+                    g.1.push(id);
+                }
+                last_obs = index(p);
+            }
+            "NTE" => {
+                if let Some(o) = last_obs
+                    && let Some(n) = note(seg)
+                {
+                    append(&mut ctx.resources[o], "note", n.to_fhir());
+                }
+            }
+            "AL1" => {
+                let v = m.map_allergy(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            "DG1" => {
+                let v = m.map_condition(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            "PR1" => {
+                let v = m.map_procedure(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            z if z.starts_with('Z') => {
+                let v = m.map_z_segment(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            _ => {}
+        }
+    }
+    close_group(ctx, &mut group)
+}
+
+/// The DiagnosticReport of a finished OBR group.
+fn close_group(
+    ctx: &mut Context<'_, '_>,
+    group: &mut Option<(&Segment<'_>, Vec<String>)>,
+) -> Result<(), AdapterError> {
+    if let Some((obr, results)) = group.take() {
+        let v = ctx.mapper.map_diagnostic_report(ctx, obr, &results)?;
+        push(ctx, v, usize::MAX);
+    }
+    ctx.order = None;
+    Ok(())
+}
+
+/// A40 (and other PID/MRG events): each PID is a surviving patient, the MRG after
+/// it names the patient merged into it.
+fn map_merge(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    let (msg, m) = (ctx.message, ctx.mapper);
+    if msg.segment("MRG").is_none() {
+        return Err(AdapterError::invalid(
+            "merge without an MRG segment",
+            Some("MRG"),
+        ));
+    }
+    let mut surviving: Option<(usize, String)> = None;
+    for (pos, seg) in msg.segments().iter().enumerate() {
+        match seg.id() {
+            "PID" => {
+                let v = m.map_patient(ctx, seg)?;
+                surviving = push(ctx, v, pos);
+                ctx.patient_id = id(&surviving);
+            }
+            "MRG" => {
+                let Some((i, id)) = surviving.clone() else {
+                    return Err(AdapterError::invalid(
+                        "MRG without a PID before it",
+                        Some("MRG"),
+                    ));
+                };
+                let merged = m.map_merged_patient(ctx, seg, &id)?;
+                if let Some((_, old)) = push(ctx, merged, pos) {
+                    let link = PatientLink {
+                        other: Reference::to("Patient", &old),
+                        type_: "replaces".into(),
+                    };
+                    append(&mut ctx.resources[i], "link", link.to_fhir());
+                }
+            }
+            z if z.starts_with('Z') => {
+                let v = m.map_z_segment(ctx, seg)?;
+                push(ctx, v, pos);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,565 @@
+//! The standard mapping over the shared sample messages, and hand-made edge cases.
+
+use super::*;
+use crate::fhir::strip_empty;
+use crate::hl7::{Segment, decode_bytes};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// The message types the standard mapping must handle, as sample file name prefixes.
+const MAPPED_PREFIXES: &[&str] = &[
+    "adt_a01", "adt_a02", "adt_a03", "adt_a04", "adt_a08", "adt_a11", "adt_a13", "adt_a40",
+    "oru_r01", "vxu_v04", "rde_o11",
+];
+
+fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/hl7"
+    ));
+    assert!(
+        dir.is_dir(),
+        "sample HL7 messages not found at {} (the shared data folder must sit beside the checkout)",
+        dir.display()
+    );
+    dir
+}
+
+fn sample(name: &str) -> Hl7Input {
+    let bytes = std::fs::read(data_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Hl7Input {
+        raw: decode_bytes(&bytes).into_owned(),
+        source: "test".into(),
+        received_at_ms: 1_700_000_000_000,
+    }
+}
+
+fn sample_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".hl7") && MAPPED_PREFIXES.iter().any(|p| n.starts_with(p)))
+        .collect();
+    names.sort();
+    names
+}
+
+fn map(input: &Hl7Input) -> (Vec<Value>, Vec<String>) {
+    let out = map_message(&Standard, input).unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.resources
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect(),
+        out.warnings,
+    )
+}
+
+fn of_type<'v>(rs: &'v [Value], t: &str) -> Vec<&'v Value> {
+    rs.iter().filter(|r| r["resourceType"] == t).collect()
+}
+
+fn raw(text: &str) -> Hl7Input {
+    Hl7Input {
+        raw: text.replace('\n', "\r"),
+        source: "test".into(),
+        received_at_ms: 0,
+    }
+}
+
+/// Every reference to a resource type this mapping makes must resolve in the output.
+fn check_references(name: &str, rs: &[Value]) {
+    fn refs<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("reference") {
+                    out.push(r);
+                }
+                o.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let have: Vec<String> = rs
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap(),
+                r["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for r in rs {
+        let mut out = Vec::new();
+        refs(r, &mut out);
+        for target in out {
+            assert!(
+                have.iter().any(|h| h == target),
+                "{name}: dangling reference {target}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_sample_maps_to_well_formed_resources() {
+    let names = sample_names();
+    assert!(
+        names.len() >= 20,
+        "expected the ADT/ORU samples, found {names:?}"
+    );
+    let mut ndjson = String::new();
+    for name in &names {
+        let (rs, _warnings) = map(&sample(name));
+        assert!(!of_type(&rs, "Patient").is_empty(), "{name}: no Patient");
+        for r in &rs {
+            let mut copy = r.clone();
+            assert!(!strip_empty(&mut copy));
+            assert_eq!(&copy, r, "{name}: empty members in {}", r["resourceType"]);
+            assert!(r["id"].as_str().is_some_and(|id| id.len() == 36), "{name}");
+            assert!(
+                r["meta"]["source"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("urn:ehrgate:"),
+                "{name}"
+            );
+            assert!(r["meta"]["lastUpdated"].is_string(), "{name}");
+            ndjson.push_str(&r.to_string());
+            ndjson.push('\n');
+        }
+        check_references(name, &rs);
+        let ids: Vec<_> = rs
+            .iter()
+            .map(|r| (r["resourceType"].clone(), r["id"].clone()))
+            .collect();
+        let mut dedup = ids.clone();
+        dedup.sort_by_key(|(t, i)| format!("{t}{i}"));
+        dedup.dedup();
+        assert_eq!(
+            dedup.len(),
+            ids.len(),
+            "{name}: duplicate ids in one message"
+        );
+    }
+    // For tests/fhir_validate.py: EHRGATE_V2FHIR_NDJSON=path cargo test ...
+    let path = std::env::var("EHRGATE_V2FHIR_NDJSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("ehrgate-v2fhir-samples.ndjson"));
+    std::fs::write(&path, ndjson).unwrap();
+    println!("wrote {} ({} messages)", path.display(), names.len());
+}
+
+#[test]
+fn mapping_is_deterministic() {
+    for name in sample_names() {
+        let input = sample(&name);
+        let a = map_message(&Standard, &input).unwrap();
+        let b = map_message(&Standard, &input).unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+    // The same patient in two copies of a message (CR and LF, the latter edited).
+    let (cr, _) = map(&sample("oru_r01_ghh_glucose_v24.hl7"));
+    let (lf, _) = map(&sample("oru_r01_ghh_glucose_v24_lf.hl7"));
+    assert_eq!(cr[0]["id"], lf[0]["id"]);
+    assert_eq!(cr[1]["id"], lf[1]["id"], "OBX 1 of order 1045813");
+    // Line endings do not matter.
+    let input = sample("adt_a01_ghh_v28_full.hl7");
+    let crlf = Hl7Input {
+        raw: input.raw.replace('\n', "\r\n"),
+        ..input.clone()
+    };
+    assert_eq!(
+        map_message(&Standard, &input).unwrap(),
+        map_message(&Standard, &crlf).unwrap()
+    );
+}
+
+#[test]
+fn same_patient_same_id_across_messages() {
+    let id = |name: &str| of_type(&map(&sample(name)).0, "Patient")[0]["id"].clone();
+    assert_eq!(id("adt_a01_ghh_v28_full.hl7"), id("adt_a03_ghh_v28.hl7"));
+    assert_eq!(id("adt_a01_ghh_v28_full.hl7"), id("adt_a08_ghh_v28.hl7"));
+    let enc = |name: &str| of_type(&map(&sample(name)).0, "Encounter")[0]["id"].clone();
+    assert_eq!(enc("adt_a01_ghh_v28_full.hl7"), enc("adt_a03_ghh_v28.hl7"));
+}
+
+#[test]
+fn patient_fields() {
+    let (rs, _) = map(&sample("adt_a01_ghh_v28_full.hl7"));
+    let p = of_type(&rs, "Patient")[0];
+    assert_eq!(p["gender"], "male");
+    assert_eq!(p["birthDate"], "1988-08-18");
+    assert_eq!(p["name"][0]["family"], "EVERYMAN");
+    assert_eq!(p["name"][0]["given"], json!(["ADAM", "A"]));
+    let mr = p["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["value"] == "PATID1234")
+        .unwrap();
+    assert_eq!(mr["type"]["coding"][0]["code"], "MR");
+    assert!(
+        p["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["system"] == "http://hl7.org/fhir/sid/us-ssn")
+    );
+    assert!(
+        p["contact"].as_array().is_some_and(|c| !c.is_empty()),
+        "NK1 -> contact"
+    );
+    assert_eq!(p["meta"]["lastUpdated"], "1989-08-18T11:26:00+02:15");
+    assert_eq!(
+        p["meta"]["source"],
+        "urn:ehrgate:ADTApp/GHHSFacility#MSG00001"
+    );
+    // A Cerner feed: explicit nulls and repetitions.
+    let (rs, _) = map(&sample("adt_a01_cerner_hnam_v23.hl7"));
+    let p = of_type(&rs, "Patient")[0];
+    assert_eq!(p["identifier"][0]["system"], "urn:ehrgate:id:MSH_MRN");
+    assert_eq!(p["gender"], "female");
+}
+
+#[test]
+fn encounter_events() {
+    let enc = |name: &str| of_type(&map(&sample(name)).0, "Encounter")[0].clone();
+    let a01 = enc("adt_a01_ghh_v28_full.hl7");
+    assert_eq!(a01["status"], "in-progress");
+    assert_eq!(a01["class"]["code"], "PRENC");
+    assert_eq!(a01["location"][0]["status"], "active");
+    let a03 = enc("adt_a03_ghh_v28.hl7");
+    assert_eq!(a03["status"], "finished");
+    let a11 = enc("adt_a11_ghh_v28.hl7");
+    assert_eq!(a11["status"], "cancelled");
+    let a13 = enc("adt_a13_ghh_v28.hl7");
+    assert_eq!(a13["status"], "in-progress");
+    assert!(a13["period"].get("end").is_none());
+    let a02 = enc("adt_a02_ghh_v28.hl7");
+    assert!(!a02["location"].as_array().unwrap().is_empty());
+
+    let msg = "MSH|^~\\&|A|F|||20200101120000+0100||ADT^A03|1|P|2.5\nPID|1||P1^^^H^MR\nPV1|1|I|W1^R1^B1||||||||||||||||V1^^^H|||||||||||||||||||||||||20200101080000+0100|20200102100000+0100";
+    let (rs, _) = map(&raw(msg));
+    let e = of_type(&rs, "Encounter")[0];
+    assert_eq!(
+        e["period"],
+        json!({"start": "2020-01-01T08:00:00+01:00", "end": "2020-01-02T10:00:00+01:00"})
+    );
+    assert_eq!(e["class"]["code"], "IMP");
+    assert_eq!(
+        e["subject"]["reference"],
+        format!(
+            "Patient/{}",
+            of_type(&rs, "Patient")[0]["id"].as_str().unwrap()
+        )
+    );
+}
+
+#[test]
+fn merge_links_both_patients() {
+    let (rs, _) = map(&sample("adt_a40_merge_two_pairs_v28.hl7"));
+    let ps = of_type(&rs, "Patient");
+    assert_eq!(ps.len(), 4);
+    for pair in ps.chunks(2) {
+        let (surv, old) = (pair[0], pair[1]);
+        assert_eq!(old["active"], false);
+        assert_eq!(
+            old["link"][0],
+            json!({"other": {"reference": format!("Patient/{}", surv["id"].as_str().unwrap())}, "type": "replaced-by"})
+        );
+        assert_eq!(surv["link"][0]["type"], "replaces");
+        assert_eq!(
+            surv["link"][0]["other"]["reference"],
+            format!("Patient/{}", old["id"].as_str().unwrap())
+        );
+    }
+}
+
+#[test]
+fn oru_observations_and_reports() {
+    let (rs, _) = map(&sample("oru_r01_ghh_glucose_v24.hl7"));
+    let obs = of_type(&rs, "Observation");
+    assert_eq!(obs.len(), 2);
+    assert_eq!(
+        obs[0]["valueQuantity"],
+        json!({"value": 182, "unit": "mg/dl"})
+    );
+    assert_eq!(obs[0]["interpretation"][0]["coding"][0]["code"], "H");
+    assert_eq!(obs[0]["referenceRange"][0]["text"], "70_105");
+    assert_eq!(obs[0]["status"], "final");
+    let dr = of_type(&rs, "DiagnosticReport")[0];
+    assert_eq!(dr["result"].as_array().unwrap().len(), 2);
+
+    let (rs, _) = map(&sample("oru_r01_nist_lri_cbc_v251_bom.hl7"));
+    let obs = of_type(&rs, "Observation");
+    assert_eq!(obs.len(), 28);
+    assert_eq!(
+        obs[0]["valueQuantity"]["system"],
+        "http://unitsofmeasure.org"
+    );
+    assert_eq!(obs[0]["valueQuantity"]["code"], "10*6/uL");
+    assert_eq!(obs[0]["code"]["coding"][0]["system"], "http://loinc.org");
+    assert_eq!(obs[0]["effectiveDateTime"], "2011-01-03T14:34:28-08:00");
+    assert_eq!(obs[0]["referenceRange"][0]["low"]["value"], 4.3);
+    assert_eq!(obs[0]["referenceRange"][0]["high"]["value"], 6.2);
+    assert_eq!(
+        obs[19]["valueCodeableConcept"]["coding"][0]["system"],
+        "http://snomed.info/sct"
+    );
+    assert_eq!(obs[25]["valueString"], "Many spherocytes present.");
+    let dr = of_type(&rs, "DiagnosticReport")[0];
+    assert_eq!(dr["result"].as_array().unwrap().len(), 28);
+    assert_eq!(dr["status"], "final");
+    assert_eq!(dr["identifier"][1]["type"]["coding"][0]["code"], "FILL");
+
+    let (rs, _) = map(&sample("oru_r01_lab_two_obr_spm_v25_bom.hl7"));
+    assert_eq!(of_type(&rs, "DiagnosticReport").len(), 2);
+    assert_eq!(of_type(&rs, "Observation").len(), 10);
+}
+
+#[test]
+fn observation_value_types() {
+    let msg = |obx: &str| {
+        raw(&format!(
+            "MSH|^~\\&|LAB|F|||20200101120000+0000||ORU^R01|C1|P|2.5\nPID|1||P1^^^H^MR\nOBR|1||F1^LAB|1^Panel^L\n{obx}"
+        ))
+    };
+    let value = |obx: &str| {
+        let (rs, w) = map(&msg(obx));
+        let o = of_type(&rs, "Observation")[0].clone();
+        (o, w)
+    };
+    let (o, _) = value("OBX|1|SN|2^X^LN||<^5|mg^^UCUM|||||F");
+    assert_eq!(
+        o["valueQuantity"],
+        json!({"value": 5, "comparator": "<", "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"})
+    );
+    let (o, _) = value("OBX|1|SN|2^X^LN||^2^-^4|mg|||||F");
+    assert_eq!(o["valueRange"]["low"]["value"], 2);
+    assert_eq!(o["valueRange"]["high"]["value"], 4);
+    let (o, _) = value("OBX|1|SN|2^X^LN||^1^:^128||||||F");
+    assert_eq!(o["valueRatio"]["denominator"]["value"], 128);
+    let (o, _) = value("OBX|1|TX|2^X^LN||line 1~line 2||||||P");
+    assert_eq!(o["valueString"], "line 1\nline 2");
+    assert_eq!(o["status"], "preliminary");
+    let (o, _) = value("OBX|1|DT|2^X^LN||20200115||||||C");
+    assert_eq!(o["valueDateTime"], "2020-01-15");
+    assert_eq!(o["status"], "corrected");
+    let (o, w) = value("OBX|1|XYZ|2^X^LN||abc||||||X");
+    assert_eq!(o["valueString"], "abc");
+    assert_eq!(o["status"], "cancelled");
+    assert!(w.iter().any(|w| w.contains("XYZ")));
+    let (o, w) = value("OBX|1|NM|2^X^LN||positive||||||F");
+    assert_eq!(o["valueString"], "positive");
+    assert!(w.iter().any(|w| w.contains("not a number")));
+    assert!(
+        w.iter().all(|w| !w.contains("positive")),
+        "warnings never quote values"
+    );
+    let (o, _) = value("OBX|1|NM|2^X^LN||7.5|%|>5|||||F");
+    assert_eq!(o["referenceRange"][0]["low"]["value"], 5);
+    assert!(o.get("effectiveDateTime").is_none());
+    // No OBX-2 with a value: invalid, located.
+    match map_message(&Standard, &msg("OBX|1||2^X^LN||7.5||||||F")) {
+        Err(AdapterError::InvalidInput { location, .. }) => {
+            assert_eq!(location.as_deref(), Some("OBX-2"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn errors_are_typed_and_located() {
+    let no_pid = raw("MSH|^~\\&|A|F|||20200101||ADT^A01|1|P|2.5\nPV1|1|I");
+    match map_message(&Standard, &no_pid) {
+        Err(AdapterError::InvalidInput { location, .. }) => {
+            assert_eq!(location.as_deref(), Some("PID"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_pv1 = raw("MSH|^~\\&|A|F|||20200101||ADT^A03|1|P|2.5\nPID|1||P1");
+    match map_message(&Standard, &no_pv1) {
+        Err(AdapterError::InvalidInput { location, .. }) => {
+            assert_eq!(location.as_deref(), Some("PV1"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_id = raw("MSH|^~\\&|A|F|||20200101||ADT^A01|1|P|2.5\nPID|1||||Doe^Secret");
+    match map_message(&Standard, &no_id) {
+        Err(AdapterError::InvalidInput { location, message }) => {
+            assert_eq!(location.as_deref(), Some("PID-3"));
+            assert!(!message.contains("Secret"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match map_message(&Standard, &sample("adt_a28_ghh_v28.hl7")) {
+        Err(AdapterError::Unsupported(m)) => assert!(m.contains("ADT^A28"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        map_message(&Standard, &raw("PID|1")),
+        Err(AdapterError::InvalidInput { .. })
+    ));
+}
+
+#[test]
+fn clinical_segments() {
+    let (rs, _) = map(&sample("adt_a01_ghh_v28_full.hl7"));
+    let a = of_type(&rs, "AllergyIntolerance")[0];
+    assert_eq!(a["code"]["coding"][0]["code"], "P");
+    assert_eq!(a["category"], json!(["environment"]));
+    let c = of_type(&rs, "Condition")[0];
+    assert_eq!(c["code"]["coding"][0]["system"], "http://snomed.info/sct");
+    assert_eq!(c["onsetDateTime"], "2004-01-25T11:40:25+04:20");
+    let p = of_type(&rs, "Procedure")[0];
+    assert_eq!(p["status"], "completed");
+    assert_eq!(p["performedDateTime"], "2005-01-25T11:40:00+01:00");
+    assert_eq!(of_type(&rs, "Observation").len(), 1);
+    let (rs, _) = map(&sample("adt_a01_cerner_hnam_v23.hl7"));
+    let c = of_type(&rs, "Condition")[0];
+    assert_eq!(
+        c["code"]["coding"][0]["system"],
+        "http://hl7.org/fhir/sid/icd-9-cm"
+    );
+}
+
+#[test]
+fn time_without_offset() {
+    let msg = "MSH|^~\\&|A|F|||20200101120000||ADT^A01|1|P|2.5\nPID|1||P1^^^H^MR\nPV1|1|I|||||||||||||||||V1|||||||||||||||||||||||||20200101080000";
+    let (rs, w) = map(&raw(msg));
+    let e = of_type(&rs, "Encounter")[0];
+    assert_eq!(e["period"]["start"], "2020-01-01");
+    assert_eq!(e["meta"]["lastUpdated"], "2020-01-01T12:00:00Z");
+    assert!(w.iter().any(|w| w.contains("PV1-44")));
+
+    struct Eastern;
+    impl Mapper for Eastern {
+        fn default_utc_offset(&self) -> Option<String> {
+            Some("-05:00".into())
+        }
+    }
+    let out = map_message(&Eastern, &raw(msg)).unwrap();
+    let e: Value = serde_json::from_str(&out.resources[1]).unwrap();
+    assert_eq!(e["period"]["start"], "2020-01-01T08:00:00-05:00");
+    assert_eq!(e["meta"]["lastUpdated"], "2020-01-01T12:00:00-05:00");
+}
+
+#[test]
+fn a_vendor_overrides_only_what_differs() {
+    struct Acme;
+    impl Mapper for Acme {
+        fn identifier_system(&self, ns: &str, uid: &str, ty: &str) -> Option<String> {
+            if ns == "H" {
+                return Some("urn:oid:1.2.3".into());
+            }
+            types::standard_identifier_system(ns, uid, ty)
+        }
+        fn map_z_segment(&self, ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> MapResult {
+            if seg.id() == "ZPI"
+                && let Some(p) = ctx.last_mut("Patient")
+            {
+                p["active"] = json!(seg.field(1).value() == "Y");
+            }
+            Ok(None)
+        }
+    }
+    let msg = raw("MSH|^~\\&|A|F|||20200101||ADT^A04|1|P|2.5\nPID|1||P1^^^H^MR\nZPI|Y\nZXX|1");
+    let out = map_message(&Acme, &msg).unwrap();
+    let p: Value = serde_json::from_str(&out.resources[0]).unwrap();
+    assert_eq!(p["identifier"][0]["system"], "urn:oid:1.2.3");
+    assert_eq!(
+        p["id"],
+        crate::ids::resource_id("Patient", "urn:oid:1.2.3", "P1")
+    );
+    assert_eq!(p["active"], true);
+    let std_out = map_message(&Standard, &msg).unwrap();
+    assert!(std_out.warnings.iter().any(|w| w.contains("ZPI")));
+}
+
+#[test]
+fn message_types_list() {
+    assert_eq!(STANDARD_MESSAGE_TYPES.len(), 11);
+    assert!(Standard.supports("ADT", "A40") && Standard.supports("ORU", "R01"));
+    assert!(!Standard.supports("ADT", "A28") && !Standard.supports("ORM", "O01"));
+}
+
+#[test]
+fn immunizations_and_medication_requests() {
+    let (rs, _) = map(&sample("vxu_v04_nist_iz_v251_bom.hl7"));
+    let imms = of_type(&rs, "Immunization");
+    assert_eq!(imms.len(), 3);
+    let i = imms[0];
+    assert_eq!(i["status"], "completed");
+    assert_eq!(
+        i["vaccineCode"]["coding"][0]["system"],
+        "http://hl7.org/fhir/sid/ndc"
+    );
+    assert_eq!(i["occurrenceDateTime"], "2015-06-24");
+    assert_eq!(i["primarySource"], true);
+    assert_eq!(i["lotNumber"], "315841");
+    assert_eq!(i["doseQuantity"]["value"], 0.5);
+    assert_eq!(i["route"]["coding"][0]["code"], "C28161");
+    assert_eq!(imms[1]["primarySource"], false);
+    assert!(
+        imms[1].get("doseQuantity").is_none(),
+        "999 = unknown amount"
+    );
+    assert_eq!(of_type(&rs, "Observation").len(), 4);
+
+    let (rs, _) = map(&sample("rde_o11_pharmacy_v28.hl7"));
+    let m = of_type(&rs, "MedicationRequest")[0];
+    assert_eq!(m["status"], "active");
+    assert_eq!(m["intent"], "order");
+    assert_eq!(
+        m["medicationCodeableConcept"]["coding"][0]["code"],
+        "0143963401"
+    );
+    assert_eq!(
+        m["dosageInstruction"][0]["route"]["coding"][0]["code"],
+        "IV"
+    );
+    assert_eq!(m["authoredOn"], "2019-11-04T06:27:26+02:15");
+}
+
+#[test]
+#[ignore]
+fn print_warnings() {
+    for name in sample_names() {
+        let (rs, w) = map(&sample(&name));
+        let mut counts = std::collections::BTreeMap::new();
+        for r in &rs {
+            *counts
+                .entry(r["resourceType"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+        println!("{name}: {counts:?}");
+        for w in w {
+            println!("    {w}");
+        }
+    }
+}
+
+/// Rough speed check: `cargo test -p ehrgate-sdk --release --lib map_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn map_speed() {
+    for name in [
+        "adt_a01_ghh_v28_full.hl7",
+        "oru_r01_nist_lri_cbc_v251_bom.hl7",
+    ] {
+        let input = sample(name);
+        let n = 2000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(map_message(&Standard, &input).unwrap());
+        }
+        println!(
+            "{name}: {} bytes, {:?} per message",
+            input.raw.len(),
+            t.elapsed() / n
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! HL7v2 datatypes (CWE, CX, EI, HD, XPN, XAD, XTN, XCN, PL) -> FHIR datatypes, and
+//! the standard code system / identifier system tables.
+
+use super::Context;
+use crate::fhir::{
+    Address, CodeableConcept, Coding, ContactPoint, HumanName, Identifier, Quantity, Reference,
+    decimal, uri_escape,
+};
+use crate::hl7::{Component, Message, Rep};
+
+/// A component's text: decoded, trimmed; `None` when empty or the explicit null `""`.
+pub fn text(c: Component<'_>) -> Option<String> {
+    let v = c.opt()?;
+    let t = v.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// Subcomponent `n` of a component, trimmed; `None` when empty.
+pub fn sub(c: Component<'_>, n: usize) -> Option<String> {
+    let v = c.sub(n)?;
+    let t = v.trim();
+    (!t.is_empty() && t != "\"\"").then(|| t.to_owned())
+}
+
+/// MSH-3 (namespace, else universal id), then `/` MSH-4 if present.
+pub fn standard_source_system(msg: &Message<'_>) -> String {
+    let hd = |n: usize| {
+        let c = msg.msh().field(n);
+        text(c.component(1)).or_else(|| text(c.component(2)))
+    };
+    match (hd(3), hd(4)) {
+        (Some(a), Some(f)) => format!("{a}/{f}"),
+        (Some(a), None) => a,
+        (None, Some(f)) => f,
+        (None, None) => "unknown".to_owned(),
+    }
+}
+
+/// The standard HL7 coding system name (table 0396) -> FHIR system URI table.
+pub fn standard_code_system(name: &str) -> Option<String> {
+    let name = name.trim();
+    let upper = name.to_ascii_uppercase();
+    let uri = match upper.as_str() {
+        "" => return None,
+        "LN" | "LOINC" => "http://loinc.org",
+        "SCT" | "SNM" | "SNM3" | "SCT2" | "SNOMED" | "SNOMEDCT" | "SNOMED-CT" | "SNOMED CT" => {
+            "http://snomed.info/sct"
+        }
+        "I10" | "I10C" | "ICD10" | "ICD10CM" | "ICD-10-CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "I10P" | "ICD10PCS" => "http://www.cms.gov/Medicare/Coding/ICD10",
+        "I9" | "I9C" | "I9CDX" | "ICD9" | "ICD9CM" | "ICD-9-CM" => {
+            "http://hl7.org/fhir/sid/icd-9-cm"
+        }
+        "UCUM" => "http://unitsofmeasure.org",
+        "C4" | "C5" | "CPT" | "CPT4" | "CPT-4" => "http://www.ama-assn.org/go/cpt",
+        "HCPCS" | "HCPT" => "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+        "RXN" | "RXNORM" => "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "NDC" => "http://hl7.org/fhir/sid/ndc",
+        "CVX" => "http://hl7.org/fhir/sid/cvx",
+        "MVX" => "http://terminology.hl7.org/CodeSystem/MVX",
+        "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
+        "ISO3166_1" | "ISO3166-1" => "urn:iso:std:iso:3166",
+        "ISO639" | "ISO 639" => "urn:ietf:bcp:47",
+        "NUCC" | "NUCCPT" => "http://nucc.org/provider-taxonomy",
+        "NCIT" | "NCI" => "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
+        "HL70078" => "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+        _ => {
+            if let Some(t) = upper.strip_prefix("HL7")
+                && t.len() == 4
+                && t.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Some(format!("http://terminology.hl7.org/CodeSystem/v2-{t}"));
+            }
+            return Some(format!("urn:ehrgate:codesystem:{}", uri_escape(name)));
+        }
+    };
+    Some(uri.to_owned())
+}
+
+/// HD (namespace, universal id, universal id type) -> an `Identifier.system`:
+/// `urn:oid:` for an OID, `urn:uuid:` for a UUID, a URI as is, else
+/// `urn:ehrgate:id:<namespace>`.
+pub fn standard_identifier_system(
+    namespace: &str,
+    universal_id: &str,
+    universal_id_type: &str,
+) -> Option<String> {
+    let (ns, uid, ty) = (
+        namespace.trim(),
+        universal_id.trim(),
+        universal_id_type.trim().to_ascii_uppercase(),
+    );
+    if !uid.is_empty() {
+        if is_oid(uid) {
+            return Some(format!("urn:oid:{uid}"));
+        }
+        if ty == "UUID"
+            && uid.len() == 36
+            && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        {
+            return Some(format!("urn:uuid:{}", uid.to_ascii_lowercase()));
+        }
+        if matches!(ty.as_str(), "URI" | "URL")
+            && uid.contains(':')
+            && !uid.contains(char::is_whitespace)
+        {
+            return Some(uid.to_owned());
+        }
+    }
+    let name = if ns.is_empty() { uid } else { ns };
+    (!name.is_empty()).then(|| format!("urn:ehrgate:id:{}", uri_escape(name)))
+}
+
+fn is_oid(s: &str) -> bool {
+    let mut arcs = s.split('.');
+    let first_ok = matches!(arcs.next(), Some("0" | "1" | "2"));
+    let rest: Vec<&str> = arcs.collect();
+    first_ok
+        && !rest.is_empty()
+        && rest.iter().all(|a| {
+            !a.is_empty()
+                && a.bytes().all(|b| b.is_ascii_digit())
+                && (a.len() == 1 || !a.starts_with('0'))
+        })
+}
+
+impl Context<'_, '_> {
+    /// A system URI for an HL7 coding system name via the mapper.
+    pub fn code_system(&self, name: &str) -> Option<String> {
+        self.mapper.code_system(name)
+    }
+
+    /// CWE/CE/CNE -> CodeableConcept (primary and alternate codings; text from CWE-9,
+    /// or CWE-2 when nothing is coded). `None` when empty.
+    pub fn concept(&self, cwe: Rep<'_>) -> Option<CodeableConcept> {
+        self.concept_in(cwe, "")
+    }
+
+    /// Like [`concept`](Self::concept), reading codes without a CWE-3 as from the
+    /// table `default_system` (e.g. `HL70004`).
+    pub fn concept_in(&self, cwe: Rep<'_>, default_system: &str) -> Option<CodeableConcept> {
+        if cwe.is_empty() {
+            return None;
+        }
+        let comps: Vec<Component<'_>> = cwe.components().take(9).collect();
+        let t = |n: usize| comps.get(n - 1).copied().and_then(text);
+        let coding = |code: usize, display: usize, system: usize, version: usize, default: &str| {
+            let code = t(code)?;
+            let system = match t(system) {
+                Some(name) => self.code_system(&name),
+                None => self.code_system(default),
+            };
+            Some(Coding {
+                system,
+                version: t(version),
+                code: Some(code),
+                display: t(display),
+            })
+        };
+        let mut cc = CodeableConcept::default();
+        cc.coding.extend(coding(1, 2, 3, 7, default_system));
+        cc.coding.extend(coding(4, 5, 6, 8, ""));
+        cc.text = t(9).or_else(|| if cc.coding.is_empty() { t(2) } else { None });
+        (!cc.is_empty()).then_some(cc)
+    }
+
+    /// A plain code (ID/IS) from table `table` (e.g. `HL70004`) -> CodeableConcept.
+    pub fn table_concept(&self, code: Option<String>, table: &str) -> Option<CodeableConcept> {
+        let code = code?;
+        Some(CodeableConcept {
+            coding: vec![Coding {
+                system: self.code_system(table),
+                code: Some(code),
+                ..Default::default()
+            }],
+            text: None,
+        })
+    }
+
+    /// HD subcomponents of a component (e.g. CX-4) -> identifier system.
+    pub fn hd_system(&self, hd: Component<'_>) -> Option<String> {
+        let part = |n| sub(hd, n).unwrap_or_default();
+        self.mapper.identifier_system(&part(1), &part(2), &part(3))
+    }
+
+    /// HD as a whole field/rep (components, e.g. MSH-4, EI-2..4 at component level).
+    fn hd_components(&self, rep: Rep<'_>, first: usize) -> Option<String> {
+        let part = |n| text(rep.component(n)).unwrap_or_default();
+        self.mapper
+            .identifier_system(&part(first), &part(first + 1), &part(first + 2))
+    }
+
+    /// CX -> Identifier (value, system from CX-4, type from CX-5, period CX-7/8).
+    pub fn identifier(&mut self, cx: Rep<'_>) -> Option<Identifier> {
+        if cx.is_empty() {
+            return None;
+        }
+        let value = text(cx.component(1))?;
+        let mut id = Identifier::new(self.hd_system(cx.component(4)), value);
+        if let Some(t) = text(cx.component(5)) {
+            id = id.with_v2_type(&t);
+        }
+        let start = self.date(text(cx.component(7)).as_deref(), "CX-7");
+        let end = self.date(text(cx.component(8)).as_deref(), "CX-8");
+        if start.is_some() || end.is_some() {
+            id.period = Some(crate::fhir::Period { start, end });
+        }
+        Some(id)
+    }
+
+    /// EI (entity id, namespace, universal id, type) -> Identifier.
+    pub fn ei_identifier(&self, ei: Rep<'_>) -> Option<Identifier> {
+        if ei.is_empty() {
+            return None;
+        }
+        let value = text(ei.component(1))?;
+        Some(Identifier::new(self.hd_components(ei, 2), value))
+    }
+
+    /// XPN -> HumanName. `None` without family or given names.
+    pub fn name(&self, xpn: Rep<'_>) -> Option<HumanName> {
+        if xpn.is_empty() {
+            return None;
+        }
+        let family = text(xpn.component(1));
+        let given: Vec<String> = [2, 3]
+            .iter()
+            .filter_map(|&n| text(xpn.component(n)))
+            .collect();
+        if family.is_none() && given.is_empty() {
+            return None;
+        }
+        let use_ = text(xpn.component(7)).and_then(|t| {
+            Some(match t.as_str() {
+                "L" => "official",
+                "D" | "A" => "usual",
+                "M" | "B" => "maiden",
+                "N" => "nickname",
+                "S" | "P" => "anonymous",
+                "T" => "temp",
+                _ => return None,
+            })
+        });
+        Some(HumanName {
+            use_: use_.map(str::to_owned),
+            family,
+            given,
+            prefix: text(xpn.component(5)).into_iter().collect(),
+            suffix: [4, 6]
+                .iter()
+                .filter_map(|&n| text(xpn.component(n)))
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    /// XAD -> Address. `None` when empty.
+    pub fn address(&self, xad: Rep<'_>) -> Option<Address> {
+        if xad.is_empty() {
+            return None;
+        }
+        let street = {
+            let c = xad.component(1);
+            let parts: Vec<String> = (1..=3).filter_map(|n| sub(c, n)).collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        };
+        let (use_, type_) = match text(xad.component(7)).as_deref() {
+            Some("H" | "P" | "L") => (Some("home"), None),
+            Some("B" | "O") => (Some("work"), None),
+            Some("C") => (Some("temp"), None),
+            Some("BA") => (Some("old"), None),
+            Some("M" | "SH") => (None, Some("postal")),
+            _ => (None, None),
+        };
+        let a = Address {
+            use_: use_.map(str::to_owned),
+            type_: type_.map(str::to_owned),
+            line: street.into_iter().chain(text(xad.component(2))).collect(),
+            city: text(xad.component(3)),
+            state: text(xad.component(4)),
+            postal_code: text(xad.component(5)),
+            country: text(xad.component(6)),
+            district: text(xad.component(9)),
+            ..Default::default()
+        };
+        let empty = a.line.is_empty()
+            && a.city.is_none()
+            && a.state.is_none()
+            && a.postal_code.is_none()
+            && a.country.is_none();
+        (!empty || a.district.is_some()).then_some(a)
+    }
+
+    /// XTN -> ContactPoint; `default_use` when XTN-2 says nothing (home for PID-13,
+    /// work for PID-14). `None` without a value.
+    pub fn telecom(&self, xtn: Rep<'_>, default_use: Option<&str>) -> Option<ContactPoint> {
+        let use_code = text(xtn.component(2)).unwrap_or_default();
+        let equipment = text(xtn.component(3))
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let is_email = equipment == "INTERNET" || equipment == "X.400" || use_code == "NET";
+        let value = if is_email {
+            text(xtn.component(4)).or_else(|| text(xtn.component(1)))
+        } else {
+            text(xtn.component(12))
+                .or_else(|| text(xtn.component(1)))
+                .or_else(|| {
+                    let local = text(xtn.component(7))?;
+                    let mut s = String::new();
+                    if let Some(cc) = text(xtn.component(5)) {
+                        s.push_str(&format!("+{cc} "));
+                    }
+                    if let Some(area) = text(xtn.component(6)) {
+                        s.push_str(&format!("({area}) "));
+                    }
+                    s.push_str(&local);
+                    if let Some(ext) = text(xtn.component(8)) {
+                        s.push_str(&format!(" ext. {ext}"));
+                    }
+                    Some(s)
+                })
+        }?;
+        let email = is_email || value.contains('@');
+        let system = match equipment.as_str() {
+            _ if email => "email",
+            "FX" => "fax",
+            "BP" => "pager",
+            "MD" | "TDD" | "TTY" => "other",
+            _ => "phone",
+        };
+        let use_ = match (equipment.as_str(), use_code.as_str()) {
+            ("CP", _) => Some("mobile"),
+            (_, "PRN" | "ORN") => Some("home"),
+            (_, "WPN") => Some("work"),
+            (_, "VHN") => Some("temp"),
+            _ => default_use,
+        };
+        Some(ContactPoint {
+            system: Some(system.to_owned()),
+            value: Some(value),
+            use_: use_.map(str::to_owned),
+            ..Default::default()
+        })
+    }
+
+    /// XCN (a provider) -> Reference by identifier and display (no Practitioner
+    /// resource is made).
+    pub fn practitioner(&self, xcn: Rep<'_>) -> Option<Reference> {
+        if xcn.is_empty() {
+            return None;
+        }
+        let id = text(xcn.component(1));
+        let family = sub(xcn.component(2), 1);
+        let names: Vec<String> = [
+            text(xcn.component(6)),
+            text(xcn.component(3)),
+            text(xcn.component(4)),
+            family,
+            text(xcn.component(5)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if id.is_none() && names.is_empty() {
+            return None;
+        }
+        let system = if text(xcn.component(13)).as_deref() == Some("NPI") {
+            Some("http://hl7.org/fhir/sid/us-npi".to_owned())
+        } else {
+            self.hd_system(xcn.component(9))
+        };
+        Some(Reference {
+            type_: Some("Practitioner".to_owned()),
+            identifier: id.map(|v| Box::new(Identifier::new(system, v))),
+            display: (!names.is_empty()).then(|| names.join(" ")),
+            ..Default::default()
+        })
+    }
+
+    /// PL (a location) -> Reference by display (`point of care / room / bed /
+    /// facility`, or PL-9's description).
+    pub fn location(&self, pl: Rep<'_>) -> Option<Reference> {
+        if pl.is_empty() {
+            return None;
+        }
+        let display = text(pl.component(9)).or_else(|| {
+            let parts: Vec<String> = [1, 2, 3, 4, 7, 8]
+                .iter()
+                .filter_map(|&n| sub(pl.component(n), 1))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" / "))
+        })?;
+        Some(Reference {
+            type_: Some("Location".to_owned()),
+            display: Some(display),
+            ..Default::default()
+        })
+    }
+
+    /// A unit (CWE, e.g. OBX-6) onto a Quantity: UCUM (or another named system)
+    /// gives `system` + `code`; without a system only `unit` text is set.
+    pub fn quantity(&self, value: &str, unit: Option<Rep<'_>>) -> Option<Quantity> {
+        let mut q = Quantity {
+            value: Some(decimal(value)?),
+            ..Default::default()
+        };
+        if let Some(u) = unit {
+            let code = text(u.component(1));
+            q.unit = text(u.component(2)).or_else(|| code.clone());
+            if let Some(sys) = text(u.component(3)).and_then(|s| self.code_system(&s)) {
+                q.system = Some(sys);
+                q.code = code;
+            }
+        }
+        Some(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_systems() {
+        assert_eq!(standard_code_system("LN").unwrap(), "http://loinc.org");
+        assert_eq!(
+            standard_code_system("sct").unwrap(),
+            "http://snomed.info/sct"
+        );
+        assert_eq!(
+            standard_code_system("I10").unwrap(),
+            "http://hl7.org/fhir/sid/icd-10-cm"
+        );
+        assert_eq!(
+            standard_code_system("I9C").unwrap(),
+            "http://hl7.org/fhir/sid/icd-9-cm"
+        );
+        assert_eq!(
+            standard_code_system("UCUM").unwrap(),
+            "http://unitsofmeasure.org"
+        );
+        assert_eq!(
+            standard_code_system("HL70203").unwrap(),
+            "http://terminology.hl7.org/CodeSystem/v2-0203"
+        );
+        assert_eq!(
+            standard_code_system("99 USI").unwrap(),
+            "urn:ehrgate:codesystem:99%20USI"
+        );
+        assert_eq!(standard_code_system(" "), None);
+    }
+
+    #[test]
+    fn identifier_systems() {
+        assert_eq!(
+            standard_identifier_system("AccMgr", "1.3.6.1.4.1.44750.1.2.2", "ISO").unwrap(),
+            "urn:oid:1.3.6.1.4.1.44750.1.2.2"
+        );
+        assert_eq!(
+            standard_identifier_system("MSH_MRN", "", "").unwrap(),
+            "urn:ehrgate:id:MSH_MRN"
+        );
+        assert_eq!(
+            standard_identifier_system("NTH", "rt23", "HCD").unwrap(),
+            "urn:ehrgate:id:NTH"
+        );
+        assert_eq!(
+            standard_identifier_system("X", "9.8", "ISO").unwrap(),
+            "urn:ehrgate:id:X"
+        );
+        assert_eq!(
+            standard_identifier_system("", "https://x.org/ids", "URI").unwrap(),
+            "https://x.org/ids"
+        );
+        assert_eq!(standard_identifier_system("", "", ""), None);
+        assert!(
+            is_oid("2.16.840.1.113883.19") && !is_oid("2.016") && !is_oid("3.1") && !is_oid("1")
+        );
+    }
+}
