@@ -1,6 +1,7 @@
 //! `ehrgate`: the gateway binary.
 
 mod cli;
+mod config;
 mod inputs;
 mod reference;
 
@@ -12,6 +13,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "ehrgate", version, about = "A governed gateway between EHRs, interface engines and a Delta Lake")]
 struct Cli {
+    /// Configuration file (default: ./ehrgate.toml when present; every setting has a
+    /// default that works on one machine).
+    #[arg(long, global = true, env = "EHRGATE_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +31,74 @@ enum Command {
     /// Map sample data through an adapter and report what came out (the main job:
     /// defaults to the reference adapter over ../shared/data/hl7).
     Run(cli::run::Args),
+    /// The main job: every sample under ../shared/data through the built-in reference
+    /// adapter into the lake (./ehrgate-data), then a look at what landed, with SQL.
+    Demo {
+        /// Folder to ingest (default: ../shared/data, searched upwards).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Map HL7v2 files (messages or batches) or FHIR NDJSON through an adapter into the
+    /// lake: bronze (as received), silver (MERGE, newer wins), quarantine.
+    Ingest {
+        /// Adapter component (.wasm) or `reference` (built in).
+        #[arg(long, default_value = "reference")]
+        adapter: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...).
+    Sql {
+        query: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: cli::lake_cmds::OutFormat,
+    },
+    /// Inputs that were rejected.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Table maintenance.
+    Lake {
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined inputs not yet reprocessed.
+    List {
+        /// Include rows already reprocessed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Re-run the current adapter over quarantined inputs; those that now map land in
+    /// silver and are marked reprocessed.
+    Reprocess {
+        #[arg(long, conflicts_with = "adapter")]
+        id: Option<String>,
+        /// Only rows rejected by this adapter (name).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// The adapter to reprocess with (component or `reference`).
+        #[arg(long = "with", default_value = "reference")]
+        with: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LakeCommand {
+    /// Compact small files in every table.
+    Optimize,
+    /// Delete unreferenced files older than the retention period.
+    Vacuum {
+        /// Retention in hours; below 168 (7 days) readers of older versions may break.
+        #[arg(long, default_value_t = 168)]
+        retention_hours: u64,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -46,10 +119,14 @@ enum AdapterCommand {
     },
 }
 
+/// Warnings from ehrgate; the Delta libraries are chatty at `warn` about things that
+/// are expected here (no statistics for binary columns, missing tables on first use).
+const DEFAULT_LOG: &str = "warn,deltalake_core=error,buoyant_kernel=off,delta_kernel=off";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EHRGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("EHRGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -62,10 +139,22 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
+        let cfg = || config::Config::load(cli.config.as_deref());
         match cli.command {
             Command::Adapter { command: AdapterCommand::Test { component, files } } => cli::adapter_test::run(&component, &files).await,
             Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&component).await,
             Command::Run(args) => cli::run::run(args).await,
+            Command::Demo { data } => cli::demo::demo(&cfg()?, data).await,
+            Command::Ingest { adapter, files } => cli::lake_cmds::ingest(&cfg()?, &adapter, &files).await,
+            Command::Sql { query, format } => cli::lake_cmds::sql(&cfg()?, &query, format).await,
+            Command::Quarantine { command: QuarantineCommand::List { all } } => cli::lake_cmds::quarantine_list(&cfg()?, all).await,
+            Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {
+                cli::lake_cmds::quarantine_reprocess(&cfg()?, id, adapter, &with).await
+            }
+            Command::Lake { command: LakeCommand::Optimize } => cli::lake_cmds::optimize(&cfg()?).await,
+            Command::Lake { command: LakeCommand::Vacuum { retention_hours, dry_run } } => {
+                cli::lake_cmds::vacuum(&cfg()?, retention_hours, dry_run).await
+            }
         }
     });
     match result {

@@ -1,2 +1,4 @@
 pub mod adapter_test;
 pub mod run;
+pub mod lake_cmds;
+pub mod demo;

@@ -11,6 +11,8 @@
 //!   what it could reach as warnings;
 //! - `state`: counts calls in host state (state survives; instance memory does not);
 //! - `print`: writes to stdout and stderr;
+//! - any message containing a `ZZPANIC` segment: panics (a real HL7 message that
+//!   this adapter cannot handle, for quarantine/reprocess tests);
 //! - anything else: a normal, small answer.
 
 use ehrgate_sdk::host::{self, HttpRequest};
@@ -32,6 +34,9 @@ impl Adapter for Hostile {
             CALLS_IN_THIS_INSTANCE
         };
         let mut out = Output::default();
+        if msg.raw.contains("\rZZPANIC") || msg.raw.contains("\nZZPANIC") {
+            panic!("hostile adapter cannot handle ZZPANIC segments");
+        }
         match msg.raw.trim() {
             "loop" => {
                 let mut x: u64 = 0;

@@ -1,0 +1,145 @@
+//! `ehrgate ingest`, `ehrgate sql`, `ehrgate quarantine ...`, `ehrgate lake ...`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ehrgate_ingest::{LakeAudit, Pipeline, Report};
+use ehrgate_lake::{Lake, maintenance, quarantine, sql};
+use ehrgate_runtime::{AdapterSettings, Runtime, RuntimeConfig};
+
+use crate::config::Config;
+use crate::reference;
+
+fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
+    Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?))
+}
+
+pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Pipeline)> {
+    let lake = open_lake(cfg)?;
+    let (audit, _task) = LakeAudit::new(lake.clone());
+    let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(audit), ..Default::default() })
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+    let adapter = reference::load(&runtime, adapter, AdapterSettings::default()).await?;
+    Ok((lake.clone(), Pipeline::new(lake, adapter)))
+}
+
+fn print_report(r: &Report) {
+    println!("units: {}; resources merged into silver: {}; quarantined: {}", r.units, r.resources, r.quarantined);
+    for (t, n) in &r.by_type {
+        println!("  {t:<22} {n:>6}");
+    }
+    for (k, n) in &r.quarantined_by_kind {
+        println!("  quarantined, {k:<12} {n:>6}");
+    }
+}
+
+/// `ehrgate ingest [--adapter A] <file>...`
+pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (lake, pipeline) = pipeline(cfg, adapter).await?;
+    eprintln!("ingest: {} files through {} into {}", files.len(), pipeline.adapter().label(), lake.storage().describe());
+    let started = Instant::now();
+    let total = ingest_files(&pipeline, files).await?;
+    print_report(&total);
+    println!("took {:.2} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Units handed to the pipeline at once: files are grouped so that commits stay few
+/// and large, while memory stays bounded.
+const UNITS_PER_CALL: usize = 5_000;
+
+/// Ingest files in groups, printing progress on long runs.
+pub(crate) async fn ingest_files(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<Report> {
+    let mut total = Report::default();
+    let mut pending = Vec::new();
+    let mut last_progress = Instant::now();
+    for (i, file) in files.iter().enumerate() {
+        let units = ehrgate_ingest::read_file(file, ehrgate_lake::now_micros()).with_context(|| format!("cannot read {}", file.display()))?;
+        pending.extend(units);
+        if pending.len() >= UNITS_PER_CALL || i + 1 == files.len() {
+            let r = pipeline.ingest(std::mem::take(&mut pending)).await.context("ingesting")?;
+            total.add(&r);
+            if last_progress.elapsed() > Duration::from_secs(2) {
+                eprintln!("  {}/{} files, {} units, {} resources", i + 1, files.len(), total.units, total.resources);
+                last_progress = Instant::now();
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OutFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// `ehrgate sql "<query>" [--format table|json|csv]`
+pub async fn sql(cfg: &Config, query: &str, format: OutFormat) -> anyhow::Result<ExitCode> {
+    let lake = open_lake(cfg)?;
+    let batches = sql::query(&lake, query).await?;
+    let f = match format {
+        OutFormat::Table => sql::Format::Table,
+        OutFormat::Json => sql::Format::Json,
+        OutFormat::Csv => sql::Format::Csv,
+    };
+    print!("{}", sql::render(&batches, f)?);
+    if matches!(format, OutFormat::Table) {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate quarantine list [--all]`
+pub async fn quarantine_list(cfg: &Config, all: bool) -> anyhow::Result<ExitCode> {
+    let lake = open_lake(cfg)?;
+    let rows = quarantine::list(&lake, &quarantine::Filter { include_reprocessed: all, ..Default::default() }).await?;
+    for q in &rows {
+        println!(
+            "{}  {}  {:<5} {:<14} {:<20} {}{}{}",
+            q.id,
+            ehrgate_lake::date_of(q.quarantined_at),
+            q.input_kind,
+            q.error_kind,
+            q.adapter,
+            q.location.as_ref().map(|l| format!("[{l}] ")).unwrap_or_default(),
+            q.error_message,
+            q.reprocess_outcome.as_ref().map(|o| format!("  (reprocessed: {o})")).unwrap_or_default(),
+        );
+    }
+    eprintln!("{} quarantined {}", rows.len(), if all { "rows" } else { "rows pending" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate quarantine reprocess [--id ID | --adapter NAME] [--with A]`
+pub async fn quarantine_reprocess(cfg: &Config, id: Option<String>, adapter_filter: Option<String>, with: &str) -> anyhow::Result<ExitCode> {
+    let (_lake, pipeline) = pipeline(cfg, with).await?;
+    let r = pipeline.reprocess(&quarantine::Filter { id, adapter: adapter_filter, include_reprocessed: false }).await?;
+    println!("examined {}; mapped and marked reprocessed {}; still failing {}", r.examined, r.mapped, r.still_failing.len());
+    for (id, e) in &r.still_failing {
+        println!("  {id}: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate lake optimize`
+pub async fn optimize(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let lake = open_lake(cfg)?;
+    for r in maintenance::optimize(&lake).await? {
+        println!("{:<28} {}", r.table, r.detail);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate lake vacuum [--retention-hours H] [--dry-run]`
+pub async fn vacuum(cfg: &Config, hours: u64, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let lake = open_lake(cfg)?;
+    for r in maintenance::vacuum(&lake, Duration::from_secs(hours * 3600), dry_run).await? {
+        println!("{:<28} {}", r.table, r.detail);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,254 @@
+//! bronze -> adapter -> silver / quarantine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ehrgate_lake::{Lake, LakeError, QuarantineRow, SilverRow, now_micros, quarantine};
+use ehrgate_runtime::{Adapter, AdapterError, CallError, Hl7Message, Output};
+
+use crate::units::{Unit, UnitKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+/// What an ingest did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub units: usize,
+    pub resources: usize,
+    pub by_type: BTreeMap<String, usize>,
+    pub quarantined: usize,
+    pub quarantined_by_kind: BTreeMap<String, usize>,
+}
+
+impl Report {
+    pub fn add(&mut self, other: &Report) {
+        self.units += other.units;
+        self.resources += other.resources;
+        self.quarantined += other.quarantined;
+        for (k, v) in &other.by_type {
+            *self.by_type.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.quarantined_by_kind {
+            *self.quarantined_by_kind.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReprocessReport {
+    pub examined: usize,
+    pub mapped: usize,
+    pub still_failing: Vec<(String, String)>,
+}
+
+/// HL7 messages mapped per sandbox instance.
+const HL7_CHUNK: usize = 64;
+/// NDJSON lines per `map-fhir` batch.
+const FHIR_CHUNK: usize = 1000;
+
+pub struct Pipeline {
+    lake: Arc<Lake>,
+    adapter: Adapter,
+}
+
+fn error_kind(e: &CallError) -> &'static str {
+    match e {
+        CallError::Adapter { error: AdapterError::InvalidInput(_), .. } => "invalid-input",
+        CallError::Adapter { error: AdapterError::Unsupported(_), .. } => "unsupported",
+        CallError::Adapter { error: AdapterError::Transient(_), .. } => "transient",
+        CallError::Limit { .. } => "limit",
+        CallError::Trap { .. } => "trap",
+        CallError::Instantiate { .. } => "transient",
+    }
+}
+
+fn error_location(e: &CallError) -> Option<String> {
+    match e {
+        CallError::Adapter { error: AdapterError::InvalidInput(i), .. } => i.location.clone(),
+        _ => None,
+    }
+}
+
+impl Pipeline {
+    pub fn new(lake: Arc<Lake>, adapter: Adapter) -> Self {
+        Pipeline { lake, adapter }
+    }
+
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
+    }
+
+    fn quarantine_row(&self, unit: &Unit, kind: &str, message: String, location: Option<String>) -> QuarantineRow {
+        QuarantineRow {
+            id: unit.bronze.record_id.clone(),
+            quarantined_at: now_micros(),
+            input_kind: unit.kind.as_str().into(),
+            source: unit.bronze.source.clone(),
+            adapter: self.adapter.label().to_string(),
+            error_kind: kind.into(),
+            error_message: message,
+            location,
+            lineage: Some(unit.bronze.lineage()),
+            raw: unit.bronze.raw.clone(),
+            reprocessed_at: None,
+            reprocess_outcome: None,
+        }
+    }
+
+    /// Land `units` in bronze (committed first), map them, and commit the results.
+    pub async fn ingest(&self, units: Vec<Unit>) -> Result<Report, IngestError> {
+        let mut report = Report { units: units.len(), ..Default::default() };
+        if units.is_empty() {
+            return Ok(report);
+        }
+        self.lake.append_bronze(units.iter().map(|u| u.bronze.clone()).collect()).await?;
+
+        let mut silver = Vec::new();
+        let mut quarantined = Vec::new();
+        let (hl7, fhir): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(|u| u.kind == UnitKind::Hl7);
+        for chunk in hl7.chunks(HL7_CHUNK) {
+            let (ok, bad): (Vec<&Unit>, Vec<&Unit>) = chunk.iter().partition(|u| u.parse_error.is_none());
+            for u in bad {
+                let (message, location) = u.parse_error.clone().expect("partitioned on it");
+                quarantined.push(self.quarantine_row(u, "invalid-input", message, location));
+            }
+            for (u, result) in ok.iter().zip(self.map_hl7_chunk(&ok).await) {
+                self.collect(&[u], result, &mut silver, &mut quarantined);
+            }
+        }
+        for chunk in fhir.chunks(FHIR_CHUNK) {
+            let batch: Vec<String> = chunk.iter().map(|u| u.text.clone()).collect();
+            match self.adapter.map_fhir(&batch).await {
+                Ok(out) => self.collect(chunk, Ok(out), &mut silver, &mut quarantined),
+                // Isolate the bad lines: map one by one.
+                Err(_) => {
+                    for u in chunk {
+                        let r = self.adapter.map_fhir(std::slice::from_ref(&u.text)).await;
+                        self.collect(&[u], r, &mut silver, &mut quarantined);
+                    }
+                }
+            }
+        }
+
+        report.resources = silver.len();
+        for r in &silver {
+            *report.by_type.entry(r.resource_type.clone()).or_default() += 1;
+        }
+        report.quarantined = quarantined.len();
+        for q in &quarantined {
+            *report.quarantined_by_kind.entry(q.error_kind.clone()).or_default() += 1;
+        }
+        let (a, b) = tokio::join!(self.lake.upsert_silver(silver), self.lake.quarantine(quarantined));
+        a?;
+        b?;
+        Ok(report)
+    }
+
+    /// Map HL7 messages in one instance; if the batch as a whole fails (a trap or a
+    /// limit), map them one by one so only the culprit fails.
+    async fn map_hl7_chunk(&self, units: &[&Unit]) -> Vec<Result<Output, CallError>> {
+        let msgs: Vec<Hl7Message> = units
+            .iter()
+            .map(|u| Hl7Message { raw: u.text.clone(), source: u.bronze.source.clone(), received_at_ms: (u.bronze.received_at / 1000) as u64 })
+            .collect();
+        match self.adapter.map_hl7_batch(&msgs).await {
+            Ok(results) => results,
+            Err(_) => {
+                let mut out = Vec::with_capacity(msgs.len());
+                for m in &msgs {
+                    out.push(self.adapter.map_hl7(m).await);
+                }
+                out
+            }
+        }
+    }
+
+    /// Turn one mapping result for `units` into silver or quarantine rows.
+    fn collect(&self, units: &[&Unit], result: Result<Output, CallError>, silver: &mut Vec<SilverRow>, quarantined: &mut Vec<QuarantineRow>) {
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                for u in units {
+                    quarantined.push(self.quarantine_row(u, error_kind(&e), e.to_string(), error_location(&e)));
+                }
+                return;
+            }
+        };
+        for w in &out.warnings {
+            tracing::debug!(adapter = %self.adapter.label(), "mapping warning: {w}");
+        }
+        // Lineage: one unit, or a batch whose output lines up with its input, or the
+        // input line with the same resourceType/id.
+        let by_key: HashMap<(String, String), &Unit> = if units.len() > 1 && out.resources.len() != units.len() {
+            units.iter().filter_map(|u| key_of(&u.text).map(|k| (k, *u))).collect()
+        } else {
+            HashMap::new()
+        };
+        for (i, json) in out.resources.iter().enumerate() {
+            let unit = if units.len() == 1 {
+                units[0]
+            } else if out.resources.len() == units.len() {
+                units[i]
+            } else {
+                key_of(json).and_then(|k| by_key.get(&k).copied()).unwrap_or(units[0])
+            };
+            match SilverRow::from_json(json, self.adapter.label(), &unit.bronze.lineage(), unit.bronze.received_at) {
+                Ok(row) => silver.push(row),
+                Err(e) => quarantined.push(self.quarantine_row(unit, "invalid-output", format!("adapter output rejected: {e}"), None)),
+            }
+        }
+    }
+
+    /// Re-run the current adapter over quarantined inputs; rows that now map are
+    /// merged into silver and marked reprocessed.
+    pub async fn reprocess(&self, filter: &quarantine::Filter) -> Result<ReprocessReport, IngestError> {
+        let rows = quarantine::list(&self.lake, filter).await?;
+        let mut report = ReprocessReport { examined: rows.len(), ..Default::default() };
+        let mut silver = Vec::new();
+        let mut marked = Vec::new();
+        for q in rows {
+            let text = String::from_utf8_lossy(&q.raw).into_owned();
+            let lineage = q.lineage.clone().unwrap_or_else(|| format!("quarantine/records/{}", q.id));
+            let result = match q.input_kind.as_str() {
+                "fhir" => self.adapter.map_fhir(&[text]).await,
+                _ => {
+                    let decoded = ehrgate_sdk::hl7::decode_bytes(&q.raw).into_owned();
+                    self.adapter.map_hl7(&Hl7Message { raw: decoded, source: q.source.clone(), received_at_ms: (q.quarantined_at / 1000) as u64 }).await
+                }
+            };
+            match result {
+                Ok(out) => {
+                    let mut rows = Vec::new();
+                    let mut bad = None;
+                    for json in &out.resources {
+                        match SilverRow::from_json(json, self.adapter.label(), &lineage, q.quarantined_at) {
+                            Ok(r) => rows.push(r),
+                            Err(e) => bad = Some(e.to_string()),
+                        }
+                    }
+                    match bad {
+                        None => {
+                            silver.extend(rows);
+                            marked.push((q.id.clone(), format!("mapped by {}", self.adapter.label())));
+                            report.mapped += 1;
+                        }
+                        Some(e) => report.still_failing.push((q.id.clone(), e)),
+                    }
+                }
+                Err(e) => report.still_failing.push((q.id.clone(), e.to_string())),
+            }
+        }
+        self.lake.upsert_silver(silver).await?;
+        quarantine::mark_reprocessed(&self.lake, &marked).await?;
+        Ok(report)
+    }
+}
+
+fn key_of(json: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some((v.get("resourceType")?.as_str()?.to_string(), v.get("id")?.as_str()?.to_string()))
+}

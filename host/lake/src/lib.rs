@@ -1,0 +1,33 @@
+//! # ehrgate-lake
+//!
+//! Delta Lake sinks on the `deltalake` crate, on a local directory (default
+//! `./ehrgate-data`) or an S3-compatible bucket through one code path:
+//!
+//! - `bronze/hl7_messages`, `bronze/fhir_ndjson`, `bronze/events`: raw inbound units,
+//!   append only, partitioned by ingest date, with content hash and provenance;
+//! - `silver/<resource_type>`: canonical FHIR R4 resources, MERGE on id where a newer
+//!   source timestamp wins, so replays and duplicates never duplicate rows;
+//!   every row names the bronze record it came from (`lineage`);
+//! - `quarantine/records`: rejected inputs with the raw bytes and the reason,
+//!   reprocessable; `audit/access_log`: who accessed what.
+//!
+//! Writes go through one writer task per table that batches by size and age, with a
+//! bounded queue for back-pressure. SQL over every table through DataFusion.
+//! Schemas are documented in `docs/tables.md`.
+
+mod error;
+mod lake;
+pub mod maintenance;
+pub mod quarantine;
+mod rows;
+mod schema;
+pub mod sql;
+mod storage;
+mod writer;
+
+pub use error::LakeError;
+pub use lake::{Lake, snake_to_type};
+pub use rows::{AuditRow, BronzeDetail, BronzeRow, Micros, QuarantineRow, SilverRow, date_of, now_micros, parse_fhir_time, sha256_hex};
+pub use schema::{Table, silver_path, silver_schema, valid_resource_type};
+pub use storage::{SecretRef, Storage};
+pub use writer::BatchConfig;

@@ -1,0 +1,359 @@
+//! Rows for each table and their conversion to Arrow record batches.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use sha2::{Digest, Sha256};
+
+use crate::error::LakeError;
+use crate::schema::{self, Table};
+
+/// Microseconds since the Unix epoch, UTC.
+pub type Micros = i64;
+
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// `YYYY-MM-DD` (UTC) of a timestamp: the partition value of bronze and audit rows.
+pub fn date_of(micros: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "1970-01-01".into())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// A raw inbound unit, as received: one bronze row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BronzeRow {
+    /// Unique per receipt: hash of (content, source, receipt time, sequence).
+    pub record_id: String,
+    pub received_at: Micros,
+    pub source: String,
+    pub content_hash: String,
+    pub raw: Vec<u8>,
+    /// Table-specific columns.
+    pub detail: BronzeDetail,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BronzeDetail {
+    Hl7 { control_id: Option<String>, sender: Option<String>, message_type: Option<String> },
+    Ndjson { export_id: Option<String>, file: String, line: i64, resource_type: Option<String> },
+    Event { event_id: Option<String> },
+}
+
+impl BronzeRow {
+    /// A row for `raw` received now from `source`; `seq` distinguishes units received
+    /// in the same microsecond (e.g. lines of one file).
+    pub fn new(raw: Vec<u8>, source: &str, received_at: Micros, seq: u64, detail: BronzeDetail) -> Self {
+        let content_hash = sha256_hex(&raw);
+        let record_id = sha256_hex(format!("{content_hash}|{source}|{received_at}|{seq}").as_bytes())[..32].to_string();
+        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail }
+    }
+
+    pub fn table(&self) -> Table {
+        match self.detail {
+            BronzeDetail::Hl7 { .. } => Table::BronzeHl7,
+            BronzeDetail::Ndjson { .. } => Table::BronzeNdjson,
+            BronzeDetail::Event { .. } => Table::BronzeEvents,
+        }
+    }
+
+    /// `bronze/hl7_messages/<record_id>`: what silver and quarantine rows point at.
+    pub fn lineage(&self) -> String {
+        format!("{}/{}", self.table().path(), self.record_id)
+    }
+}
+
+fn strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(v.collect::<StringArray>())
+}
+
+fn times(v: impl Iterator<Item = Option<Micros>>) -> ArrayRef {
+    Arc::new(v.collect::<TimestampMicrosecondArray>().with_timezone("UTC"))
+}
+
+fn batch(table: &str, schema: deltalake::arrow::datatypes::SchemaRef, cols: Vec<ArrayRef>) -> Result<RecordBatch, LakeError> {
+    RecordBatch::try_new(schema, cols).map_err(|e| LakeError::delta(table, e))
+}
+
+/// Bronze rows of one table as a record batch.
+pub fn bronze_batch(table: Table, rows: &[BronzeRow]) -> Result<RecordBatch, LakeError> {
+    let mut cols: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| Some(r.record_id.as_str()))),
+        Arc::new(rows.iter().map(|r| Some(date_of(r.received_at))).collect::<StringArray>()),
+        times(rows.iter().map(|r| Some(r.received_at))),
+        strings(rows.iter().map(|r| Some(r.source.as_str()))),
+        strings(rows.iter().map(|r| Some(r.content_hash.as_str()))),
+        Arc::new(rows.iter().map(|r| Some(r.raw.as_slice())).collect::<BinaryArray>()),
+    ];
+    match table {
+        Table::BronzeHl7 => {
+            let pick = |f: fn(&BronzeDetail) -> Option<&str>| strings(rows.iter().map(|r| f(&r.detail)));
+            cols.push(pick(|d| match d {
+                BronzeDetail::Hl7 { control_id, .. } => control_id.as_deref(),
+                _ => None,
+            }));
+            cols.push(pick(|d| match d {
+                BronzeDetail::Hl7 { sender, .. } => sender.as_deref(),
+                _ => None,
+            }));
+            cols.push(pick(|d| match d {
+                BronzeDetail::Hl7 { message_type, .. } => message_type.as_deref(),
+                _ => None,
+            }));
+        }
+        Table::BronzeNdjson => {
+            fn nd(r: &BronzeRow) -> (Option<&str>, &str, i64, Option<&str>) {
+                match &r.detail {
+                    BronzeDetail::Ndjson { export_id, file, line, resource_type } => (export_id.as_deref(), file.as_str(), *line, resource_type.as_deref()),
+                    _ => (None, "", 0, None),
+                }
+            }
+            cols.push(strings(rows.iter().map(|r| nd(r).0)));
+            cols.push(strings(rows.iter().map(|r| Some(nd(r).1))));
+            cols.push(Arc::new(rows.iter().map(|r| Some(nd(r).2)).collect::<Int64Array>()));
+            cols.push(strings(rows.iter().map(|r| nd(r).3)));
+        }
+        Table::BronzeEvents => cols.push(strings(rows.iter().map(|r| match &r.detail {
+            BronzeDetail::Event { event_id } => event_id.as_deref(),
+            _ => None,
+        }))),
+        _ => return Err(LakeError::Invalid(format!("{} is not a bronze table", table.path()))),
+    }
+    batch(table.path(), table.schema(), cols)
+}
+
+/// A canonical FHIR resource ready for silver, with the columns users filter on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilverRow {
+    pub resource_type: String,
+    pub id: String,
+    pub patient_ref: Option<String>,
+    pub encounter_ref: Option<String>,
+    pub effective_at: Option<Micros>,
+    pub code_system: Option<String>,
+    pub code: Option<String>,
+    pub status: Option<String>,
+    pub source_system: Option<String>,
+    /// `name@version` of the adapter that produced it.
+    pub adapter: String,
+    /// The source's own time for this version of the resource (meta.lastUpdated);
+    /// newer wins in MERGE.
+    pub source_ts: Micros,
+    pub deleted: bool,
+    /// The bronze record it came from.
+    pub lineage: String,
+    pub ingested_at: Micros,
+    pub resource: String,
+}
+
+impl SilverRow {
+    /// Extract the typed columns from a resource's JSON. `fallback_ts` is used when
+    /// the resource has no usable meta.lastUpdated (e.g. the receipt time).
+    pub fn from_json(json: &str, adapter: &str, lineage: &str, fallback_ts: Micros) -> Result<SilverRow, LakeError> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| LakeError::Invalid(format!("adapter output is not JSON: {e}")))?;
+        let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_owned);
+        let resource_type = s("/resourceType").ok_or_else(|| LakeError::Invalid("adapter output has no resourceType".into()))?;
+        if !schema::valid_resource_type(&resource_type) {
+            return Err(LakeError::Invalid("adapter output has an invalid resourceType".into()));
+        }
+        let id = s("/id").filter(|i| !i.is_empty() && i.len() <= 64).ok_or_else(|| LakeError::Invalid(format!("{resource_type} has no valid id")))?;
+        let first = |ps: &[&str]| ps.iter().find_map(|p| s(p));
+        let patient_ref = if resource_type == "Patient" {
+            Some(format!("Patient/{id}"))
+        } else {
+            first(&["/subject/reference", "/patient/reference", "/for/reference", "/beneficiary/reference"])
+        };
+        let encounter_ref = if resource_type == "Encounter" { Some(format!("Encounter/{id}")) } else { first(&["/encounter/reference", "/context/reference"]) };
+        let code_paths = [
+            "/code/coding/0",
+            "/vaccineCode/coding/0",
+            "/medicationCodeableConcept/coding/0",
+            "/type/0/coding/0",
+            "/class",
+        ];
+        let coding = code_paths.iter().find_map(|p| v.pointer(p).filter(|c| c.get("code").is_some()));
+        let effective = first(&[
+            "/effectiveDateTime",
+            "/effectivePeriod/start",
+            "/issued",
+            "/period/start",
+            "/onsetDateTime",
+            "/recordedDate",
+            "/performedDateTime",
+            "/performedPeriod/start",
+            "/occurrenceDateTime",
+            "/authoredOn",
+            "/authoredOn",
+            "/birthDate",
+        ]);
+        let source_ts = s("/meta/lastUpdated").and_then(|t| parse_fhir_time(&t)).unwrap_or(fallback_ts);
+        Ok(SilverRow {
+            patient_ref,
+            encounter_ref,
+            effective_at: effective.and_then(|t| parse_fhir_time(&t)),
+            code_system: coding.and_then(|c| c.get("system")).and_then(|x| x.as_str()).map(str::to_owned),
+            code: coding.and_then(|c| c.get("code")).and_then(|x| x.as_str()).map(str::to_owned),
+            status: s("/status").or_else(|| s("/clinicalStatus/coding/0/code")),
+            source_system: s("/meta/source"),
+            adapter: adapter.to_string(),
+            source_ts,
+            deleted: false,
+            lineage: lineage.to_string(),
+            ingested_at: now_micros(),
+            resource: v.to_string(),
+            resource_type,
+            id,
+        })
+    }
+}
+
+/// FHIR date / dateTime / instant to microseconds UTC. Partial dates take the start
+/// of the period (`2024` -> 2024-01-01T00:00:00Z); a time without an offset is read
+/// as UTC (FHIR requires one whenever a time is present).
+pub fn parse_fhir_time(t: &str) -> Option<Micros> {
+    use chrono::{DateTime, NaiveDate};
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.timestamp_micros());
+    }
+    if let Ok(n) = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(n.and_utc().timestamp_micros());
+    }
+    let date = match t.len() {
+        4 => NaiveDate::from_ymd_opt(t.parse().ok()?, 1, 1),
+        7 => NaiveDate::from_ymd_opt(t.get(..4)?.parse().ok()?, t.get(5..7)?.parse().ok()?, 1),
+        10 => NaiveDate::parse_from_str(t, "%Y-%m-%d").ok(),
+        _ => None,
+    }?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// Silver rows as a record batch.
+pub fn silver_batch(table: &str, rows: &[SilverRow]) -> Result<RecordBatch, LakeError> {
+    let cols: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| Some(r.resource_type.as_str()))),
+        strings(rows.iter().map(|r| Some(r.id.as_str()))),
+        strings(rows.iter().map(|r| r.patient_ref.as_deref())),
+        strings(rows.iter().map(|r| r.encounter_ref.as_deref())),
+        times(rows.iter().map(|r| r.effective_at)),
+        strings(rows.iter().map(|r| r.code_system.as_deref())),
+        strings(rows.iter().map(|r| r.code.as_deref())),
+        strings(rows.iter().map(|r| r.status.as_deref())),
+        strings(rows.iter().map(|r| r.source_system.as_deref())),
+        strings(rows.iter().map(|r| Some(r.adapter.as_str()))),
+        times(rows.iter().map(|r| Some(r.source_ts))),
+        Arc::new(rows.iter().map(|r| Some(r.deleted)).collect::<BooleanArray>()),
+        strings(rows.iter().map(|r| Some(r.lineage.as_str()))),
+        times(rows.iter().map(|r| Some(r.ingested_at))),
+        strings(rows.iter().map(|r| Some(r.resource.as_str()))),
+    ];
+    batch(table, schema::silver_schema(), cols)
+}
+
+/// A rejected input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow {
+    pub id: String,
+    pub quarantined_at: Micros,
+    /// `hl7`, `fhir`, `event`.
+    pub input_kind: String,
+    pub source: String,
+    pub adapter: String,
+    /// `invalid-input`, `unsupported`, `transient`, `trap`, `limit`, `lake`.
+    pub error_kind: String,
+    pub error_message: String,
+    pub location: Option<String>,
+    pub lineage: Option<String>,
+    pub raw: Vec<u8>,
+    pub reprocessed_at: Option<Micros>,
+    pub reprocess_outcome: Option<String>,
+}
+
+pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, LakeError> {
+    let t = Table::Quarantine;
+    let cols: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| Some(r.id.as_str()))),
+        times(rows.iter().map(|r| Some(r.quarantined_at))),
+        strings(rows.iter().map(|r| Some(r.input_kind.as_str()))),
+        strings(rows.iter().map(|r| Some(r.source.as_str()))),
+        strings(rows.iter().map(|r| Some(r.adapter.as_str()))),
+        strings(rows.iter().map(|r| Some(r.error_kind.as_str()))),
+        strings(rows.iter().map(|r| Some(r.error_message.as_str()))),
+        strings(rows.iter().map(|r| r.location.as_deref())),
+        strings(rows.iter().map(|r| r.lineage.as_deref())),
+        Arc::new(rows.iter().map(|r| Some(r.raw.as_slice())).collect::<BinaryArray>()),
+        times(rows.iter().map(|r| r.reprocessed_at)),
+        strings(rows.iter().map(|r| r.reprocess_outcome.as_deref())),
+    ];
+    batch(t.path(), t.schema(), cols)
+}
+
+/// One audited access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub at: Micros,
+    pub actor: String,
+    pub action: String,
+    pub connection: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub outcome: String,
+}
+
+pub fn audit_batch(rows: &[AuditRow]) -> Result<RecordBatch, LakeError> {
+    let t = Table::Audit;
+    let cols: Vec<ArrayRef> = vec![
+        times(rows.iter().map(|r| Some(r.at))),
+        Arc::new(rows.iter().map(|r| Some(date_of(r.at))).collect::<StringArray>()),
+        strings(rows.iter().map(|r| Some(r.actor.as_str()))),
+        strings(rows.iter().map(|r| Some(r.action.as_str()))),
+        strings(rows.iter().map(|r| r.connection.as_deref())),
+        strings(rows.iter().map(|r| r.method.as_deref())),
+        strings(rows.iter().map(|r| r.path.as_deref())),
+        strings(rows.iter().map(|r| Some(r.outcome.as_str()))),
+    ];
+    batch(t.path(), t.schema(), cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fhir_times() {
+        assert_eq!(parse_fhir_time("1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(parse_fhir_time("1970-01-01T02:00:00+02:00"), Some(0));
+        assert_eq!(parse_fhir_time("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(parse_fhir_time("1970-02"), Some(31 * 86_400_000_000));
+        assert_eq!(parse_fhir_time("1970"), Some(0));
+        assert_eq!(parse_fhir_time("garbage"), None);
+    }
+
+    #[test]
+    fn silver_columns_from_an_observation() {
+        let json = r#"{"resourceType":"Observation","id":"o1","status":"final",
+            "subject":{"reference":"Patient/p1"},"encounter":{"reference":"Encounter/e1"},
+            "code":{"coding":[{"system":"http://loinc.org","code":"1234-5"}]},
+            "effectiveDateTime":"2024-01-02T03:04:05Z",
+            "meta":{"lastUpdated":"2024-01-03T00:00:00Z","source":"urn:ehrgate:LAB"}}"#;
+        let r = SilverRow::from_json(json, "reference@0.1.0", "bronze/hl7_messages/x", 7).unwrap();
+        assert_eq!((r.resource_type.as_str(), r.id.as_str()), ("Observation", "o1"));
+        assert_eq!(r.patient_ref.as_deref(), Some("Patient/p1"));
+        assert_eq!(r.encounter_ref.as_deref(), Some("Encounter/e1"));
+        assert_eq!(r.code_system.as_deref(), Some("http://loinc.org"));
+        assert_eq!(r.code.as_deref(), Some("1234-5"));
+        assert_eq!(r.status.as_deref(), Some("final"));
+        assert_eq!(r.source_ts, parse_fhir_time("2024-01-03T00:00:00Z").unwrap());
+        assert_eq!(r.effective_at, parse_fhir_time("2024-01-02T03:04:05Z"));
+        assert!(SilverRow::from_json(r#"{"id":"x"}"#, "a", "l", 0).is_err());
+        assert!(SilverRow::from_json(r#"{"resourceType":"../x","id":"x"}"#, "a", "l", 0).is_err());
+    }
+}

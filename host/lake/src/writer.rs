@@ -1,0 +1,237 @@
+//! One writer task per table: accepts rows from many producers through a bounded
+//! queue (back-pressure: producers wait when it is full), commits by size or age,
+//! and tells every producer when its rows are committed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use deltalake::DeltaTable;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+use tokio::sync::{mpsc, oneshot};
+use url::Url;
+
+use crate::error::LakeError;
+use crate::rows::{self, AuditRow, BronzeRow, QuarantineRow, SilverRow};
+use crate::schema::{self, Table};
+
+/// When a writer commits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Commit once this many rows are pending.
+    pub max_rows: usize,
+    /// Commit rows at the latest this long after the first pending one arrived.
+    pub max_age: Duration,
+    /// Submissions queued per table before producers wait.
+    pub queue: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_rows: 50_000, max_age: Duration::from_millis(500), queue: 64 }
+    }
+}
+
+/// Rows bound for one table.
+pub(crate) enum Rows {
+    Bronze(Table, Vec<BronzeRow>),
+    Silver(Vec<SilverRow>),
+    Quarantine(Vec<QuarantineRow>),
+    Audit(Vec<AuditRow>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Bronze(_, r) => r.len(),
+            Rows::Silver(r) => r.len(),
+            Rows::Quarantine(r) => r.len(),
+            Rows::Audit(r) => r.len(),
+        }
+    }
+
+    fn absorb(&mut self, other: Rows) {
+        match (self, other) {
+            (Rows::Bronze(_, a), Rows::Bronze(_, b)) => a.extend(b),
+            (Rows::Silver(a), Rows::Silver(b)) => a.extend(b),
+            (Rows::Quarantine(a), Rows::Quarantine(b)) => a.extend(b),
+            (Rows::Audit(a), Rows::Audit(b)) => a.extend(b),
+            _ => unreachable!("one writer per table receives one kind of rows"),
+        }
+    }
+}
+
+pub(crate) struct Submission {
+    pub rows: Rows,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+pub(crate) type WriterHandle = mpsc::Sender<Submission>;
+
+/// Start the writer for the table at `path`.
+pub(crate) fn spawn(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig) -> WriterHandle {
+    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+    tokio::spawn(run(path, url, options, cfg, rx));
+    tx
+}
+
+async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig, mut rx: mpsc::Receiver<Submission>) {
+    let mut table: Option<DeltaTable> = None;
+    while let Some(first) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + cfg.max_age;
+        let mut rows = first.rows;
+        let mut waiters = vec![first.done];
+        while rows.len() < cfg.max_rows {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(s)) => {
+                    rows.absorb(s.rows);
+                    waiters.push(s.done);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let n = rows.len();
+        let started = std::time::Instant::now();
+        let result = commit(&path, &url, &options, &mut table, rows).await;
+        match &result {
+            Ok(()) => tracing::debug!(table = %path, rows = n, ms = started.elapsed().as_millis() as u64, "committed"),
+            Err(e) => tracing::error!(table = %path, rows = n, "commit failed: {e}"),
+        }
+        let result = result.map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+async fn open(path: &str, url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable, LakeError> {
+    DeltaTable::try_from_url_with_storage_options(url.clone(), options.clone()).await.map_err(|e| LakeError::delta(path, e))
+}
+
+const MAX_ATTEMPTS: usize = 5;
+
+/// Commit `rows`, retrying on a commit conflict (another writer got there first)
+/// with the table reloaded.
+async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table: &mut Option<DeltaTable>, rows: Rows) -> Result<(), LakeError> {
+    let (batch, partitions, merge) = match &rows {
+        Rows::Bronze(t, r) => (rows::bronze_batch(*t, r)?, t.partitions(), false),
+        Rows::Silver(r) => (rows::silver_batch(path, &dedupe_newest(r))?, &[][..], true),
+        Rows::Quarantine(r) => (rows::quarantine_batch(r)?, Table::Quarantine.partitions(), false),
+        Rows::Audit(r) => (rows::audit_batch(r)?, Table::Audit.partitions(), false),
+    };
+    let mut last_err = None;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let t = match table.take() {
+            Some(mut t) => {
+                if attempt > 1 {
+                    t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
+                }
+                t
+            }
+            None => open(path, url, options).await?,
+        };
+        let exists = t.version().is_some();
+        let result = if merge && exists {
+            merge_newer(t, batch.clone()).await
+        } else {
+            t.write(vec![batch.clone()])
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(partitions.iter().map(|s| s.to_string()))
+                .await
+        };
+        match result {
+            Ok(t) => {
+                *table = Some(t);
+                return Ok(());
+            }
+            Err(e) => {
+                let retry = matches!(e, deltalake::DeltaTableError::Transaction { .. } | deltalake::DeltaTableError::VersionAlreadyExists(_))
+                    || e.to_string().to_lowercase().contains("conflict");
+                tracing::warn!(table = %path, attempt, "commit attempt failed: {e}");
+                last_err = Some(LakeError::delta(path, e));
+                *table = None;
+                if !retry {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| LakeError::delta(path, "commit failed")))
+}
+
+/// MERGE on id: a row replaces the stored one only when its source timestamp is
+/// newer; new ids are inserted.
+async fn merge_newer(table: DeltaTable, batch: deltalake::arrow::array::RecordBatch) -> Result<DeltaTable, deltalake::DeltaTableError> {
+    let ctx = SessionContext::new();
+    let source = ctx.read_batch(batch)?;
+    let schema = schema::silver_schema();
+    let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let (table, _metrics) = table
+        .merge(source, "target.id = source.id")
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .when_matched_update(|mut u| {
+            u = u.predicate("source.source_ts > target.source_ts");
+            for c in &cols {
+                u = u.update(c.as_str(), format!("source.{c}"));
+            }
+            u
+        })?
+        .when_not_matched_insert(|mut i| {
+            for c in &cols {
+                i = i.set(c.as_str(), format!("source.{c}"));
+            }
+            i
+        })?
+        .await?;
+    Ok(table)
+}
+
+/// Within one batch keep, per id, the row with the newest source timestamp (the
+/// later arrival on a tie).
+fn dedupe_newest(rows: &[SilverRow]) -> Vec<SilverRow> {
+    let mut best: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        match best.get(r.id.as_str()) {
+            Some(&j) if rows[j].source_ts > r.source_ts => {}
+            _ => {
+                best.insert(&r.id, i);
+            }
+        }
+    }
+    let mut keep: Vec<usize> = best.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| rows[i].clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, ts: i64, tag: &str) -> SilverRow {
+        SilverRow {
+            resource_type: "Patient".into(),
+            id: id.into(),
+            patient_ref: None,
+            encounter_ref: None,
+            effective_at: None,
+            code_system: None,
+            code: None,
+            status: None,
+            source_system: None,
+            adapter: "a".into(),
+            source_ts: ts,
+            deleted: false,
+            lineage: tag.into(),
+            ingested_at: 0,
+            resource: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn dedupe_keeps_newest_and_later_on_tie() {
+        let rows = vec![row("a", 2, "a2"), row("a", 1, "a1"), row("b", 5, "b5"), row("b", 5, "b5-later"), row("c", 1, "c")];
+        let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage).collect();
+        assert_eq!(kept, vec!["a2", "b5-later", "c"]);
+    }
+}
