@@ -41,9 +41,11 @@ pub fn resource_id_parts(resource_type: &str, system: &str, key: &[&str]) -> Str
     for part in [resource_type, system].iter().chain(key.iter()) {
         push_part(&mut name, part);
     }
+    let mut buf = Uuid::encode_buffer();
     Uuid::new_v5(&NAMESPACE, name.as_bytes())
         .hyphenated()
-        .to_string()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 /// `Type/id`, the relative reference FHIR resources use for each other.
@@ -55,9 +57,20 @@ pub fn reference(resource_type: &str, id: &str) -> String {
     s
 }
 
+/// `<byte length>:<part>`.
 fn push_part(out: &mut String, part: &str) {
-    use std::fmt::Write;
-    let _ = write!(out, "{}:", part.len());
+    let mut digits = [0u8; 20];
+    let (mut n, mut i) = (part.len(), digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+    out.push(':');
     out.push_str(part);
 }
 

@@ -3,7 +3,7 @@
 //! Each resource is a struct with public fields named as in FHIR (`use_`, `type_`,
 //! `for_` for the Rust keywords; choice elements `[x]` as [`Choice`]), plus `extra`
 //! for members the struct lacks (they are merged in last). Build one with
-//! `..Default::default()` and turn it into JSON with [`ToFhir::to_fhir`]; empty
+//! `..Default::default()` and turn it into JSON with [`ToFhir::to_fhir`](super::ToFhir::to_fhir); empty
 //! members are never written.
 //!
 //! ```
@@ -18,7 +18,7 @@
 //! ```
 
 use super::datatypes::*;
-use super::json::{Obj, ToFhir};
+use super::members::{Members, Sink, to_fhir_via_members};
 use serde_json::{Map, Value};
 
 /// `Patient`.
@@ -74,59 +74,55 @@ pub struct PatientLink {
     pub type_: String,
 }
 
-impl ToFhir for Patient {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Patient", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .bool("active", self.active)
-            .list("name", &self.name)
-            .list("telecom", &self.telecom)
-            .str("gender", self.gender.as_ref())
-            .str("birthDate", self.birth_date.as_ref())
-            .choice("deceased", &self.deceased)
-            .list("address", &self.address)
-            .opt("maritalStatus", &self.marital_status)
-            .choice("multipleBirth", &self.multiple_birth)
-            .list("contact", &self.contact)
-            .list("communication", &self.communication)
-            .list("generalPractitioner", &self.general_practitioner)
-            .opt("managingOrganization", &self.managing_organization)
-            .list("link", &self.link)
-            .extend(&self.extra)
-            .build()
+impl Members for Patient {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.bool("active", self.active);
+        s.list("address", &self.address);
+        s.str("birthDate", self.birth_date.as_deref());
+        s.list("communication", &self.communication);
+        s.list("contact", &self.contact);
+        s.choice("deceased", self.deceased.as_ref());
+        s.str("gender", self.gender.as_deref());
+        s.list("generalPractitioner", &self.general_practitioner);
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.list("link", &self.link);
+        s.obj("managingOrganization", self.managing_organization.as_ref());
+        s.obj("maritalStatus", self.marital_status.as_ref());
+        s.obj("meta", Some(&self.meta));
+        s.choice("multipleBirth", self.multiple_birth.as_ref());
+        s.list("name", &self.name);
+        s.str("resourceType", Some("Patient"));
+        s.list("telecom", &self.telecom);
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
-impl ToFhir for PatientContact {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .list("relationship", &self.relationship)
-            .opt("name", &self.name)
-            .list("telecom", &self.telecom)
-            .opt("address", &self.address)
-            .str("gender", self.gender.as_ref())
-            .opt("organization", &self.organization)
-            .opt("period", &self.period)
-            .build()
+impl Members for PatientContact {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("address", self.address.as_ref());
+        s.str("gender", self.gender.as_deref());
+        s.obj("name", self.name.as_ref());
+        s.obj("organization", self.organization.as_ref());
+        s.obj("period", self.period.as_ref());
+        s.list("relationship", &self.relationship);
+        s.list("telecom", &self.telecom);
     }
 }
 
-impl ToFhir for PatientCommunication {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .put("language", self.language.to_fhir())
-            .bool("preferred", self.preferred)
-            .build()
+impl Members for PatientCommunication {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("language", Some(&self.language));
+        s.bool("preferred", self.preferred);
     }
 }
 
-impl ToFhir for PatientLink {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .put("other", self.other.to_fhir())
-            .str("type", Some(&self.type_))
-            .build()
+impl Members for PatientLink {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("other", Some(&self.other));
+        s.str("type", Some(&self.type_));
     }
 }
 
@@ -181,59 +177,58 @@ pub struct EncounterLocation {
     pub period: Option<Period>,
 }
 
-impl ToFhir for Encounter {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Encounter", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .str("status", Some(&self.status))
-            .put("class", self.class.to_fhir())
-            .list("type", &self.type_)
-            .opt("serviceType", &self.service_type)
-            .opt("priority", &self.priority)
-            .opt("subject", &self.subject)
-            .list("participant", &self.participant)
-            .opt("period", &self.period)
-            .list("reasonCode", &self.reason_code)
-            .opt("hospitalization", &self.hospitalization)
-            .list("location", &self.location)
-            .opt("serviceProvider", &self.service_provider)
-            .extend(&self.extra)
-            .build()
+impl Members for Encounter {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("class", Some(&self.class));
+        s.obj("hospitalization", self.hospitalization.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.list("location", &self.location);
+        s.obj("meta", Some(&self.meta));
+        s.list("participant", &self.participant);
+        s.obj("period", self.period.as_ref());
+        s.obj("priority", self.priority.as_ref());
+        s.list("reasonCode", &self.reason_code);
+        s.str("resourceType", Some("Encounter"));
+        s.obj("serviceProvider", self.service_provider.as_ref());
+        s.obj("serviceType", self.service_type.as_ref());
+        s.str("status", Some(&self.status));
+        s.obj("subject", self.subject.as_ref());
+        s.list("type", &self.type_);
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
-impl ToFhir for EncounterParticipant {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .list("type", &self.type_)
-            .opt("period", &self.period)
-            .opt("individual", &self.individual)
-            .build()
+impl Members for EncounterParticipant {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("individual", self.individual.as_ref());
+        s.obj("period", self.period.as_ref());
+        s.list("type", &self.type_);
     }
 }
 
-impl ToFhir for EncounterHospitalization {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .opt("preAdmissionIdentifier", &self.pre_admission_identifier)
-            .opt("admitSource", &self.admit_source)
-            .opt("reAdmission", &self.re_admission)
-            .list("dietPreference", &self.diet_preference)
-            .list("specialCourtesy", &self.special_courtesy)
-            .opt("destination", &self.destination)
-            .opt("dischargeDisposition", &self.discharge_disposition)
-            .build()
+impl Members for EncounterHospitalization {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("admitSource", self.admit_source.as_ref());
+        s.obj("destination", self.destination.as_ref());
+        s.list("dietPreference", &self.diet_preference);
+        s.obj("dischargeDisposition", self.discharge_disposition.as_ref());
+        s.obj(
+            "preAdmissionIdentifier",
+            self.pre_admission_identifier.as_ref(),
+        );
+        s.obj("reAdmission", self.re_admission.as_ref());
+        s.list("specialCourtesy", &self.special_courtesy);
     }
 }
 
-impl ToFhir for EncounterLocation {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .put("location", self.location.to_fhir())
-            .str("status", self.status.as_ref())
-            .opt("period", &self.period)
-            .build()
+impl Members for EncounterLocation {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("location", Some(&self.location));
+        s.obj("period", self.period.as_ref());
+        s.str("status", self.status.as_deref());
     }
 }
 
@@ -269,29 +264,43 @@ pub struct Task {
     pub extra: Map<String, Value>,
 }
 
-impl ToFhir for Task {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Task", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .list("basedOn", &self.based_on)
-            .str("status", Some(&self.status))
-            .opt("businessStatus", &self.business_status)
-            .str("intent", Some(&self.intent))
-            .str("priority", self.priority.as_ref())
-            .opt("code", &self.code)
-            .str("description", self.description.as_ref())
-            .opt("focus", &self.focus)
-            .opt("for", &self.for_)
-            .opt("encounter", &self.encounter)
-            .opt("executionPeriod", &self.execution_period)
-            .str("authoredOn", self.authored_on.as_ref())
-            .str("lastModified", self.last_modified.as_ref())
-            .opt("requester", &self.requester)
-            .opt("owner", &self.owner)
-            .opt("reasonCode", &self.reason_code)
-            .list("note", &self.note)
-            .extend(&self.extra)
-            .build()
+impl Members for Task {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("authoredOn", self.authored_on.as_deref());
+        s.list("basedOn", &self.based_on);
+        s.obj("businessStatus", self.business_status.as_ref());
+        s.obj("code", self.code.as_ref());
+        s.str("description", self.description.as_deref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.obj("executionPeriod", self.execution_period.as_ref());
+        s.obj("focus", self.focus.as_ref());
+        s.obj("for", self.for_.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.str("intent", Some(&self.intent));
+        s.str("lastModified", self.last_modified.as_deref());
+        s.obj("meta", Some(&self.meta));
+        s.list("note", &self.note);
+        s.obj("owner", self.owner.as_ref());
+        s.str("priority", self.priority.as_deref());
+        s.obj("reasonCode", self.reason_code.as_ref());
+        s.obj("requester", self.requester.as_ref());
+        s.str("resourceType", Some("Task"));
+        s.str("status", Some(&self.status));
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
+
+to_fhir_via_members!(
+    Patient,
+    PatientContact,
+    PatientCommunication,
+    PatientLink,
+    Encounter,
+    EncounterParticipant,
+    EncounterHospitalization,
+    EncounterLocation,
+    Task,
+);

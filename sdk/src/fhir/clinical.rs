@@ -2,7 +2,7 @@
 //! Procedure, Immunization, MedicationRequest. Same conventions as [`super::admin`].
 
 use super::datatypes::*;
-use super::json::{Obj, ToFhir};
+use super::members::{Members, Sink, to_fhir_via_members};
 use serde_json::{Map, Value};
 
 /// `Observation`.
@@ -45,42 +45,42 @@ pub struct ReferenceRange {
     pub text: Option<String>,
 }
 
-impl ToFhir for ReferenceRange {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .opt("low", &self.low)
-            .opt("high", &self.high)
-            .opt("type", &self.type_)
-            .str("text", self.text.as_ref())
-            .build()
+impl Members for ReferenceRange {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("high", self.high.as_ref());
+        s.obj("low", self.low.as_ref());
+        s.str("text", self.text.as_deref());
+        s.obj("type", self.type_.as_ref());
     }
 }
 
-impl ToFhir for Observation {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Observation", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .list("basedOn", &self.based_on)
-            .str("status", Some(&self.status))
-            .list("category", &self.category)
-            .put("code", self.code.to_fhir())
-            .opt("subject", &self.subject)
-            .opt("encounter", &self.encounter)
-            .choice("effective", &self.effective)
-            .str("issued", self.issued.as_ref())
-            .list("performer", &self.performer)
-            .choice("value", &self.value)
-            .opt("dataAbsentReason", &self.data_absent_reason)
-            .list("interpretation", &self.interpretation)
-            .list("note", &self.note)
-            .opt("bodySite", &self.body_site)
-            .opt("method", &self.method)
-            .opt("specimen", &self.specimen)
-            .list("referenceRange", &self.reference_range)
-            .list("hasMember", &self.has_member)
-            .extend(&self.extra)
-            .build()
+impl Members for Observation {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.list("basedOn", &self.based_on);
+        s.obj("bodySite", self.body_site.as_ref());
+        s.list("category", &self.category);
+        s.obj("code", Some(&self.code));
+        s.obj("dataAbsentReason", self.data_absent_reason.as_ref());
+        s.choice("effective", self.effective.as_ref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.list("hasMember", &self.has_member);
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.list("interpretation", &self.interpretation);
+        s.str("issued", self.issued.as_deref());
+        s.obj("meta", Some(&self.meta));
+        s.obj("method", self.method.as_ref());
+        s.list("note", &self.note);
+        s.list("performer", &self.performer);
+        s.list("referenceRange", &self.reference_range);
+        s.str("resourceType", Some("Observation"));
+        s.obj("specimen", self.specimen.as_ref());
+        s.str("status", Some(&self.status));
+        s.obj("subject", self.subject.as_ref());
+        s.choice("value", self.value.as_ref());
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
@@ -109,27 +109,29 @@ pub struct DiagnosticReport {
     pub extra: Map<String, Value>,
 }
 
-impl ToFhir for DiagnosticReport {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("DiagnosticReport", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .list("basedOn", &self.based_on)
-            .str("status", Some(&self.status))
-            .list("category", &self.category)
-            .put("code", self.code.to_fhir())
-            .opt("subject", &self.subject)
-            .opt("encounter", &self.encounter)
-            .choice("effective", &self.effective)
-            .str("issued", self.issued.as_ref())
-            .list("performer", &self.performer)
-            .list("resultsInterpreter", &self.results_interpreter)
-            .list("specimen", &self.specimen)
-            .list("result", &self.result)
-            .str("conclusion", self.conclusion.as_ref())
-            .list("conclusionCode", &self.conclusion_code)
-            .extend(&self.extra)
-            .build()
+impl Members for DiagnosticReport {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.list("basedOn", &self.based_on);
+        s.list("category", &self.category);
+        s.obj("code", Some(&self.code));
+        s.str("conclusion", self.conclusion.as_deref());
+        s.list("conclusionCode", &self.conclusion_code);
+        s.choice("effective", self.effective.as_ref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.str("issued", self.issued.as_deref());
+        s.obj("meta", Some(&self.meta));
+        s.list("performer", &self.performer);
+        s.str("resourceType", Some("DiagnosticReport"));
+        s.list("result", &self.result);
+        s.list("resultsInterpreter", &self.results_interpreter);
+        s.list("specimen", &self.specimen);
+        s.str("status", Some(&self.status));
+        s.obj("subject", self.subject.as_ref());
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
@@ -156,27 +158,29 @@ pub struct Condition {
     pub extra: Map<String, Value>,
 }
 
-impl ToFhir for Condition {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Condition", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .opt("clinicalStatus", &self.clinical_status)
-            .opt("verificationStatus", &self.verification_status)
-            .list("category", &self.category)
-            .opt("severity", &self.severity)
-            .opt("code", &self.code)
-            .list("bodySite", &self.body_site)
-            .put("subject", self.subject.to_fhir())
-            .opt("encounter", &self.encounter)
-            .choice("onset", &self.onset)
-            .choice("abatement", &self.abatement)
-            .str("recordedDate", self.recorded_date.as_ref())
-            .opt("recorder", &self.recorder)
-            .opt("asserter", &self.asserter)
-            .list("note", &self.note)
-            .extend(&self.extra)
-            .build()
+impl Members for Condition {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.choice("abatement", self.abatement.as_ref());
+        s.obj("asserter", self.asserter.as_ref());
+        s.list("bodySite", &self.body_site);
+        s.list("category", &self.category);
+        s.obj("clinicalStatus", self.clinical_status.as_ref());
+        s.obj("code", self.code.as_ref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.obj("meta", Some(&self.meta));
+        s.list("note", &self.note);
+        s.choice("onset", self.onset.as_ref());
+        s.str("recordedDate", self.recorded_date.as_deref());
+        s.obj("recorder", self.recorder.as_ref());
+        s.str("resourceType", Some("Condition"));
+        s.obj("severity", self.severity.as_ref());
+        s.obj("subject", Some(&self.subject));
+        s.obj("verificationStatus", self.verification_status.as_ref());
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
@@ -217,39 +221,39 @@ pub struct AllergyReaction {
     pub severity: Option<String>,
 }
 
-impl ToFhir for AllergyReaction {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .opt("substance", &self.substance)
-            .list("manifestation", &self.manifestation)
-            .str("description", self.description.as_ref())
-            .str("onset", self.onset.as_ref())
-            .str("severity", self.severity.as_ref())
-            .build()
+impl Members for AllergyReaction {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("description", self.description.as_deref());
+        s.list("manifestation", &self.manifestation);
+        s.str("onset", self.onset.as_deref());
+        s.str("severity", self.severity.as_deref());
+        s.obj("substance", self.substance.as_ref());
     }
 }
 
-impl ToFhir for AllergyIntolerance {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("AllergyIntolerance", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .opt("clinicalStatus", &self.clinical_status)
-            .opt("verificationStatus", &self.verification_status)
-            .str("type", self.type_.as_ref())
-            .strs("category", &self.category)
-            .str("criticality", self.criticality.as_ref())
-            .opt("code", &self.code)
-            .put("patient", self.patient.to_fhir())
-            .opt("encounter", &self.encounter)
-            .choice("onset", &self.onset)
-            .str("recordedDate", self.recorded_date.as_ref())
-            .opt("recorder", &self.recorder)
-            .opt("asserter", &self.asserter)
-            .list("note", &self.note)
-            .list("reaction", &self.reaction)
-            .extend(&self.extra)
-            .build()
+impl Members for AllergyIntolerance {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("asserter", self.asserter.as_ref());
+        s.strs("category", &self.category);
+        s.obj("clinicalStatus", self.clinical_status.as_ref());
+        s.obj("code", self.code.as_ref());
+        s.str("criticality", self.criticality.as_deref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.obj("meta", Some(&self.meta));
+        s.list("note", &self.note);
+        s.choice("onset", self.onset.as_ref());
+        s.obj("patient", Some(&self.patient));
+        s.list("reaction", &self.reaction);
+        s.str("recordedDate", self.recorded_date.as_deref());
+        s.obj("recorder", self.recorder.as_ref());
+        s.str("resourceType", Some("AllergyIntolerance"));
+        s.str("type", self.type_.as_deref());
+        s.obj("verificationStatus", self.verification_status.as_ref());
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
@@ -286,37 +290,37 @@ pub struct Performer {
     pub actor: Reference,
 }
 
-impl ToFhir for Performer {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .opt("function", &self.function)
-            .put("actor", self.actor.to_fhir())
-            .build()
+impl Members for Performer {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("actor", Some(&self.actor));
+        s.obj("function", self.function.as_ref());
     }
 }
 
-impl ToFhir for Procedure {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Procedure", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .list("basedOn", &self.based_on)
-            .str("status", Some(&self.status))
-            .opt("category", &self.category)
-            .opt("code", &self.code)
-            .put("subject", self.subject.to_fhir())
-            .opt("encounter", &self.encounter)
-            .choice("performed", &self.performed)
-            .opt("recorder", &self.recorder)
-            .opt("asserter", &self.asserter)
-            .list("performer", &self.performer)
-            .opt("location", &self.location)
-            .list("reasonCode", &self.reason_code)
-            .list("bodySite", &self.body_site)
-            .opt("outcome", &self.outcome)
-            .list("note", &self.note)
-            .extend(&self.extra)
-            .build()
+impl Members for Procedure {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("asserter", self.asserter.as_ref());
+        s.list("basedOn", &self.based_on);
+        s.list("bodySite", &self.body_site);
+        s.obj("category", self.category.as_ref());
+        s.obj("code", self.code.as_ref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.obj("location", self.location.as_ref());
+        s.obj("meta", Some(&self.meta));
+        s.list("note", &self.note);
+        s.obj("outcome", self.outcome.as_ref());
+        s.choice("performed", self.performed.as_ref());
+        s.list("performer", &self.performer);
+        s.list("reasonCode", &self.reason_code);
+        s.obj("recorder", self.recorder.as_ref());
+        s.str("resourceType", Some("Procedure"));
+        s.str("status", Some(&self.status));
+        s.obj("subject", Some(&self.subject));
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
@@ -349,30 +353,32 @@ pub struct Immunization {
     pub extra: Map<String, Value>,
 }
 
-impl ToFhir for Immunization {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("Immunization", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .str("status", Some(&self.status))
-            .opt("statusReason", &self.status_reason)
-            .put("vaccineCode", self.vaccine_code.to_fhir())
-            .put("patient", self.patient.to_fhir())
-            .opt("encounter", &self.encounter)
-            .choice("occurrence", &self.occurrence)
-            .str("recorded", self.recorded.as_ref())
-            .bool("primarySource", self.primary_source)
-            .opt("manufacturer", &self.manufacturer)
-            .str("lotNumber", self.lot_number.as_ref())
-            .str("expirationDate", self.expiration_date.as_ref())
-            .opt("site", &self.site)
-            .opt("route", &self.route)
-            .opt("doseQuantity", &self.dose_quantity)
-            .list("performer", &self.performer)
-            .list("note", &self.note)
-            .list("reasonCode", &self.reason_code)
-            .extend(&self.extra)
-            .build()
+impl Members for Immunization {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("doseQuantity", self.dose_quantity.as_ref());
+        s.obj("encounter", self.encounter.as_ref());
+        s.str("expirationDate", self.expiration_date.as_deref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.str("lotNumber", self.lot_number.as_deref());
+        s.obj("manufacturer", self.manufacturer.as_ref());
+        s.obj("meta", Some(&self.meta));
+        s.list("note", &self.note);
+        s.choice("occurrence", self.occurrence.as_ref());
+        s.obj("patient", Some(&self.patient));
+        s.list("performer", &self.performer);
+        s.bool("primarySource", self.primary_source);
+        s.list("reasonCode", &self.reason_code);
+        s.str("recorded", self.recorded.as_deref());
+        s.str("resourceType", Some("Immunization"));
+        s.obj("route", self.route.as_ref());
+        s.obj("site", self.site.as_ref());
+        s.str("status", Some(&self.status));
+        s.obj("statusReason", self.status_reason.as_ref());
+        s.obj("vaccineCode", Some(&self.vaccine_code));
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
 
@@ -412,40 +418,61 @@ pub struct Dosage {
     pub extra: Map<String, Value>,
 }
 
-impl ToFhir for Dosage {
-    fn to_fhir(&self) -> Value {
-        let dose_and_rate = self
-            .dose
-            .as_ref()
-            .map(|q| Value::Array(vec![Obj::new().put("doseQuantity", q.to_fhir()).build()]));
-        let mut o = Obj::new()
-            .str("text", self.text.as_ref())
-            .opt("route", &self.route);
-        if let Some(d) = dose_and_rate {
-            o = o.val("doseAndRate", d);
-        }
-        o.extend(&self.extra).build()
+/// `Dosage.doseAndRate` entry.
+struct DoseAndRate<'a>(&'a Quantity);
+
+impl Members for DoseAndRate<'_> {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("doseQuantity", Some(self.0));
     }
 }
 
-impl ToFhir for MedicationRequest {
-    fn to_fhir(&self) -> Value {
-        Obj::resource("MedicationRequest", &self.id)
-            .put("meta", self.meta.to_fhir())
-            .list("identifier", &self.identifier)
-            .str("status", Some(&self.status))
-            .str("intent", Some(&self.intent))
-            .list("category", &self.category)
-            .str("priority", self.priority.as_ref())
-            .choice("medication", &self.medication)
-            .put("subject", self.subject.to_fhir())
-            .opt("encounter", &self.encounter)
-            .str("authoredOn", self.authored_on.as_ref())
-            .opt("requester", &self.requester)
-            .list("reasonCode", &self.reason_code)
-            .list("note", &self.note)
-            .list("dosageInstruction", &self.dosage_instruction)
-            .extend(&self.extra)
-            .build()
+impl Members for Dosage {
+    fn members<S: Sink>(&self, s: &mut S) {
+        let dose: Vec<DoseAndRate<'_>> = self.dose.iter().map(DoseAndRate).collect();
+        s.list("doseAndRate", &dose);
+        s.obj("route", self.route.as_ref());
+        s.str("text", self.text.as_deref());
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
     }
 }
+
+impl Members for MedicationRequest {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("authoredOn", self.authored_on.as_deref());
+        s.list("category", &self.category);
+        s.list("dosageInstruction", &self.dosage_instruction);
+        s.obj("encounter", self.encounter.as_ref());
+        s.str("id", Some(&self.id));
+        s.list("identifier", &self.identifier);
+        s.str("intent", Some(&self.intent));
+        s.choice("medication", self.medication.as_ref());
+        s.obj("meta", Some(&self.meta));
+        s.list("note", &self.note);
+        s.str("priority", self.priority.as_deref());
+        s.list("reasonCode", &self.reason_code);
+        s.obj("requester", self.requester.as_ref());
+        s.str("resourceType", Some("MedicationRequest"));
+        s.str("status", Some(&self.status));
+        s.obj("subject", Some(&self.subject));
+    }
+    fn extra(&self) -> Option<&Map<String, Value>> {
+        Some(&self.extra)
+    }
+}
+
+to_fhir_via_members!(
+    Observation,
+    ReferenceRange,
+    DiagnosticReport,
+    Condition,
+    AllergyIntolerance,
+    AllergyReaction,
+    Procedure,
+    Performer,
+    Immunization,
+    MedicationRequest,
+    Dosage,
+);

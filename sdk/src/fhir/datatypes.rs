@@ -2,7 +2,8 @@
 //! for the rest) or use the constructors; [`ToFhir::to_fhir`] writes JSON without empty
 //! members. Field names follow FHIR; `use_` and `type_` stand for `use` and `type`.
 
-use super::json::{Obj, ToFhir};
+use super::json::ToFhir;
+use super::members::{Members, Sink, to_fhir_via_members};
 use serde_json::{Number, Value};
 
 /// A `Coding`.
@@ -31,14 +32,12 @@ impl Coding {
     }
 }
 
-impl ToFhir for Coding {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("system", self.system.as_ref())
-            .str("version", self.version.as_ref())
-            .str("code", self.code.as_ref())
-            .str("display", self.display.as_ref())
-            .build()
+impl Members for Coding {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("code", self.code.as_deref());
+        s.str("display", self.display.as_deref());
+        s.str("system", self.system.as_deref());
+        s.str("version", self.version.as_deref());
     }
 }
 
@@ -72,12 +71,10 @@ impl CodeableConcept {
     }
 }
 
-impl ToFhir for CodeableConcept {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .list("coding", &self.coding)
-            .str("text", self.text.as_ref())
-            .build()
+impl Members for CodeableConcept {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.list("coding", &self.coding);
+        s.str("text", self.text.as_deref());
     }
 }
 
@@ -88,12 +85,10 @@ pub struct Period {
     pub end: Option<String>,
 }
 
-impl ToFhir for Period {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("start", self.start.as_ref())
-            .str("end", self.end.as_ref())
-            .build()
+impl Members for Period {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("end", self.end.as_deref());
+        s.str("start", self.start.as_deref());
     }
 }
 
@@ -124,14 +119,12 @@ impl Reference {
     }
 }
 
-impl ToFhir for Reference {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("reference", self.reference.as_ref())
-            .str("type", self.type_.as_ref())
-            .opt("identifier", &self.identifier)
-            .str("display", self.display.as_ref())
-            .build()
+impl Members for Reference {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("display", self.display.as_deref());
+        s.obj("identifier", self.identifier.as_deref());
+        s.str("reference", self.reference.as_deref());
+        s.str("type", self.type_.as_deref());
     }
 }
 
@@ -167,16 +160,14 @@ impl Identifier {
     }
 }
 
-impl ToFhir for Identifier {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("use", self.use_.as_ref())
-            .opt("type", &self.type_)
-            .str("system", self.system.as_ref())
-            .str("value", self.value.as_ref())
-            .opt("period", &self.period)
-            .opt("assigner", &self.assigner)
-            .build()
+impl Members for Identifier {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("assigner", self.assigner.as_ref());
+        s.obj("period", self.period.as_ref());
+        s.str("system", self.system.as_deref());
+        s.obj("type", self.type_.as_ref());
+        s.str("use", self.use_.as_deref());
+        s.str("value", self.value.as_deref());
     }
 }
 
@@ -192,17 +183,15 @@ pub struct HumanName {
     pub period: Option<Period>,
 }
 
-impl ToFhir for HumanName {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("use", self.use_.as_ref())
-            .str("text", self.text.as_ref())
-            .str("family", self.family.as_ref())
-            .strs("given", &self.given)
-            .strs("prefix", &self.prefix)
-            .strs("suffix", &self.suffix)
-            .opt("period", &self.period)
-            .build()
+impl Members for HumanName {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("family", self.family.as_deref());
+        s.strs("given", &self.given);
+        s.obj("period", self.period.as_ref());
+        s.strs("prefix", &self.prefix);
+        s.strs("suffix", &self.suffix);
+        s.str("text", self.text.as_deref());
+        s.str("use", self.use_.as_deref());
     }
 }
 
@@ -221,20 +210,18 @@ pub struct Address {
     pub period: Option<Period>,
 }
 
-impl ToFhir for Address {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("use", self.use_.as_ref())
-            .str("type", self.type_.as_ref())
-            .str("text", self.text.as_ref())
-            .strs("line", &self.line)
-            .str("city", self.city.as_ref())
-            .str("district", self.district.as_ref())
-            .str("state", self.state.as_ref())
-            .str("postalCode", self.postal_code.as_ref())
-            .str("country", self.country.as_ref())
-            .opt("period", &self.period)
-            .build()
+impl Members for Address {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("city", self.city.as_deref());
+        s.str("country", self.country.as_deref());
+        s.str("district", self.district.as_deref());
+        s.strs("line", &self.line);
+        s.obj("period", self.period.as_ref());
+        s.str("postalCode", self.postal_code.as_deref());
+        s.str("state", self.state.as_deref());
+        s.str("text", self.text.as_deref());
+        s.str("type", self.type_.as_deref());
+        s.str("use", self.use_.as_deref());
     }
 }
 
@@ -250,16 +237,14 @@ pub struct ContactPoint {
     pub period: Option<Period>,
 }
 
-impl ToFhir for ContactPoint {
-    fn to_fhir(&self) -> Value {
-        let mut o = Obj::new()
-            .str("system", self.system.as_ref())
-            .str("value", self.value.as_ref())
-            .str("use", self.use_.as_ref());
-        if let Some(r) = self.rank.filter(|r| *r > 0) {
-            o = o.val("rank", r);
-        }
-        o.opt("period", &self.period).build()
+impl Members for ContactPoint {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("period", self.period.as_ref());
+        let rank = self.rank.filter(|r| *r > 0).map(Number::from);
+        s.number("rank", rank.as_ref());
+        s.str("system", self.system.as_deref());
+        s.str("use", self.use_.as_deref());
+        s.str("value", self.value.as_deref());
     }
 }
 
@@ -287,17 +272,13 @@ impl Quantity {
     }
 }
 
-impl ToFhir for Quantity {
-    fn to_fhir(&self) -> Value {
-        let mut o = Obj::new();
-        if let Some(v) = &self.value {
-            o = o.val("value", Value::Number(v.clone()));
-        }
-        o.str("comparator", self.comparator.as_ref())
-            .str("unit", self.unit.as_ref())
-            .str("system", self.system.as_ref())
-            .str("code", self.code.as_ref())
-            .build()
+impl Members for Quantity {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("code", self.code.as_deref());
+        s.str("comparator", self.comparator.as_deref());
+        s.str("system", self.system.as_deref());
+        s.str("unit", self.unit.as_deref());
+        s.number("value", self.value.as_ref());
     }
 }
 
@@ -330,12 +311,10 @@ pub struct Range {
     pub high: Option<Quantity>,
 }
 
-impl ToFhir for Range {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .opt("low", &self.low)
-            .opt("high", &self.high)
-            .build()
+impl Members for Range {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("high", self.high.as_ref());
+        s.obj("low", self.low.as_ref());
     }
 }
 
@@ -346,12 +325,10 @@ pub struct Ratio {
     pub denominator: Option<Quantity>,
 }
 
-impl ToFhir for Ratio {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .opt("numerator", &self.numerator)
-            .opt("denominator", &self.denominator)
-            .build()
+impl Members for Ratio {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("denominator", self.denominator.as_ref());
+        s.obj("numerator", self.numerator.as_ref());
     }
 }
 
@@ -363,13 +340,11 @@ pub struct Annotation {
     pub time: Option<String>,
 }
 
-impl ToFhir for Annotation {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("authorString", self.author_string.as_ref())
-            .str("time", self.time.as_ref())
-            .str("text", Some(&self.text))
-            .build()
+impl Members for Annotation {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("authorString", self.author_string.as_deref());
+        s.str("text", Some(&self.text));
+        s.str("time", self.time.as_deref());
     }
 }
 
@@ -386,18 +361,32 @@ pub struct Meta {
     pub tag: Vec<Coding>,
 }
 
-impl ToFhir for Meta {
-    fn to_fhir(&self) -> Value {
-        Obj::new()
-            .str("versionId", self.version_id.as_ref())
-            .str("lastUpdated", self.last_updated.as_ref())
-            .str("source", self.source.as_ref())
-            .strs("profile", &self.profile)
-            .list("security", &self.security)
-            .list("tag", &self.tag)
-            .build()
+impl Members for Meta {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.str("lastUpdated", self.last_updated.as_deref());
+        s.strs("profile", &self.profile);
+        s.list("security", &self.security);
+        s.str("source", self.source.as_deref());
+        s.list("tag", &self.tag);
+        s.str("versionId", self.version_id.as_deref());
     }
 }
+
+to_fhir_via_members!(
+    Coding,
+    CodeableConcept,
+    Period,
+    Reference,
+    Identifier,
+    HumanName,
+    Address,
+    ContactPoint,
+    Quantity,
+    Range,
+    Ratio,
+    Annotation,
+    Meta,
+);
 
 /// The value of a choice element (`value[x]`, `effective[x]`, `onset[x]`...). The JSON
 /// key is the element's prefix plus [`Choice::type_suffix`].

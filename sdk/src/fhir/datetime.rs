@@ -102,51 +102,94 @@ impl Hl7DateTime {
 
     /// FHIR `date`: `YYYY`, `YYYY-MM` or `YYYY-MM-DD` (any time is dropped).
     pub fn to_date(&self) -> String {
-        let mut s = format!("{:04}", self.year);
-        if let Some(m) = self.month {
-            s.push_str(&format!("-{m:02}"));
-            if let Some(d) = self.day {
-                s.push_str(&format!("-{d:02}"));
-            }
-        }
+        let mut s = String::with_capacity(10);
+        self.push_date(&mut s);
         s
     }
 
     /// FHIR `dateTime`. A time without its own offset uses `default_offset`
     /// (`Z`, `+02:00` or `+0200`), or is dropped (date only) when that is `None`.
     pub fn to_datetime(&self, default_offset: Option<&str>) -> String {
-        match self.time_part(default_offset) {
-            Some(t) if self.day.is_some() => format!("{}T{t}", self.to_date()),
-            _ => self.to_date(),
+        let mut s = String::with_capacity(32);
+        self.push_date(&mut s);
+        if self.day.is_some() {
+            self.push_time(&mut s, default_offset);
         }
+        s
     }
 
     /// FHIR `instant` (full seconds and an offset): `None` without a time of day, or
     /// without any offset.
     pub fn to_instant(&self, default_offset: Option<&str>) -> Option<String> {
         self.day?;
-        let t = self.time_part(default_offset)?;
-        Some(format!("{}T{t}", self.to_date()))
+        let mut s = String::with_capacity(32);
+        self.push_date(&mut s);
+        self.push_time(&mut s, default_offset).then_some(s)
     }
 
-    fn time_part(&self, default_offset: Option<&str>) -> Option<String> {
-        let h = self.hour?;
-        let offset = match self.offset_minutes {
-            Some(m) => format_offset(m)?,
-            None => normalize_offset(default_offset?)?,
-        };
-        let mut t = format!(
-            "{h:02}:{:02}:{:02}",
-            self.minute.unwrap_or(0),
-            self.second.unwrap_or(0)
-        );
-        if let Some(f) = &self.fraction {
-            t.push('.');
-            t.push_str(f);
+    fn push_date(&self, s: &mut String) {
+        push_digits(s, self.year.into(), 4);
+        if let Some(m) = self.month {
+            s.push('-');
+            push_digits(s, m.into(), 2);
+            if let Some(d) = self.day {
+                s.push('-');
+                push_digits(s, d.into(), 2);
+            }
         }
-        t.push_str(&offset);
-        Some(t)
     }
+
+    /// `Thh:mm:ss[.f]` and the offset onto `s`; `false`, writing nothing, without a
+    /// time of day or a usable offset.
+    fn push_time(&self, s: &mut String, default_offset: Option<&str>) -> bool {
+        let Some(h) = self.hour else { return false };
+        let mut default = None;
+        match self.offset_minutes {
+            Some(m) if m.unsigned_abs() > 14 * 60 => return false,
+            Some(_) => {}
+            None => match default_offset.and_then(normalize_offset) {
+                Some(o) => default = Some(o),
+                None => return false,
+            },
+        }
+        s.push('T');
+        push_digits(s, h.into(), 2);
+        s.push(':');
+        push_digits(s, self.minute.unwrap_or(0).into(), 2);
+        s.push(':');
+        push_digits(s, self.second.unwrap_or(0).into(), 2);
+        if let Some(f) = &self.fraction {
+            s.push('.');
+            s.push_str(f);
+        }
+        match (self.offset_minutes, default) {
+            (Some(m), _) => push_offset(s, m),
+            (None, Some(o)) => s.push_str(&o),
+            (None, None) => unreachable!("checked above"),
+        }
+        true
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_digits(s: &mut String, n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let (mut n, mut i) = (n, buf.len());
+    while n > 0 || buf.len() - i < width {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    s.extend(buf[i..].iter().map(|&b| char::from(b)));
+}
+
+/// `+hh:mm` / `-hh:mm` (`minutes` within ±14 hours).
+fn push_offset(s: &mut String, minutes: i16) {
+    let a = minutes.unsigned_abs();
+    s.push(if minutes < 0 { '-' } else { '+' });
+    push_digits(s, (a / 60).into(), 2);
+    s.push(':');
+    push_digits(s, (a % 60).into(), 2);
 }
 
 /// HL7 DTM -> FHIR `date` (precision up to the day kept, time dropped).
@@ -221,12 +264,12 @@ fn parse_offset(s: &str) -> Option<i16> {
 }
 
 fn format_offset(minutes: i16) -> Option<String> {
-    let a = minutes.unsigned_abs();
-    if a > 14 * 60 {
+    if minutes.unsigned_abs() > 14 * 60 {
         return None;
     }
-    let sign = if minutes < 0 { '-' } else { '+' };
-    Some(format!("{sign}{:02}:{:02}", a / 60, a % 60))
+    let mut s = String::with_capacity(6);
+    push_offset(&mut s, minutes);
+    Some(s)
 }
 
 fn days_in_month(y: u16, m: u8) -> u8 {

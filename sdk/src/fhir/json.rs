@@ -55,7 +55,7 @@ impl Obj {
     pub fn str(mut self, key: &str, value: Option<impl AsRef<str>>) -> Self {
         if let Some(v) = value {
             let v = v.as_ref();
-            if !v.trim().is_empty() {
+            if !is_blank(v) {
                 self.0.insert(key.to_owned(), Value::String(v.to_owned()));
             }
         }
@@ -66,7 +66,7 @@ impl Obj {
     pub fn strs(mut self, key: &str, values: &[String]) -> Self {
         let arr: Vec<Value> = values
             .iter()
-            .filter(|v| !v.trim().is_empty())
+            .filter(|v| !is_blank(v))
             .map(|v| Value::String(v.clone()))
             .collect();
         if !arr.is_empty() {
@@ -94,12 +94,14 @@ impl Obj {
 
     /// A repeating datatype member (`[..]`), skipped when empty.
     pub fn list<T: ToFhir>(self, key: &str, values: &[T]) -> Self {
-        let arr: Vec<Value> = values
-            .iter()
-            .map(ToFhir::to_fhir)
-            .filter(|v| !shallow_empty(v))
-            .collect();
-        self.put(key, Value::Array(arr))
+        self.put_list(key, values.iter().map(ToFhir::to_fhir).collect())
+    }
+
+    /// A list member from finished values: empty entries dropped, then the member
+    /// if empty.
+    pub(crate) fn put_list(self, key: &str, mut values: Vec<Value>) -> Self {
+        values.retain(|v| !shallow_empty(v));
+        self.put(key, Value::Array(values))
     }
 
     /// A member made by [`ToFhir`] (already free of empties inside): skipped only
@@ -144,6 +146,17 @@ impl Obj {
     }
 }
 
+/// Empty or only white space (what FHIR JSON leaves out).
+#[inline]
+pub(crate) fn is_blank(s: &str) -> bool {
+    match s.as_bytes().first() {
+        None => true,
+        // The common case, decided by the first byte.
+        Some(b) if b.is_ascii_graphic() => false,
+        _ => s.trim().is_empty(),
+    }
+}
+
 fn shallow_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
@@ -184,15 +197,30 @@ pub fn strip_empty(value: &mut Value) -> bool {
 /// keeps `A-Z a-z 0-9 - . _ ~ : / @ !  $ ' ( ) * + , ; =`, encodes the rest as UTF-8.
 pub fn uri_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_uri_escaped(&mut out, s);
+    out
+}
+
+/// `prefix` then [`uri_escape`]`(s)`, in one allocation.
+pub(crate) fn prefixed_uri(prefix: &str, s: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + s.len());
+    out.push_str(prefix);
+    push_uri_escaped(&mut out, s);
+    out
+}
+
+fn push_uri_escaped(out: &mut String, s: &str) {
     for b in s.trim().bytes() {
         let keep = b.is_ascii_alphanumeric() || b"-._~:/@!$'()*+,;=".contains(&b);
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //!   `DiagnosticReport`, `Condition`, `AllergyIntolerance`, `Procedure`,
 //!   `Immunization`, `MedicationRequest`): plain structs with public fields, built with
 //!   `..Default::default()`, turned into [`serde_json::Value`] by [`ToFhir::to_fhir`];
+//! - [`Resource`]: one of those resources, or any resource as JSON, as mappings
+//!   return them; [`Resource::to_json`] writes a builder's JSON text directly,
+//!   without building a [`serde_json::Value`] first (the same text serde_json writes);
 //! - [`Obj`]: a JSON object builder for anything else, and [`strip_empty`];
 //! - [`datetime`]: HL7v2 DTM to FHIR `date` / `dateTime` / `instant`.
 //!
@@ -33,11 +36,16 @@ pub mod clinical;
 pub mod datatypes;
 pub mod datetime;
 mod json;
+mod members;
+mod resource;
+mod write;
 
 pub use admin::*;
 pub use clinical::*;
 pub use datatypes::*;
+pub(crate) use json::prefixed_uri;
 pub use json::{Obj, ToFhir, strip_empty, uri_escape};
+pub use resource::Resource;
 
 use crate::adapter::{AdapterError, Output};
 

@@ -6,7 +6,7 @@ use super::Delimiters;
 
 pub(crate) fn unescape<'a>(s: &'a str, d: &Delimiters) -> Cow<'a, str> {
     let esc = d.escape;
-    let Some(first) = s.find(esc) else {
+    let Some(first) = super::find_char(s, esc) else {
         return Cow::Borrowed(s);
     };
     let el = esc.len_utf8();

@@ -52,7 +52,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Bytes of `w` equal to `b` get their high bit set (exact for the lowest match).
 #[inline(always)]
-fn eq_mask(w: u64, b: u8) -> u64 {
+pub(crate) fn eq_mask(w: u64, b: u8) -> u64 {
     let x = w ^ (LO * b as u64);
     x.wrapping_sub(LO) & !x & HI
 }

@@ -165,6 +165,22 @@ fn assert_no_input_in_error(name: &str, text: &str, err: &ParseError) {
 }
 
 #[test]
+fn first_components_are_the_components() {
+    let m = Message::parse("MSH|^~\\&|A\rPID|1||a^b^^d&e~x|^|\rMSH").unwrap();
+    for seg in m.segments() {
+        for f in seg.fields() {
+            for rep in f.repetitions().chain([f.rep(9)]) {
+                let c: [Component<'_>; 6] = rep.first_components();
+                for (i, c) in c.iter().enumerate() {
+                    assert_eq!(c.raw(), rep.component(i + 1).raw());
+                    assert_eq!(c.value(), rep.component(i + 1).value());
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn malformed_errors_carry_segment_index() {
     let e = parse_batch(&read_text("malformed_batch_nested_bhs.hl7")).unwrap_err();
     assert_eq!(

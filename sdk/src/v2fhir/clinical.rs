@@ -1,11 +1,11 @@
 //! AL1 -> AllergyIntolerance, DG1 -> Condition, PR1 -> Procedure.
 
-use super::types::text;
+use super::types::{text, text_cow};
 use super::{Context, MapResult};
 use crate::adapter::AdapterError;
 use crate::fhir::{
     AllergyIntolerance, AllergyReaction, Choice, CodeableConcept, Condition, Performer, Procedure,
-    Reference, ToFhir,
+    Reference,
 };
 use crate::hl7::Segment;
 
@@ -22,8 +22,8 @@ fn patient(ctx: &Context<'_, '_>, seg: &str) -> Result<(String, Reference), Adap
 /// A code's key text: CWE-1 (with its system name), else CWE-2.
 fn code_key(seg: &Segment<'_>, n: usize) -> String {
     let c = seg.field(n).rep(1);
-    match text(c.component(1)) {
-        Some(code) => format!("{}|{code}", text(c.component(3)).unwrap_or_default()),
+    match text_cow(c.component(1)) {
+        Some(code) => [&text_cow(c.component(3)).unwrap_or_default(), "|", &code].concat(),
         None => text(c.component(2)).unwrap_or_default(),
     }
 }
@@ -37,7 +37,7 @@ pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
             Some("AL1-3"),
         ));
     };
-    let category = match text(al1.field(2).component(1)).as_deref() {
+    let category = match text_cow(al1.field(2).component(1)).as_deref() {
         Some("DA" | "MA") => Some("medication"),
         Some("FA") => Some("food"),
         Some("EA" | "AA" | "PA" | "LA") => Some("environment"),
@@ -74,7 +74,7 @@ pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
     let a = AllergyIntolerance {
         id: ctx.id(
             "AllergyIntolerance",
-            &ctx.source_urn(),
+            &ctx.source_urn_ref(),
             &[&pid, &code_key(al1, 3)],
         ),
         meta: ctx.meta.clone(),
@@ -84,12 +84,12 @@ pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
         code: Some(code),
         patient,
         onset: ctx
-            .datetime(text(al1.field(6).component(1)).as_deref(), "AL1-6")
+            .datetime(text_cow(al1.field(6).component(1)).as_deref(), "AL1-6")
             .map(Choice::DateTime),
         reaction: reaction.into_iter().collect(),
         ..Default::default()
     };
-    Ok(Some(a.to_fhir()))
+    Ok(Some(a.into()))
 }
 
 /// The standard DG1 map: an encounter diagnosis; id from DG1-20, else (patient,
@@ -97,7 +97,7 @@ pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
 pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult {
     let (pid, subject) = patient(ctx, "DG1")?;
     // DG1-2 (the old coding method) names the system when DG1-3 does not.
-    let method = text(dg1.field(2).component(1)).unwrap_or_default();
+    let method = text_cow(dg1.field(2).component(1)).unwrap_or_default();
     let mut code = ctx.concept_in(dg1.field(3).rep(1), &method);
     if let Some(desc) = text(dg1.field(4).component(1)) {
         let c = code.get_or_insert_with(CodeableConcept::default);
@@ -115,7 +115,7 @@ pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult 
     let id = match &identifier {
         Some(i) => ctx.id(
             "Condition",
-            i.system.as_deref().unwrap_or(&ctx.source_urn()),
+            i.system.as_deref().unwrap_or(&ctx.source_urn_ref()),
             &[i.value.as_deref().unwrap_or("")],
         ),
         None => {
@@ -125,7 +125,7 @@ pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult 
                 code_key(dg1, 3),
                 text(dg1.field(4).component(1)).unwrap_or_default()
             );
-            ctx.id("Condition", &ctx.source_urn(), &[&pid, &enc, &key])
+            ctx.id("Condition", &ctx.source_urn_ref(), &[&pid, &enc, &key])
         }
     };
     let category = CodeableConcept::code(
@@ -142,20 +142,20 @@ pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult 
         subject,
         encounter: ctx.encounter_ref(),
         onset: ctx
-            .datetime(text(dg1.field(5).component(1)).as_deref(), "DG1-5")
+            .datetime(text_cow(dg1.field(5).component(1)).as_deref(), "DG1-5")
             .map(Choice::DateTime),
-        recorded_date: ctx.datetime(text(dg1.field(19).component(1)).as_deref(), "DG1-19"),
+        recorded_date: ctx.datetime(text_cow(dg1.field(19).component(1)).as_deref(), "DG1-19"),
         asserter: ctx.practitioner(dg1.field(16).rep(1)),
         ..Default::default()
     };
-    Ok(Some(c.to_fhir()))
+    Ok(Some(c.into()))
 }
 
 /// The standard PR1 map: a completed procedure; id from PR1-19, else (patient,
 /// encounter, code, PR1-5).
 pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult {
     let (pid, subject) = patient(ctx, "PR1")?;
-    let method = text(pr1.field(2).component(1)).unwrap_or_default();
+    let method = text_cow(pr1.field(2).component(1)).unwrap_or_default();
     let mut code = ctx.concept_in(pr1.field(3).rep(1), &method);
     if let Some(desc) = text(pr1.field(4).component(1)) {
         let c = code.get_or_insert_with(CodeableConcept::default);
@@ -174,7 +174,7 @@ pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult 
     let id = match &identifier {
         Some(i) => ctx.id(
             "Procedure",
-            i.system.as_deref().unwrap_or(&ctx.source_urn()),
+            i.system.as_deref().unwrap_or(&ctx.source_urn_ref()),
             &[i.value.as_deref().unwrap_or("")],
         ),
         None => {
@@ -186,7 +186,7 @@ pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult 
             );
             ctx.id(
                 "Procedure",
-                &ctx.source_urn(),
+                &ctx.source_urn_ref(),
                 &[&pid, &enc, &key, when.as_deref().unwrap_or("")],
             )
         }
@@ -219,5 +219,5 @@ pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult 
         performer,
         ..Default::default()
     };
-    Ok(Some(p.to_fhir()))
+    Ok(Some(p.into()))
 }

@@ -1,9 +1,11 @@
 //! The per-message mapping context.
 
+use std::borrow::Cow;
+
 use super::Mapper;
 use crate::adapter::{Hl7Input, Output};
 use crate::fhir::datetime::{Hl7DateTime, normalize_offset};
-use crate::fhir::{Meta, Reference, uri_escape};
+use crate::fhir::{Meta, Reference, Resource, prefixed_uri, uri_escape};
 use crate::hl7::Message;
 use crate::ids;
 use serde_json::Value;
@@ -33,9 +35,12 @@ pub struct Context<'m, 'a> {
     /// The current order (OBR) in an ORU.
     pub order: Option<Order>,
     /// Resources built so far, in order.
-    pub resources: Vec<Value>,
+    pub resources: Vec<Resource>,
     pub warnings: Vec<String>,
     default_offset: Option<String>,
+    /// [`source_urn`](Self::source_urn) as made for `source_system` (the field is
+    /// public: it is checked before the cached URN is used).
+    urn: (String, String),
 }
 
 impl<'m, 'a> Context<'m, 'a> {
@@ -54,6 +59,7 @@ impl<'m, 'a> Context<'m, 'a> {
             default_offset: mapper
                 .default_utc_offset()
                 .and_then(|o| normalize_offset(&o)),
+            urn: (source_system.clone(), make_urn(&source_system)),
             source_system,
         };
         let mut source = ctx.source_urn();
@@ -70,7 +76,16 @@ impl<'m, 'a> Context<'m, 'a> {
     /// `urn:ehrgate:<source system>`: the system natural keys without an assigning
     /// authority are scoped by.
     pub fn source_urn(&self) -> String {
-        format!("urn:ehrgate:{}", uri_escape(&self.source_system))
+        self.source_urn_ref().into_owned()
+    }
+
+    /// [`source_urn`](Self::source_urn), borrowed when it can be.
+    pub(crate) fn source_urn_ref(&self) -> Cow<'_, str> {
+        if self.urn.0 == self.source_system {
+            Cow::Borrowed(&self.urn.1)
+        } else {
+            Cow::Owned(make_urn(&self.source_system))
+        }
     }
 
     /// The message time as an instant: MSH-7, else EVN-2, else the receive time.
@@ -166,31 +181,34 @@ impl<'m, 'a> Context<'m, 'a> {
             .map(|id| Reference::to("Encounter", id))
     }
 
-    /// The last resource built of this type, to edit.
+    /// The last resource built of this type, to edit as JSON (see
+    /// [`Resource::json_mut`]; match on `ctx.resources` to edit a typed one).
     pub fn last_mut(&mut self, resource_type: &str) -> Option<&mut Value> {
         self.resources
             .iter_mut()
             .rev()
-            .find(|r| r["resourceType"] == resource_type)
+            .find(|r| r.resource_type() == Some(resource_type))
+            .map(Resource::json_mut)
     }
 
-    /// The resource with this type and id, to edit.
+    /// The resource with this type and id, to edit as JSON.
     pub fn find_mut(&mut self, resource_type: &str, id: &str) -> Option<&mut Value> {
         self.resources
             .iter_mut()
-            .find(|r| r["resourceType"] == resource_type && r["id"] == id)
+            .find(|r| r.resource_type() == Some(resource_type) && r.id() == Some(id))
+            .map(Resource::json_mut)
     }
 
     pub fn into_output(self) -> Output {
         Output {
-            resources: self
-                .resources
-                .iter()
-                .map(|v| serde_json::to_string(v).unwrap_or_default())
-                .collect(),
+            resources: self.resources.iter().map(Resource::to_json).collect(),
             warnings: self.warnings,
         }
     }
+}
+
+fn make_urn(source_system: &str) -> String {
+    prefixed_uri("urn:ehrgate:", source_system)
 }
 
 /// Milliseconds since the epoch -> `YYYY-MM-DDThh:mm:ss.sssZ`.

@@ -1,10 +1,10 @@
 //! PV1 / PV2 -> Encounter.
 
-use super::types::text;
+use super::types::{text, text_cow};
 use super::{Context, MapResult};
 use crate::fhir::{
     CodeableConcept, Coding, Encounter, EncounterHospitalization, EncounterLocation,
-    EncounterParticipant, Period, Reference, ToFhir,
+    EncounterParticipant, Period, Reference,
 };
 use crate::hl7::Segment;
 
@@ -28,8 +28,8 @@ pub fn encounter_key(ctx: &Context<'_, '_>, pv1: &Segment<'_>) -> Option<(String
 /// `in-progress`; others by PV1-45 / PV1-44 (`finished`, `in-progress`), else
 /// `unknown` (outside ADT) or `in-progress` (ADT).
 pub fn encounter_status(ctx: &Context<'_, '_>, pv1: &Segment<'_>) -> &'static str {
-    let discharged = text(pv1.field(45).component(1)).is_some();
-    let admitted = text(pv1.field(44).component(1)).is_some();
+    let discharged = text_cow(pv1.field(45).component(1)).is_some();
+    let admitted = text_cow(pv1.field(44).component(1)).is_some();
     match (ctx.message.message_code(), ctx.message.trigger_event()) {
         ("ADT", "A03") => "finished",
         ("ADT", "A11") => "cancelled",
@@ -81,7 +81,7 @@ pub fn map_encounter(
         id: ctx.id("Encounter", &system, &keys),
         meta: ctx.meta.clone(),
         status: status.to_owned(),
-        class: encounter_class(text(pv1.field(2).component(1)).as_deref()),
+        class: encounter_class(text_cow(pv1.field(2).component(1)).as_deref()),
         subject: ctx.patient_ref(),
         ..Default::default()
     };
@@ -123,9 +123,9 @@ pub fn map_encounter(
         }
     }
 
-    let start = ctx.datetime(text(pv1.field(44).component(1)).as_deref(), "PV1-44");
+    let start = ctx.datetime(text_cow(pv1.field(44).component(1)).as_deref(), "PV1-44");
     let end = if status == "finished" {
-        ctx.datetime(text(pv1.field(45).component(1)).as_deref(), "PV1-45")
+        ctx.datetime(text_cow(pv1.field(45).component(1)).as_deref(), "PV1-45")
     } else {
         None
     };
@@ -175,5 +175,5 @@ pub fn map_encounter(
     if let Some(pv2) = pv2 {
         e.reason_code = ctx.concept(pv2.field(3).rep(1)).into_iter().collect();
     }
-    Ok(Some(e.to_fhir()))
+    Ok(Some(e.into()))
 }

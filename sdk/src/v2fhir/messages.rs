@@ -4,7 +4,7 @@
 use super::observation::note;
 use super::{Context, Order};
 use crate::adapter::AdapterError;
-use crate::fhir::{PatientLink, Reference, ToFhir};
+use crate::fhir::{PatientLink, Reference, Resource, ToFhir};
 use crate::hl7::Segment;
 use serde_json::Value;
 
@@ -84,32 +84,32 @@ fn id(p: &Option<(usize, String)>) -> Option<String> {
 /// Add a resource; returns its index and id. Ids must be unique within a message
 /// (the lake MERGEs a batch by id): a resource whose id is already taken is dropped
 /// when identical, else re-keyed by its segment's position `pos`, with a warning.
-fn push(ctx: &mut Context<'_, '_>, v: Option<Value>, pos: usize) -> Option<(usize, String)> {
-    let mut v = v?;
-    let (rt, id) = (
-        v["resourceType"].as_str()?.to_owned(),
-        v["id"].as_str()?.to_owned(),
-    );
+fn push(ctx: &mut Context<'_, '_>, r: Option<Resource>, pos: usize) -> Option<(usize, String)> {
+    let mut r = r?;
+    let (rt, id) = (r.resource_type()?, r.id()?);
     if let Some(i) = ctx
         .resources
         .iter()
-        .position(|r| r["resourceType"] == rt.as_str() && r["id"] == id.as_str())
+        .position(|o| o.resource_type() == Some(rt) && o.id() == Some(id))
     {
-        if ctx.resources[i] == v {
-            return Some((i, id));
+        if ctx.resources[i] == r {
+            return Some((i, id.to_owned()));
         }
+        let (rt, id) = (rt.to_owned(), id.to_owned());
         ctx.warn(format!(
             "{rt}: two segments with the same key; the later one keyed by its position"
         ));
         let new_id = ctx.id(&rt, &id, &[&pos.to_string()]);
-        v["id"] = Value::String(new_id);
+        r.set_id(new_id);
     }
-    let id = v["id"].as_str()?.to_owned();
-    ctx.resources.push(v);
+    let id = r.id()?.to_owned();
+    ctx.resources.push(r);
     Some((ctx.resources.len() - 1, id))
 }
 
-fn append(resource: &mut Value, key: &str, item: Value) {
+/// Add `item` to the list member `key` of a resource given as JSON.
+fn append(resource: &mut Resource, key: &str, item: Value) {
+    let resource = resource.json_mut();
     match resource.get_mut(key).and_then(Value::as_array_mut) {
         Some(a) => a.push(item),
         None => resource[key] = Value::Array(vec![item]),
@@ -140,7 +140,10 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                 if let Some(p) = last_patient
                     && let Some(c) = m.map_patient_contact(ctx, seg)
                 {
-                    append(&mut ctx.resources[p], "contact", c);
+                    match &mut ctx.resources[p] {
+                        Resource::Patient(p) => p.contact.push(c),
+                        other => append(other, "contact", c.to_fhir()),
+                    }
                 }
             }
             "PV1" => {
@@ -192,7 +195,10 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                 if let Some(o) = last_obs
                     && let Some(n) = note(seg)
                 {
-                    append(&mut ctx.resources[o], "note", n.to_fhir());
+                    match &mut ctx.resources[o] {
+                        Resource::Observation(o) => o.note.push(n),
+                        other => append(other, "note", n.to_fhir()),
+                    }
                 }
             }
             "AL1" => {
@@ -261,7 +267,10 @@ fn map_merge(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                         other: Reference::to("Patient", &old),
                         type_: "replaces".into(),
                     };
-                    append(&mut ctx.resources[i], "link", link.to_fhir());
+                    match &mut ctx.resources[i] {
+                        Resource::Patient(p) => p.link.push(link),
+                        other => append(other, "link", link.to_fhir()),
+                    }
                 }
             }
             z if z.starts_with('Z') => {

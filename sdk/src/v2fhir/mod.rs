@@ -91,11 +91,17 @@ pub mod types;
 pub use context::{Context, Order};
 
 use crate::adapter::{AdapterError, Hl7Input, Output};
+use crate::fhir::PatientContact;
+pub use crate::fhir::Resource;
 use crate::hl7::{Message, Segment};
-use serde_json::Value;
 
 /// What a segment map returns: a resource, nothing (skip), or why the message is bad.
-pub type MapResult = Result<Option<Value>, AdapterError>;
+///
+/// The standard maps return the typed builders (`Patient`, `Observation`...) as a
+/// [`Resource`], which is written to JSON text directly at the end; an override can
+/// edit them (`if let Some(Resource::Patient(p)) = &mut r { ... }`) or return any JSON
+/// with `Ok(Some(value.into()))`.
+pub type MapResult = Result<Option<Resource>, AdapterError>;
 
 /// The message types the standard mapping handles.
 pub const STANDARD_MESSAGE_TYPES: &[&str] = &[
@@ -151,7 +157,11 @@ pub trait Mapper {
     }
 
     /// NK1 -> one `Patient.contact` entry (added to the Patient just built).
-    fn map_patient_contact(&self, ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> Option<Value> {
+    fn map_patient_contact(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        nk1: &Segment<'_>,
+    ) -> Option<PatientContact> {
         patient::map_contact(ctx, nk1)
     }
 

@@ -1,12 +1,12 @@
 //! OBX -> Observation, OBR -> DiagnosticReport.
 
-use super::types::text;
+use super::types::{text, text_cow};
 use super::{Context, MapResult, Order};
 use crate::adapter::AdapterError;
 use crate::fhir::datetime::to_fhir_time;
 use crate::fhir::{
     Annotation, Choice, DiagnosticReport, Observation, Period, Quantity, Range, Ratio, Reference,
-    ReferenceRange, ToFhir, decimal,
+    ReferenceRange, decimal,
 };
 use crate::hl7::{Rep, Segment};
 
@@ -74,7 +74,7 @@ pub fn map_observation(
 ) -> MapResult {
     let set_id =
         text(obx.field(1).component(1)).unwrap_or_else(|| format!("#{}", position(ctx, obx)));
-    let sub_id = text(obx.field(4).component(1)).unwrap_or_default();
+    let sub_id = text_cow(obx.field(4).component(1)).unwrap_or_default();
     let id = match ctx.order.clone() {
         Some(o) => ctx.id("Observation", &o.system, &[&o.key, &set_id, &sub_id]),
         None => {
@@ -87,7 +87,7 @@ pub fn map_observation(
             );
             ctx.id(
                 "Observation",
-                &ctx.source_urn(),
+                &ctx.source_urn_ref(),
                 &["obx", &p, &e, &code, &when, &sub_id],
             )
         }
@@ -110,7 +110,7 @@ pub fn map_observation(
             }
         },
     };
-    let status = text(obx.field(11).component(1))
+    let status = text_cow(obx.field(11).component(1))
         .and_then(|s| observation_status(&s))
         .or_else(|| {
             obr.and_then(|o| text(o.field(25).component(1)))
@@ -141,7 +141,7 @@ pub fn map_observation(
         .filter_map(|r| ctx.concept_in(r, "HL70078"))
         .collect();
     let when = ctx
-        .datetime(text(obx.field(14).component(1)).as_deref(), "OBX-14")
+        .datetime(text_cow(obx.field(14).component(1)).as_deref(), "OBX-14")
         .or_else(|| {
             obr.and_then(|r| text(r.field(7).component(1)))
                 .and_then(|t| ctx.datetime(Some(&t), "OBR-7"))
@@ -162,7 +162,7 @@ pub fn map_observation(
     if let Some(range) = text(obx.field(7).component(1)) {
         o.reference_range.push(reference_range(ctx, &range, obx));
     }
-    Ok(Some(o.to_fhir()))
+    Ok(Some(o.into()))
 }
 
 /// Report statuses that are not observation statuses fall back to the closest one.
@@ -233,12 +233,12 @@ pub fn observation_value(
         }
         "DT" => {
             single(ctx);
-            ctx.date(text(reps[0].component(1)).as_deref(), "OBX-5")
+            ctx.date(text_cow(reps[0].component(1)).as_deref(), "OBX-5")
                 .map(Choice::DateTime)
         }
         "DTM" | "TS" => {
             single(ctx);
-            ctx.datetime(text(reps[0].component(1)).as_deref(), "OBX-5")
+            ctx.datetime(text_cow(reps[0].component(1)).as_deref(), "OBX-5")
                 .map(Choice::DateTime)
         }
         "TM" => {
@@ -376,8 +376,8 @@ pub fn map_diagnostic_report(
         .table_concept(text(obr.field(24).component(1)), "HL70074")
         .into_iter()
         .collect();
-    let start = ctx.datetime(text(obr.field(7).component(1)).as_deref(), "OBR-7");
-    let end = ctx.datetime(text(obr.field(8).component(1)).as_deref(), "OBR-8");
+    let start = ctx.datetime(text_cow(obr.field(7).component(1)).as_deref(), "OBR-7");
+    let end = ctx.datetime(text_cow(obr.field(8).component(1)).as_deref(), "OBR-8");
     r.effective = match (start, end) {
         (Some(s), Some(e)) => Some(Choice::Period(Period {
             start: Some(s),
@@ -386,8 +386,8 @@ pub fn map_diagnostic_report(
         (Some(s), None) => Some(Choice::DateTime(s)),
         _ => None,
     };
-    r.issued = ctx.instant(text(obr.field(22).component(1)).as_deref(), "OBR-22");
-    Ok(Some(r.to_fhir()))
+    r.issued = ctx.instant(text_cow(obr.field(22).component(1)).as_deref(), "OBR-22");
+    Ok(Some(r.into()))
 }
 
 /// NTE -> an Annotation (NTE-3, repetitions as lines).

@@ -1,22 +1,28 @@
 //! PID -> Patient, NK1 -> Patient.contact, MRG -> the merged (non-surviving) Patient.
 
-use super::types::text;
+use super::types::{text, text_cow};
 use super::{Context, MapResult};
 use crate::adapter::AdapterError;
 use crate::fhir::{
     Choice, CodeableConcept, Identifier, Patient, PatientCommunication, PatientContact,
-    PatientLink, Period, Reference, ToFhir,
+    PatientLink, Period, Reference,
 };
 use crate::hl7::{Field, Segment};
 
 /// `M F O U A N` -> `male female other unknown other unknown`.
 pub fn gender(code: &str) -> Option<&'static str> {
-    Some(match code.trim().to_ascii_uppercase().as_str() {
-        "M" => "male",
-        "F" => "female",
-        "O" | "A" => "other",
-        "U" | "N" => "unknown",
-        _ => return None,
+    let code = code.trim();
+    let is = |c: &str| code.eq_ignore_ascii_case(c);
+    Some(if is("M") {
+        "male"
+    } else if is("F") {
+        "female"
+    } else if is("O") || is("A") {
+        "other"
+    } else if is("U") || is("N") {
+        "unknown"
+    } else {
+        return None;
     })
 }
 
@@ -42,11 +48,11 @@ pub fn patient_key(
 pub fn cx_key(ctx: &Context<'_, '_>, field: Field<'_>) -> Option<(String, String)> {
     let reps: Vec<_> = field
         .repetitions()
-        .filter(|r| text(r.component(1)).is_some())
+        .filter(|r| text_cow(r.component(1)).is_some())
         .collect();
     let rep = reps
         .iter()
-        .find(|r| text(r.component(5)).as_deref() == Some("MR"))
+        .find(|r| text_cow(r.component(5)).as_deref() == Some("MR"))
         .or(reps.first())?;
     let value = text(rep.component(1))?;
     let system = ctx
@@ -80,7 +86,7 @@ pub fn map_patient(ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
     }
     if let Some(dl) = text(pid.field(20).component(1)) {
         let mut id = Identifier::new(None, dl).with_v2_type("DL");
-        let end = ctx.date(text(pid.field(20).component(3)).as_deref(), "PID-20.3");
+        let end = ctx.date(text_cow(pid.field(20).component(3)).as_deref(), "PID-20.3");
         id.period = end.map(|end| Period {
             start: None,
             end: Some(end),
@@ -100,10 +106,10 @@ pub fn map_patient(ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
                 .filter_map(|r| ctx.telecom(r, Some(default_use))),
         );
     }
-    p.gender = text(pid.field(8).component(1))
+    p.gender = text_cow(pid.field(8).component(1))
         .and_then(|g| gender(&g))
         .map(str::to_owned);
-    p.birth_date = ctx.date(text(pid.field(7).component(1)).as_deref(), "PID-7");
+    p.birth_date = ctx.date(text_cow(pid.field(7).component(1)).as_deref(), "PID-7");
     p.address = pid
         .field(11)
         .repetitions()
@@ -119,8 +125,8 @@ pub fn map_patient(ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
         .into_iter()
         .collect();
 
-    let death = ctx.datetime(text(pid.field(29).component(1)).as_deref(), "PID-29");
-    p.deceased = match (death, text(pid.field(30).component(1)).as_deref()) {
+    let death = ctx.datetime(text_cow(pid.field(29).component(1)).as_deref(), "PID-29");
+    p.deceased = match (death, text_cow(pid.field(30).component(1)).as_deref()) {
         (Some(dt), _) => Some(Choice::DateTime(dt)),
         (None, Some("Y")) => Some(Choice::Boolean(true)),
         (None, Some("N")) => Some(Choice::Boolean(false)),
@@ -129,18 +135,18 @@ pub fn map_patient(ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
     let order = text(pid.field(25).component(1))
         .and_then(|o| o.parse::<i64>().ok())
         .filter(|o| *o > 0);
-    p.multiple_birth = match (text(pid.field(24).component(1)).as_deref(), order) {
+    p.multiple_birth = match (text_cow(pid.field(24).component(1)).as_deref(), order) {
         (Some("Y") | None, Some(o)) => Some(Choice::Integer(o)),
         (Some("Y"), None) => Some(Choice::Boolean(true)),
         (Some("N"), _) => Some(Choice::Boolean(false)),
         _ => None,
     };
-    Ok(Some(p.to_fhir()))
+    Ok(Some(p.into()))
 }
 
 /// The standard NK1 map: one `Patient.contact`; `None` when it has no name, telecom,
 /// address or organization (FHIR needs one of them).
-pub fn map_contact(ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> Option<serde_json::Value> {
+pub fn map_contact(ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> Option<PatientContact> {
     let relationship: Vec<CodeableConcept> = [
         ctx.concept_in(nk1.field(3).rep(1), "HL70063"),
         ctx.concept_in(nk1.field(7).rep(1), "HL70131"),
@@ -158,14 +164,14 @@ pub fn map_contact(ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> Option<serde
             .repetitions()
             .filter_map(|r| ctx.telecom(r, Some("work"))),
     );
-    let start = ctx.date(text(nk1.field(8).component(1)).as_deref(), "NK1-8");
-    let end = ctx.date(text(nk1.field(9).component(1)).as_deref(), "NK1-9");
+    let start = ctx.date(text_cow(nk1.field(8).component(1)).as_deref(), "NK1-8");
+    let end = ctx.date(text_cow(nk1.field(9).component(1)).as_deref(), "NK1-9");
     let c = PatientContact {
         relationship,
         name: ctx.name(nk1.field(2).rep(1)),
         telecom,
         address: ctx.address(nk1.field(4).rep(1)),
-        gender: text(nk1.field(15).component(1))
+        gender: text_cow(nk1.field(15).component(1))
             .and_then(|g| gender(&g))
             .map(str::to_owned),
         organization: text(nk1.field(13).component(1)).map(Reference::display),
@@ -174,7 +180,7 @@ pub fn map_contact(ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> Option<serde
     if c.name.is_none() && c.telecom.is_empty() && c.address.is_none() && c.organization.is_none() {
         return None;
     }
-    Some(c.to_fhir())
+    Some(c)
 }
 
 /// The standard MRG map (A40): the patient named by MRG-1, inactive, pointing at the
@@ -210,5 +216,5 @@ pub fn map_merged_patient(
         }],
         ..Default::default()
     };
-    Ok(Some(p.to_fhir()))
+    Ok(Some(p.into()))
 }

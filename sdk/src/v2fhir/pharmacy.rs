@@ -1,6 +1,6 @@
 //! RXA (+ ORC, RXR) -> Immunization; RXE (+ ORC, RXR) -> MedicationRequest.
 
-use super::types::text;
+use super::types::{text, text_cow};
 use super::{Context, MapResult};
 use crate::adapter::AdapterError;
 use crate::fhir::{
@@ -52,7 +52,7 @@ fn order_id(
             return ctx.id(rt, &system, &[i.value.as_deref().unwrap_or_default()]);
         }
     }
-    ctx.id(rt, &ctx.source_urn(), fallback)
+    ctx.id(rt, &ctx.source_urn_ref(), fallback)
 }
 
 fn performer(function: &str, display: &str, actor: Option<Reference>) -> Option<Performer> {
@@ -82,7 +82,7 @@ pub fn map_immunization(
             Some("RXA-5"),
         ));
     };
-    let Some(when) = ctx.datetime(text(rxa.field(3).component(1)).as_deref(), "RXA-3") else {
+    let Some(when) = ctx.datetime(text_cow(rxa.field(3).component(1)).as_deref(), "RXA-3") else {
         return Err(AdapterError::invalid(
             "administration date/time is missing or invalid",
             Some("RXA-3"),
@@ -98,8 +98,8 @@ pub fn map_immunization(
         &[&pid, &vaccine_key, &when],
     );
     let status = match (
-        text(rxa.field(21).component(1)).as_deref(),
-        text(rxa.field(20).component(1)).as_deref(),
+        text_cow(rxa.field(21).component(1)).as_deref(),
+        text_cow(rxa.field(20).component(1)).as_deref(),
     ) {
         (Some("D"), _) => "entered-in-error",
         (_, Some("RE" | "NA")) => "not-done",
@@ -123,14 +123,14 @@ pub fn map_immunization(
         patient,
         encounter: ctx.encounter_ref(),
         occurrence: Some(Choice::DateTime(when)),
-        recorded: ctx.datetime(text(rxa.field(22).component(1)).as_deref(), "RXA-22"),
-        primary_source: match text(rxa.field(9).component(1)).as_deref() {
+        recorded: ctx.datetime(text_cow(rxa.field(22).component(1)).as_deref(), "RXA-22"),
+        primary_source: match text_cow(rxa.field(9).component(1)).as_deref() {
             Some("00") => Some(true),
             Some(c) if c.starts_with('0') => Some(false),
             _ => None,
         },
         lot_number: text(rxa.field(15).component(1)),
-        expiration_date: ctx.date(text(rxa.field(16).component(1)).as_deref(), "RXA-16"),
+        expiration_date: ctx.date(text_cow(rxa.field(16).component(1)).as_deref(), "RXA-16"),
         manufacturer: text(rxa.field(17).component(2))
             .or_else(|| text(rxa.field(17).component(1)))
             .map(Reference::display),
@@ -150,13 +150,13 @@ pub fn map_immunization(
         .collect(),
         ..Default::default()
     };
-    Ok(Some(i.to_fhir()))
+    Ok(Some(i.into()))
 }
 
 /// ORC-5 (order status), else ORC-1 (order control) -> MedicationRequest.status.
 pub fn medication_request_status(orc: Option<&Segment<'_>>) -> &'static str {
     let Some(orc) = orc else { return "unknown" };
-    let status = match text(orc.field(5).component(1)).as_deref() {
+    let status = match text_cow(orc.field(5).component(1)).as_deref() {
         Some("A" | "IP" | "SC") => Some("active"),
         Some("CA") => Some("cancelled"),
         Some("CM") => Some("completed"),
@@ -165,7 +165,7 @@ pub fn medication_request_status(orc: Option<&Segment<'_>>) -> &'static str {
         Some("HD") => Some("on-hold"),
         _ => None,
     };
-    status.unwrap_or(match text(orc.field(1).component(1)).as_deref() {
+    status.unwrap_or(match text_cow(orc.field(1).component(1)).as_deref() {
         Some("NW" | "OK" | "XO" | "XX" | "RE" | "SC" | "RL") => "active",
         Some("CA" | "OC" | "CR") => "cancelled",
         Some("DC" | "OD" | "DR") => "stopped",
@@ -240,5 +240,5 @@ pub fn map_medication_request(
             json!({"quantity": q, "numberOfRepeatsAllowed": refills}),
         );
     }
-    Ok(Some(m.to_fhir()))
+    Ok(Some(m.into()))
 }

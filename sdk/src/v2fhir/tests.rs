@@ -1,7 +1,7 @@
 //! The standard mapping over the shared sample messages, and hand-made edge cases.
 
 use super::*;
-use crate::fhir::strip_empty;
+use crate::fhir::{ToFhir, strip_empty};
 use crate::hl7::{Segment, decode_bytes};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -477,6 +477,46 @@ fn a_vendor_overrides_only_what_differs() {
     assert_eq!(p["active"], true);
     let std_out = map_message(&Standard, &msg).unwrap();
     assert!(std_out.warnings.iter().any(|w| w.contains("ZPI")));
+}
+
+#[test]
+fn output_is_serde_json_text_of_the_value() {
+    // Resources are written straight to text: it must be what serde_json writes for
+    // the same JSON (sorted keys, same escapes and numbers).
+    for name in sample_names() {
+        let out = map_message(&Standard, &sample(&name)).unwrap();
+        for r in &out.resources {
+            let v: Value = serde_json::from_str(r).unwrap();
+            assert_eq!(r, &v.to_string(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn resources_overridden_as_json_map_the_same() {
+    // An override returning JSON (not a typed builder): NK1 contacts, NTE notes and
+    // merge links are then added to the JSON, with the same result.
+    struct AsJson;
+    impl Mapper for AsJson {
+        fn map_patient(&self, ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
+            let r = patient::map_patient(ctx, pid)?;
+            Ok(r.map(|r| r.into_value().into()))
+        }
+        fn map_observation(
+            &self,
+            ctx: &mut Context<'_, '_>,
+            obx: &Segment<'_>,
+            obr: Option<&Segment<'_>>,
+        ) -> MapResult {
+            let r = observation::map_observation(ctx, obx, obr)?;
+            Ok(r.map(|r| Resource::Json(r.to_fhir())))
+        }
+    }
+    for name in sample_names() {
+        let input = sample(&name);
+        let json = map_message(&AsJson, &input).unwrap();
+        assert_eq!(json, map_message(&Standard, &input).unwrap(), "{name}");
+    }
 }
 
 #[test]

@@ -1,47 +1,107 @@
 //! HL7v2 datatypes (CWE, CX, EI, HD, XPN, XAD, XTN, XCN, PL) -> FHIR datatypes, and
 //! the standard code system / identifier system tables.
+//!
+//! These run for nearly every field of every message, so they read components in
+//! one pass ([`Rep::first_components`]) and allocate only what ends up in the
+//! resource ([`text_cow`] borrows for everything that is only looked at).
+
+use std::borrow::Cow;
 
 use super::Context;
 use crate::fhir::{
     Address, CodeableConcept, Coding, ContactPoint, HumanName, Identifier, Quantity, Reference,
-    decimal, uri_escape,
+    decimal, prefixed_uri,
 };
 use crate::hl7::{Component, Message, Rep};
 
 /// A component's text: decoded, trimmed; `None` when empty or the explicit null `""`.
 pub fn text(c: Component<'_>) -> Option<String> {
-    let v = c.opt()?;
-    let t = v.trim();
-    (!t.is_empty()).then(|| t.to_owned())
+    text_cow(c).map(Cow::into_owned)
+}
+
+/// [`text`], borrowed from the message unless escapes had to be decoded.
+pub fn text_cow<'a>(c: Component<'a>) -> Option<Cow<'a, str>> {
+    trimmed(c.opt()?)
 }
 
 /// Subcomponent `n` of a component, trimmed; `None` when empty.
 pub fn sub(c: Component<'_>, n: usize) -> Option<String> {
-    let v = c.sub(n)?;
-    let t = v.trim();
-    (!t.is_empty() && t != "\"\"").then(|| t.to_owned())
+    sub_cow(c, n).map(Cow::into_owned)
+}
+
+/// [`sub`], borrowed unless escapes had to be decoded.
+pub fn sub_cow<'a>(c: Component<'a>, n: usize) -> Option<Cow<'a, str>> {
+    trimmed(c.sub(n)?).filter(|t| t != "\"\"")
+}
+
+/// `v` trimmed; `None` when that leaves nothing.
+fn trimmed(v: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let t = match v {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_owned()),
+    };
+    (!t.is_empty()).then_some(t)
+}
+
+/// Join the present `parts` with `sep`; `None` when none is present.
+fn join<'a>(parts: impl IntoIterator<Item = Option<Cow<'a, str>>>, sep: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for p in parts.into_iter().flatten() {
+        match &mut out {
+            Some(s) => {
+                s.push_str(sep);
+                s.push_str(&p);
+            }
+            None => out = Some(p.into_owned()),
+        }
+    }
+    out
+}
+
+/// `s` in ASCII upper case, in `buf`; `None` when longer than `buf` (no code this
+/// module looks for is that long).
+fn ascii_upper<'b>(s: &str, buf: &'b mut [u8; 16]) -> Option<&'b str> {
+    let b = buf.get_mut(..s.len())?;
+    b.copy_from_slice(s.as_bytes());
+    b.make_ascii_uppercase();
+    // Upper-casing ASCII bytes keeps UTF-8 valid.
+    std::str::from_utf8(b).ok()
 }
 
 /// MSH-3 (namespace, else universal id), then `/` MSH-4 if present.
 pub fn standard_source_system(msg: &Message<'_>) -> String {
     let hd = |n: usize| {
         let c = msg.msh().field(n);
-        text(c.component(1)).or_else(|| text(c.component(2)))
+        text_cow(c.component(1)).or_else(|| text_cow(c.component(2)))
     };
-    match (hd(3), hd(4)) {
-        (Some(a), Some(f)) => format!("{a}/{f}"),
-        (Some(a), None) => a,
-        (None, Some(f)) => f,
-        (None, None) => "unknown".to_owned(),
-    }
+    join([hd(3), hd(4)], "/").unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The standard HL7 coding system name (table 0396) -> FHIR system URI table.
 pub fn standard_code_system(name: &str) -> Option<String> {
     let name = name.trim();
-    let upper = name.to_ascii_uppercase();
-    let uri = match upper.as_str() {
-        "" => return None,
+    if name.is_empty() {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    if let Some(upper) = ascii_upper(name, &mut buf) {
+        if let Some(uri) = known_code_system(upper) {
+            return Some(uri.to_owned());
+        }
+        if let Some(t) = upper.strip_prefix("HL7")
+            && t.len() == 4
+            && t.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Some(["http://terminology.hl7.org/CodeSystem/v2-", t].concat());
+        }
+    }
+    Some(prefixed_uri("urn:ehrgate:codesystem:", name))
+}
+
+/// The URI of a coding system name in upper case, if it is one of the known ones.
+fn known_code_system(upper: &str) -> Option<&'static str> {
+    Some(match upper {
         "LN" | "LOINC" => "http://loinc.org",
         "SCT" | "SNM" | "SNM3" | "SCT2" | "SNOMED" | "SNOMEDCT" | "SNOMED-CT" | "SNOMED CT" => {
             "http://snomed.info/sct"
@@ -64,17 +124,8 @@ pub fn standard_code_system(name: &str) -> Option<String> {
         "NUCC" | "NUCCPT" => "http://nucc.org/provider-taxonomy",
         "NCIT" | "NCI" => "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
         "HL70078" => "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-        _ => {
-            if let Some(t) = upper.strip_prefix("HL7")
-                && t.len() == 4
-                && t.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Some(format!("http://terminology.hl7.org/CodeSystem/v2-{t}"));
-            }
-            return Some(format!("urn:ehrgate:codesystem:{}", uri_escape(name)));
-        }
-    };
-    Some(uri.to_owned())
+        _ => return None,
+    })
 }
 
 /// HD (namespace, universal id, universal id type) -> an `Identifier.system`:
@@ -88,19 +139,19 @@ pub fn standard_identifier_system(
     let (ns, uid, ty) = (
         namespace.trim(),
         universal_id.trim(),
-        universal_id_type.trim().to_ascii_uppercase(),
+        universal_id_type.trim(),
     );
     if !uid.is_empty() {
         if is_oid(uid) {
-            return Some(format!("urn:oid:{uid}"));
+            return Some(["urn:oid:", uid].concat());
         }
-        if ty == "UUID"
+        if ty.eq_ignore_ascii_case("UUID")
             && uid.len() == 36
             && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
         {
-            return Some(format!("urn:uuid:{}", uid.to_ascii_lowercase()));
+            return Some(["urn:uuid:", &uid.to_ascii_lowercase()].concat());
         }
-        if matches!(ty.as_str(), "URI" | "URL")
+        if (ty.eq_ignore_ascii_case("URI") || ty.eq_ignore_ascii_case("URL"))
             && uid.contains(':')
             && !uid.contains(char::is_whitespace)
         {
@@ -108,20 +159,21 @@ pub fn standard_identifier_system(
         }
     }
     let name = if ns.is_empty() { uid } else { ns };
-    (!name.is_empty()).then(|| format!("urn:ehrgate:id:{}", uri_escape(name)))
+    (!name.is_empty()).then(|| prefixed_uri("urn:ehrgate:id:", name))
 }
 
 fn is_oid(s: &str) -> bool {
     let mut arcs = s.split('.');
     let first_ok = matches!(arcs.next(), Some("0" | "1" | "2"));
-    let rest: Vec<&str> = arcs.collect();
+    let mut rest = 0;
     first_ok
-        && !rest.is_empty()
-        && rest.iter().all(|a| {
+        && arcs.all(|a| {
+            rest += 1;
             !a.is_empty()
                 && a.bytes().all(|b| b.is_ascii_digit())
                 && (a.len() == 1 || !a.starts_with('0'))
         })
+        && rest > 0
 }
 
 impl Context<'_, '_> {
@@ -142,11 +194,11 @@ impl Context<'_, '_> {
         if cwe.is_empty() {
             return None;
         }
-        let comps: Vec<Component<'_>> = cwe.components().take(9).collect();
-        let t = |n: usize| comps.get(n - 1).copied().and_then(text);
+        let c: [Component<'_>; 9] = cwe.first_components();
+        let t = |n: usize| text(c[n - 1]);
         let coding = |code: usize, display: usize, system: usize, version: usize, default: &str| {
             let code = t(code)?;
-            let system = match t(system) {
+            let system = match text_cow(c[system - 1]) {
                 Some(name) => self.code_system(&name),
                 None => self.code_system(default),
             };
@@ -179,13 +231,13 @@ impl Context<'_, '_> {
 
     /// HD subcomponents of a component (e.g. CX-4) -> identifier system.
     pub fn hd_system(&self, hd: Component<'_>) -> Option<String> {
-        let part = |n| sub(hd, n).unwrap_or_default();
+        let part = |n| sub_cow(hd, n).unwrap_or_default();
         self.mapper.identifier_system(&part(1), &part(2), &part(3))
     }
 
     /// HD as a whole field/rep (components, e.g. MSH-4, EI-2..4 at component level).
     fn hd_components(&self, rep: Rep<'_>, first: usize) -> Option<String> {
-        let part = |n| text(rep.component(n)).unwrap_or_default();
+        let part = |n| text_cow(rep.component(n)).unwrap_or_default();
         self.mapper
             .identifier_system(&part(first), &part(first + 1), &part(first + 2))
     }
@@ -195,13 +247,14 @@ impl Context<'_, '_> {
         if cx.is_empty() {
             return None;
         }
-        let value = text(cx.component(1))?;
-        let mut id = Identifier::new(self.hd_system(cx.component(4)), value);
-        if let Some(t) = text(cx.component(5)) {
+        let c: [Component<'_>; 8] = cx.first_components();
+        let value = text(c[0])?;
+        let mut id = Identifier::new(self.hd_system(c[3]), value);
+        if let Some(t) = text_cow(c[4]) {
             id = id.with_v2_type(&t);
         }
-        let start = self.date(text(cx.component(7)).as_deref(), "CX-7");
-        let end = self.date(text(cx.component(8)).as_deref(), "CX-8");
+        let start = self.date(text_cow(c[6]).as_deref(), "CX-7");
+        let end = self.date(text_cow(c[7]).as_deref(), "CX-8");
         if start.is_some() || end.is_some() {
             id.period = Some(crate::fhir::Period { start, end });
         }
@@ -222,16 +275,14 @@ impl Context<'_, '_> {
         if xpn.is_empty() {
             return None;
         }
-        let family = text(xpn.component(1));
-        let given: Vec<String> = [2, 3]
-            .iter()
-            .filter_map(|&n| text(xpn.component(n)))
-            .collect();
+        let c: [Component<'_>; 7] = xpn.first_components();
+        let family = text(c[0]);
+        let given: Vec<String> = [c[1], c[2]].into_iter().filter_map(text).collect();
         if family.is_none() && given.is_empty() {
             return None;
         }
-        let use_ = text(xpn.component(7)).and_then(|t| {
-            Some(match t.as_str() {
+        let use_ = text_cow(c[6]).and_then(|t| {
+            Some(match &*t {
                 "L" => "official",
                 "D" | "A" => "usual",
                 "M" | "B" => "maiden",
@@ -245,11 +296,8 @@ impl Context<'_, '_> {
             use_: use_.map(str::to_owned),
             family,
             given,
-            prefix: text(xpn.component(5)).into_iter().collect(),
-            suffix: [4, 6]
-                .iter()
-                .filter_map(|&n| text(xpn.component(n)))
-                .collect(),
+            prefix: text(c[4]).into_iter().collect(),
+            suffix: [c[3], c[5]].into_iter().filter_map(text).collect(),
             ..Default::default()
         })
     }
@@ -259,12 +307,9 @@ impl Context<'_, '_> {
         if xad.is_empty() {
             return None;
         }
-        let street = {
-            let c = xad.component(1);
-            let parts: Vec<String> = (1..=3).filter_map(|n| sub(c, n)).collect();
-            (!parts.is_empty()).then(|| parts.join(" "))
-        };
-        let (use_, type_) = match text(xad.component(7)).as_deref() {
+        let c: [Component<'_>; 9] = xad.first_components();
+        let street = join((1..=3).map(|n| sub_cow(c[0], n)), " ");
+        let (use_, type_) = match text_cow(c[6]).as_deref() {
             Some("H" | "P" | "L") => (Some("home"), None),
             Some("B" | "O") => (Some("work"), None),
             Some("C") => (Some("temp"), None),
@@ -275,12 +320,12 @@ impl Context<'_, '_> {
         let a = Address {
             use_: use_.map(str::to_owned),
             type_: type_.map(str::to_owned),
-            line: street.into_iter().chain(text(xad.component(2))).collect(),
-            city: text(xad.component(3)),
-            state: text(xad.component(4)),
-            postal_code: text(xad.component(5)),
-            country: text(xad.component(6)),
-            district: text(xad.component(9)),
+            line: street.into_iter().chain(text(c[1])).collect(),
+            city: text(c[2]),
+            state: text(c[3]),
+            postal_code: text(c[4]),
+            country: text(c[5]),
+            district: text(c[8]),
             ..Default::default()
         };
         let empty = a.line.is_empty()
@@ -294,41 +339,46 @@ impl Context<'_, '_> {
     /// XTN -> ContactPoint; `default_use` when XTN-2 says nothing (home for PID-13,
     /// work for PID-14). `None` without a value.
     pub fn telecom(&self, xtn: Rep<'_>, default_use: Option<&str>) -> Option<ContactPoint> {
-        let use_code = text(xtn.component(2)).unwrap_or_default();
-        let equipment = text(xtn.component(3))
-            .unwrap_or_default()
-            .to_ascii_uppercase();
+        let c: [Component<'_>; 12] = xtn.first_components();
+        let use_code = text_cow(c[1]).unwrap_or_default();
+        let mut buf = [0u8; 16];
+        let equipment = text_cow(c[2]).unwrap_or_default();
+        // Longer than any code looked for: matches none, like an empty one.
+        let equipment = ascii_upper(&equipment, &mut buf).unwrap_or_default();
         let is_email = equipment == "INTERNET" || equipment == "X.400" || use_code == "NET";
         let value = if is_email {
-            text(xtn.component(4)).or_else(|| text(xtn.component(1)))
+            text(c[3]).or_else(|| text(c[0]))
         } else {
-            text(xtn.component(12))
-                .or_else(|| text(xtn.component(1)))
-                .or_else(|| {
-                    let local = text(xtn.component(7))?;
-                    let mut s = String::new();
-                    if let Some(cc) = text(xtn.component(5)) {
-                        s.push_str(&format!("+{cc} "));
-                    }
-                    if let Some(area) = text(xtn.component(6)) {
-                        s.push_str(&format!("({area}) "));
-                    }
-                    s.push_str(&local);
-                    if let Some(ext) = text(xtn.component(8)) {
-                        s.push_str(&format!(" ext. {ext}"));
-                    }
-                    Some(s)
-                })
+            text(c[11]).or_else(|| text(c[0])).or_else(|| {
+                let local = text_cow(c[6])?;
+                let mut s = String::new();
+                if let Some(cc) = text_cow(c[4]) {
+                    s.push('+');
+                    s.push_str(&cc);
+                    s.push(' ');
+                }
+                if let Some(area) = text_cow(c[5]) {
+                    s.push('(');
+                    s.push_str(&area);
+                    s.push_str(") ");
+                }
+                s.push_str(&local);
+                if let Some(ext) = text_cow(c[7]) {
+                    s.push_str(" ext. ");
+                    s.push_str(&ext);
+                }
+                Some(s)
+            })
         }?;
         let email = is_email || value.contains('@');
-        let system = match equipment.as_str() {
+        let system = match equipment {
             _ if email => "email",
             "FX" => "fax",
             "BP" => "pager",
             "MD" | "TDD" | "TTY" => "other",
             _ => "phone",
         };
-        let use_ = match (equipment.as_str(), use_code.as_str()) {
+        let use_ = match (equipment, &*use_code) {
             ("CP", _) => Some("mobile"),
             (_, "PRN" | "ORN") => Some("home"),
             (_, "WPN") => Some("work"),
@@ -349,30 +399,31 @@ impl Context<'_, '_> {
         if xcn.is_empty() {
             return None;
         }
-        let id = text(xcn.component(1));
-        let family = sub(xcn.component(2), 1);
-        let names: Vec<String> = [
-            text(xcn.component(6)),
-            text(xcn.component(3)),
-            text(xcn.component(4)),
-            family,
-            text(xcn.component(5)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if id.is_none() && names.is_empty() {
+        let c: [Component<'_>; 13] = xcn.first_components();
+        let id = text(c[0]);
+        // Prefix, given, middle, family, suffix.
+        let display = join(
+            [
+                text_cow(c[5]),
+                text_cow(c[2]),
+                text_cow(c[3]),
+                sub_cow(c[1], 1),
+                text_cow(c[4]),
+            ],
+            " ",
+        );
+        if id.is_none() && display.is_none() {
             return None;
         }
-        let system = if text(xcn.component(13)).as_deref() == Some("NPI") {
+        let system = if text_cow(c[12]).as_deref() == Some("NPI") {
             Some("http://hl7.org/fhir/sid/us-npi".to_owned())
         } else {
-            self.hd_system(xcn.component(9))
+            self.hd_system(c[8])
         };
         Some(Reference {
             type_: Some("Practitioner".to_owned()),
             identifier: id.map(|v| Box::new(Identifier::new(system, v))),
-            display: (!names.is_empty()).then(|| names.join(" ")),
+            display,
             ..Default::default()
         })
     }
@@ -383,12 +434,12 @@ impl Context<'_, '_> {
         if pl.is_empty() {
             return None;
         }
-        let display = text(pl.component(9)).or_else(|| {
-            let parts: Vec<String> = [1, 2, 3, 4, 7, 8]
-                .iter()
-                .filter_map(|&n| sub(pl.component(n), 1))
-                .collect();
-            (!parts.is_empty()).then(|| parts.join(" / "))
+        let c: [Component<'_>; 9] = pl.first_components();
+        let display = text(c[8]).or_else(|| {
+            join(
+                [c[0], c[1], c[2], c[3], c[6], c[7]].map(|p| sub_cow(p, 1)),
+                " / ",
+            )
         })?;
         Some(Reference {
             type_: Some("Location".to_owned()),
@@ -405,9 +456,10 @@ impl Context<'_, '_> {
             ..Default::default()
         };
         if let Some(u) = unit {
-            let code = text(u.component(1));
-            q.unit = text(u.component(2)).or_else(|| code.clone());
-            if let Some(sys) = text(u.component(3)).and_then(|s| self.code_system(&s)) {
+            let c: [Component<'_>; 3] = u.first_components();
+            let code = text(c[0]);
+            q.unit = text(c[1]).or_else(|| code.clone());
+            if let Some(sys) = text_cow(c[2]).and_then(|s| self.code_system(&s)) {
                 q.system = Some(sys);
                 q.code = code;
             }
