@@ -23,6 +23,9 @@ impl ContractVersion {
     /// Is a component built against `self` runnable by this host? Same rule as the
     /// component model's semver matching: equal major, and for 0.x equal minor.
     pub fn supported(&self) -> Option<ContractVersion> {
+        if !self.0.pre.is_empty() || !self.0.build.is_empty() {
+            return None;
+        }
         SUPPORTED_CONTRACTS.iter().map(|s| semver::Version::parse(s).expect("valid constant")).find_map(|s| {
             let compatible = if s.major == 0 {
                 self.0.major == 0 && self.0.minor == s.minor && self.0.patch <= s.patch
@@ -70,6 +73,7 @@ mod tests {
         assert!(v("0.2.0").supported().is_none());
         assert!(v("0.1.1").supported().is_none(), "a newer patch than the host knows is not assumed");
         assert!(v("1.0.0").supported().is_none());
+        assert!(v("0.1.0-rc1").supported().is_none(), "pre-releases are not the released contract");
         assert_eq!(v("0.9.0").to_string(), "ehrgate:adapter@0.9.0");
     }
 }

@@ -48,9 +48,14 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     let mut segs = path.trim_start_matches('/').split('/');
     loop {
         match (pat.next(), segs.next()) {
-            (Some("**"), _) => return pat.next().is_none(),
+            (Some("**"), _) => return pat.next().is_none() && segs.all(|s| !s.starts_with('$') && !s.starts_with('_')),
             (Some(p), Some(s)) => {
                 if s.is_empty() && p != s {
+                    return false;
+                }
+                // A wildcard stands for an id, never for an operation (`$export`) or a
+                // special path (`_search`, `_history`): those must be granted by name.
+                if p == "*" && (s.starts_with('$') || s.starts_with('_')) {
                     return false;
                 }
                 if p != "*" && p != s {
@@ -63,8 +68,24 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
+/// Headers an adapter may set: content negotiation and FHIR's conditional and
+/// async semantics. Everything else (authentication, method overrides, rewrites,
+/// forwarding, hop-by-hop) is refused: an allow-list, so a header nobody thought
+/// of cannot steer a request around the grants.
+pub const ALLOWED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "prefer",
+    "if-match",
+    "if-none-match",
+    "if-none-exist",
+    "if-modified-since",
+    "x-request-id",
+];
+
 /// Reject requests that try to steer around the host: relative or dotted paths,
-/// control characters, and headers the host owns.
+/// control characters, and headers outside the allow-list.
 pub fn validate_request(method: &str, path: &str, headers: &[(String, String)]) -> Result<(), String> {
     const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
     if !METHODS.contains(&method) {
@@ -80,16 +101,15 @@ pub fn validate_request(method: &str, path: &str, headers: &[(String, String)]) 
     if path_only.split('/').any(|s| s == ".." || s == "." || s.contains("%2e") || s.contains("%2E") || s.contains("%2f") || s.contains("%2F")) {
         return Err("path contains dot segments or encoded separators".into());
     }
-    const HOST_OWNED: &[&str] = &[
-        "authorization", "proxy-authorization", "cookie", "host", "connection", "transfer-encoding",
-        "content-length", "te", "upgrade", "keep-alive", "proxy-connection",
-    ];
     for (name, value) in headers {
-        if HOST_OWNED.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            return Err(format!("header `{name}` is set by the host, not the adapter"));
+        if !ALLOWED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return Err(format!(
+                "header `{name}` is not one an adapter may set (allowed: {}); the host owns authentication, routing and transport headers",
+                ALLOWED_HEADERS.join(", ")
+            ));
         }
-        if name.is_empty() || name.chars().any(|c| !c.is_ascii_graphic() || c == ':') || value.chars().any(|c| c == '\r' || c == '\n') {
-            return Err("malformed header".into());
+        if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+            return Err(format!("header `{name}` has a control character in its value"));
         }
     }
     Ok(())
@@ -117,6 +137,11 @@ mod tests {
         assert!(g.check("ehr", "GET", "/Binary").is_ok());
         assert!(g.check("ehr", "GET", "/Patient/123/Observation").unwrap_err().contains("not granted"));
         assert!(g.check("ehr", "GET", "/Patient/").is_err());
+        // A wildcard is an id, not an operation or a special path.
+        assert!(g.check("ehr", "GET", "/Patient/$export").is_err());
+        assert!(g.check("ehr", "GET", "/Patient/_search").is_err());
+        assert!(g.check("ehr", "GET", "/Patient/_history").is_err());
+        assert!(g.check("ehr", "GET", "/Binary/a/$everything").is_err());
         assert!(g.check("ehr", "DELETE", "/Task").is_err());
         assert!(g.check("billing", "GET", "/Task").unwrap_err().contains("no grant for connection `billing`"));
         assert!(Grants::none().check("ehr", "GET", "/Task").is_err());
@@ -133,5 +158,8 @@ mod tests {
         assert!(validate_request("GET", "/x", &[("Authorization".into(), "Bearer x".into())]).is_err());
         assert!(validate_request("GET", "/x", &[("X-A".into(), "a\r\nb".into())]).is_err());
         assert!(validate_request("GET", "/x", &[("Prefer".into(), "respond-async".into())]).is_ok());
+        for h in ["X-HTTP-Method-Override", "X-Original-URL", "X-Rewrite-URL", "Forwarded", "X-Forwarded-Host", "Cookie", "Host"] {
+            assert!(validate_request("POST", "/Task", &[(h.into(), "x".into())]).is_err(), "{h} must be refused");
+        }
     }
 }

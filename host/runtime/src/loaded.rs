@@ -21,6 +21,10 @@ use crate::stdio::Captured;
 /// What the operator configured for one adapter.
 #[derive(Debug, Clone, Default)]
 pub struct AdapterSettings {
+    /// The name the operator configured this adapter under. When set, the
+    /// component's own `describe().name` must match it: state, audit and logs are
+    /// keyed by this name, so a component cannot pass itself off as another adapter.
+    pub name: Option<String>,
     pub grants: Grants,
     pub config: HashMap<String, String>,
     pub limits: Limits,
@@ -108,6 +112,14 @@ impl Adapter {
                 message: "its name must be non-empty ASCII letters, digits, `-` or `_`".into(),
             });
         }
+        if let Some(configured) = &adapter.shared.settings.name {
+            if configured != &info.name {
+                return Err(LoadError::Describe {
+                    what: what.into(),
+                    message: format!("the component says it is `{}`, but it is configured as `{configured}`", info.name),
+                });
+            }
+        }
         if info.contract_version != adapter.contract.0.to_string() {
             tracing::warn!(adapter = %info.name, declared = %info.contract_version, exported = %adapter.contract,
                 "adapter's describe() names a different contract version than its exports; trusting the exports");
@@ -134,7 +146,8 @@ impl Adapter {
         &self.shared.label
     }
 
-    /// The contract version the component was built against.
+    /// The supported contract version the component was matched to (its exported
+    /// interface version is compatible with it).
     pub fn contract(&self) -> &ContractVersion {
         &self.contract
     }
@@ -171,10 +184,11 @@ impl Adapter {
         };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let tick = self.runtime.inner.epoch_tick.as_nanos().max(1);
-        let ticks = (limits.wall_time.as_nanos().div_ceil(tick) as u64).max(1) + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Guest code yields to the async runtime at every epoch tick, so a busy guest
+        // never holds a worker thread, and the wall-time limit (a timeout around the
+        // whole call in `run`) can cut it off wherever it is.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         store
     }
 
@@ -186,12 +200,14 @@ impl Adapter {
     {
         let _slot = self.runtime.inner.slots.clone().acquire_owned().await.expect("semaphore never closed");
         let mut store = self.new_store();
-        let instance = match self.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
-            Err(e) => return Err(self.classify(function, &store, e)),
-        };
         let wall = self.shared.settings.limits.wall_time;
-        match tokio::time::timeout(wall, f(instance, store)).await {
+        let call = async move {
+            match self.pre.instantiate_async(&mut store).await {
+                Ok(instance) => f(instance, store).await,
+                Err(e) => (store, Err(e)),
+            }
+        };
+        match tokio::time::timeout(wall, call).await {
             Ok((store, Ok(r))) => {
                 store.data().stdout.flush_to_log(&self.shared.label, "stdout");
                 store.data().stderr.flush_to_log(&self.shared.label, "stderr");
@@ -218,9 +234,8 @@ impl Adapter {
         let adapter = self.shared.label.clone();
         let limits = self.shared.settings.limits;
         if let Some(desired) = store.data().limiter.hit {
-            // The refused grow raised `MemoryLimitHit`; a guest allocator that checks
-            // the failed grow itself aborts instead: both are the memory limit.
-            debug_assert!(e.downcast_ref::<MemoryLimitHit>().is_some() || e.downcast_ref::<Trap>().is_some());
+            // A refused grow traps with `MemoryLimitHit`.
+            debug_assert!(e.downcast_ref::<MemoryLimitHit>().is_some(), "{e:#}");
             return CallError::Limit {
                 adapter,
                 function,

@@ -19,7 +19,8 @@ impl Captured {
             return;
         }
         for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(target: "ehrgate::adapter", adapter, stream, "{line}");
+            // Adapters are untrusted and their output may carry PHI: debug level only.
+            tracing::debug!(target: "ehrgate::adapter", adapter, stream, "{line}");
         }
     }
 

@@ -42,6 +42,7 @@ async fn fixture() -> Fixture {
     })
     .unwrap();
     let settings = AdapterSettings {
+        name: None,
         grants: Grants(vec![Grant { connection: "ehr".into(), methods: vec!["GET".into()], paths: vec!["/Patient/*".into()] }]),
         config: [("mode".to_string(), "strict".to_string())].into(),
         limits: Limits {
@@ -128,6 +129,34 @@ async fn ungranted_connection_is_denied_and_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_grant_does_not_cover_operations_and_headers_cannot_steer() {
+    let f = fixture().await;
+    let err = f.adapter.map_hl7(&msg("http-operation")).await.unwrap_err();
+    match err.adapter_error() {
+        Some(AdapterError::Transient(m)) => assert!(m.contains("denied") && m.contains("$export"), "{m}"),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    let err = f.adapter.map_hl7(&msg("http-header")).await.unwrap_err();
+    match err.adapter_error() {
+        Some(AdapterError::Transient(m)) => assert!(m.contains("invalid request") && m.contains("X-HTTP-Method-Override"), "{m}"),
+        other => panic!("expected an invalid request, got {other:?}"),
+    }
+    let outcomes: Vec<String> = f.audit.0.lock().unwrap().iter().map(|e| e.outcome.clone()).collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(outcomes[0].starts_with("denied") && outcomes[1].starts_with("invalid"), "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_cannot_pass_itself_off_as_another_adapter() {
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let settings = AdapterSettings { name: Some("epic".into()), ..Default::default() };
+    let err = runtime.load_file(&ehrgate_testkit::guest("ehrgate-guest-hostile"), settings).await.err().expect("refused");
+    assert!(err.to_string().contains("says it is `hostile`, but it is configured as `epic`"), "{err}");
+    let ok = AdapterSettings { name: Some("hostile".into()), ..Default::default() };
+    assert!(runtime.load_file(&ehrgate_testkit::guest("ehrgate-guest-hostile"), ok).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_request_reaches_outbound_and_is_audited() {
     let f = fixture().await;
     let out = f.adapter.map_hl7(&msg("http-granted")).await.unwrap();
@@ -163,7 +192,11 @@ async fn a_stuck_upstream_is_cut_by_the_wall_time_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_is_empty_no_env_files_network_or_stdin() {
     let f = fixture().await;
-    let out = f.adapter.map_hl7(&msg("escape")).await.unwrap();
+    // A real listener the guest would reach if it had any network.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "the listener is reachable from the host");
+    let out = f.adapter.map_hl7(&msg(&format!("escape:{port}"))).await.unwrap();
     assert_eq!(
         out.warnings,
         vec![

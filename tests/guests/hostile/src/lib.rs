@@ -7,8 +7,10 @@
 //! - `panic`: panics (trap);
 //! - `http-ungranted`: asks for a connection it was not granted (`denied`);
 //! - `http-granted`: asks for what it was granted (reaches the host's outbound);
-//! - `escape`: tries the environment, the file system and the network, and reports
-//!   what it could reach as warnings;
+//! - `escape:<port>`: tries the environment, the file system and the network
+//!   (a TCP connect to 127.0.0.1:<port>), and reports what it could reach;
+//! - `http-header`: a granted request carrying a method-override header;
+//! - `http-operation`: `GET /Patient/$export` where only `/Patient/*` is granted;
 //! - `state`: counts calls in host state (state survives; instance memory does not);
 //! - `print`: writes to stdout and stderr;
 //! - any message containing a `ZZPANIC` segment: panics (a real HL7 message that
@@ -58,23 +60,28 @@ impl Adapter for Hostile {
                 }
             }
             "panic" => panic!("hostile adapter panics on purpose"),
-            "http-ungranted" | "http-granted" => {
-                let connection = if msg.raw.trim() == "http-granted" { "ehr" } else { "billing" };
+            "http-ungranted" | "http-granted" | "http-header" | "http-operation" => {
+                let what = msg.raw.trim();
+                let connection = if what == "http-ungranted" { "billing" } else { "ehr" };
+                let path = if what == "http-operation" { "/Patient/$export" } else { "/Patient/123" };
+                let headers = if what == "http-header" { vec![("X-HTTP-Method-Override".to_string(), "DELETE".to_string())] } else { vec![] };
                 let resp = host::http_send(HttpRequest {
                     connection: connection.into(),
                     method: "GET".into(),
-                    path: "/Patient/123".into(),
+                    path: path.into(),
+                    headers,
                     ..Default::default()
                 })
                 .map_err(|e| AdapterError::Transient(format!("http: {e}")))?;
                 out.warn(format!("status {}", resp.status));
             }
-            "escape" => {
+            text if text.starts_with("escape:") => {
+                let port = &text["escape:".len()..];
                 out.warn(format!("env vars: {}", std::env::vars().count()));
                 out.warn(format!("args: {}", std::env::args().count()));
                 out.warn(format!("read_dir /: {}", std::fs::read_dir("/").is_ok()));
                 out.warn(format!("read_dir .: {}", std::fs::read_dir(".").is_ok()));
-                out.warn(format!("tcp connect: {}", std::net::TcpStream::connect("127.0.0.1:2575").is_ok()));
+                out.warn(format!("tcp connect: {}", std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()));
                 let mut buf = String::new();
                 let n = std::io::stdin().read_line(&mut buf).unwrap_or(0);
                 out.warn(format!("stdin bytes: {n}"));
