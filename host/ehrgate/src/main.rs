@@ -2,7 +2,6 @@
 
 mod cli;
 mod config;
-mod inputs;
 mod reference;
 
 use std::path::PathBuf;
@@ -28,9 +27,6 @@ enum Command {
         #[command(subcommand)]
         command: AdapterCommand,
     },
-    /// Map sample data through an adapter and report what came out (the main job:
-    /// defaults to the reference adapter over ../shared/data/hl7).
-    Run(cli::run::Args),
     /// The main job: every sample under ../shared/data through the built-in reference
     /// adapter into the lake (./ehrgate-data), then a look at what landed, with SQL.
     Demo {
@@ -143,7 +139,6 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Adapter { command: AdapterCommand::Test { component, files } } => cli::adapter_test::run(&component, &files).await,
             Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&component).await,
-            Command::Run(args) => cli::run::run(args).await,
             Command::Demo { data } => cli::demo::demo(&cfg()?, data).await,
             Command::Ingest { adapter, files } => cli::lake_cmds::ingest(&cfg()?, &adapter, &files).await,
             Command::Sql { query, format } => cli::lake_cmds::sql(&cfg()?, &query, format).await,

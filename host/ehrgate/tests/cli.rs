@@ -2,7 +2,7 @@
 //! checked by an independent validator (Python fhir.resources).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn ehrgate(args: &[&str]) -> Output {
@@ -110,19 +110,19 @@ fn missing_input_file_is_a_clear_error() {
 }
 
 #[test]
-fn run_maps_the_shared_corpus_and_reports() {
-    let out_dir = std::env::temp_dir().join(format!("ehrgate-run-{}", std::process::id()));
-    let data = ehrgate_testkit::shared_dir().join("data/hl7");
-    let out = ehrgate(&["run", "--data", data.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+fn demo_runs_the_main_job_into_the_lake() {
+    let dir = std::env::temp_dir().join(format!("ehrgate-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = ehrgate_testkit::shared_dir().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir).args(["demo", "--data", data.to_str().unwrap()]).output().unwrap();
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}\n{}", text(&out.stderr));
-    assert!(report.contains("throughput:") && report.contains("p99"), "{report}");
-    assert!(report.contains("unsupported message type"), "non-ADT/ORU samples are reported as unsupported: {report}");
-    for ty in ["Patient", "Encounter", "Observation", "DiagnosticReport"] {
-        let f = out_dir.join(format!("{ty}.ndjson"));
-        let n = std::fs::read_to_string(&f).unwrap_or_else(|_| panic!("{} missing", f.display())).lines().count();
-        assert!(n > 0, "{ty}: no resources");
+    assert!(report.contains("units/s") && report.contains("resources merged into silver"), "{report}");
+    assert!(report.contains("| Observation"), "the silver summary lists the tables: {report}");
+    assert!(report.contains("unsupported"), "non-ADT/ORU samples are quarantined as unsupported: {report}");
+    for t in ["bronze/hl7_messages", "bronze/fhir_ndjson", "silver/patient", "quarantine/records"] {
+        assert!(dir.join("ehrgate-data").join(t).join("_delta_log").is_dir(), "{t} missing");
     }
-    let _ = std::fs::remove_dir_all(&out_dir);
-    assert!(!Path::new(&out_dir).exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }

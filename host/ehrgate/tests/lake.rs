@@ -116,6 +116,19 @@ fn corpus_three_times_is_idempotent_and_independent_readers_agree() {
     let bronze_thrice = count(&dir, "bronze_hl7_messages") + count(&dir, "bronze_fhir_ndjson");
     assert_eq!(bronze_thrice, 3 * bronze_once, "bronze keeps every receipt, as received");
 
+    // Compaction rewrites files, not rows; vacuum's default retention keeps them all.
+    let optimized = text(&ehrgate(&dir, &["lake", "optimize"]).stdout);
+    assert!(optimized.contains("silver/observation"), "{optimized}");
+    assert_eq!(silver_counts(&dir), once, "optimize must not change rows");
+    let vacuumed = text(&ehrgate(&dir, &["lake", "vacuum", "--dry-run"]).stdout);
+    assert!(vacuumed.contains("0 files would be deleted"), "files younger than 7 days are kept: {vacuumed}");
+
+    let csv = text(&ehrgate(&dir, &["sql", "SELECT id, resource_type FROM silver_patient ORDER BY id LIMIT 2", "--format", "csv"]).stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert_eq!(lines[0], "id,resource_type");
+    assert!(lines[1].ends_with(",Patient"), "{csv}");
+
     // Every silver row traces back to a bronze record.
     let orphans = sql(
         &dir,

@@ -8,6 +8,9 @@ use tokio::sync::mpsc;
 
 /// An [`AuditSink`] that writes to the lake in the background (bounded; if the lake
 /// falls far behind, events are logged instead of blocking the adapter call).
+/// Dropping every clone of the sink (with the runtime that holds it) closes the
+/// queue; await the task returned by [`LakeAudit::new`] to be sure every event
+/// was written.
 pub struct LakeAudit {
     tx: mpsc::Sender<AuditEvent>,
 }

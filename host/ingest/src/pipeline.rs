@@ -123,9 +123,12 @@ impl Pipeline {
         for chunk in fhir.chunks(FHIR_CHUNK) {
             let batch: Vec<String> = chunk.iter().map(|u| u.text.clone()).collect();
             match self.adapter.map_fhir(&batch).await {
-                Ok(out) => self.collect(chunk, Ok(out), &mut silver, &mut quarantined),
-                // Isolate the bad lines: map one by one.
-                Err(_) => {
+                // One resource per line: each resource's lineage is its line.
+                Ok(out) if out.resources.len() == chunk.len() => self.collect(chunk, Ok(out), &mut silver, &mut quarantined),
+                // A failed batch, or output that does not line up with the input:
+                // map line by line, so every resource and every failure is tied to
+                // the exact line it came from.
+                _ => {
                     for u in chunk {
                         let r = self.adapter.map_fhir(std::slice::from_ref(&u.text)).await;
                         self.collect(&[u], r, &mut silver, &mut quarantined);
@@ -181,25 +184,25 @@ impl Pipeline {
         for w in &out.warnings {
             tracing::debug!(adapter = %self.adapter.label(), "mapping warning: {w}");
         }
-        // Lineage: one unit, or a batch whose output lines up with its input, or the
-        // input line with the same resourceType/id.
-        let by_key: HashMap<(String, String), &Unit> = if units.len() > 1 && out.resources.len() != units.len() {
-            units.iter().filter_map(|u| key_of(&u.text).map(|k| (k, *u))).collect()
-        } else {
-            HashMap::new()
-        };
+        // Lineage: a single unit, or a batch whose output lines up one to one with
+        // its input (the caller guarantees one of the two).
+        debug_assert!(units.len() == 1 || out.resources.len() == units.len());
+        let mut rejected: HashMap<usize, Vec<String>> = HashMap::new();
         for (i, json) in out.resources.iter().enumerate() {
-            let unit = if units.len() == 1 {
-                units[0]
-            } else if out.resources.len() == units.len() {
-                units[i]
-            } else {
-                key_of(json).and_then(|k| by_key.get(&k).copied()).unwrap_or(units[0])
-            };
+            let u = if units.len() == 1 { 0 } else { i };
+            let unit = units[u];
             match SilverRow::from_json(json, self.adapter.label(), &unit.bronze.lineage(), unit.bronze.received_at) {
                 Ok(row) => silver.push(row),
-                Err(e) => quarantined.push(self.quarantine_row(unit, "invalid-output", format!("adapter output rejected: {e}"), None)),
+                Err(e) => rejected.entry(u).or_default().push(e.to_string()),
             }
+        }
+        // One quarantine row per unit, however many of its resources were rejected
+        // (its valid resources still land; reprocessing re-maps the whole unit).
+        let mut rejected: Vec<(usize, Vec<String>)> = rejected.into_iter().collect();
+        rejected.sort_by_key(|(u, _)| *u);
+        for (u, errors) in rejected {
+            let message = format!("adapter output rejected ({} of its resources): {}", errors.len(), errors.join("; "));
+            quarantined.push(self.quarantine_row(units[u], "invalid-output", message, None));
         }
     }
 
@@ -243,12 +246,8 @@ impl Pipeline {
             }
         }
         self.lake.upsert_silver(silver).await?;
-        quarantine::mark_reprocessed(&self.lake, &marked).await?;
+        // Silver first: a row is marked reprocessed only once its resources are in.
+        quarantine::mark_reprocessed(&self.lake, &marked, &report.still_failing).await?;
         Ok(report)
     }
-}
-
-fn key_of(json: &str) -> Option<(String, String)> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    Some((v.get("resourceType")?.as_str()?.to_string(), v.get("id")?.as_str()?.to_string()))
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use ehrgate_runtime::{AdapterSettings, Hl7Message, Runtime, RuntimeConfig};
 
-use crate::inputs::{self, Unit};
+use ehrgate_ingest::UnitKind;
 use crate::reference;
 
 pub async fn run(component: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -17,17 +17,20 @@ pub async fn run(component: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode>
     let mut failures = 0usize;
     let mut resources = 0usize;
     for file in files {
-        let units = inputs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-        for unit in units {
-            let result = match unit {
-                Unit::Bad { error } => Err(format!("{}: not a valid HL7v2 message or batch: {error}", file.display())),
-                Unit::Hl7 { index, text } => {
-                    let msg = Hl7Message { raw: text, source: format!("file:{}", file.display()), received_at_ms: now_ms() };
-                    adapter.map_hl7(&msg).await.map_err(|e| format!("{} message {index}: {e}", file.display()))
+        let units = ehrgate_ingest::read_file(file, now_ms() as i64 * 1000).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        for (index, unit) in units.into_iter().enumerate() {
+            let result = match (unit.kind, unit.parse_error) {
+                (_, Some((message, location))) => Err(format!(
+                    "{}: not a valid HL7v2 message or batch: {}{message}",
+                    file.display(),
+                    location.map(|l| format!("at {l}: ")).unwrap_or_default()
+                )),
+                (UnitKind::Hl7, None) => {
+                    let msg = Hl7Message { raw: unit.text, source: unit.bronze.source, received_at_ms: now_ms() };
+                    adapter.map_hl7(&msg).await.map_err(|e| format!("{} message {}: {e}", file.display(), index + 1))
                 }
-                Unit::Ndjson { lines } => {
-                    let batch: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
-                    adapter.map_fhir(&batch).await.map_err(|e| format!("{}: {e}", file.display()))
+                (UnitKind::Fhir, None) => {
+                    adapter.map_fhir(&[unit.text]).await.map_err(|e| format!("{} line {}: {e}", file.display(), index + 1))
                 }
             };
             match result {

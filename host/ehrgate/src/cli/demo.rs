@@ -39,7 +39,7 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     files_under(&data, &mut files);
     anyhow::ensure!(!files.is_empty(), "no .hl7 or .ndjson files under {}", data.display());
 
-    let (lake, pipeline) = super::lake_cmds::pipeline(cfg, "reference").await?;
+    let (lake, pipeline, audit_task) = super::lake_cmds::pipeline(cfg, "reference").await?;
     println!("== ehrgate demo ==");
     println!("adapter: {} (sandboxed wasm component, contract {})", pipeline.adapter().label(), pipeline.adapter().contract());
     println!("input:   {} files under {}", files.len(), data.display());
@@ -48,6 +48,7 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
 
     let started = Instant::now();
     let total = super::lake_cmds::ingest_files(&pipeline, &files).await?;
+    super::lake_cmds::finish(pipeline, audit_task).await;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "ingested {} units in {:.2} s ({:.0} units/s): {} resources merged into silver, {} quarantined",

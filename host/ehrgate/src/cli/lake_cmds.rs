@@ -17,13 +17,23 @@ fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
     Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?))
 }
 
-pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Pipeline)> {
+/// The lake, a pipeline through `adapter`, and the audit writer's task: when done,
+/// drop the pipeline and await the task so that every audit event is written.
+pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Pipeline, tokio::task::JoinHandle<()>)> {
     let lake = open_lake(cfg)?;
-    let (audit, _task) = LakeAudit::new(lake.clone());
+    let (audit, audit_task) = LakeAudit::new(lake.clone());
     let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(audit), ..Default::default() })
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
     let adapter = reference::load(&runtime, adapter, AdapterSettings::default()).await?;
-    Ok((lake.clone(), Pipeline::new(lake, adapter)))
+    Ok((lake.clone(), Pipeline::new(lake, adapter), audit_task))
+}
+
+/// Drop the pipeline (closing the audit queue) and wait for the audit writer.
+pub(crate) async fn finish(pipeline: Pipeline, audit_task: tokio::task::JoinHandle<()>) {
+    drop(pipeline);
+    if let Err(e) = audit_task.await {
+        tracing::error!("audit writer failed: {e}");
+    }
 }
 
 fn print_report(r: &Report) {
@@ -38,10 +48,11 @@ fn print_report(r: &Report) {
 
 /// `ehrgate ingest [--adapter A] <file>...`
 pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let (lake, pipeline) = pipeline(cfg, adapter).await?;
+    let (lake, pipeline, audit_task) = pipeline(cfg, adapter).await?;
     eprintln!("ingest: {} files through {} into {}", files.len(), pipeline.adapter().label(), lake.storage().describe());
     let started = Instant::now();
     let total = ingest_files(&pipeline, files).await?;
+    finish(pipeline, audit_task).await;
     print_report(&total);
     println!("took {:.2} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
@@ -117,8 +128,9 @@ pub async fn quarantine_list(cfg: &Config, all: bool) -> anyhow::Result<ExitCode
 
 /// `ehrgate quarantine reprocess [--id ID | --adapter NAME] [--with A]`
 pub async fn quarantine_reprocess(cfg: &Config, id: Option<String>, adapter_filter: Option<String>, with: &str) -> anyhow::Result<ExitCode> {
-    let (_lake, pipeline) = pipeline(cfg, with).await?;
+    let (_lake, pipeline, audit_task) = pipeline(cfg, with).await?;
     let r = pipeline.reprocess(&quarantine::Filter { id, adapter: adapter_filter, include_reprocessed: false }).await?;
+    finish(pipeline, audit_task).await;
     println!("examined {}; mapped and marked reprocessed {}; still failing {}", r.examined, r.mapped, r.still_failing.len());
     for (id, e) in &r.still_failing {
         println!("  {id}: {e}");

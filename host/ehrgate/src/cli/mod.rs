@@ -1,4 +1,3 @@
 pub mod adapter_test;
-pub mod run;
 pub mod lake_cmds;
 pub mod demo;
