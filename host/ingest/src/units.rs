@@ -43,26 +43,38 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let source = format!("file:{name}");
     if is_ndjson(path) {
-        let text = String::from_utf8_lossy(&bytes);
-        return Ok(text
-            .lines()
+        // Bronze keeps each line's bytes exactly as received (minus the line break).
+        return Ok(bytes
+            .split(|b| *b == b'\n')
             .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i, l.strip_suffix(b"\r").unwrap_or(l)))
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
             .map(|(i, l)| {
-                let resource_type = serde_json::from_str::<serde_json::Value>(l)
+                let text = String::from_utf8_lossy(l).into_owned();
+                let resource_type = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| v.get("resourceType").and_then(|t| t.as_str()).map(str::to_owned));
                 let detail = BronzeDetail::Ndjson { export_id: None, file: name.clone(), line: i as i64 + 1, resource_type };
                 Unit {
                     kind: UnitKind::Fhir,
-                    text: l.to_string(),
-                    bronze: BronzeRow::new(l.as_bytes().to_vec(), &source, received_at, i as u64, detail),
+                    text,
+                    bronze: BronzeRow::new(l.to_vec(), &source, received_at, i as u64, detail),
                     parse_error: None,
                 }
             })
             .collect());
     }
     let text = hl7::decode_bytes(&bytes);
+    // A message's bytes as received: its slice of the file when the file was UTF-8
+    // (the usual case; the parser borrows from it), else its text re-encoded.
+    let borrowed = matches!(text, std::borrow::Cow::Borrowed(_));
+    let received = |msg: &str| -> Vec<u8> {
+        let (base, p) = (bytes.as_ptr() as usize, msg.as_ptr() as usize);
+        if borrowed && p >= base && p + msg.len() <= base + bytes.len() {
+            return bytes[p - base..p - base + msg.len()].to_vec();
+        }
+        msg.as_bytes().to_vec()
+    };
     Ok(match hl7::parse_batch(&text) {
         Ok(batch) => batch
             .messages
@@ -81,7 +93,7 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
                 Unit {
                     kind: UnitKind::Hl7,
                     text: m.raw().to_string(),
-                    bronze: BronzeRow::new(m.raw().as_bytes().to_vec(), &source, received_at, i as u64, detail),
+                    bronze: BronzeRow::new(received(m.raw()), &source, received_at, i as u64, detail),
                     parse_error: None,
                 }
             })
@@ -96,4 +108,39 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
             }]
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, content: &[u8]) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("ehrgate-units-{}-{name}", std::process::id()));
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    #[test]
+    fn bronze_keeps_the_bytes_as_received() {
+        // A BOM, LF terminators, two messages in a batch.
+        let file = b"\xEF\xBB\xBFBHS|^~\\&|A\nMSH|^~\\&|A|B|C|D|20240101||ADT^A04|1|P|2.5\nPID|1||X\nMSH|^~\\&|A|B|C|D|20240101||ADT^A04|2|P|2.5\nPID|1||Y\nBTS|2\n";
+        let p = tmp("batch.hl7", file);
+        let units = read_file(&p, 0).unwrap();
+        assert_eq!(units.len(), 2);
+        for u in &units {
+            assert!(u.bronze.raw.starts_with(b"MSH|"));
+            assert!(file.windows(u.bronze.raw.len()).any(|w| w == u.bronze.raw.as_slice()), "raw must be a slice of the file");
+            assert_eq!(u.bronze.content_hash, ehrgate_lake::sha256_hex(&u.bronze.raw));
+        }
+        assert_ne!(units[0].bronze.record_id, units[1].bronze.record_id);
+
+        let p = tmp("lines.ndjson", b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\r\n\r\n{\"resourceType\":\"Patient\",\"id\":\"b\"}");
+        let units = read_file(&p, 0).unwrap();
+        assert_eq!(units.len(), 2, "blank lines are not units");
+        assert_eq!(units[0].bronze.raw, b"{\"resourceType\":\"Patient\",\"id\":\"a\"}".to_vec());
+        match &units[1].bronze.detail {
+            BronzeDetail::Ndjson { line, resource_type, .. } => assert_eq!((*line, resource_type.as_deref()), (3, Some("Patient"))),
+            other => panic!("{other:?}"),
+        }
+    }
 }
