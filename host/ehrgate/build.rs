@@ -19,8 +19,10 @@ fn main() {
     for dir in ["sdk/src", "sdk/Cargo.toml", "adapters/reference", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    // A target dir of its own: the outer cargo holds the lock on the main one.
-    let target = out.join("guest-target");
+    // A target dir of its own (the outer cargo holds the lock on the main one),
+    // shared with the test kit's guest builds: <target>/ehrgate-guests. OUT_DIR is
+    // <target>/<profile>/build/ehrgate-<hash>/out.
+    let target = out.ancestors().nth(4).map(|t| t.join("ehrgate-guests")).unwrap_or_else(|| out.join("guest-target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)

@@ -37,6 +37,11 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
 }
 
+/// Where guest components are built (shared with host/ehrgate's build script).
+pub fn guest_target_dir() -> PathBuf {
+    target_dir().join("ehrgate-guests")
+}
+
 /// The guest crates built for wasm32-wasip2 by [`guest`].
 pub const GUESTS: &[&str] = &["ehrgate-adapter-reference", "ehrgate-guest-hostile", "ehrgate-guest-future-contract"];
 
@@ -47,14 +52,18 @@ pub fn guest(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root()).args(["build", "--quiet", "--profile", "guest", "--target", "wasm32-wasip2"]);
+        // The same guest target dir as host/ehrgate's build script, so the SDK is
+        // compiled for wasm once.
+        cmd.current_dir(repo_root())
+            .args(["build", "--quiet", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(guest_target_dir());
         for g in GUESTS {
             cmd.args(["-p", g]);
         }
         let status = cmd.status().expect("run cargo to build the guest components");
         assert!(status.success(), "building the wasm32-wasip2 guests failed (is the target installed? `rustup target add wasm32-wasip2`)");
     });
-    let path = target_dir().join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
+    let path = guest_target_dir().join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "guest component {} was not built", path.display());
     path
 }
