@@ -9,8 +9,8 @@ AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (plain http allowed).
 For each table, prints one JSON object per line:
   {"table": ..., "reader": "deltalake"|"polars", "rows": N, "key": COLUMN,
    "keys_sha256": hex of the sorted key column joined by newlines}
-The key column is `id` for silver and quarantine, `record_id` for bronze, `at` for
-audit. Exit status 1 if a table cannot be read.
+The key column is `id` for silver and quarantine, `record_id` for bronze, `action`
+for audit. Exit status 1 if a table cannot be read.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ def storage_options(root: str) -> dict | None:
         "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
         "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
         "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
     }
     if "AWS_ENDPOINT_URL" in os.environ:
         opts["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]

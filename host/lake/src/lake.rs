@@ -101,16 +101,16 @@ impl Lake {
         Ok(t.version().is_some().then_some(t))
     }
 
-    /// Paths of every table that exists: the fixed ones and each silver table.
-    pub async fn tables(&self) -> Result<Vec<String>, LakeError> {
+    /// Every table that exists, opened at its latest version, with its path: the
+    /// fixed ones, then each silver table.
+    pub async fn tables(&self) -> Result<Vec<(String, DeltaTable)>, LakeError> {
+        let paths = Table::ALL.iter().map(|t| t.path().to_string());
+        let silver = self.silver_types().await?.into_iter().map(|ty| schema::silver_path(&ty));
         let mut out = Vec::new();
-        for t in Table::ALL {
-            if self.table(t.path()).await?.is_some() {
-                out.push(t.path().to_string());
+        for path in paths.chain(silver) {
+            if let Some(t) = self.table(&path).await? {
+                out.push((path, t));
             }
-        }
-        for ty in self.silver_types().await? {
-            out.push(schema::silver_path(&ty));
         }
         Ok(out)
     }
@@ -139,7 +139,7 @@ impl Lake {
                 let store = store_table.log_store().object_store(None);
                 let listing = store.list_with_delimiter(None).await.map_err(|e| LakeError::delta("silver", e))?;
                 for p in listing.common_prefixes {
-                    if let Some(name) = p.parts().last() {
+                    if let Some(name) = p.parts().next_back() {
                         types.push(name.as_ref().to_string());
                     }
                 }

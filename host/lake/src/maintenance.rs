@@ -15,8 +15,7 @@ pub struct TableReport {
 /// Compact small files in every table.
 pub async fn optimize(lake: &Lake) -> Result<Vec<TableReport>, LakeError> {
     let mut out = Vec::new();
-    for path in lake.tables().await? {
-        let Some(t) = lake.table(&path).await? else { continue };
+    for (path, t) in lake.tables().await? {
         let (_, metrics) = t.optimize().await.map_err(|e| LakeError::delta(&path, e))?;
         out.push(TableReport {
             table: path,
@@ -31,8 +30,7 @@ pub async fn optimize(lake: &Lake) -> Result<Vec<TableReport>, LakeError> {
 pub async fn vacuum(lake: &Lake, retention: Duration, dry_run: bool) -> Result<Vec<TableReport>, LakeError> {
     let mut out = Vec::new();
     let hours = (retention.as_secs() / 3600) as i64;
-    for path in lake.tables().await? {
-        let Some(t) = lake.table(&path).await? else { continue };
+    for (path, t) in lake.tables().await? {
         let (_, metrics) = t
             .vacuum()
             .with_retention_period(chrono::Duration::hours(hours))

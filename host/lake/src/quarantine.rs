@@ -1,5 +1,7 @@
 //! Reading quarantined inputs back, and marking them reprocessed.
 
+use std::collections::BTreeMap;
+
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::TimestampMicrosecondType;
 
@@ -24,9 +26,8 @@ fn quote(s: &str) -> String {
 
 /// Quarantined rows matching `filter`, oldest first.
 pub async fn list(lake: &Lake, filter: &Filter) -> Result<Vec<QuarantineRow>, LakeError> {
-    if lake.table(Table::Quarantine.path()).await?.is_none() {
-        return Ok(vec![]);
-    }
+    let path = Table::Quarantine.path();
+    let Some(table) = lake.table(path).await? else { return Ok(vec![]) };
     let mut conds = vec!["true".to_string()];
     if !filter.include_reprocessed {
         conds.push("reprocessed_at IS NULL".into());
@@ -35,10 +36,12 @@ pub async fn list(lake: &Lake, filter: &Filter) -> Result<Vec<QuarantineRow>, La
         conds.push(format!("id = {}", quote(id)));
     }
     if let Some(a) = &filter.adapter {
-        conds.push(format!("(adapter = {} OR adapter LIKE {})", quote(a), quote(&format!("{}@%", a.replace('%', "")))));
+        // The exact label, or the name part of `name@version` compared exactly (no
+        // LIKE: `_` and `%` in a name are not wildcards).
+        conds.push(format!("(adapter = {q} OR split_part(adapter, '@', 1) = {q})", q = quote(a)));
     }
     let sql = format!("SELECT * FROM quarantine_records WHERE {} ORDER BY quarantined_at, id", conds.join(" AND "));
-    let batches = crate::sql::query(lake, &sql).await?;
+    let batches = crate::sql::query_tables(vec![(path.to_string(), table)], &sql).await?;
     let mut out = Vec::new();
     for b in &batches {
         out.extend(rows_of(b)?);
@@ -92,20 +95,56 @@ fn rows_of(b: &RecordBatch) -> Result<Vec<QuarantineRow>, LakeError> {
         .collect())
 }
 
-/// Mark rows reprocessed with an outcome (`mapped`, or the new error).
-pub async fn mark_reprocessed(lake: &Lake, outcomes: &[(String, String)]) -> Result<usize, LakeError> {
-    let path = Table::Quarantine.path();
-    let mut done = 0;
-    for (id, outcome) in outcomes {
-        let Some(t) = lake.table(path).await? else { return Ok(0) };
-        let (_, metrics) = t
-            .update()
-            .with_predicate(format!("id = {}", quote(id)))
-            .with_update("reprocessed_at", format!("arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')", now_micros()))
-            .with_update("reprocess_outcome", quote(outcome))
-            .await
-            .map_err(|e| LakeError::delta(path, e))?;
-        done += metrics.num_updated_rows;
+/// Record a reprocess run in one UPDATE (one commit). `mapped`: `(id, outcome)` of
+/// rows that now map; they get `reprocessed_at` and the outcome (e.g. `mapped by
+/// name@version`). `failed`: `(id, new error)` of rows that still fail; they get the
+/// new error as `reprocess_outcome` and stay pending (`reprocessed_at` unchanged).
+/// Returns the number of rows updated.
+pub async fn mark_reprocessed(lake: &Lake, mapped: &[(String, String)], failed: &[(String, String)]) -> Result<usize, LakeError> {
+    if mapped.is_empty() && failed.is_empty() {
+        return Ok(0);
     }
-    Ok(done)
+    let path = Table::Quarantine.path();
+    let in_list = |ids: &[&str]| ids.iter().map(|id| quote(id)).collect::<Vec<_>>().join(", ");
+    // Ids grouped by outcome text (in practice one text for every mapped row).
+    let mut by_outcome: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, outcome) in mapped.iter().chain(failed) {
+        by_outcome.entry(outcome).or_default().push(id);
+    }
+    let all: Vec<&str> = mapped.iter().chain(failed).map(|(id, _)| id.as_str()).collect();
+    let mapped_ids: Vec<&str> = mapped.iter().map(|(id, _)| id.as_str()).collect();
+    let predicate = format!("id IN ({})", in_list(&all));
+    let reprocessed_at = if mapped_ids.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "CASE WHEN id IN ({}) THEN arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') ELSE reprocessed_at END",
+            in_list(&mapped_ids),
+            now_micros()
+        ))
+    };
+    let outcome = format!(
+        "CASE {} ELSE reprocess_outcome END",
+        by_outcome.iter().map(|(text, ids)| format!("WHEN id IN ({}) THEN {}", in_list(ids), quote(text))).collect::<Vec<_>>().join(" ")
+    );
+    // Another writer (a running gateway quarantining rows) may commit meanwhile; on a
+    // conflict, run the UPDATE again on the reloaded table.
+    const MAX_ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        let Some(t) = lake.table(path).await? else { return Ok(0) };
+        let mut update = t.update().with_predicate(predicate.as_str()).with_update("reprocess_outcome", outcome.as_str());
+        if let Some(at) = &reprocessed_at {
+            update = update.with_update("reprocessed_at", at.as_str());
+        }
+        match update.await {
+            Ok((_, metrics)) => return Ok(metrics.num_updated_rows),
+            Err(e @ deltalake::DeltaTableError::Transaction { .. }) if attempt < MAX_ATTEMPTS => {
+                tracing::warn!(table = %path, attempt, "quarantine update conflict, retrying: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(LakeError::delta(path, e)),
+        }
+    }
 }

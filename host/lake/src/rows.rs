@@ -192,7 +192,6 @@ impl SilverRow {
             "/performedPeriod/start",
             "/occurrenceDateTime",
             "/authoredOn",
-            "/authoredOn",
             "/birthDate",
         ]);
         let source_ts = s("/meta/lastUpdated").and_then(|t| parse_fhir_time(&t)).unwrap_or(fallback_ts);
@@ -267,7 +266,7 @@ pub struct QuarantineRow {
     pub input_kind: String,
     pub source: String,
     pub adapter: String,
-    /// `invalid-input`, `unsupported`, `transient`, `trap`, `limit`, `lake`.
+    /// `invalid-input`, `unsupported`, `transient`, `trap`, `limit`, `invalid-output`.
     pub error_kind: String,
     pub error_message: String,
     pub location: Option<String>,

@@ -1,24 +1,43 @@
 //! SQL over the tables (DataFusion). Tables are named by path with `/` as `_`:
 //! `bronze_hl7_messages`, `silver_patient`, `quarantine_records`, `audit_access_log`.
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::SessionContext;
 
 use crate::error::LakeError;
 use crate::lake::Lake;
 
-/// Run a query; returns the result batches.
+/// Run a read-only query over every table; returns the result batches. DDL, DML
+/// (`INSERT`, `COPY ... TO`, `CREATE EXTERNAL TABLE`, ...) and other statements
+/// (`SET`, transactions) are refused before anything runs.
 pub async fn query(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+    query_tables(lake.tables().await?, sql).await
+}
+
+/// Run a read-only query over the given tables (path, opened table).
+pub(crate) async fn query_tables(tables: Vec<(String, DeltaTable)>, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
     let ctx = SessionContext::new();
-    for path in lake.tables().await? {
-        if let Some(table) = lake.table(&path).await? {
-            table.update_datafusion_session(&ctx.state()).map_err(|e| LakeError::delta(&path, e))?;
-            let provider = table.table_provider().await.map_err(|e| LakeError::delta(&path, e))?;
-            ctx.register_table(path.replace('/', "_"), provider).map_err(|e| LakeError::Sql(e.to_string()))?;
-        }
+    for (path, table) in tables {
+        table.update_datafusion_session(&ctx.state()).map_err(|e| LakeError::delta(&path, e))?;
+        let provider = table.table_provider().await.map_err(|e| LakeError::delta(&path, e))?;
+        ctx.register_table(path.replace('/', "_"), provider).map_err(|e| LakeError::Sql(e.to_string()))?;
     }
-    let df = ctx.sql(sql).await.map_err(|e| LakeError::Sql(e.to_string()))?;
+    // What `SessionContext::sql_with_options` does, in two steps so that a refused
+    // statement gets its own message.
+    let plan = ctx.state().create_logical_plan(sql).await.map_err(|e| LakeError::Sql(e.to_string()))?;
+    let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    read_only.verify_plan(&plan).map_err(|e| {
+        let why = match e {
+            DataFusionError::Plan(m) => m,
+            e => e.to_string(),
+        };
+        LakeError::Sql(format!("only read-only queries are allowed ({why})"))
+    })?;
+    let df = ctx.execute_logical_plan(plan).await.map_err(|e| LakeError::Sql(e.to_string()))?;
     df.collect().await.map_err(|e| LakeError::Sql(e.to_string()))
 }
 
@@ -71,4 +90,35 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, LakeErr
 
 fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+    use crate::writer::BatchConfig;
+
+    #[tokio::test]
+    async fn only_read_only_queries_run() {
+        let dir = std::env::temp_dir().join(format!("ehrgate-lake-sql-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lake = Lake::open(Storage::Local { root: dir.join("lake") }, BatchConfig::default()).unwrap();
+        let target = dir.join("out.csv");
+        let refused = [
+            format!("COPY (SELECT 1 AS n) TO '{}' STORED AS CSV", target.display()),
+            format!("EXPLAIN ANALYZE COPY (SELECT 1 AS n) TO '{}' STORED AS CSV", target.display()),
+            "CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+            "CREATE TABLE t AS SELECT 1 AS n".to_string(),
+            "CREATE VIEW v AS SELECT 1 AS n".to_string(),
+            "SET datafusion.execution.batch_size = 1".to_string(),
+        ];
+        for sql in &refused {
+            let e = query(&lake, sql).await.expect_err(sql).to_string();
+            assert!(e.contains("only read-only queries are allowed"), "{sql}: {e}");
+        }
+        assert!(!target.exists(), "a refused COPY must not write anything");
+        let batches = query(&lake, "SELECT 1 AS n").await.unwrap();
+        assert_eq!(render(&batches, Format::Csv).unwrap(), "n\n1\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -128,10 +128,20 @@ impl Storage {
             if *allow_http {
                 o.insert("AWS_ALLOW_HTTP".into(), "true".into());
             }
-            // With no lock service configured: safe while one gateway process writes
-            // the tables (its single writer task per table serialises commits).
-            // Several writers on one bucket need a lock (DynamoDB) or conditional puts.
-            o.insert("AWS_S3_ALLOW_UNSAFE_RENAME".into(), "true".into());
+            // Commits are safe with several writers (a gateway, `ehrgate ingest`,
+            // `ehrgate quarantine reprocess`, another host) without a lock service:
+            // deltalake 1.x writes each commit file `_delta_log/<version>.json` with a
+            // conditional put (`If-None-Match: *`), so of two writers racing for one
+            // version exactly one wins and the other gets "version already exists",
+            // re-reads the log and retries. `etag` is object_store's default; it is set
+            // explicitly so an `AWS_CONDITIONAL_PUT` in the environment cannot turn it
+            // off. The store must honour `If-None-Match: *` on PUT: AWS S3 (since
+            // August 2024), MinIO, Cloudflare R2 and moto do; one that ignores the
+            // header lets a racing commit overwrite another, so on such a store keep
+            // to one writing process. No DynamoDB lock is used (deltalake 1.x dropped
+            // it), and `AWS_S3_ALLOW_UNSAFE_RENAME` is not set: in deltalake 1.x it no
+            // longer changes how commits are written.
+            o.insert("AWS_CONDITIONAL_PUT".into(), "etag".into());
         }
         Ok(o)
     }
@@ -173,5 +183,26 @@ mod tests {
             allow_http: true,
         };
         assert_eq!(s.table_url("silver/patient").unwrap().as_str(), "s3://lake/ehr/silver/patient");
+    }
+
+    #[test]
+    fn s3_commits_use_conditional_puts() {
+        let secret = std::env::temp_dir().join(format!("ehrgate-lake-secret-{}", std::process::id()));
+        std::fs::write(&secret, "x\n").unwrap();
+        let r = SecretRef(format!("file:{}", secret.display()));
+        let s = Storage::S3 {
+            bucket: "lake".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: r.clone(),
+            secret_access_key: r,
+            allow_http: false,
+        };
+        let o = s.options().unwrap();
+        let _ = std::fs::remove_file(&secret);
+        assert_eq!(o.get("AWS_CONDITIONAL_PUT").map(String::as_str), Some("etag"));
+        assert!(!o.keys().any(|k| k.contains("UNSAFE_RENAME") || k.contains("LOCKING_PROVIDER")), "{:?}", o.keys());
+        assert_eq!(o.get("AWS_ACCESS_KEY_ID").map(String::as_str), Some("x"));
     }
 }

@@ -3,11 +3,14 @@
 //! and tells every producer when its rows are committed.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use deltalake::DeltaTable;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
@@ -97,7 +100,11 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
             Ok(()) => tracing::debug!(table = %path, rows = n, ms = started.elapsed().as_millis() as u64, "committed"),
             Err(e) => tracing::error!(table = %path, rows = n, "commit failed: {e}"),
         }
-        let result = result.map_err(|e| e.to_string());
+        let result = result.map_err(|e| match e {
+            // (`Lake::submit` names the table again)
+            LakeError::Delta { message, .. } => message,
+            e => e.to_string(),
+        });
         for w in waiters {
             let _ = w.send(result.clone());
         }
@@ -108,10 +115,29 @@ async fn open(path: &str, url: &Url, options: &HashMap<String, String>) -> Resul
     DeltaTable::try_from_url_with_storage_options(url.clone(), options.clone()).await.map_err(|e| LakeError::delta(path, e))
 }
 
-const MAX_ATTEMPTS: usize = 5;
+const MAX_ATTEMPTS: usize = 10;
 
-/// Commit `rows`, retrying on a commit conflict (another writer got there first)
-/// with the table reloaded.
+/// The pause after failed attempt `attempt`: none after the first (the writer that won
+/// is then usually collecting its next batch), then random up to 50 ms doubling per
+/// attempt, at most 2 s, so that writers that keep colliding spread out.
+fn backoff(attempt: usize) -> Duration {
+    if attempt < 2 {
+        return Duration::ZERO;
+    }
+    let cap_ms = (50u64 << (attempt - 2).min(6)).min(2_000);
+    let random = RandomState::new().build_hasher().finish();
+    Duration::from_millis(random % (cap_ms + 1))
+}
+
+/// Commit `rows`. `table` is the writer's cached table: used and refreshed here, and
+/// left empty after a failure so that the next commit opens the table afresh.
+///
+/// When another writer (another process, or another host on S3) commits first,
+/// deltalake itself retries what it can (appends); what it cannot (a MERGE whose
+/// read files changed, a table created concurrently) fails with a conflict, and then
+/// the table state is reloaded and the whole operation runs again, up to
+/// `MAX_ATTEMPTS` times. (A MERGE that keeps losing to a writer that commits
+/// without pause fails in the end: the error reaches the producers; nothing is lost.)
 async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table: &mut Option<DeltaTable>, rows: Rows) -> Result<(), LakeError> {
     let (batch, partitions, merge) = match &rows {
         Rows::Bronze(t, r) => (rows::bronze_batch(*t, r)?, t.partitions(), false),
@@ -119,44 +145,48 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         Rows::Quarantine(r) => (rows::quarantine_batch(r)?, Table::Quarantine.partitions(), false),
         Rows::Audit(r) => (rows::audit_batch(r)?, Table::Audit.partitions(), false),
     };
-    let mut last_err = None;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let t = match table.take() {
-            Some(mut t) => {
-                if attempt > 1 {
-                    t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
-                }
-                t
-            }
-            None => open(path, url, options).await?,
-        };
-        let exists = t.version().is_some();
-        let result = if merge && exists {
-            merge_newer(t, batch.clone()).await
+    let mut t = match table.take() {
+        Some(t) => t,
+        None => open(path, url, options).await?,
+    };
+    let mut attempt = 1;
+    loop {
+        // (operations consume the table; `t` stays as the base for a retry)
+        let result = if merge && t.version().is_some() {
+            merge_newer(t.clone(), batch.clone()).await
         } else {
-            t.write(vec![batch.clone()])
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(partitions.iter().map(|s| s.to_string()))
-                .await
+            let mut write =
+                t.clone().write(vec![batch.clone()]).with_save_mode(SaveMode::Append).with_partition_columns(partitions.iter().map(|s| s.to_string()));
+            if t.version().is_none() {
+                // This write creates the table. If another writer creates it first,
+                // fail here rather than let deltalake append on top of it (that would
+                // commit a second table definition and, for silver, bypass the MERGE);
+                // the retry below then reloads the table and writes into it.
+                write = write.with_commit_properties(CommitProperties::default().with_max_retries(0));
+            }
+            write.await
         };
-        match result {
-            Ok(t) => {
-                *table = Some(t);
+        let e = match result {
+            Ok(done) => {
+                *table = Some(done);
                 return Ok(());
             }
-            Err(e) => {
-                let retry = matches!(e, deltalake::DeltaTableError::Transaction { .. } | deltalake::DeltaTableError::VersionAlreadyExists(_))
-                    || e.to_string().to_lowercase().contains("conflict");
-                tracing::warn!(table = %path, attempt, "commit attempt failed: {e}");
-                last_err = Some(LakeError::delta(path, e));
-                *table = None;
-                if !retry {
-                    break;
-                }
-            }
+            Err(e) => e,
+        };
+        let conflict =
+            matches!(e, DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) || e.to_string().to_lowercase().contains("conflict");
+        if !conflict || attempt == MAX_ATTEMPTS {
+            return Err(LakeError::delta(path, e));
         }
+        tracing::warn!(table = %path, attempt, "commit conflict, reloading the table and retrying: {e}");
+        tokio::time::sleep(backoff(attempt)).await;
+        match t.update_state().await {
+            // (a table that still does not exist is created by the next attempt)
+            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(LakeError::delta(path, e)),
+        }
+        attempt += 1;
     }
-    Err(last_err.unwrap_or_else(|| LakeError::delta(path, "commit failed")))
 }
 
 /// MERGE on id: a row replaces the stored one only when its source timestamp is
@@ -170,6 +200,11 @@ async fn merge_newer(table: DeltaTable, batch: deltalake::arrow::array::RecordBa
         .merge(source, "target.id = source.id")
         .with_source_alias("source")
         .with_target_alias("target")
+        // Any commit by another writer since this MERGE read the table fails it, and
+        // `commit` re-runs it against the new state: deltalake's own conflict check
+        // does not see a concurrent insert of the same id, so its retry could
+        // duplicate one.
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .when_matched_update(|mut u| {
             u = u.predicate("source.source_ts > target.source_ts");
             for c in &cols {
@@ -187,13 +222,15 @@ async fn merge_newer(table: DeltaTable, batch: deltalake::arrow::array::RecordBa
     Ok(table)
 }
 
-/// Within one batch keep, per id, the row with the newest source timestamp (the
-/// later arrival on a tie).
+/// Within one batch keep, per id, the row with the newest source timestamp, the
+/// first arrival on a tie: the same rule as the MERGE across commits (a row replaces
+/// the stored one only when strictly newer), so the result does not depend on how
+/// rows were batched, and a replay changes nothing.
 fn dedupe_newest(rows: &[SilverRow]) -> Vec<SilverRow> {
     let mut best: HashMap<&str, usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         match best.get(r.id.as_str()) {
-            Some(&j) if rows[j].source_ts > r.source_ts => {}
+            Some(&j) if rows[j].source_ts >= r.source_ts => {}
             _ => {
                 best.insert(&r.id, i);
             }
@@ -229,9 +266,18 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_keeps_newest_and_later_on_tie() {
-        let rows = vec![row("a", 2, "a2"), row("a", 1, "a1"), row("b", 5, "b5"), row("b", 5, "b5-later"), row("c", 1, "c")];
+    fn dedupe_keeps_newest_and_first_on_tie() {
+        let rows = vec![
+            row("a", 2, "a2"),
+            row("a", 1, "a1"),
+            row("b", 5, "b5"),
+            row("b", 5, "b5-later"),
+            row("c", 1, "c"),
+            row("d", 1, "d1"),
+            row("d", 3, "d3"),
+            row("d", 3, "d3-later"),
+        ];
         let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage).collect();
-        assert_eq!(kept, vec!["a2", "b5-later", "c"]);
+        assert_eq!(kept, vec!["a2", "b5", "c", "d3"]);
     }
 }
