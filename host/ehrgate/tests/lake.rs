@@ -10,12 +10,34 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A fresh working directory for one test (the lake goes to ./ehrgate-data in it).
-fn workdir(name: &str) -> PathBuf {
+/// A fresh working directory for one test (the lake goes to ./ehrgate-data in it),
+/// removed when the test ends.
+struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for WorkDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn workdir(name: &str) -> WorkDir {
     let d = std::env::temp_dir().join(format!("ehrgate-lake-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    WorkDir(d)
 }
 
 fn ehrgate(dir: &Path, args: &[&str]) -> Output {
