@@ -92,25 +92,26 @@ pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
     Ok(Some(a.into()))
 }
 
-/// The standard DG1 map: an encounter diagnosis; id from DG1-20, else (patient,
-/// encounter, code).
-pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult {
-    let (pid, subject) = patient(ctx, "DG1")?;
-    // DG1-2 (the old coding method) names the system when DG1-3 does not.
-    let method = text_cow(dg1.field(2).component(1)).unwrap_or_default();
-    let mut code = ctx.concept_in(dg1.field(3).rep(1), &method);
-    if let Some(desc) = text(dg1.field(4).component(1)) {
+/// DG1 and PR1 share a layout: field 2 the (old) coding method, which names the
+/// system when field 3 does not; field 3 the code; field 4 its description, used as
+/// the text. Both empty is invalid input at `location`.
+fn coded_with_description(ctx: &mut Context<'_, '_>, seg: &Segment<'_>, what: &str, location: &str) -> Result<CodeableConcept, AdapterError> {
+    let method = text_cow(seg.field(2).component(1)).unwrap_or_default();
+    let mut code = ctx.concept_in(seg.field(3).rep(1), &method);
+    if let Some(desc) = text(seg.field(4).component(1)) {
         let c = code.get_or_insert_with(CodeableConcept::default);
         if c.text.is_none() {
             c.text = Some(desc);
         }
     }
-    let Some(code) = code else {
-        return Err(AdapterError::invalid(
-            "diagnosis code and description are empty",
-            Some("DG1-3"),
-        ));
-    };
+    code.ok_or_else(|| AdapterError::invalid(format!("{what} code and description are empty"), Some(location)))
+}
+
+/// The standard DG1 map: an encounter diagnosis; id from DG1-20, else (patient,
+/// encounter, code).
+pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult {
+    let (pid, subject) = patient(ctx, "DG1")?;
+    let code = coded_with_description(ctx, dg1, "diagnosis", "DG1-3")?;
     let identifier = ctx.ei_identifier(dg1.field(20).rep(1));
     let id = match &identifier {
         Some(i) => ctx.id(
@@ -155,20 +156,7 @@ pub fn map_condition(ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult 
 /// encounter, code, PR1-5).
 pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult {
     let (pid, subject) = patient(ctx, "PR1")?;
-    let method = text_cow(pr1.field(2).component(1)).unwrap_or_default();
-    let mut code = ctx.concept_in(pr1.field(3).rep(1), &method);
-    if let Some(desc) = text(pr1.field(4).component(1)) {
-        let c = code.get_or_insert_with(CodeableConcept::default);
-        if c.text.is_none() {
-            c.text = Some(desc);
-        }
-    }
-    let Some(code) = code else {
-        return Err(AdapterError::invalid(
-            "procedure code and description are empty",
-            Some("PR1-3"),
-        ));
-    };
+    let code = coded_with_description(ctx, pr1, "procedure", "PR1-3")?;
     let identifier = ctx.ei_identifier(pr1.field(19).rep(1));
     let when = text(pr1.field(5).component(1));
     let id = match &identifier {
