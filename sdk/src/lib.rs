@@ -21,11 +21,14 @@
 //! ehrgate_sdk::export_adapter!(MyAdapter);
 //! ```
 
+pub mod actions;
 pub mod adapter;
+pub mod envelope;
 pub mod fhir;
 pub mod hl7;
 pub mod host;
 pub mod ids;
+pub mod site;
 #[cfg(not(target_arch = "wasm32"))]
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
