@@ -1,10 +1,12 @@
 //! `ehrgate.toml`: every setting has a default that works on one machine.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use ehrgate_lake::{BatchConfig, Storage};
+use ehrgate_ingest::route::Rule;
+use ehrgate_lake::{BatchConfig, SecretRef, Storage};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -14,6 +16,135 @@ pub struct Config {
     pub storage: Storage,
     #[serde(default)]
     pub lake: LakeSettings,
+    /// `ehrgate serve`: the write-ahead log.
+    #[serde(default)]
+    pub wal: WalSettings,
+    /// Adapters by name (`reference` is built in and always available).
+    #[serde(default)]
+    pub adapters: BTreeMap<String, AdapterEntry>,
+    /// `ehrgate serve`: what it listens on. With none configured, one MLLP listener
+    /// on 127.0.0.1:2575 routed to the reference adapter.
+    #[serde(default)]
+    pub listeners: Listeners,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalSettings {
+    /// Directory of the write-ahead log (local disk: it is fsynced).
+    pub dir: PathBuf,
+    /// Units received but not yet committed to the lake before listeners stop
+    /// reading (back-pressure).
+    pub max_pending: usize,
+    pub segment_mb: u64,
+}
+
+impl Default for WalSettings {
+    fn default() -> Self {
+        WalSettings { dir: PathBuf::from("ehrgate-wal"), max_pending: 100_000, segment_mb: 64 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterEntry {
+    /// A component file (.wasm), or `reference`.
+    pub component: String,
+    /// Values the adapter reads with config-get.
+    #[serde(default)]
+    pub config: HashMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    #[serde(default)]
+    pub mllp: Vec<MllpEntry>,
+    #[serde(default)]
+    pub drops: Vec<DropEntry>,
+    pub webhooks: Option<WebhookEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FramingKind {
+    #[default]
+    Mllp,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AckKind {
+    #[default]
+    Hl7,
+    /// MLLP release 2 commit ACK/NAK (Cloverleaf MLLP2).
+    Commit,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpEntry {
+    pub name: Option<String>,
+    /// `host:port`; port 0 picks a free port (printed at start).
+    pub bind: String,
+    /// The adapter for messages no route matches.
+    pub adapter: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<Rule>,
+    #[serde(default)]
+    pub framing: FramingKind,
+    /// Custom framing: start and end blocks in hex, e.g. "0b" and "1c0d".
+    pub start_hex: Option<String>,
+    pub end_hex: Option<String>,
+    #[serde(default)]
+    pub ack: AckKind,
+    pub max_message_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout_s: Option<u64>,
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropEntry {
+    pub name: String,
+    pub dir: PathBuf,
+    #[serde(default = "reference")]
+    pub adapter: String,
+    /// A file is complete once unchanged this long...
+    pub stable_ms: Option<u64>,
+    /// ...or once `<file><done_suffix>` exists (e.g. ".done").
+    pub done_suffix: Option<String>,
+    pub poll_ms: Option<u64>,
+    pub processed_dir: Option<PathBuf>,
+    /// Units committed per step.
+    pub chunk: Option<usize>,
+}
+
+fn reference() -> String {
+    "reference".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    pub bind: String,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub sources: Vec<WebhookSourceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSourceEntry {
+    pub name: String,
+    /// `env:NAME` or `file:/path`.
+    pub secret: SecretRef,
+    #[serde(default = "reference")]
+    pub adapter: String,
+    /// Replay window in seconds (default 300).
+    pub window_s: Option<u64>,
 }
 
 /// When lake writers commit.

@@ -43,6 +43,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the gateway: MLLP listeners, file drops and webhooks into the lake, each
+    /// unit durable (write-ahead log) before it is acknowledged. Without a config: an
+    /// MLLP listener on 127.0.0.1:2575 through the reference adapter.
+    Serve,
     /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...).
     Sql {
         query: String,
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
             Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&component).await,
             Command::Demo { data } => cli::demo::demo(&cfg()?, data).await,
             Command::Ingest { adapter, files } => cli::lake_cmds::ingest(&cfg()?, &adapter, &files).await,
+            Command::Serve => cli::serve::serve(&cfg()?).await,
             Command::Sql { query, format } => cli::lake_cmds::sql(&cfg()?, &query, format).await,
             Command::Quarantine { command: QuarantineCommand::List { all } } => cli::lake_cmds::quarantine_list(&cfg()?, all).await,
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {

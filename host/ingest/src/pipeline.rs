@@ -38,6 +38,31 @@ impl Report {
     }
 }
 
+/// What mapping some units produced (not yet written).
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub silver: Vec<SilverRow>,
+    pub quarantined: Vec<QuarantineRow>,
+}
+
+impl Mapped {
+    pub fn report(&self, units: usize) -> Report {
+        let mut report = Report { units, resources: self.silver.len(), quarantined: self.quarantined.len(), ..Default::default() };
+        for r in &self.silver {
+            *report.by_type.entry(r.resource_type.clone()).or_default() += 1;
+        }
+        for q in &self.quarantined {
+            *report.quarantined_by_kind.entry(q.error_kind.clone()).or_default() += 1;
+        }
+        report
+    }
+}
+
+/// The webhook source name of an event's bronze source (`webhook:<name>`).
+pub fn event_source(bronze_source: &str) -> &str {
+    bronze_source.strip_prefix("webhook:").unwrap_or(bronze_source)
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct ReprocessReport {
     pub examined: usize,
@@ -101,15 +126,25 @@ impl Pipeline {
 
     /// Land `units` in bronze (committed first), map them, and commit the results.
     pub async fn ingest(&self, units: Vec<Unit>) -> Result<Report, IngestError> {
-        let mut report = Report { units: units.len(), ..Default::default() };
         if units.is_empty() {
-            return Ok(report);
+            return Ok(Report::default());
         }
         self.lake.append_bronze(units.iter().map(|u| u.bronze.clone()).collect()).await?;
+        let mapped = self.map_units(&units).await;
+        let report = mapped.report(units.len());
+        let (a, b) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine(mapped.quarantined));
+        a?;
+        b?;
+        Ok(report)
+    }
 
+    /// Map `units` (nothing is written): silver rows for what mapped, one quarantine
+    /// row per unit that did not (its id is the unit's bronze record id).
+    pub async fn map_units(&self, units: &[Unit]) -> Mapped {
         let mut silver = Vec::new();
         let mut quarantined = Vec::new();
-        let (hl7, fhir): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(|u| u.kind == UnitKind::Hl7);
+        let (hl7, rest): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(|u| u.kind == UnitKind::Hl7);
+        let (fhir, events): (Vec<&Unit>, Vec<&Unit>) = rest.into_iter().partition(|u| u.kind == UnitKind::Fhir);
         for chunk in hl7.chunks(HL7_CHUNK) {
             let (ok, bad): (Vec<&Unit>, Vec<&Unit>) = chunk.iter().partition(|u| u.parse_error.is_none());
             for u in bad {
@@ -136,19 +171,11 @@ impl Pipeline {
                 }
             }
         }
-
-        report.resources = silver.len();
-        for r in &silver {
-            *report.by_type.entry(r.resource_type.clone()).or_default() += 1;
+        for u in events {
+            let r = self.adapter.handle_event(event_source(&u.bronze.source), &u.bronze.raw).await;
+            self.collect(&[u], r, &mut silver, &mut quarantined);
         }
-        report.quarantined = quarantined.len();
-        for q in &quarantined {
-            *report.quarantined_by_kind.entry(q.error_kind.clone()).or_default() += 1;
-        }
-        let (a, b) = tokio::join!(self.lake.upsert_silver(silver), self.lake.quarantine(quarantined));
-        a?;
-        b?;
-        Ok(report)
+        Mapped { silver, quarantined }
     }
 
     /// Map HL7 messages in one instance; if the batch as a whole fails (a trap or a
@@ -218,6 +245,7 @@ impl Pipeline {
             let lineage = q.lineage.clone().unwrap_or_else(|| format!("quarantine/records/{}", q.id));
             let result = match q.input_kind.as_str() {
                 "fhir" => self.adapter.map_fhir(&[text]).await,
+                "event" => self.adapter.handle_event(event_source(&q.source), &q.raw).await,
                 _ => {
                     let decoded = ehrgate_sdk::hl7::decode_bytes(&q.raw).into_owned();
                     self.adapter.map_hl7(&Hl7Message { raw: decoded, source: q.source.clone(), received_at_ms: (q.quarantined_at / 1000) as u64 }).await

@@ -10,6 +10,8 @@ use ehrgate_sdk::hl7;
 pub enum UnitKind {
     Hl7,
     Fhir,
+    /// A webhook / CDC event body, mapped by the adapter's handle-event.
+    Event,
 }
 
 impl UnitKind {
@@ -17,6 +19,7 @@ impl UnitKind {
         match self {
             UnitKind::Hl7 => "hl7",
             UnitKind::Fhir => "fhir",
+            UnitKind::Event => "event",
         }
     }
 }
@@ -35,6 +38,38 @@ pub struct Unit {
 
 fn is_ndjson(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"))
+}
+
+/// Bronze columns of an HL7 message: control id, sender (MSH-3/MSH-4), type.
+fn hl7_detail(m: &hl7::Message) -> BronzeDetail {
+    let sender = [m.get("MSH-3"), m.get("MSH-4")].into_iter().flatten().collect::<Vec<_>>().join("/");
+    BronzeDetail::Hl7 {
+        control_id: Some(m.control_id().to_string()).filter(|s| !s.is_empty()),
+        sender: Some(sender).filter(|s| !s.is_empty()),
+        message_type: m.get("MSH-9").map(|_| {
+            let t = m.trigger_event();
+            if t.is_empty() { m.message_code().to_string() } else { format!("{}^{}", m.message_code(), t) }
+        }),
+    }
+}
+
+/// One HL7v2 message received on a live connection (`raw` exactly as framed).
+/// A message that does not parse still becomes a unit: it lands in bronze and goes
+/// to quarantine with the parser's error.
+pub fn hl7_unit(raw: Vec<u8>, source: &str, received_at: Micros, seq: u64) -> Unit {
+    let text = hl7::decode_bytes(&raw).into_owned();
+    let (detail, parse_error) = match hl7::Message::parse(&text) {
+        Ok(m) => (hl7_detail(&m), None),
+        Err(e) => (BronzeDetail::Hl7 { control_id: None, sender: None, message_type: None }, Some((e.message.clone(), e.location.clone()))),
+    };
+    Unit { kind: UnitKind::Hl7, bronze: BronzeRow::new(raw, source, received_at, seq, detail), text, parse_error }
+}
+
+/// One webhook / CDC event body from `source` (bronze source `webhook:<source>`).
+pub fn event_unit(raw: Vec<u8>, source: &str, event_id: Option<String>, received_at: Micros, seq: u64) -> Unit {
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let bronze = BronzeRow::new(raw, &format!("webhook:{source}"), received_at, seq, BronzeDetail::Event { event_id });
+    Unit { kind: UnitKind::Event, text, bronze, parse_error: None }
 }
 
 /// Read a file into units, each with its bronze row (received now).
@@ -80,22 +115,11 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
             .messages
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                let sender = [m.get("MSH-3"), m.get("MSH-4")].into_iter().flatten().collect::<Vec<_>>().join("/");
-                let detail = BronzeDetail::Hl7 {
-                    control_id: Some(m.control_id().to_string()).filter(|s| !s.is_empty()),
-                    sender: Some(sender).filter(|s| !s.is_empty()),
-                    message_type: m.get("MSH-9").map(|_| {
-                        let t = m.trigger_event();
-                        if t.is_empty() { m.message_code().to_string() } else { format!("{}^{}", m.message_code(), t) }
-                    }),
-                };
-                Unit {
-                    kind: UnitKind::Hl7,
-                    text: m.raw().to_string(),
-                    bronze: BronzeRow::new(received(m.raw()), &source, received_at, i as u64, detail),
-                    parse_error: None,
-                }
+            .map(|(i, m)| Unit {
+                kind: UnitKind::Hl7,
+                text: m.raw().to_string(),
+                bronze: BronzeRow::new(received(m.raw()), &source, received_at, i as u64, hl7_detail(m)),
+                parse_error: None,
             })
             .collect(),
         Err(e) => {

@@ -1,3 +1,4 @@
 pub mod adapter_test;
 pub mod lake_cmds;
 pub mod demo;
+pub mod serve;

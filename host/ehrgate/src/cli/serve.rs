@@ -1,0 +1,213 @@
+//! `ehrgate serve`: the gateway. Listeners (MLLP, file drops, webhooks) feed the
+//! flow: write-ahead log -> adapter -> lake. Ctrl-C or SIGTERM stops it cleanly:
+//! listeners stop reading, what was received is committed, the log checkpointed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ehrgate_ingest::drops::{DropConfig, DropWatcher};
+use ehrgate_ingest::mllp::{self, AckMode, MllpConfig, frame::Framing};
+use ehrgate_ingest::route::Router;
+use ehrgate_ingest::webhook::{self, WebhookConfig, WebhookSource};
+use ehrgate_ingest::{Flow, FlowConfig, LakeAudit, Pipeline};
+use ehrgate_lake::Lake;
+use ehrgate_runtime::{AdapterSettings, Runtime, RuntimeConfig};
+use ehrgate_wal::{GroupCommit, Log, LogConfig};
+use tokio::sync::watch;
+
+use crate::config::{AckKind, Config, FramingKind, MllpEntry};
+use crate::reference;
+
+/// Say something a supervising process (or a test) waits for, on stdout, at once.
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    s.parse().with_context(|| format!("{what}: `{s}` is not host:port (e.g. 127.0.0.1:2575)"))
+}
+
+fn mllp_config(e: &MllpEntry, i: usize) -> anyhow::Result<MllpConfig> {
+    let bind = addr(&e.bind, "listeners.mllp bind")?;
+    let name = e.name.clone().unwrap_or_else(|| format!("mllp-{}", if bind.port() == 0 { i as u16 } else { bind.port() }));
+    let mut c = MllpConfig::new(&name, bind, "reference");
+    c.router = Router { rules: e.routes.clone(), default: e.adapter.clone() };
+    if e.adapter.is_none() && e.routes.is_empty() {
+        c.router.default = Some("reference".into());
+    }
+    c.framing = match e.framing {
+        FramingKind::Mllp => Framing::mllp(),
+        FramingKind::Custom => {
+            let (s, t) = (e.start_hex.as_deref(), e.end_hex.as_deref());
+            let (Some(s), Some(t)) = (s, t) else { anyhow::bail!("listener {name}: custom framing needs start_hex and end_hex") };
+            Framing::custom(s, t).map_err(|m| anyhow::anyhow!("listener {name}: {m}"))?
+        }
+    };
+    c.ack = match e.ack {
+        AckKind::Hl7 => AckMode::Hl7,
+        AckKind::Commit => AckMode::Commit,
+    };
+    if let Some(v) = e.max_message_bytes {
+        c.max_message_bytes = v;
+    }
+    if let Some(v) = e.max_connections {
+        c.max_connections = v;
+    }
+    if let Some(v) = e.idle_timeout_s {
+        c.idle_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = e.max_in_flight {
+        c.max_in_flight = v;
+    }
+    Ok(c)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
+    let (audit, audit_task) = LakeAudit::new(lake.clone());
+    let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(audit), ..Default::default() }).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+
+    let mut mllp_entries: Vec<MllpConfig> = cfg.listeners.mllp.iter().enumerate().map(|(i, e)| mllp_config(e, i)).collect::<anyhow::Result<_>>()?;
+    let nothing_configured = mllp_entries.is_empty() && cfg.listeners.drops.is_empty() && cfg.listeners.webhooks.is_none();
+    if nothing_configured {
+        mllp_entries.push(MllpConfig::new("mllp", addr("127.0.0.1:2575", "default listener")?, "reference"));
+    }
+
+    // Every adapter something names is loaded once.
+    let mut names: BTreeSet<String> = cfg.adapters.keys().cloned().collect();
+    for m in &mllp_entries {
+        names.extend(m.router.adapters().map(str::to_owned));
+    }
+    names.extend(cfg.listeners.drops.iter().map(|d| d.adapter.clone()));
+    if let Some(w) = &cfg.listeners.webhooks {
+        names.extend(w.sources.iter().map(|s| s.adapter.clone()));
+    }
+    let mut adapters = HashMap::new();
+    for name in &names {
+        let (component, config) = match cfg.adapters.get(name) {
+            Some(e) => (e.component.clone(), e.config.clone()),
+            None if name == "reference" => ("reference".to_string(), HashMap::new()),
+            None => anyhow::bail!("adapter `{name}` is used by a listener but not configured: add [adapters.{name}] component = \"path/to/{name}.wasm\""),
+        };
+        let settings = AdapterSettings { config, ..Default::default() };
+        let adapter = reference::load(&runtime, &component, settings).await.with_context(|| format!("adapter `{name}`"))?;
+        eprintln!("adapter {name}: {}", adapter.label());
+        adapters.insert(name.clone(), adapter);
+    }
+    let pipelines: HashMap<String, Pipeline> = adapters.iter().map(|(n, a)| (n.clone(), Pipeline::new(lake.clone(), a.clone()))).collect();
+
+    let (log, replay) = Log::open(&cfg.wal.dir, LogConfig { segment_bytes: cfg.wal.segment_mb.max(1) << 20, ..Default::default() })
+        .with_context(|| format!("opening the write-ahead log in {}", cfg.wal.dir.display()))?;
+    if !replay.is_empty() {
+        eprintln!("write-ahead log: {} units received before the last stop were not yet in the lake; replaying them", replay.len());
+    }
+    let wal = GroupCommit::start(log, 4096);
+    let slow_commit = std::env::var("EHRGATE_FAULT_SLOW_COMMIT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+    if let Some(d) = slow_commit {
+        eprintln!("fault injection: every lake commit waits {d:?} (EHRGATE_FAULT_SLOW_COMMIT_MS)");
+    }
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, ..Default::default() };
+    let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, pipelines, flow_cfg);
+    let stats = flow.stats().clone();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for m in mllp_entries {
+        let (name, default) = (m.name.clone(), m.router.default.clone().unwrap_or_else(|| "(routes only)".into()));
+        let (bound, task) = mllp::bind(m, flow.clone(), stop_rx.clone()).await.with_context(|| format!("listener {name}: cannot listen"))?;
+        announce(&format!("ehrgate: mllp listener {name} on {bound} (adapter {default})"));
+        tasks.push(task);
+    }
+    for d in &cfg.listeners.drops {
+        let adapter = adapters.get(&d.adapter).expect("loaded above").clone();
+        let mut dc = DropConfig::new(&d.name, d.dir.clone(), &d.adapter, &cfg.wal.dir);
+        if let Some(v) = d.stable_ms {
+            dc.stable = Duration::from_millis(v);
+        }
+        dc.done_suffix = d.done_suffix.clone();
+        if let Some(v) = d.poll_ms {
+            dc.poll = Duration::from_millis(v);
+        }
+        dc.processed_dir = d.processed_dir.clone();
+        if let Some(v) = d.chunk {
+            dc.chunk = v;
+        }
+        let watcher = DropWatcher::new(dc, Pipeline::new(lake.clone(), adapter))?;
+        announce(&format!("ehrgate: drop {} watching {} (adapter {})", d.name, d.dir.display(), d.adapter));
+        tasks.push(watcher.spawn(stop_rx.clone()));
+    }
+    if let Some(w) = &cfg.listeners.webhooks {
+        let mut sources = Vec::new();
+        for s in &w.sources {
+            let secret = s.secret.resolve().with_context(|| format!("webhook source {}", s.name))?;
+            sources.push(WebhookSource {
+                name: s.name.clone(),
+                secret: secret.into_bytes(),
+                adapter: s.adapter.clone(),
+                window: Duration::from_secs(s.window_s.unwrap_or(300)),
+            });
+        }
+        let wc = WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20) };
+        let (bound, task) = webhook::bind(wc, flow.clone(), stop_rx.clone()).await.context("webhooks: cannot listen")?;
+        announce(&format!("ehrgate: webhooks on http://{bound}/v1/events/{{source}}"));
+        tasks.push(task);
+    }
+    drop(flow);
+    announce(&format!("ehrgate: ready; lake {}; write-ahead log {}", lake.storage().describe(), cfg.wal.dir.display()));
+
+    let ticker_stats = stats.clone();
+    let ticker = tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let line = ticker_stats.line();
+            if line != last {
+                eprintln!("ehrgate: {line}");
+                last = line;
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    eprintln!("ehrgate: stopping: listeners close, received units are committed");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    flow_tasks.finish().await;
+    ticker.abort();
+    drop(adapters);
+    drop(runtime);
+    if let Err(e) = audit_task.await {
+        tracing::error!("audit writer failed: {e}");
+    }
+    announce(&format!("ehrgate: stopped; {}", stats.line()));
+    Ok(ExitCode::SUCCESS)
+}

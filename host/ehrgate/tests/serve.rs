@@ -1,0 +1,368 @@
+//! End-to-end: `ehrgate serve` with real peers. An MLLP client no code here wrote
+//! (python-hl7's asyncio client, tests/peers/mllp_client.py) sends the shared corpus
+//! and a 10,000-message stream through a kill -9; file drops are ingested exactly
+//! once; webhooks are signed by Python's hmac; a slow lake slows the sender down.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn workdir(name: &str) -> WorkDir {
+    let d = std::env::temp_dir().join(format!("ehrgate-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    WorkDir(d)
+}
+
+fn ehrgate(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(dir).args(args).output().expect("run ehrgate");
+    assert!(out.status.success(), "ehrgate {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    out
+}
+
+fn sql(dir: &Path, query: &str) -> Vec<serde_json::Value> {
+    let out = ehrgate(dir, &["sql", query, "--format", "json"]);
+    text(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn count(dir: &Path, query: &str) -> u64 {
+    sql(dir, query)[0]["n"].as_u64().unwrap()
+}
+
+/// A running `ehrgate serve`; every line it prints (stdout and stderr) arrives on
+/// `lines`.
+struct Gateway {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Gateway {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ehrgate"));
+        cmd.current_dir(dir).args(["serve", "--config", "ehrgate.toml"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("EHRGATE_LOG", "warn,ehrgate_ingest=info,deltalake_core=error,buoyant_kernel=off,delta_kernel=off");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start ehrgate serve");
+        let (tx, lines) = mpsc::channel();
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut g = Gateway { child, lines, seen: Vec::new() };
+        g.wait_for("ehrgate: ready", Duration::from_secs(120));
+        g
+    }
+
+    /// Wait for a line containing `needle` (an event the gateway reports).
+    fn wait_for(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within {within:?}; the gateway printed:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// The port a listener announced (`... on 127.0.0.1:PORT ...`).
+    fn port(&mut self, what: &str) -> u16 {
+        let line = self.wait_for(what, Duration::from_secs(5));
+        let at = line.find("127.0.0.1:").expect("an address") + "127.0.0.1:".len();
+        line[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the final statistics line.
+    fn stop(mut self) -> String {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok);
+        let line = self.wait_for("ehrgate: stopped", Duration::from_secs(120));
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+        line
+    }
+}
+
+fn stat(line: &str, name: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words.iter().position(|w| *w == name).unwrap_or_else(|| panic!("no {name} in {line}"));
+    words[i + 1].parse().unwrap()
+}
+
+fn config(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("ehrgate.toml"),
+        format!("[lake]\ncommit_age_ms = 100\n\n[[listeners.mllp]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\nadapter = \"reference\"\n{extra}"),
+    )
+    .unwrap();
+}
+
+fn peer_script() -> PathBuf {
+    ehrgate_testkit::repo_root().join("tests/peers/mllp_client.py")
+}
+
+#[test]
+fn the_shared_corpus_over_mllp_gets_one_correct_ack_per_message() {
+    let dir = workdir("corpus");
+    config(&dir.0, "");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    let files = ehrgate_testkit::hl7_samples();
+    let out = Command::new("python3").arg(peer_script()).args(["--port", &port.to_string(), "corpus"]).args(&files).output().unwrap();
+    assert!(out.status.success(), "peer failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), files.len(), "one answer per file");
+    let mut total = 0;
+    let mut errors = 0;
+    for (file, line) in files.iter().zip(&lines) {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let acks: Vec<(String, String)> = line["acks"].as_array().unwrap().iter().map(|a| (a[0].as_str().unwrap().into(), a[1].as_str().unwrap().into())).collect();
+        let bytes = std::fs::read(file).unwrap();
+        let decoded = ehrgate_sdk::hl7::decode_bytes(&bytes);
+        match ehrgate_sdk::hl7::parse_batch(&decoded) {
+            Ok(batch) if !name.starts_with("malformed_") => {
+                let ids: Vec<String> = batch.messages.iter().map(|m| m.control_id().to_string()).collect();
+                let got: Vec<String> = acks.iter().map(|(_, id)| id.clone()).collect();
+                assert_eq!(got, ids, "{name}: one ACK per message, MSA-2 echoing MSH-10 in order");
+                for (code, id) in &acks {
+                    assert!(code == "AA" || code == "AE", "{name} {id}: {code}");
+                    errors += (code == "AE") as usize;
+                }
+                total += acks.len();
+            }
+            _ => {
+                assert_eq!(acks.len(), 1, "{name}: a malformed frame gets one NAK");
+                assert_eq!(acks[0].0, "AE", "{name}: malformed input is AE");
+                total += 1;
+                errors += 1;
+            }
+        }
+    }
+    let stopped = gw.stop();
+    assert_eq!(stat(&stopped, "committed") as usize, total);
+    // Every message is in bronze as received; every AE is in quarantine.
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages") as usize, total);
+    let quarantined = count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE error_kind <> 'unsupported'") as usize;
+    assert_eq!(quarantined, errors, "each AE has its quarantine row");
+    assert!(errors >= 8, "the corpus's malformed files are refused ({errors})");
+    assert!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient") > 10);
+}
+
+/// Run the python stream client; calls `on_line` for each line it prints.
+fn stream(port: u16, start: u64, count: u64, mut on_line: impl FnMut(&str)) -> (i32, Vec<String>) {
+    let mut child = Command::new("python3")
+        .arg(peer_script())
+        .args(["--port", &port.to_string(), "stream", "--start", &start.to_string(), "--count", &count.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        on_line(&line);
+        lines.push(line);
+    }
+    (child.wait().unwrap().code().unwrap_or(-1), lines)
+}
+
+#[test]
+fn kill_9_during_a_10k_stream_loses_no_acked_message_and_resends_do_not_duplicate() {
+    const N: u64 = 10_000;
+    let dir = workdir("kill9");
+    config(&dir.0, "");
+    // Slow commits make sure some ACKed messages are only in the log at the kill.
+    let gw = std::cell::RefCell::new(Some(Gateway::start(&dir.0, &[("EHRGATE_FAULT_SLOW_COMMIT_MS", "1500")])));
+    let port = gw.borrow_mut().as_mut().unwrap().port("mllp listener adt");
+    let (code, lines) = stream(port, 0, N, |line| {
+        if line == "acked 3000 AA" {
+            gw.borrow_mut().take().unwrap().kill9();
+        }
+    });
+    assert_eq!(code, 3, "the client saw the connection break: {:?}", lines.last());
+    let acked: Vec<u64> = lines.iter().filter_map(|l| l.strip_prefix("acked ")).map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
+    assert!(acked.len() >= 3001);
+    let resume: u64 = lines.last().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(resume, *acked.last().unwrap() + 1);
+
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let replay = gw.wait_for("write-ahead log:", Duration::from_secs(5));
+    assert!(replay.contains("replaying"), "{replay}");
+    let port = gw.port("mllp listener adt");
+    // The client resends from the first message it has no ACK for.
+    let (code, lines) = stream(port, resume, N - resume, |_| {});
+    assert_eq!(code, 0, "{:?}", lines.last());
+    assert!(lines.iter().all(|l| l.ends_with(" AA")));
+    let stopped = gw.stop();
+    assert_eq!(stat(&stopped, "failed"), 0);
+
+    let rows = sql(&dir.0, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM silver_patient");
+    assert_eq!((rows[0]["n"].as_u64().unwrap(), rows[0]["d"].as_u64().unwrap()), (N, N), "every message exactly once in silver");
+    let encounters = count(&dir.0, "SELECT count(*) AS n FROM silver_encounter");
+    assert_eq!(encounters, N);
+}
+
+fn batch_file(prefix: &str, n: usize) -> String {
+    let mut s = String::from("BHS|^~\\&|DROPPER|HOSP|EHRGATE|LAKE|20240102030405\r");
+    for i in 0..n {
+        s.push_str(&format!(
+            "MSH|^~\\&|DROPPER|HOSP|EHRGATE|LAKE|20240102030405||ADT^A04^ADT_A01|{prefix}{i}|P|2.5.1\rEVN|A04|20240102030405\rPID|1||{prefix}-P{i}^^^HOSP^MR||Roe^Sam||19700101|M\r"
+        ));
+    }
+    s.push_str(&format!("BTS|{n}\r"));
+    s
+}
+
+fn drop_file(dir: &Path, name: &str, content: &str) {
+    // Written aside and renamed: the watcher never sees a half-written file.
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+#[test]
+fn file_drops_land_exactly_once_even_dropped_twice_or_killed_halfway() {
+    let dir = workdir("drops");
+    let drops = dir.0.join("inbox");
+    config(
+        &dir.0,
+        &format!("\n[[listeners.drops]]\nname = \"batches\"\ndir = \"{}\"\nstable_ms = 200\npoll_ms = 50\nchunk = 2000\n", drops.display()),
+    );
+    std::fs::create_dir_all(&drops).unwrap();
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let small = batch_file("SMALL", 300);
+    drop_file(&drops, "small.hl7", &small);
+    gw.wait_for("small.hl7: ingested 300 units", Duration::from_secs(60));
+    assert!(drops.join("processed/small.hl7").is_file());
+    // The same file again, under the same name: moved aside, not ingested.
+    drop_file(&drops, "small.hl7", &small);
+    gw.wait_for("already ingested", Duration::from_secs(60));
+    assert!(drops.join("processed/small.hl7.duplicate").is_file());
+
+    // A big file, and a kill after its first chunk is committed.
+    drop_file(&drops, "big.hl7", &batch_file("BIG", 9000));
+    gw.wait_for("big.hl7: committed 2000/9000", Duration::from_secs(120));
+    gw.kill9();
+    assert!(drops.join("big.hl7").is_file(), "not moved before all its rows are in");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    gw.wait_for("big.hl7: ingested 9000 units", Duration::from_secs(300));
+    gw.stop();
+    assert!(drops.join("processed/big.hl7").is_file());
+    let rows = sql(&dir.0, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM silver_patient");
+    assert_eq!((rows[0]["n"].as_u64().unwrap(), rows[0]["d"].as_u64().unwrap()), (9300, 9300));
+    // Bronze: the re-read after the kill produced the same record ids.
+    let b = sql(&dir.0, "SELECT count(DISTINCT record_id) AS n FROM bronze_hl7_messages");
+    assert_eq!(b[0]["n"].as_u64().unwrap(), 9300);
+}
+
+/// POST a webhook with Python (urllib + hmac): prints the status code.
+fn post_event(port: u16, secret: &str, ts_offset: i64, body: &str) -> u16 {
+    let script = r#"
+import hashlib, hmac, sys, time, urllib.request, urllib.error
+port, secret, offset, body = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4].encode()
+ts = str(int(time.time()) + offset)
+sig = "sha256=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events/cdc", data=body, method="POST",
+    headers={"X-Ehrgate-Timestamp": ts, "X-Ehrgate-Signature": sig, "X-Ehrgate-Event-Id": "evt-1", "Content-Type": "application/fhir+json"})
+try:
+    print(urllib.request.urlopen(req).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"#;
+    let out = Command::new("python3").args(["-c", script, &port.to_string(), secret, &ts_offset.to_string(), body]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn webhooks_accept_good_signatures_and_refuse_wrong_or_replayed_ones() {
+    let dir = workdir("webhooks");
+    config(
+        &dir.0,
+        "\n[listeners.webhooks]\nbind = \"127.0.0.1:0\"\n[[listeners.webhooks.sources]]\nname = \"cdc\"\nsecret = \"env:EHRGATE_TEST_WEBHOOK_SECRET\"\nwindow_s = 300\n",
+    );
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_TEST_WEBHOOK_SECRET", "correct horse")]);
+    let port = gw.port("ehrgate: webhooks on");
+    let patient = r#"{"resourceType":"Patient","id":"cdc-1","meta":{"lastUpdated":"2024-05-01T10:00:00Z"},"name":[{"family":"Event"}]}"#;
+    assert_eq!(post_event(port, "wrong secret", 0, patient), 401);
+    assert_eq!(post_event(port, "correct horse", -3600, patient), 401, "an hour-old signed request is a replay");
+    assert_eq!(post_event(port, "correct horse", 0, patient), 202);
+    assert_eq!(post_event(port, "correct horse", 0, r#"{"not":"fhir"}"#), 422, "durable, but rejected by the adapter");
+    let stopped = gw.stop();
+    assert!(!stopped.is_empty());
+    assert!(!gw_logs_contain_secret(&dir.0));
+    // Only the two signed, fresh requests were written.
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_events"), 2);
+    let rows = sql(&dir.0, "SELECT id FROM silver_patient");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], "cdc-1");
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE input_kind = 'event'"), 1);
+}
+
+fn gw_logs_contain_secret(dir: &Path) -> bool {
+    // Nothing under the working directory (lake, log) holds the secret's value.
+    fn walk(p: &Path, hit: &mut bool) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, hit);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(13).any(|w| w == b"correct horse")) {
+                *hit = true;
+            }
+        }
+    }
+    let mut hit = false;
+    walk(dir, &mut hit);
+    hit
+}
+
+#[test]
+fn a_slow_lake_slows_the_sender_down_and_nothing_is_lost_or_nacked() {
+    let dir = workdir("slow");
+    config(&dir.0, "\n[wal]\nmax_pending = 100\n");
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_FAULT_SLOW_COMMIT_MS", "300")]);
+    let port = gw.port("mllp listener adt");
+    let (code, lines) = stream(port, 0, 1000, |_| {});
+    assert_eq!(code, 0, "{:?}", lines.last());
+    assert_eq!(lines.iter().filter(|l| l.ends_with(" AA")).count(), 1000, "every message AA, none NACKed");
+    let stopped = gw.stop();
+    assert!(stat(&stopped, "backpressure-waits") > 0, "the sender was made to wait: {stopped}");
+    assert_eq!(stat(&stopped, "failed"), 0);
+    assert_eq!(count(&dir.0, "SELECT count(DISTINCT id) AS n FROM silver_patient"), 1000);
+}

@@ -1,0 +1,358 @@
+//! The live path: inbound unit -> write-ahead log (durable) -> adapter (the ACK is
+//! decided here) -> Delta (bronze, silver, quarantine) -> log checkpoint.
+//!
+//! Three stages, each a task, connected in order, so that units from one
+//! connection keep their order all the way to the lake:
+//!
+//! 1. **log**: takes submitted units in arrival order, appends them in groups (one
+//!    write and one fsync per group) and passes them on with their sequence numbers.
+//!    A unit that cannot be made durable is answered `Failed` (HL7 AR).
+//! 2. **map**: maps groups through their adapters; answers each submitter with
+//!    `Accepted` or `Rejected` (AA / AE): the unit is durable either way.
+//! 3. **commit**: writes bronze, silver and quarantine rows, then checkpoints the
+//!    log up to the last unit written. Failed writes are retried (the units stay in
+//!    the log); nothing is dropped.
+//!
+//! Back-pressure: at most `max_pending` units may be between submission and
+//! checkpoint. Past that, `submit` waits, so an MLLP connection stops reading its
+//! socket (TCP back-pressure) instead of failing messages. On start, what the log
+//! holds past its checkpoint is mapped and committed again; silver's MERGE makes
+//! that an exactly-once effect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, now_micros};
+use ehrgate_wal::{GroupCommit, Record};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::inbound::Inbound;
+use crate::pipeline::{Mapped, Pipeline};
+
+/// What became of a submitted unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable and mapped (HL7 AA / CA).
+    Accepted,
+    /// Durable, but the adapter rejected it (or no adapter is routed): it is in
+    /// quarantine. `kind` is the quarantine error kind (`invalid-input`, `unrouted`...).
+    Rejected { kind: String, message: String, location: Option<String> },
+    /// Not durable: the log could not store it (HL7 AR). The sender should resend.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// Units allowed between submission and checkpoint before `submit` waits.
+    pub max_pending: usize,
+    /// Units mapped per group.
+    pub map_group: usize,
+    /// Units written to the lake per commit, at most.
+    pub commit_group: usize,
+    /// Fault injection for tests: wait this long before every lake write.
+    pub slow_commit: Option<Duration>,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig { max_pending: 100_000, map_group: 256, commit_group: 50_000, slow_commit: None }
+    }
+}
+
+/// Counters, readable while the gateway runs.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+    pub committed: AtomicU64,
+    pub replayed: AtomicU64,
+    /// Times a submitter had to wait for room (back-pressure engaged).
+    pub waits: AtomicU64,
+    pub commit_errors: AtomicU64,
+}
+
+impl FlowStats {
+    pub fn line(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "received {} accepted {} rejected {} failed {} committed {} replayed {} backpressure-waits {} commit-errors {}",
+            g(&self.received),
+            g(&self.accepted),
+            g(&self.rejected),
+            g(&self.failed),
+            g(&self.committed),
+            g(&self.replayed),
+            g(&self.waits),
+            g(&self.commit_errors)
+        )
+    }
+}
+
+struct Job {
+    inbound: Inbound,
+    reply: Option<oneshot::Sender<Outcome>>,
+    /// Holds a back-pressure permit (replayed units do not).
+    permit: bool,
+}
+
+struct Durable {
+    seq: u64,
+    job: Job,
+}
+
+struct ToCommit {
+    last_seq: u64,
+    permits: usize,
+    units: usize,
+    bronze: Vec<BronzeRow>,
+    mapped: Mapped,
+}
+
+/// The entry point for listeners. Cheap to clone.
+#[derive(Clone)]
+pub struct Flow {
+    tx: mpsc::Sender<Job>,
+    room: Arc<Semaphore>,
+    stats: Arc<FlowStats>,
+}
+
+/// The stages' tasks: await them after dropping every [`Flow`] handle to let the
+/// last units reach the lake.
+pub struct FlowTasks(Vec<JoinHandle<()>>);
+
+impl FlowTasks {
+    pub async fn finish(self) {
+        for t in self.0 {
+            if let Err(e) = t.await {
+                tracing::error!("flow stage failed: {e}");
+            }
+        }
+    }
+}
+
+impl Flow {
+    /// Start the stages. `replay` (from [`ehrgate_wal::Log::open`]) is mapped and
+    /// committed first; `pipelines` are the adapters by name.
+    pub fn start(lake: Arc<Lake>, wal: GroupCommit, replay: Vec<Record>, pipelines: HashMap<String, Pipeline>, cfg: FlowConfig) -> (Flow, FlowTasks) {
+        let stats = Arc::new(FlowStats::default());
+        let room = Arc::new(Semaphore::new(cfg.max_pending.max(1)));
+        let (tx, rx) = mpsc::channel::<Job>(cfg.map_group.max(1) * 4);
+        let (durable_tx, durable_rx) = mpsc::unbounded_channel::<Durable>();
+        let (commit_tx, commit_rx) = mpsc::unbounded_channel::<ToCommit>();
+
+        let mut undecodable = 0u64;
+        for r in replay {
+            match Inbound::decode(&r.payload) {
+                Some(inbound) => {
+                    stats.replayed.fetch_add(1, Ordering::Relaxed);
+                    let _ = durable_tx.send(Durable { seq: r.seq, job: Job { inbound, reply: None, permit: false } });
+                }
+                None => undecodable += 1,
+            }
+        }
+        if undecodable > 0 {
+            tracing::error!("{undecodable} write-ahead log records could not be decoded (written by an incompatible version?); they are skipped");
+        }
+        let tasks = vec![
+            tokio::spawn(log_stage(rx, wal.clone(), durable_tx, room.clone(), stats.clone(), cfg.map_group)),
+            tokio::spawn(map_stage(durable_rx, commit_tx, Arc::new(pipelines), stats.clone(), cfg.map_group)),
+            tokio::spawn(commit_stage(commit_rx, lake, wal, room.clone(), stats.clone(), cfg.clone())),
+        ];
+        (Flow { tx, room, stats }, FlowTasks(tasks))
+    }
+
+    pub fn stats(&self) -> &Arc<FlowStats> {
+        &self.stats
+    }
+
+    /// Submit a unit. Waits while the gateway is `max_pending` units behind; then
+    /// queues it (units submitted one after another keep that order) and returns
+    /// a receiver for its outcome.
+    pub async fn submit(&self, inbound: Inbound) -> oneshot::Receiver<Outcome> {
+        let (reply, outcome) = oneshot::channel();
+        let permit = match self.room.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.stats.waits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("back-pressure: {} units pending; waiting for the lake", self.room.available_permits());
+                self.room.acquire().await.ok()
+            }
+        };
+        // Released by the commit stage once the unit's checkpoint is written.
+        if let Some(p) = permit {
+            p.forget();
+        }
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.send(Job { inbound, reply: Some(reply), permit: true }).await {
+            if let Some(r) = e.0.reply {
+                let _ = r.send(Outcome::Failed("the gateway is shutting down".into()));
+            }
+        }
+        outcome
+    }
+}
+
+async fn log_stage(mut rx: mpsc::Receiver<Job>, wal: GroupCommit, out: mpsc::UnboundedSender<Durable>, room: Arc<Semaphore>, stats: Arc<FlowStats>, group: usize) {
+    let mut jobs = Vec::with_capacity(group);
+    while rx.recv_many(&mut jobs, group).await > 0 {
+        let payloads: Vec<Vec<u8>> = jobs.iter().map(|j| j.inbound.encode()).collect();
+        match wal.append_all(payloads).await {
+            Ok(first) => {
+                for (i, job) in jobs.drain(..).enumerate() {
+                    let _ = out.send(Durable { seq: first + i as u64, job });
+                }
+            }
+            Err(e) => {
+                let n = jobs.len();
+                stats.failed.fetch_add(n as u64, Ordering::Relaxed);
+                let permits = jobs.iter().filter(|j| j.permit).count();
+                for job in jobs.drain(..) {
+                    if let Some(r) = job.reply {
+                        let _ = r.send(Outcome::Failed(format!("storage failed: {e}")));
+                    }
+                }
+                room.add_permits(permits);
+            }
+        }
+    }
+}
+
+fn unrouted_row(unit: &crate::units::Unit, adapter: &str) -> QuarantineRow {
+    let message = if adapter.is_empty() {
+        "no adapter is routed for this message (no listener default and no matching rule)".to_string()
+    } else {
+        format!("adapter `{adapter}` is not configured")
+    };
+    QuarantineRow {
+        id: unit.bronze.record_id.clone(),
+        quarantined_at: now_micros(),
+        input_kind: unit.kind.as_str().into(),
+        source: unit.bronze.source.clone(),
+        adapter: adapter.to_string(),
+        error_kind: "unrouted".into(),
+        error_message: message,
+        location: None,
+        lineage: Some(unit.bronze.lineage()),
+        raw: unit.bronze.raw.clone(),
+        reprocessed_at: None,
+        reprocess_outcome: None,
+    }
+}
+
+async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::UnboundedSender<ToCommit>, pipelines: Arc<HashMap<String, Pipeline>>, stats: Arc<FlowStats>, group: usize) {
+    let mut batch = Vec::with_capacity(group);
+    while rx.recv_many(&mut batch, group).await > 0 {
+        let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
+        let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
+        let mut mapped = Mapped::default();
+        // Group by adapter, keeping the units' order within each adapter.
+        let mut by_adapter: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, d) in batch.iter().enumerate() {
+            let a = d.job.inbound.adapter.as_str();
+            match by_adapter.iter_mut().find(|(name, _)| *name == a) {
+                Some((_, idx)) => idx.push(i),
+                None => by_adapter.push((a, vec![i])),
+            }
+        }
+        for (adapter, idx) in &by_adapter {
+            match pipelines.get(*adapter) {
+                Some(p) => {
+                    let group: Vec<crate::units::Unit> = idx.iter().map(|&i| units[i].clone()).collect();
+                    let m = p.map_units(&group).await;
+                    mapped.silver.extend(m.silver);
+                    mapped.quarantined.extend(m.quarantined);
+                }
+                None => mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter))),
+            }
+        }
+        // Answer the submitters: a unit with a quarantine row was rejected.
+        let rejected: HashMap<&str, &QuarantineRow> = mapped.quarantined.iter().map(|q| (q.id.as_str(), q)).collect();
+        let mut permits = 0;
+        for (d, u) in batch.iter_mut().zip(&units) {
+            permits += d.job.permit as usize;
+            let outcome = match rejected.get(u.bronze.record_id.as_str()) {
+                None => Outcome::Accepted,
+                Some(q) => Outcome::Rejected { kind: q.error_kind.clone(), message: q.error_message.clone(), location: q.location.clone() },
+            };
+            match outcome {
+                Outcome::Accepted => stats.accepted.fetch_add(1, Ordering::Relaxed),
+                _ => stats.rejected.fetch_add(1, Ordering::Relaxed),
+            };
+            if let Some(r) = d.job.reply.take() {
+                let _ = r.send(outcome);
+            }
+        }
+        let n = units.len();
+        let bronze = units.into_iter().map(|u| u.bronze).collect();
+        batch.clear();
+        if out.send(ToCommit { last_seq, permits, units: n, bronze, mapped }).is_err() {
+            return;
+        }
+    }
+}
+
+async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, room: Arc<Semaphore>, stats: Arc<FlowStats>, cfg: FlowConfig) {
+    let mut groups = Vec::new();
+    loop {
+        // Everything waiting, up to a commit's worth of units.
+        if rx.recv_many(&mut groups, 1).await == 0 {
+            return;
+        }
+        let mut units = groups.iter().map(|g: &ToCommit| g.units).sum::<usize>();
+        while units < cfg.commit_group {
+            match rx.try_recv() {
+                Ok(g) => {
+                    units += g.units;
+                    groups.push(g);
+                }
+                Err(_) => break,
+            }
+        }
+        let last_seq = groups.iter().map(|g| g.last_seq).max().unwrap_or(0);
+        let permits: usize = groups.iter().map(|g| g.permits).sum();
+        let mut bronze = Vec::with_capacity(units);
+        let mut silver = Vec::new();
+        let mut quarantined = Vec::new();
+        for g in groups.drain(..) {
+            bronze.extend(g.bronze);
+            silver.extend(g.mapped.silver);
+            quarantined.extend(g.mapped.quarantined);
+        }
+        let mut backoff = Duration::from_millis(200);
+        // Retry only the writes that failed: bronze is append-only.
+        let (mut b_done, mut s_done, mut q_done) = (bronze.is_empty(), silver.is_empty(), quarantined.is_empty());
+        loop {
+            if let Some(d) = cfg.slow_commit {
+                tokio::time::sleep(d).await;
+            }
+            let (a, b, c) = tokio::join!(
+                async { if b_done { Ok(()) } else { lake.append_bronze(bronze.clone()).await } },
+                async { if s_done { Ok(()) } else { lake.upsert_silver(silver.clone()).await } },
+                async { if q_done { Ok(()) } else { lake.quarantine(quarantined.clone()).await } },
+            );
+            b_done |= a.is_ok();
+            s_done |= b.is_ok();
+            q_done |= c.is_ok();
+            match a.and(b).and(c) {
+                Ok(()) => break,
+                Err(e) => {
+                    // The units stay in the log; a restart would replay them too.
+                    stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("writing {units} units to the lake failed, retrying in {backoff:?}: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        if let Err(e) = wal.checkpoint(last_seq).await {
+            tracing::error!("write-ahead log checkpoint failed (the units are in the lake; a restart would replay them harmlessly): {e}");
+        }
+        stats.committed.fetch_add(units as u64, Ordering::Relaxed);
+        room.add_permits(permits);
+    }
+}

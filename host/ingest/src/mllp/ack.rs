@@ -1,0 +1,272 @@
+//! HL7 acknowledgements built in the sender's own delimiters and version.
+//!
+//! Original mode (MSH-15/16 empty): AA when the message is durable and mapped, AE
+//! (with an ERR segment naming the field) when it is invalid and quarantined, AR when
+//! it could not be stored or routed. Enhanced mode (MSH-15 present): the accept
+//! acknowledgement CA / CE / CR, sent as MSH-15 asks (AL always, NE never, ER only
+//! on error, SU only on success).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ehrgate_sdk::hl7::{Delimiters, Message};
+
+use crate::flow::Outcome;
+
+/// The header fields an acknowledgement echoes, taken from the received message
+/// (raw, still escaped, so they are copied as they were).
+#[derive(Debug, Clone, Default)]
+pub struct AckContext {
+    pub delimiters: Delimiters,
+    pub sending_app: String,
+    pub sending_facility: String,
+    pub receiving_app: String,
+    pub receiving_facility: String,
+    pub trigger: String,
+    pub control_id: String,
+    pub processing_id: String,
+    pub version: String,
+    /// MSH-15: accept acknowledgement type (enhanced mode when present).
+    pub accept_ack: Option<String>,
+}
+
+fn raw_field(m: &Message, n: usize) -> String {
+    m.msh().field(n).raw().to_string()
+}
+
+impl AckContext {
+    pub fn from_message(m: &Message) -> AckContext {
+        AckContext {
+            delimiters: *m.delimiters(),
+            sending_app: raw_field(m, 3),
+            sending_facility: raw_field(m, 4),
+            receiving_app: raw_field(m, 5),
+            receiving_facility: raw_field(m, 6),
+            trigger: m.trigger_event().to_string(),
+            control_id: m.control_id().to_string(),
+            processing_id: raw_field(m, 11),
+            version: m.version().to_string(),
+            accept_ack: Some(raw_field(m, 15)).filter(|s| !s.trim().is_empty()),
+        }
+    }
+
+    /// For bytes that do not parse: the default delimiters, and MSH-10 if a plain
+    /// split of the first segment finds one, so the sender can still match the NAK.
+    pub fn fallback(raw: &[u8]) -> AckContext {
+        let text = String::from_utf8_lossy(raw);
+        let first = text.split(['\r', '\n']).next().unwrap_or("");
+        let fields: Vec<&str> = if first.starts_with("MSH") && first.len() > 3 { first.split(&first[3..4]).collect() } else { Vec::new() };
+        // fields[0] = "MSH", fields[1] = MSH-2, so MSH-n is fields[n - 1].
+        let f = |n: usize| fields.get(n - 1).map(|s| s.to_string()).unwrap_or_default();
+        AckContext {
+            sending_app: f(3),
+            sending_facility: f(4),
+            receiving_app: f(5),
+            receiving_facility: f(6),
+            control_id: f(10),
+            processing_id: f(11),
+            version: Some(f(12)).filter(|v| !v.is_empty() && v.len() < 10).unwrap_or_else(|| "2.5".into()),
+            ..Default::default()
+        }
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A control id for our ACK: unique within this process run and across runs (the
+/// start time is part of it).
+fn ack_control_id() -> String {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    format!("ACK{start:x}{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+fn hl7_now() -> String {
+    let micros = ehrgate_lake::now_micros();
+    let secs = micros.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `PID-3` -> `PID^1^3` (segment, sequence, field) for ERR.
+fn err_location(location: &str, d: &Delimiters) -> String {
+    let c = d.component;
+    let (seg, field) = match location.split_once('-') {
+        Some((s, f)) => (s, f.split(['.', '(']).next().unwrap_or("")),
+        None => (location, ""),
+    };
+    let seg: String = seg.chars().take_while(|ch| ch.is_ascii_alphanumeric()).collect();
+    format!("{seg}{c}1{c}{field}")
+}
+
+fn clean(text: &str, d: &Delimiters) -> String {
+    // Free text in an ACK: drop anything that would read as a delimiter.
+    let specials = [d.field, d.component, d.repetition, d.escape, d.subcomponent, '\r', '\n'];
+    text.chars().map(|ch| if specials.contains(&ch) { ' ' } else { ch }).take(200).collect()
+}
+
+/// The acknowledgement for `outcome`, or `None` when the sender asked for none
+/// (enhanced mode, MSH-15 NE / ER on success / SU on error).
+pub fn build(ctx: &AckContext, outcome: &Outcome) -> Option<String> {
+    let d = &ctx.delimiters;
+    let (f, c) = (d.field, d.component);
+    let code = match (&ctx.accept_ack, outcome) {
+        (None, Outcome::Accepted) => "AA",
+        // A valid message of a type the adapter does not map: it is stored (bronze,
+        // and quarantine for reprocessing once an adapter maps it). Rejecting it
+        // would stall the sender's queue on a message resending cannot fix.
+        (None, Outcome::Rejected { kind, .. }) if kind == "unsupported" => "AA",
+        (None, Outcome::Rejected { kind, .. }) if kind == "unrouted" => "AR",
+        (None, Outcome::Rejected { .. }) => "AE",
+        (None, Outcome::Failed(_)) => "AR",
+        (Some(_), Outcome::Accepted) => "CA",
+        (Some(_), Outcome::Rejected { kind, .. }) if kind == "unsupported" => "CA",
+        (Some(_), Outcome::Rejected { .. }) => "CE",
+        (Some(_), Outcome::Failed(_)) => "CR",
+    };
+    if let Some(mode) = &ctx.accept_ack {
+        let ok = code == "CA";
+        let send = match mode.trim().to_ascii_uppercase().as_str() {
+            "NE" => false,
+            "ER" => !ok,
+            "SU" => ok,
+            _ => true,
+        };
+        if !send {
+            return None;
+        }
+    }
+    let enc = d.encoding_characters();
+    let msg_type = if ctx.trigger.is_empty() { "ACK".to_string() } else { format!("ACK{c}{}{c}ACK", ctx.trigger) };
+    let processing = if ctx.processing_id.is_empty() { "P" } else { &ctx.processing_id };
+    let mut out = format!(
+        "MSH{f}{enc}{f}{}{f}{}{f}{}{f}{}{f}{}{f}{f}{msg_type}{f}{}{f}{processing}{f}{}\r",
+        ctx.receiving_app,
+        ctx.receiving_facility,
+        ctx.sending_app,
+        ctx.sending_facility,
+        hl7_now(),
+        ack_control_id(),
+        ctx.version
+    );
+    let text = match outcome {
+        Outcome::Accepted => String::new(),
+        Outcome::Rejected { message, .. } | Outcome::Failed(message) => clean(message, d),
+    };
+    out.push_str(&format!("MSA{f}{code}{f}{}", ctx.control_id));
+    if !text.is_empty() {
+        out.push_str(&format!("{f}{text}"));
+    }
+    out.push('\r');
+    if code != "AA" && code != "CA" {
+        out.push_str(&err_segment(ctx, location_of(outcome)));
+    }
+    Some(out)
+}
+
+fn location_of(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Rejected { location, .. } => location.as_deref(),
+        _ => None,
+    }
+}
+
+/// ERR with the location (when known) and code 207 (application internal error,
+/// HL7 table 0357), severity E.
+fn err_segment(ctx: &AckContext, location: Option<&str>) -> String {
+    let d = &ctx.delimiters;
+    let (f, c, s) = (d.field, d.component, d.subcomponent);
+    let loc = location.map(|l| err_location(l, d)).unwrap_or_default();
+    let version: Vec<u32> = ctx.version.split('.').take(2).map(|p| p.parse::<u32>().unwrap_or(0)).collect();
+    if version >= vec![2, 5] {
+        // v2.5+: ERR-2 error location, ERR-3 error code, ERR-4 severity.
+        format!("ERR{f}{f}{loc}{f}207{c}Application internal error{c}HL70357{f}E\r")
+    } else {
+        // Earlier versions: ERR-1 "error code and location" (segment^seq^field^code).
+        let loc = if loc.is_empty() { format!("{c}{c}") } else { loc };
+        format!("ERR{f}{loc}{c}207{s}Application internal error{s}HL70357\r")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(msg: &str) -> AckContext {
+        AckContext::from_message(&Message::parse(msg).unwrap())
+    }
+
+    const ADT: &str = "MSH|^~\\&|SENDAPP|SENDFAC|RECVAPP|RECVFAC|20240101120000||ADT^A01^ADT_A01|MSG00001|P|2.5.1\rPID|1||123^^^H^MR\r";
+
+    #[test]
+    fn aa_swaps_sender_and_receiver_and_echoes_the_control_id() {
+        let ack = build(&ctx(ADT), &Outcome::Accepted).unwrap();
+        let segs: Vec<&str> = ack.trim_end().split('\r').collect();
+        assert_eq!(segs.len(), 2);
+        let msh: Vec<&str> = segs[0].split('|').collect();
+        assert_eq!(&msh[..6], &["MSH", "^~\\&", "RECVAPP", "RECVFAC", "SENDAPP", "SENDFAC"]);
+        assert_eq!(msh[8], "ACK^A01^ACK");
+        assert_ne!(msh[9], "MSG00001");
+        assert_eq!((msh[10], msh[11]), ("P", "2.5.1"));
+        assert_eq!(segs[1], "MSA|AA|MSG00001");
+        Message::parse(&ack).expect("the ACK is itself valid HL7");
+    }
+
+    #[test]
+    fn ae_names_the_field_in_err_and_uses_the_senders_delimiters() {
+        let msg = "MSH!$%#@!A!B!C!D!20240101!!ADT$A04!X9!P!2.6\rPID!1\r";
+        let out = Outcome::Rejected { kind: "invalid-input".into(), message: "PID-3 is required".into(), location: Some("PID-3".into()) };
+        let ack = build(&ctx(msg), &out).unwrap();
+        assert!(ack.starts_with("MSH!$%#@!C!D!A!B!"), "{ack}");
+        assert!(ack.contains("\rMSA!AE!X9!PID-3 is required\r"), "{ack}");
+        assert!(ack.contains("\rERR!!PID$1$3!207$Application internal error$HL70357!E\r"), "{ack}");
+    }
+
+    #[test]
+    fn pre_2_5_err_uses_err_1() {
+        let msg = ADT.replace("2.5.1", "2.3");
+        let out = Outcome::Rejected { kind: "invalid-input".into(), message: "bad".into(), location: Some("PV1-2".into()) };
+        let ack = build(&ctx(&msg), &out).unwrap();
+        assert!(ack.contains("\rERR|PV1^1^2^207&Application internal error&HL70357\r"), "{ack}");
+    }
+
+    #[test]
+    fn ar_for_storage_failure_and_unrouted() {
+        let ack = build(&ctx(ADT), &Outcome::Failed("disk full".into())).unwrap();
+        assert!(ack.contains("\rMSA|AR|MSG00001|disk full\r"), "{ack}");
+        let out = Outcome::Rejected { kind: "unrouted".into(), message: "no route".into(), location: None };
+        assert!(build(&ctx(ADT), &out).unwrap().contains("MSA|AR|"));
+        // Stored but not mapped (no mapping for the type): accepted, with a note.
+        let out = Outcome::Rejected { kind: "unsupported".into(), message: "no mapping for DFT^P03".into(), location: None };
+        let ack = build(&ctx(ADT), &out).unwrap();
+        assert!(ack.contains("\rMSA|AA|MSG00001|no mapping for DFT^P03\r") || ack.contains("\rMSA|AA|MSG00001|no mapping for DFT P03\r"), "{ack}");
+        assert!(!ack.contains("ERR|"), "{ack}");
+    }
+
+    #[test]
+    fn enhanced_mode_accept_acks_follow_msh_15() {
+        let with = |mode: &str| ADT.replace("|P|2.5.1", &format!("|P|2.5.1|||{mode}|NE"));
+        assert!(build(&ctx(&with("AL")), &Outcome::Accepted).unwrap().contains("MSA|CA|MSG00001"));
+        assert!(build(&ctx(&with("NE")), &Outcome::Accepted).is_none());
+        assert!(build(&ctx(&with("ER")), &Outcome::Accepted).is_none());
+        assert!(build(&ctx(&with("ER")), &Outcome::Failed("x".into())).unwrap().contains("MSA|CR|"));
+        assert!(build(&ctx(&with("SU")), &Outcome::Failed("x".into())).is_none());
+    }
+
+    #[test]
+    fn fallback_finds_the_control_id_of_an_unparseable_message() {
+        let c = AckContext::fallback(b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|CTRL7|P|2.4\rgarbage");
+        assert_eq!((c.control_id.as_str(), c.version.as_str(), c.sending_app.as_str()), ("CTRL7", "2.4", "A"));
+        let c = AckContext::fallback(b"\xff\xfe");
+        assert_eq!(c.control_id, "");
+    }
+}

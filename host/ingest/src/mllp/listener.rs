@@ -1,0 +1,273 @@
+//! The MLLP listener and its connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehrgate_sdk::hl7;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::ack::{self, AckContext};
+use super::frame::{Decoder, Frame, Framing};
+use crate::flow::{Flow, Outcome};
+use crate::inbound::{Inbound, InboundKind};
+use crate::route::Router;
+
+/// How a listener acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// An HL7 ACK message per message (AA / AE / AR, or CA / CE / CR in enhanced mode).
+    Hl7,
+    /// MLLP release 2 commit acknowledgement: `<start>0x06<end>` once the message is
+    /// durable, `<start>0x15<end>` (NAK) when it could not be stored (as Cloverleaf's
+    /// MLLP2 protocol expects).
+    Commit,
+}
+
+#[derive(Debug, Clone)]
+pub struct MllpConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub framing: Framing,
+    pub ack: AckMode,
+    pub router: Router,
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// Messages a connection may have sent before reading their ACKs.
+    pub max_in_flight: usize,
+}
+
+impl MllpConfig {
+    pub fn new(name: &str, bind: SocketAddr, adapter: &str) -> MllpConfig {
+        MllpConfig {
+            name: name.into(),
+            bind,
+            framing: Framing::mllp(),
+            ack: AckMode::Hl7,
+            router: Router { rules: Vec::new(), default: Some(adapter.into()) },
+            max_message_bytes: 16 << 20,
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(600),
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Bind the listener and serve until `shutdown` turns true. Returns the bound
+/// address (port 0 picks a free one) and the accept loop's task.
+pub async fn bind(cfg: MllpConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(cfg.bind).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(accept_loop(listener, Arc::new(cfg), flow, shutdown));
+    Ok((addr, task))
+}
+
+async fn accept_loop(listener: TcpListener, cfg: Arc<MllpConfig>, flow: Flow, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(listener = %cfg.name, "accept failed: {e}");
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %cfg.name, %peer, "connection limit of {} reached; closing the new connection", cfg.max_connections);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (cfg, flow, shutdown) = (cfg.clone(), flow.clone(), shutdown.clone());
+        conns.spawn(async move {
+            tracing::debug!(listener = %cfg.name, %peer, "connection opened");
+            connection(stream, peer, &cfg, flow, shutdown).await;
+            drop(slot);
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    // Stop accepting; let open connections finish the messages they sent.
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// What the writer half owes the peer, in the order the frames arrived.
+enum Owed {
+    One(AckContext, oneshot::Receiver<Outcome>),
+    /// A batch frame: a batch of ACKs, one per message.
+    Batch(AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>),
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow: Flow, mut shutdown: watch::Receiver<bool>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(cfg.max_in_flight.max(1));
+    let framing = cfg.framing.clone();
+    let mode = cfg.ack;
+    let name = cfg.name.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(owed) = owed_rx.recv().await {
+            let bytes = match owed {
+                Owed::One(ctx, rx) => {
+                    let outcome = rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
+                    reply(&framing, mode, &ctx, &[outcome])
+                }
+                Owed::Batch(header, items) => {
+                    let mut outcomes = Vec::with_capacity(items.len());
+                    let mut ctxs = Vec::with_capacity(items.len());
+                    for (ctx, rx) in items {
+                        outcomes.push(rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into())));
+                        ctxs.push(ctx);
+                    }
+                    batch_reply(&framing, mode, &header, &ctxs, &outcomes)
+                }
+            };
+            if let Some(bytes) = bytes
+                && let Err(e) = wr.write_all(&bytes).await
+            {
+                tracing::info!(listener = %name, %peer, "could not send an acknowledgement ({e}); the sender will resend");
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+
+    let mut decoder = Decoder::new(cfg.framing.clone(), cfg.max_message_bytes);
+    let mut buf = vec![0u8; 64 * 1024];
+    'read: loop {
+        let n = tokio::select! {
+            r = tokio::time::timeout(cfg.idle_timeout, rd.read(&mut buf)) => match r {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %cfg.name, %peer, "read failed: {e}");
+                    break;
+                }
+                Err(_) => {
+                    tracing::info!(listener = %cfg.name, %peer, "idle for {:?}; closing the connection", cfg.idle_timeout);
+                    break;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        decoder.extend(&buf[..n]);
+        loop {
+            match decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Skipped(k))) => tracing::debug!(listener = %cfg.name, %peer, "skipped {k} bytes outside any frame"),
+                Ok(Some(Frame::Message(bytes))) => {
+                    let owed = submit_frame(cfg, &flow, bytes).await;
+                    if owed_tx.send(owed).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(listener = %cfg.name, %peer, "{e}; closing the connection (raise max_message_bytes if such messages are expected)");
+                    break 'read;
+                }
+            }
+        }
+    }
+    drop(owed_tx);
+    let _ = writer.await;
+    tracing::debug!(listener = %cfg.name, %peer, "connection closed");
+}
+
+fn inbound(cfg: &MllpConfig, adapter: Option<&str>, raw: Vec<u8>) -> Inbound {
+    Inbound {
+        kind: InboundKind::Hl7,
+        source: format!("mllp:{}", cfg.name),
+        adapter: adapter.unwrap_or("").to_string(),
+        received_at: ehrgate_lake::now_micros(),
+        raw,
+    }
+}
+
+fn is_batch(text: &str) -> bool {
+    let t = text.trim_start_matches(['\u{feff}', '\r', '\n', ' ']);
+    t.starts_with("FHS") || t.starts_with("BHS")
+}
+
+/// Submit one frame's message(s) to the flow; returns what the peer is owed.
+async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
+    let text = hl7::decode_bytes(&bytes);
+    if is_batch(&text)
+        && let Ok(batch) = hl7::parse_batch(&text)
+    {
+        let header = batch.batch_headers.first().or(batch.file_header.as_ref()).map(|h| header_ctx(h)).unwrap_or_default();
+        let mut items = Vec::with_capacity(batch.messages.len());
+        let subs: Vec<(AckContext, Option<String>, Vec<u8>)> =
+            batch.messages.iter().map(|m| (AckContext::from_message(m), cfg.router.pick(m).map(str::to_owned), m.raw().as_bytes().to_vec())).collect();
+        for (ctx, adapter, raw) in subs {
+            let rx = flow.submit(inbound(cfg, adapter.as_deref(), raw)).await;
+            items.push((ctx, rx));
+        }
+        return Owed::Batch(header, items);
+    }
+    let (ctx, adapter) = match hl7::Message::parse(&text) {
+        Ok(m) => (AckContext::from_message(&m), cfg.router.pick(&m).map(str::to_owned)),
+        // Unparseable: still stored and quarantined (the listener's default adapter
+        // is named so that reprocessing knows where it was headed), then AE.
+        Err(_) => (AckContext::fallback(&bytes), cfg.router.default.clone()),
+    };
+    let rx = flow.submit(inbound(cfg, adapter.as_deref(), bytes)).await;
+    Owed::One(ctx, rx)
+}
+
+/// The batch header's sender/receiver, for the batch ACK's BHS.
+fn header_ctx(h: &hl7::Segment) -> AckContext {
+    let f = |n: usize| h.field(n).raw().to_string();
+    AckContext {
+        delimiters: *h.delimiters(),
+        sending_app: f(3),
+        sending_facility: f(4),
+        receiving_app: f(5),
+        receiving_facility: f(6),
+        control_id: f(11),
+        ..Default::default()
+    }
+}
+
+fn commit_byte(outcomes: &[Outcome]) -> u8 {
+    if outcomes.iter().any(|o| matches!(o, Outcome::Failed(_))) { 0x15 } else { 0x06 }
+}
+
+fn reply(framing: &Framing, mode: AckMode, ctx: &AckContext, outcomes: &[Outcome]) -> Option<Vec<u8>> {
+    match mode {
+        AckMode::Commit => Some(framing.wrap(&[commit_byte(outcomes)])),
+        AckMode::Hl7 => ack::build(ctx, &outcomes[0]).map(|a| framing.wrap(a.as_bytes())),
+    }
+}
+
+fn batch_reply(framing: &Framing, mode: AckMode, header: &AckContext, ctxs: &[AckContext], outcomes: &[Outcome]) -> Option<Vec<u8>> {
+    if mode == AckMode::Commit {
+        return Some(framing.wrap(&[commit_byte(outcomes)]));
+    }
+    let d = &header.delimiters;
+    let f = d.field;
+    let mut out = format!(
+        "BHS{f}{}{f}{}{f}{}{f}{}{f}{}{f}{f}{f}{f}{f}{}\r",
+        d.encoding_characters(),
+        header.receiving_app,
+        header.receiving_facility,
+        header.sending_app,
+        header.sending_facility,
+        header.control_id
+    );
+    let mut n = 0;
+    for (ctx, o) in ctxs.iter().zip(outcomes) {
+        if let Some(a) = ack::build(ctx, o) {
+            out.push_str(&a);
+            n += 1;
+        }
+    }
+    out.push_str(&format!("BTS{f}{n}\r"));
+    Some(framing.wrap(out.as_bytes()))
+}
