@@ -25,6 +25,8 @@ pub mod actions;
 pub mod adapter;
 pub mod envelope;
 pub mod fhir;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod golden;
 pub mod hl7;
 pub mod host;
 pub mod ids;

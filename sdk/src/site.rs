@@ -215,6 +215,34 @@ impl Site {
     }
 }
 
+/// A site's conventions over the standard mapping: configured identifier systems,
+/// the MRN re-key, the default UTC offset and the concept map. Vendor mappers that
+/// need nothing else use a `Site` as their [`Mapper`](crate::v2fhir::Mapper); the others
+/// forward these methods to one.
+impl crate::v2fhir::Mapper for Site {
+    fn default_utc_offset(&self) -> Option<String> {
+        self.utc_offset.clone()
+    }
+    fn identifier_system(&self, namespace: &str, universal_id: &str, universal_id_type: &str) -> Option<String> {
+        Site::identifier_system(self, namespace, universal_id, universal_id_type)
+    }
+    fn map_patient(&self, ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
+        Site::map_patient(self, ctx, pid)
+    }
+    fn finish(&self, ctx: &mut Context<'_, '_>) -> Result<(), crate::adapter::AdapterError> {
+        self.apply_concept_map(ctx);
+        Ok(())
+    }
+}
+
+/// Map one message with `mapper` after [`Site::prepare`].
+pub fn map_with(site: &Site, mapper: &impl crate::v2fhir::Mapper, input: &crate::adapter::Hl7Input) -> Result<crate::adapter::Output, crate::adapter::AdapterError> {
+    match site.prepare(&input.raw) {
+        Cow::Borrowed(_) => crate::v2fhir::map_message(mapper, input),
+        Cow::Owned(raw) => crate::v2fhir::map_message(mapper, &crate::adapter::Hl7Input { raw, ..input.clone() }),
+    }
+}
+
 fn parse_concepts(json: &str) -> Option<Vec<ConceptRule>> {
     let v: Value = serde_json::from_str(json).ok()?;
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);

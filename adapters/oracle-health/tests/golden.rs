@@ -1,0 +1,63 @@
+//! Golden files over tests/fixtures with the example site configuration; regenerate
+//! with `EHRGATE_UPDATE_GOLDEN=1` and review the diff.
+
+mod common;
+
+use common::{dir, host};
+use ehrgate_adapter_oracle_health::{MESSAGE_TYPES, OracleHealth};
+use ehrgate_sdk::testing::{self, with_host};
+use ehrgate_sdk::{Adapter, Hl7Input};
+use serde_json::Value;
+
+#[test]
+fn golden() {
+    let inputs = testing::files_in(dir("fixtures"), &["hl7"]);
+    for t in MESSAGE_TYPES {
+        let code = t.split('^').map(str::to_ascii_lowercase).collect::<Vec<_>>().join("_");
+        assert!(inputs.iter().any(|p| p.to_string_lossy().contains(&code)), "no fixture for {t}");
+    }
+    with_host(host(&[]), || testing::check_golden::<OracleHealth>(&inputs, &dir("golden")));
+}
+
+fn map(file: &str, extra: &[(&str, &str)]) -> Vec<Value> {
+    let raw = std::fs::read_to_string(dir("fixtures").join(file)).unwrap();
+    let (out, _) = with_host(host(extra), || OracleHealth::map_hl7(&Hl7Input::new(raw)).unwrap());
+    out.resources.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
+}
+
+#[test]
+fn fin_in_pid18_keys_the_encounter_with_the_site_oid() {
+    let r = map("oracle_adt_a01_admit.hl7", &[]);
+    let enc = r.iter().find(|r| r["resourceType"] == "Encounter").expect("an Encounter from the FIN");
+    assert_eq!(enc["id"], ehrgate_sdk::ids::resource_id("Encounter", "urn:oid:2.16.840.1.113883.19.5.2", "5000001"));
+    assert_eq!(enc["identifier"][0]["system"], "urn:oid:2.16.840.1.113883.19.5.2");
+    let p = &r[0];
+    assert_eq!(p["id"], ehrgate_sdk::ids::resource_id("Patient", "urn:oid:2.16.840.1.113883.19.5.1", "100200300"));
+    // Without the FIN convention the Encounter is keyed by admit time instead.
+    let off = map("oracle_adt_a01_admit.hl7", &[("visit.from-account", "false")]);
+    let enc2 = off.iter().find(|r| r["resourceType"] == "Encounter").unwrap();
+    assert_ne!(enc2["id"], enc["id"]);
+}
+
+#[test]
+fn millennium_code_values_go_through_the_concept_map() {
+    let r = map("oracle_oru_r01_potassium_code_value.hl7", &[]);
+    let obs = r.iter().find(|r| r["resourceType"] == "Observation").unwrap();
+    assert_eq!(obs["code"]["coding"][0]["system"], "http://loinc.org");
+    assert_eq!(obs["code"]["coding"][0]["code"], "2823-3");
+    assert_eq!(obs["code"]["coding"][1]["code"], "2823");
+    let dropped = map("oracle_oru_r01_potassium_code_value.hl7", &[("concept-map.keep-source", "false")]);
+    let obs = dropped.iter().find(|r| r["resourceType"] == "Observation").unwrap();
+    assert_eq!(obs["code"]["coding"].as_array().unwrap().len(), 1);
+    let unmapped = map("oracle_oru_r01_potassium_code_value.hl7", &[("concept-map", "[]")]);
+    let obs = unmapped.iter().find(|r| r["resourceType"] == "Observation").unwrap();
+    assert_eq!(obs["code"]["coding"][0]["code"], "2823");
+}
+
+#[test]
+fn describe_names_the_task_api() {
+    let d = OracleHealth::describe();
+    assert_eq!(d.name, "oracle-health");
+    assert_eq!(d.actions, vec!["discharge-checklist"]);
+    assert_eq!(d.connections[0].paths, vec!["/Task"]);
+}
