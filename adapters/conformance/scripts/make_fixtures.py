@@ -67,7 +67,7 @@ def epic(trigger, evn_time=T_MSG, pv1_extra=None, z=True, control="EPIC0001", pc
 def epic_oru():
     return msg(
         f"MSH|^~\\&|EPIC|EHRGATE_TEST_HOSP|EHRGATE|EHRGATE|{T_RESULT}||ORU^R01^ORU_R01|EPIC0005|P|2.5.1",
-        f"PID|1||E1000001^^^EPI^EPI~100200300^^^MRN^MRN||{NAME}||{DOB}|F",
+        f"PID|1||E1000001^^^EPI^EPI~100200300^^^MRN^MRN||{NAME}||{DOB}|F|||{ADDR}||{PHONE}^PRN^PH",
         f"PV1|1|I|{LOC}||||{DOC}||||||||||||5000001^^^CSN^VN",
         f"ORC|RE|8000001^EPC|7000001^EPIC_LAB",
         f"OBR|1|8000001^EPC|7000001^EPIC_LAB|{LOINC_K}|||{T_COLLECT}|||||||||{DOC}||||||{T_RESULT}|||F",
@@ -209,7 +209,7 @@ def generic_adt(app, trigger, control, extra=None):
 
 def generic_oru(app, control):
     return msg(f"MSH|^~\\&|{app}|EHRGATE_TEST_HOSP|EHRGATE|EHRGATE|{T_RESULT}||ORU^R01^ORU_R01|{control}|P|2.5.1",
-               f"PID|1||100200300^^^HOSP_MRN^MR||{NAME}||{DOB}|F",
+               f"PID|1||100200300^^^HOSP_MRN^MR||{NAME}||{DOB}|F|||{ADDR}||{PHONE}",
                f"PV1|1|I|{LOC}||||{DOC}||||||||||||5000001^^^HOSP_VISIT^VN",
                f"ORC|RE|8000001^HOSP_OE|7000001^HOSP_LAB",
                f"OBR|1|8000001^HOSP_OE|7000001^HOSP_LAB|{LOINC_K}|||{T_COLLECT}|||||||||{DOC}||||||{T_RESULT}|||F",
