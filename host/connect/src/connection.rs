@@ -145,6 +145,11 @@ impl Connection {
         }
     }
 
+    /// How much longer the connection is paused by an upstream `Retry-After`, if at all.
+    pub fn paused_for(&self) -> Option<Duration> {
+        self.throttle.paused_for()
+    }
+
     fn scopes_for(&self, declared: &[String]) -> Result<Vec<String>, HttpError> {
         if !self.auth.enabled() {
             return Ok(vec![]);

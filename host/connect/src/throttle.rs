@@ -46,6 +46,11 @@ impl Throttle {
         }
     }
 
+    /// How much longer the connection is paused, if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        self.paused().map(|t| t - Instant::now())
+    }
+
     /// Pauses the whole connection for `d` (never shortens an existing pause).
     pub fn pause(&self, d: Duration) {
         let until = Instant::now() + d;

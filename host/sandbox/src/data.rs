@@ -99,7 +99,7 @@ impl Store {
             let pref = format!("Patient/{pid}");
             let r = &mut self.rng;
             let gender = if r.below(2) == 0 { "female" } else { "male" };
-            let born = SEED_TIME_MS - (18 + r.below(70)) * 365 * 86_400_000 - r.below(365) * 86_400_000;
+            let born = SEED_TIME_MS - (18 + r.below(35)) * 365 * 86_400_000 - r.below(365) * 86_400_000;
             let patient = json!({
                 "resourceType": "Patient", "id": pid,
                 "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": format!("MRN{:06}", 100_000 + i)}],
