@@ -51,7 +51,9 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         return next.run(req).await;
     }
     let prefix = app.prefix();
-    let local = full.strip_prefix(&prefix).filter(|l| l.is_empty() || l.starts_with('/')).unwrap_or(&full).to_string();
+    let Some(local) = full.strip_prefix(&prefix).filter(|l| l.is_empty() || l.starts_with('/')).map(str::to_string) else {
+        return outcome(404, "not-found", &format!("this server's FHIR base is {}", app.base_url()));
+    };
     app.record_request(&method, &local);
     let header = req.headers().get(FAULT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let fault = match lock(&app.faults).pick(header.as_deref(), &method, &local) {
