@@ -153,19 +153,23 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim().to_string())
 }
 
-/// A valid, unexpired bearer token, or the 401 to send.
-pub fn check_bearer(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+/// `None` for a valid, unexpired bearer token, else the 401 to send.
+pub fn check_bearer(app: &App, headers: &HeaderMap) -> Option<Response> {
     let deny = |why: &str| {
         let mut r = outcome(401, "login", why);
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=\"invalid_token\""));
-        r
+        Some(r)
     };
-    let tok = bearer(headers).ok_or_else(|| deny("a bearer token is required (POST the token endpoint first)"))?;
+    let Some(tok) = bearer(headers) else {
+        return deny("a bearer token is required (POST the token endpoint first)");
+    };
     let tokens = lock(&app.tokens);
-    let t = tokens.get(&tok).ok_or_else(|| deny("unknown bearer token"))?;
+    let Some(t) = tokens.get(&tok) else {
+        return deny("unknown bearer token");
+    };
     if t.expires_at_ms <= now_ms() {
-        return Err(deny("the bearer token has expired"));
+        return deny("the bearer token has expired");
     }
     tracing::trace!(client = %t.client_id, "bearer accepted");
-    Ok(())
+    None
 }

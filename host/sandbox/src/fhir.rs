@@ -56,12 +56,13 @@ pub async fn metadata(State(app): State<Arc<App>>) -> Response {
     )
 }
 
-fn known(ty: &str) -> Result<(), Response> {
-    if TYPES.contains(&ty) { Ok(()) } else { Err(outcome(404, "not-supported", &format!("resource type `{ty}` is not served by the sandbox"))) }
+/// `None` for a type the sandbox serves, else the 404 to send.
+fn unknown(ty: &str) -> Option<Response> {
+    (!TYPES.contains(&ty)).then(|| outcome(404, "not-supported", &format!("resource type `{ty}` is not served by the sandbox")))
 }
 
 pub async fn read(State(app): State<Arc<App>>, Path((ty, id)): Path<(String, String)>) -> Response {
-    if let Err(r) = known(&ty) {
+    if let Some(r) = unknown(&ty) {
         return r;
     }
     match lock(&app.store).get(&ty, &id) {
@@ -79,7 +80,7 @@ pub async fn read(State(app): State<Arc<App>>, Path((ty, id)): Path<(String, Str
 /// `GET /<type>?patient=<id|Patient/id>` (also `subject`, and `_id` on Patient), with
 /// `_count` and `_offset` paging.
 pub async fn search(State(app): State<Arc<App>>, Path(ty): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(r) = known(&ty) {
+    if let Some(r) = unknown(&ty) {
         return r;
     }
     let patient = q.get("patient").or_else(|| q.get("subject")).map(|p| if p.starts_with("Patient/") { p.clone() } else { format!("Patient/{p}") });

@@ -84,10 +84,11 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         _ => {}
     }
     let public = local == "/metadata" || local == "/token" || local.starts_with("/.well-known/");
-    if app.opts.require_auth && !public {
-        if let Err(resp) = auth::check_bearer(&app, req.headers()) {
-            return resp;
-        }
+    if app.opts.require_auth
+        && !public
+        && let Some(denied) = auth::check_bearer(&app, req.headers())
+    {
+        return denied;
     }
     if let Some(f) = fault.clone() {
         req.extensions_mut().insert(ActiveFault(f));
