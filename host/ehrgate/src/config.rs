@@ -103,6 +103,10 @@ pub struct MllpEntry {
     pub max_connections: Option<usize>,
     pub idle_timeout_s: Option<u64>,
     pub max_in_flight: Option<usize>,
+    /// Follow MSH-15 (NE / ER / SU) for enhanced-mode accept ACKs; by default every
+    /// frame gets a reply.
+    #[serde(default)]
+    pub honour_msh15: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -195,8 +195,9 @@ impl DropWatcher {
         let bytes = std::fs::read(path).map_err(io(format!("read {file}")))?;
         let key = (sha256_file(&bytes), bytes.len() as u64);
         if self.ledger.contains(&key) {
-            tracing::info!(drop = %self.cfg.name, %file, "already ingested (same content and size); moving it aside without ingesting");
-            return self.move_aside(path, &format!("{file}.duplicate"));
+            self.move_aside(path, &format!("{file}.duplicate"))?;
+            tracing::info!(drop = %self.cfg.name, "{file}: already ingested (same content and size); moved aside without ingesting");
+            return Ok(());
         }
         // The file's own time is its receipt time: a re-read after a crash gives the
         // same bronze record ids.
@@ -218,7 +219,7 @@ impl DropWatcher {
             let n = chunk.len();
             let report = self.pipeline.ingest(chunk).await.map_err(|source| DropError::Ingest { name: self.cfg.name.clone(), source })?;
             committed += n;
-            tracing::info!(drop = %self.cfg.name, %file, "committed {committed}/{total} units ({} resources, {} quarantined)", report.resources, report.quarantined);
+            tracing::info!(drop = %self.cfg.name, %file, "{file}: committed {committed}/{total} units ({} resources, {} quarantined)", report.resources, report.quarantined);
         }
         // Ledger first, then the move: a crash in between leaves a file the ledger
         // knows, which the next poll moves aside.
@@ -229,8 +230,9 @@ impl DropWatcher {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.cfg.ledger).map_err(io("open the ledger".into()))?;
         f.write_all(format!("{line}\n").as_bytes()).and_then(|_| f.sync_data()).map_err(io("write the ledger".into()))?;
         self.ledger.insert(key);
-        tracing::info!(drop = %self.cfg.name, %file, "ingested {total} units");
-        self.move_aside(path, &file)
+        self.move_aside(path, &file)?;
+        tracing::info!(drop = %self.cfg.name, "{file}: ingested {total} units");
+        Ok(())
     }
 
     fn move_aside(&self, path: &Path, name: &str) -> Result<(), DropError> {

@@ -275,11 +275,11 @@ mod tests {
     fn segments_roll_and_checkpointed_ones_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), small()).unwrap();
-        let payload = [7u8; 60];
+        let payload = [7u8; 90];
         for _ in 0..10 {
             log.append(&[payload]).unwrap();
         }
-        assert_eq!(log.segment_count(), 10, "one 76-byte record per 100-byte segment");
+        assert_eq!(log.segment_count(), 10, "one 106-byte record per 100-byte segment");
         log.checkpoint(7).unwrap();
         assert_eq!(log.segment_count(), 3, "segments starting at 8, 9, 10 remain");
         drop(log);

@@ -32,6 +32,8 @@ pub async fn run(component: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode>
                 (UnitKind::Fhir, None) => {
                     adapter.map_fhir(&[unit.text]).await.map_err(|e| format!("{} line {}: {e}", file.display(), index + 1))
                 }
+                // Files never hold events (those arrive by webhook).
+                (UnitKind::Event, None) => Err(format!("{}: events are not read from files", file.display())),
             };
             match result {
                 Ok(output) => {

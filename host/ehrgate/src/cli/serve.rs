@@ -66,6 +66,7 @@ fn mllp_config(e: &MllpEntry, i: usize) -> anyhow::Result<MllpConfig> {
     if let Some(v) = e.max_in_flight {
         c.max_in_flight = v;
     }
+    c.honour_msh15 = e.honour_msh15;
     Ok(c)
 }
 

@@ -3,8 +3,9 @@
 //! Original mode (MSH-15/16 empty): AA when the message is durable and mapped, AE
 //! (with an ERR segment naming the field) when it is invalid and quarantined, AR when
 //! it could not be stored or routed. Enhanced mode (MSH-15 present): the accept
-//! acknowledgement CA / CE / CR, sent as MSH-15 asks (AL always, NE never, ER only
-//! on error, SU only on success).
+//! acknowledgement CA / CE / CR. MLLP senders wait for a reply to every frame, so by
+//! default it is always sent; a listener can opt in to MSH-15's conditions (AL
+//! always, NE never, ER only on error, SU only on success).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,8 +116,9 @@ fn clean(text: &str, d: &Delimiters) -> String {
 }
 
 /// The acknowledgement for `outcome`, or `None` when the sender asked for none
-/// (enhanced mode, MSH-15 NE / ER on success / SU on error).
-pub fn build(ctx: &AckContext, outcome: &Outcome) -> Option<String> {
+/// and `honour_conditions` is set (enhanced mode, MSH-15 NE / ER on success / SU on
+/// error).
+pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Option<String> {
     let d = &ctx.delimiters;
     let (f, c) = (d.field, d.component);
     let code = match (&ctx.accept_ack, outcome) {
@@ -133,7 +135,7 @@ pub fn build(ctx: &AckContext, outcome: &Outcome) -> Option<String> {
         (Some(_), Outcome::Rejected { .. }) => "CE",
         (Some(_), Outcome::Failed(_)) => "CR",
     };
-    if let Some(mode) = &ctx.accept_ack {
+    if let Some(mode) = ctx.accept_ack.as_ref().filter(|_| honour_conditions) {
         let ok = code == "CA";
         let send = match mode.trim().to_ascii_uppercase().as_str() {
             "NE" => false,
@@ -209,7 +211,7 @@ mod tests {
 
     #[test]
     fn aa_swaps_sender_and_receiver_and_echoes_the_control_id() {
-        let ack = build(&ctx(ADT), &Outcome::Accepted).unwrap();
+        let ack = build(&ctx(ADT), &Outcome::Accepted, false).unwrap();
         let segs: Vec<&str> = ack.trim_end().split('\r').collect();
         assert_eq!(segs.len(), 2);
         let msh: Vec<&str> = segs[0].split('|').collect();
@@ -225,7 +227,7 @@ mod tests {
     fn ae_names_the_field_in_err_and_uses_the_senders_delimiters() {
         let msg = "MSH!$%#@!A!B!C!D!20240101!!ADT$A04!X9!P!2.6\rPID!1\r";
         let out = Outcome::Rejected { kind: "invalid-input".into(), message: "PID-3 is required".into(), location: Some("PID-3".into()) };
-        let ack = build(&ctx(msg), &out).unwrap();
+        let ack = build(&ctx(msg), &out, false).unwrap();
         assert!(ack.starts_with("MSH!$%#@!C!D!A!B!"), "{ack}");
         assert!(ack.contains("\rMSA!AE!X9!PID-3 is required\r"), "{ack}");
         assert!(ack.contains("\rERR!!PID$1$3!207$Application internal error$HL70357!E\r"), "{ack}");
@@ -235,19 +237,19 @@ mod tests {
     fn pre_2_5_err_uses_err_1() {
         let msg = ADT.replace("2.5.1", "2.3");
         let out = Outcome::Rejected { kind: "invalid-input".into(), message: "bad".into(), location: Some("PV1-2".into()) };
-        let ack = build(&ctx(&msg), &out).unwrap();
+        let ack = build(&ctx(&msg), &out, false).unwrap();
         assert!(ack.contains("\rERR|PV1^1^2^207&Application internal error&HL70357\r"), "{ack}");
     }
 
     #[test]
     fn ar_for_storage_failure_and_unrouted() {
-        let ack = build(&ctx(ADT), &Outcome::Failed("disk full".into())).unwrap();
+        let ack = build(&ctx(ADT), &Outcome::Failed("disk full".into()), false).unwrap();
         assert!(ack.contains("\rMSA|AR|MSG00001|disk full\r"), "{ack}");
         let out = Outcome::Rejected { kind: "unrouted".into(), message: "no route".into(), location: None };
-        assert!(build(&ctx(ADT), &out).unwrap().contains("MSA|AR|"));
+        assert!(build(&ctx(ADT), &out, false).unwrap().contains("MSA|AR|"));
         // Stored but not mapped (no mapping for the type): accepted, with a note.
         let out = Outcome::Rejected { kind: "unsupported".into(), message: "no mapping for DFT^P03".into(), location: None };
-        let ack = build(&ctx(ADT), &out).unwrap();
+        let ack = build(&ctx(ADT), &out, false).unwrap();
         assert!(ack.contains("\rMSA|AA|MSG00001|no mapping for DFT^P03\r") || ack.contains("\rMSA|AA|MSG00001|no mapping for DFT P03\r"), "{ack}");
         assert!(!ack.contains("ERR|"), "{ack}");
     }
@@ -255,11 +257,13 @@ mod tests {
     #[test]
     fn enhanced_mode_accept_acks_follow_msh_15() {
         let with = |mode: &str| ADT.replace("|P|2.5.1", &format!("|P|2.5.1|||{mode}|NE"));
-        assert!(build(&ctx(&with("AL")), &Outcome::Accepted).unwrap().contains("MSA|CA|MSG00001"));
-        assert!(build(&ctx(&with("NE")), &Outcome::Accepted).is_none());
-        assert!(build(&ctx(&with("ER")), &Outcome::Accepted).is_none());
-        assert!(build(&ctx(&with("ER")), &Outcome::Failed("x".into())).unwrap().contains("MSA|CR|"));
-        assert!(build(&ctx(&with("SU")), &Outcome::Failed("x".into())).is_none());
+        assert!(build(&ctx(&with("AL")), &Outcome::Accepted, true).unwrap().contains("MSA|CA|MSG00001"));
+        assert!(build(&ctx(&with("NE")), &Outcome::Accepted, true).is_none());
+        assert!(build(&ctx(&with("ER")), &Outcome::Accepted, true).is_none());
+        assert!(build(&ctx(&with("ER")), &Outcome::Failed("x".into()), true).unwrap().contains("MSA|CR|"));
+        assert!(build(&ctx(&with("SU")), &Outcome::Failed("x".into()), true).is_none());
+        // By default an MLLP sender always gets its reply, whatever MSH-15 says.
+        assert!(build(&ctx(&with("NE")), &Outcome::Accepted, false).unwrap().contains("MSA|CA|MSG00001"));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct MllpConfig {
     pub idle_timeout: Duration,
     /// Messages a connection may have sent before reading their ACKs.
     pub max_in_flight: usize,
+    /// Follow MSH-15's conditions for enhanced-mode accept ACKs (NE: none, ER: only
+    /// on error, SU: only on success). Off by default: MLLP senders wait for a
+    /// reply to every frame.
+    pub honour_msh15: bool,
 }
 
 impl MllpConfig {
@@ -53,6 +57,7 @@ impl MllpConfig {
             max_connections: 256,
             idle_timeout: Duration::from_secs(600),
             max_in_flight: 64,
+            honour_msh15: false,
         }
     }
 }
@@ -111,13 +116,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow:
     let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(cfg.max_in_flight.max(1));
     let framing = cfg.framing.clone();
     let mode = cfg.ack;
+    let honour = cfg.honour_msh15;
     let name = cfg.name.clone();
     let writer = tokio::spawn(async move {
         while let Some(owed) = owed_rx.recv().await {
             let bytes = match owed {
                 Owed::One(ctx, rx) => {
                     let outcome = rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
-                    reply(&framing, mode, &ctx, &[outcome])
+                    reply(&framing, mode, honour, &ctx, &[outcome])
                 }
                 Owed::Batch(header, items) => {
                     let mut outcomes = Vec::with_capacity(items.len());
@@ -126,7 +132,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow:
                         outcomes.push(rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into())));
                         ctxs.push(ctx);
                     }
-                    batch_reply(&framing, mode, &header, &ctxs, &outcomes)
+                    batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes)
                 }
             };
             if let Some(bytes) = bytes
@@ -239,14 +245,14 @@ fn commit_byte(outcomes: &[Outcome]) -> u8 {
     if outcomes.iter().any(|o| matches!(o, Outcome::Failed(_))) { 0x15 } else { 0x06 }
 }
 
-fn reply(framing: &Framing, mode: AckMode, ctx: &AckContext, outcomes: &[Outcome]) -> Option<Vec<u8>> {
+fn reply(framing: &Framing, mode: AckMode, honour: bool, ctx: &AckContext, outcomes: &[Outcome]) -> Option<Vec<u8>> {
     match mode {
         AckMode::Commit => Some(framing.wrap(&[commit_byte(outcomes)])),
-        AckMode::Hl7 => ack::build(ctx, &outcomes[0]).map(|a| framing.wrap(a.as_bytes())),
+        AckMode::Hl7 => ack::build(ctx, &outcomes[0], honour).map(|a| framing.wrap(a.as_bytes())),
     }
 }
 
-fn batch_reply(framing: &Framing, mode: AckMode, header: &AckContext, ctxs: &[AckContext], outcomes: &[Outcome]) -> Option<Vec<u8>> {
+fn batch_reply(framing: &Framing, mode: AckMode, honour: bool, header: &AckContext, ctxs: &[AckContext], outcomes: &[Outcome]) -> Option<Vec<u8>> {
     if mode == AckMode::Commit {
         return Some(framing.wrap(&[commit_byte(outcomes)]));
     }
@@ -263,7 +269,7 @@ fn batch_reply(framing: &Framing, mode: AckMode, header: &AckContext, ctxs: &[Ac
     );
     let mut n = 0;
     for (ctx, o) in ctxs.iter().zip(outcomes) {
-        if let Some(a) = ack::build(ctx, o) {
+        if let Some(a) = ack::build(ctx, o, honour) {
             out.push_str(&a);
             n += 1;
         }
