@@ -19,9 +19,13 @@ pub struct Config {
     /// `ehrgate serve`: the write-ahead log.
     #[serde(default)]
     pub wal: WalSettings,
-    /// Adapters by name (`reference` is built in and always available).
+    /// Adapters by name (the built-in ones need no entry unless they get config or
+    /// grants).
     #[serde(default)]
     pub adapters: BTreeMap<String, AdapterEntry>,
+    /// Named upstream EHR connections (base URL, auth, rate, retry, breaker).
+    #[serde(default)]
+    pub connections: Vec<ehrgate_connect::ConnectionConfig>,
     /// `ehrgate serve`: what it listens on. With none configured, one MLLP listener
     /// on 127.0.0.1:2575 routed to the reference adapter.
     #[serde(default)]
@@ -48,11 +52,14 @@ impl Default for WalSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterEntry {
-    /// A component file (.wasm), or `reference`.
+    /// A component file (.wasm), or a built-in adapter's name.
     pub component: String,
     /// Values the adapter reads with config-get.
     #[serde(default)]
     pub config: HashMap<String, String>,
+    /// What the adapter may call: `[{ connection, methods, paths }]`. None by default.
+    #[serde(default)]
+    pub grants: ehrgate_runtime::Grants,
 }
 
 #[derive(Debug, Default, Deserialize)]

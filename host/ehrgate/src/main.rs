@@ -2,7 +2,7 @@
 
 mod cli;
 mod config;
-mod reference;
+mod adapters;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +47,22 @@ enum Command {
     /// unit durable (write-ahead log) before it is acknowledged. Without a config: an
     /// MLLP listener on 127.0.0.1:2575 through the reference adapter.
     Serve,
+    /// A synthetic, fault-injecting EHR on 127.0.0.1: FHIR R4 REST, SMART Backend
+    /// Services token endpoint, Bulk $export (see host/sandbox/README.md).
+    Sandbox {
+        /// Port (0 picks a free one).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// Synthetic patients.
+        #[arg(long, default_value_t = 10)]
+        patients: usize,
+        /// Seed of the synthetic data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// generic, epic (Group-only export) or oracle:<tenant> (tenant id in the path).
+        #[arg(long, default_value = "generic")]
+        flavor: String,
+    },
     /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...).
     Sql {
         query: String,
@@ -106,16 +122,36 @@ enum AdapterCommand {
     /// Map HL7v2 files (single messages or batches) or FHIR NDJSON files through a
     /// component and print the FHIR resources as JSON, one per line.
     Test {
-        /// The adapter component (.wasm), or `reference` for the built-in one.
+        /// The adapter component (.wasm), or a built-in adapter (reference, epic,
+        /// oracle-health, meditech, mirth, rhapsody, cloverleaf).
         component: String,
+        /// Adapter config values: a JSON object file, as kept beside golden files.
+        #[arg(long)]
+        adapter_config: Option<PathBuf>,
         /// HL7v2 (.hl7, any other extension) or NDJSON (.ndjson) files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Print what a component says about itself (describe()) as JSON.
     Describe {
-        /// The adapter component (.wasm), or `reference`.
+        /// The adapter component (.wasm), or a built-in adapter.
         component: String,
+    },
+    /// Run a named action (e.g. discharge-checklist) through the configured
+    /// connections; transient failures are retried. Prints the action's result.
+    Action {
+        /// The adapter component (.wasm), a built-in adapter, or a name under [adapters].
+        component: String,
+        /// The action's name.
+        name: String,
+        /// The action's input (JSON).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        #[arg(long)]
+        adapter_config: Option<PathBuf>,
+        /// Attempts on transient failure.
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
     },
 }
 
@@ -142,8 +178,14 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         let cfg = || config::Config::load(cli.config.as_deref());
         match cli.command {
-            Command::Adapter { command: AdapterCommand::Test { component, files } } => cli::adapter_test::run(&component, &files).await,
-            Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&component).await,
+            Command::Adapter { command: AdapterCommand::Test { component, files, adapter_config } } => {
+                cli::adapter_test::run(&cfg()?, &component, &files, adapter_config.as_deref()).await
+            }
+            Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&cfg()?, &component).await,
+            Command::Adapter { command: AdapterCommand::Action { component, name, input, adapter_config, attempts } } => {
+                cli::adapter_test::action(&cfg()?, &component, &name, &input, adapter_config.as_deref(), attempts).await
+            }
+            Command::Sandbox { port, patients, seed, flavor } => cli::sandbox::run(port, patients, seed, &flavor).await,
             Command::Demo { data } => cli::demo::demo(&cfg()?, data).await,
             Command::Ingest { adapter, files } => cli::lake_cmds::ingest(&cfg()?, &adapter, &files).await,
             Command::Serve => cli::serve::serve(&cfg()?).await,

@@ -1,17 +1,42 @@
-//! `ehrgate adapter test` and `ehrgate adapter describe`.
+//! `ehrgate adapter test`, `ehrgate adapter describe` and `ehrgate adapter action`.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use ehrgate_runtime::{AdapterSettings, Hl7Message, Runtime, RuntimeConfig};
-
+use anyhow::Context;
 use ehrgate_ingest::UnitKind;
-use crate::reference;
+use ehrgate_runtime::{AdapterError, CallError, Hl7Message, TracingAudit};
 
-pub async fn run(component: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let adapter = reference::load(&runtime, component, AdapterSettings::default()).await?;
+use crate::adapters;
+use crate::config::Config;
+
+/// Adapter config values from a JSON object file (`{"key": "value", ...}`), as
+/// adapters keep them beside their golden files.
+pub fn config_json(path: Option<&Path>) -> anyhow::Result<HashMap<String, String>> {
+    let Some(path) = path else { return Ok(HashMap::new()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let obj = v.as_object().with_context(|| format!("{} must hold a JSON object of string values", path.display()))?;
+    obj.iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+            other => Ok((k.clone(), other.to_string())),
+        })
+        .collect()
+}
+
+async fn adapter(cfg: &Config, component: &str, extra: HashMap<String, String>) -> anyhow::Result<(ehrgate_runtime::Runtime, ehrgate_runtime::Adapter)> {
+    let (runtime, connections) = adapters::runtime(cfg, Arc::new(TracingAudit))?;
+    let adapter = adapters::load_named(&runtime, &connections, cfg, component, extra).await?;
+    Ok((runtime, adapter))
+}
+
+pub async fn run(cfg: &Config, component: &str, files: &[PathBuf], adapter_config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (_runtime, adapter) = adapter(cfg, component, config_json(adapter_config)?).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failures = 0usize;
@@ -57,9 +82,8 @@ pub async fn run(component: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode>
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub async fn describe(component: &str) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let adapter = reference::load(&runtime, component, AdapterSettings::default()).await?;
+pub async fn describe(cfg: &Config, component: &str) -> anyhow::Result<ExitCode> {
+    let (_runtime, adapter) = adapter(cfg, component, HashMap::new()).await?;
     let i = adapter.info();
     let json = serde_json::json!({
         "name": i.name,
@@ -76,6 +100,33 @@ pub async fn describe(component: &str) -> anyhow::Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate adapter action <component> <name> --input JSON`: run a named action
+/// (e.g. `discharge-checklist`) through the configured connections. A transient
+/// failure is retried (the action carries idempotency keys, so a retry never
+/// duplicates what the first attempt created).
+pub async fn action(cfg: &Config, component: &str, name: &str, input: &str, adapter_config: Option<&Path>, attempts: u32) -> anyhow::Result<ExitCode> {
+    let (_runtime, adapter) = adapter(cfg, component, config_json(adapter_config)?).await?;
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=attempts.max(1) {
+        match adapter.run_action(name, input).await {
+            Ok(out) => {
+                println!("{out}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(CallError::Adapter { error: AdapterError::Transient(why), .. }) if attempt < attempts => {
+                eprintln!("attempt {attempt}: transient failure ({why}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                eprintln!("error: action `{name}` failed: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
 }
 
 pub fn now_ms() -> u64 {

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ehrgate_ingest::{LakeAudit, Pipeline, Report};
 use ehrgate_lake::{Lake, maintenance, quarantine, sql};
-use ehrgate_runtime::{AdapterSettings, Runtime, RuntimeConfig};
-
+use crate::adapters;
 use crate::config::Config;
-use crate::reference;
 
 fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
     Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?))
@@ -22,9 +20,8 @@ fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
 pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Pipeline, tokio::task::JoinHandle<()>)> {
     let lake = open_lake(cfg)?;
     let (audit, audit_task) = LakeAudit::new(lake.clone());
-    let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(audit), ..Default::default() })
-        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let adapter = reference::load(&runtime, adapter, AdapterSettings::default()).await?;
+    let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
+    let adapter = adapters::load_named(&runtime, &connections, cfg, adapter, Default::default()).await?;
     Ok((lake.clone(), Pipeline::new(lake, adapter), audit_task))
 }
 

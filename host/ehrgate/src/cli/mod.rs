@@ -2,3 +2,4 @@ pub mod adapter_test;
 pub mod lake_cmds;
 pub mod demo;
 pub mod serve;
+pub mod sandbox;

@@ -16,12 +16,11 @@ use ehrgate_ingest::route::Router;
 use ehrgate_ingest::webhook::{self, WebhookConfig, WebhookSource};
 use ehrgate_ingest::{Flow, FlowConfig, LakeAudit, Pipeline};
 use ehrgate_lake::Lake;
-use ehrgate_runtime::{AdapterSettings, Runtime, RuntimeConfig};
 use ehrgate_wal::{GroupCommit, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::config::{AckKind, Config, FramingKind, MllpEntry};
-use crate::reference;
+use crate::adapters;
 
 /// Say something a supervising process (or a test) waits for, on stdout, at once.
 fn announce(line: &str) {
@@ -93,7 +92,7 @@ async fn shutdown_signal() {
 pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
     let (audit, audit_task) = LakeAudit::new(lake.clone());
-    let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(audit), ..Default::default() }).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+    let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
 
     let mut mllp_entries: Vec<MllpConfig> = cfg.listeners.mllp.iter().enumerate().map(|(i, e)| mllp_config(e, i)).collect::<anyhow::Result<_>>()?;
     let nothing_configured = mllp_entries.is_empty() && cfg.listeners.drops.is_empty() && cfg.listeners.webhooks.is_none();
@@ -110,19 +109,13 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     if let Some(w) = &cfg.listeners.webhooks {
         names.extend(w.sources.iter().map(|s| s.adapter.clone()));
     }
-    let mut adapters = HashMap::new();
+    let mut loaded = HashMap::new();
     for name in &names {
-        let (component, config) = match cfg.adapters.get(name) {
-            Some(e) => (e.component.clone(), e.config.clone()),
-            None if name == "reference" => ("reference".to_string(), HashMap::new()),
-            None => anyhow::bail!("adapter `{name}` is used by a listener but not configured: add [adapters.{name}] component = \"path/to/{name}.wasm\""),
-        };
-        let settings = AdapterSettings { config, ..Default::default() };
-        let adapter = reference::load(&runtime, &component, settings).await.with_context(|| format!("adapter `{name}`"))?;
+        let adapter = adapters::load_named(&runtime, &connections, cfg, name, HashMap::new()).await?;
         eprintln!("adapter {name}: {}", adapter.label());
-        adapters.insert(name.clone(), adapter);
+        loaded.insert(name.clone(), adapter);
     }
-    let pipelines: HashMap<String, Pipeline> = adapters.iter().map(|(n, a)| (n.clone(), Pipeline::new(lake.clone(), a.clone()))).collect();
+    let pipelines: HashMap<String, Pipeline> = loaded.iter().map(|(n, a)| (n.clone(), Pipeline::new(lake.clone(), a.clone()))).collect();
 
     let (log, replay) = Log::open(&cfg.wal.dir, LogConfig { segment_bytes: cfg.wal.segment_mb.max(1) << 20, ..Default::default() })
         .with_context(|| format!("opening the write-ahead log in {}", cfg.wal.dir.display()))?;
@@ -147,7 +140,7 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     for d in &cfg.listeners.drops {
-        let adapter = adapters.get(&d.adapter).expect("loaded above").clone();
+        let adapter = loaded.get(&d.adapter).expect("loaded above").clone();
         let mut dc = DropConfig::new(&d.name, d.dir.clone(), &d.adapter, &cfg.wal.dir);
         if let Some(v) = d.stable_ms {
             dc.stable = Duration::from_millis(v);
@@ -204,7 +197,7 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     flow_tasks.finish().await;
     ticker.abort();
-    drop(adapters);
+    drop(loaded);
     drop(runtime);
     if let Err(e) = audit_task.await {
         tracing::error!("audit writer failed: {e}");
