@@ -114,7 +114,7 @@ async fn throughput_conn(t: &Target, ids: Vec<String>, in_flight: usize) -> Resu
         }
         return Ok(());
     }
-    let mut s = TcpStream::connect(&t.addr).await.map_err(|e| e.to_string())?;
+    let s = TcpStream::connect(&t.addr).await.map_err(|e| e.to_string())?;
     s.set_nodelay(true).ok();
     let (mut rd, mut wr) = s.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(in_flight.max(1));

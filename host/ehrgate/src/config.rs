@@ -195,3 +195,27 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration shown in README.md parses, so the documentation stays true.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let start = readme.find("```toml\n[storage]").expect("README has the config example") + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let cfg: Config = toml::from_str(&readme[start..end]).unwrap_or_else(|e| panic!("README config: {e}"));
+        assert_eq!(cfg.listeners.mllp.len(), 1);
+        assert_eq!(cfg.connections.len(), 1);
+        assert_eq!(cfg.adapters["epic"].grants.0.len(), 1);
+        assert_eq!(cfg.wal.max_pending, 100_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("[wal]\nmax_pendng = 3\n").unwrap_err().to_string();
+        assert!(err.contains("max_pendng"), "{err}");
+    }
+}

@@ -80,6 +80,8 @@ pub struct DropWatcher {
     pipeline: Pipeline,
     ledger: HashSet<(String, u64)>,
     seen: HashMap<PathBuf, Seen>,
+    /// Files whose last attempt failed: not retried before this instant.
+    retry_at: HashMap<PathBuf, (Instant, Duration)>,
 }
 
 fn sha256_file(bytes: &[u8]) -> String {
@@ -114,7 +116,7 @@ impl DropWatcher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("read the ledger")(e)),
         }
-        Ok(DropWatcher { cfg, pipeline, ledger, seen: HashMap::new() })
+        Ok(DropWatcher { cfg, pipeline, ledger, seen: HashMap::new(), retry_at: HashMap::new() })
     }
 
     pub fn spawn(mut self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -162,9 +164,17 @@ impl DropWatcher {
         }
         files.sort();
         self.seen.retain(|p, _| files.contains(p));
+        self.retry_at.retain(|p, _| files.contains(p));
         let mut done = 0;
         for path in files {
+            if self.retry_at.get(&path).is_some_and(|(at, _)| Instant::now() < *at) {
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(&path) else { continue };
+            // An empty file is a writer that has not started yet, not a complete file.
+            if meta.len() == 0 {
+                continue;
+            }
             let ready = match self.marker(&path) {
                 Some(marker) => marker.is_file(),
                 None => {
@@ -177,9 +187,20 @@ impl DropWatcher {
                 }
             };
             if ready {
-                self.ingest_file(&path, &meta).await?;
-                self.seen.remove(&path);
-                done += 1;
+                // One bad file must not hold up the others: it is retried later,
+                // with a growing delay.
+                match self.ingest_file(&path, &meta).await {
+                    Ok(()) => {
+                        self.seen.remove(&path);
+                        self.retry_at.remove(&path);
+                        done += 1;
+                    }
+                    Err(e) => {
+                        let delay = self.retry_at.get(&path).map(|(_, d)| (*d * 2).min(Duration::from_secs(300))).unwrap_or(Duration::from_secs(5));
+                        tracing::error!("{e}; retrying that file in {delay:?}");
+                        self.retry_at.insert(path.clone(), (Instant::now() + delay, delay));
+                    }
+                }
             }
         }
         Ok(done)
@@ -192,8 +213,15 @@ impl DropWatcher {
             move |source| DropError::Io { name, what, source }
         };
         let file = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let bytes = std::fs::read(path).map_err(io(format!("read {file}")))?;
-        let key = (sha256_file(&bytes), bytes.len() as u64);
+        // Reading, hashing and splitting a big file is blocking work: off the async
+        // threads that serve the MLLP listeners.
+        let owned = path.to_path_buf();
+        let hashed = tokio::task::spawn_blocking(move || std::fs::read(&owned).map(|b| (sha256_file(&b), b.len() as u64)))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(io(format!("read {file}")))?;
+        let key = hashed;
         if self.ledger.contains(&key) {
             self.move_aside(path, &format!("{file}.duplicate"))?;
             tracing::info!(drop = %self.cfg.name, "{file}: already ingested (same content and size); moved aside without ingesting");
@@ -207,7 +235,12 @@ impl DropWatcher {
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_micros() as i64)
             .unwrap_or_else(ehrgate_lake::now_micros);
-        let units = crate::units::read_file(path, received_at).map_err(io(format!("read {file}")))?;
+        let owned = path.to_path_buf();
+        let units = tokio::task::spawn_blocking(move || crate::units::read_file(&owned, received_at))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(io(format!("read {file}")))?;
         let total = units.len();
         let mut committed = 0;
         let mut units = units.into_iter();

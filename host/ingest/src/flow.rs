@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, now_micros};
 use ehrgate_wal::{GroupCommit, Record};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::inbound::Inbound;
@@ -96,8 +96,9 @@ impl FlowStats {
 struct Job {
     inbound: Inbound,
     reply: Option<oneshot::Sender<Outcome>>,
-    /// Holds a back-pressure permit (replayed units do not).
-    permit: bool,
+    /// Its share of the back-pressure budget (replayed units have none), held until
+    /// the unit's checkpoint is written; released by drop on every other path.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 struct Durable {
@@ -107,7 +108,7 @@ struct Durable {
 
 struct ToCommit {
     last_seq: u64,
-    permits: usize,
+    permits: Vec<OwnedSemaphorePermit>,
     units: usize,
     bronze: Vec<BronzeRow>,
     mapped: Mapped,
@@ -138,32 +139,37 @@ impl FlowTasks {
 impl Flow {
     /// Start the stages. `replay` (from [`ehrgate_wal::Log::open`]) is mapped and
     /// committed first; `pipelines` are the adapters by name.
-    pub fn start(lake: Arc<Lake>, wal: GroupCommit, replay: Vec<Record>, pipelines: HashMap<String, Pipeline>, cfg: FlowConfig) -> (Flow, FlowTasks) {
+    ///
+    /// Refuses to start when a log record cannot be decoded (written by an
+    /// incompatible version, say): those are acknowledged units, and going on would
+    /// delete them at the next checkpoint.
+    pub fn start(lake: Arc<Lake>, wal: GroupCommit, replay: Vec<Record>, pipelines: HashMap<String, Pipeline>, cfg: FlowConfig) -> Result<(Flow, FlowTasks), String> {
         let stats = Arc::new(FlowStats::default());
         let room = Arc::new(Semaphore::new(cfg.max_pending.max(1)));
         let (tx, rx) = mpsc::channel::<Job>(cfg.map_group.max(1) * 4);
         let (durable_tx, durable_rx) = mpsc::unbounded_channel::<Durable>();
         let (commit_tx, commit_rx) = mpsc::unbounded_channel::<ToCommit>();
 
-        let mut undecodable = 0u64;
-        for r in replay {
-            match Inbound::decode(&r.payload) {
-                Some(inbound) => {
-                    stats.replayed.fetch_add(1, Ordering::Relaxed);
-                    let _ = durable_tx.send(Durable { seq: r.seq, job: Job { inbound, reply: None, permit: false } });
-                }
-                None => undecodable += 1,
-            }
+        let undecodable: Vec<u64> = replay.iter().filter(|r| Inbound::decode(&r.payload).is_none()).map(|r| r.seq).collect();
+        if !undecodable.is_empty() {
+            return Err(format!(
+                "{} write-ahead log records (sequence numbers {:?}...) cannot be decoded: written by an incompatible version? \
+                 Start the version that wrote them to drain the log, or move the log directory aside.",
+                undecodable.len(),
+                &undecodable[..undecodable.len().min(5)]
+            ));
         }
-        if undecodable > 0 {
-            tracing::error!("{undecodable} write-ahead log records could not be decoded (written by an incompatible version?); they are skipped");
+        for r in replay {
+            let inbound = Inbound::decode(&r.payload).expect("checked above");
+            stats.replayed.fetch_add(1, Ordering::Relaxed);
+            let _ = durable_tx.send(Durable { seq: r.seq, job: Job { inbound, reply: None, permit: None } });
         }
         let tasks = vec![
-            tokio::spawn(log_stage(rx, wal.clone(), durable_tx, room.clone(), stats.clone(), cfg.map_group)),
+            tokio::spawn(log_stage(rx, wal.clone(), durable_tx, stats.clone(), cfg.map_group)),
             tokio::spawn(map_stage(durable_rx, commit_tx, Arc::new(pipelines), stats.clone(), cfg.map_group)),
-            tokio::spawn(commit_stage(commit_rx, lake, wal, room.clone(), stats.clone(), cfg.clone())),
+            tokio::spawn(commit_stage(commit_rx, lake, wal, stats.clone(), cfg.clone())),
         ];
-        (Flow { tx, room, stats }, FlowTasks(tasks))
+        Ok((Flow { tx, room, stats }, FlowTasks(tasks)))
     }
 
     pub fn stats(&self) -> &Arc<FlowStats> {
@@ -175,48 +181,46 @@ impl Flow {
     /// a receiver for its outcome.
     pub async fn submit(&self, inbound: Inbound) -> oneshot::Receiver<Outcome> {
         let (reply, outcome) = oneshot::channel();
-        let permit = match self.room.try_acquire() {
+        // Cancel-safe: the permit is owned by the job (or dropped with this future).
+        let permit = match self.room.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
                 self.stats.waits.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("back-pressure: {} units pending; waiting for the lake", self.room.available_permits());
-                self.room.acquire().await.ok()
+                tracing::debug!("back-pressure: the lake is behind; waiting for room");
+                self.room.clone().acquire_owned().await.ok()
             }
         };
-        // Released by the commit stage once the unit's checkpoint is written.
-        if let Some(p) = permit {
-            p.forget();
-        }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.tx.send(Job { inbound, reply: Some(reply), permit: true }).await {
-            if let Some(r) = e.0.reply {
-                let _ = r.send(Outcome::Failed("the gateway is shutting down".into()));
-            }
+        if let Err(e) = self.tx.send(Job { inbound, reply: Some(reply), permit }).await
+            && let Some(r) = e.0.reply
+        {
+            let _ = r.send(Outcome::Failed("the gateway is shutting down".into()));
         }
         outcome
     }
 }
 
-async fn log_stage(mut rx: mpsc::Receiver<Job>, wal: GroupCommit, out: mpsc::UnboundedSender<Durable>, room: Arc<Semaphore>, stats: Arc<FlowStats>, group: usize) {
+async fn log_stage(mut rx: mpsc::Receiver<Job>, wal: GroupCommit, out: mpsc::UnboundedSender<Durable>, stats: Arc<FlowStats>, group: usize) {
     let mut jobs = Vec::with_capacity(group);
     while rx.recv_many(&mut jobs, group).await > 0 {
         let payloads: Vec<Vec<u8>> = jobs.iter().map(|j| j.inbound.encode()).collect();
         match wal.append_all(payloads).await {
             Ok(first) => {
                 for (i, job) in jobs.drain(..).enumerate() {
-                    let _ = out.send(Durable { seq: first + i as u64, job });
+                    if out.send(Durable { seq: first + i as u64, job }).is_err() {
+                        tracing::error!("the mapping stage has stopped: units are durable but not processed; restart the gateway (the log replays them)");
+                    }
                 }
             }
             Err(e) => {
-                let n = jobs.len();
-                stats.failed.fetch_add(n as u64, Ordering::Relaxed);
-                let permits = jobs.iter().filter(|j| j.permit).count();
+                // The reason (with paths) goes to the log, not to the peer.
+                tracing::error!("write-ahead log append failed: {e}");
+                stats.failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 for job in jobs.drain(..) {
                     if let Some(r) = job.reply {
-                        let _ = r.send(Outcome::Failed(format!("storage failed: {e}")));
+                        let _ = r.send(Outcome::Failed("the gateway could not store the message; send it again".into()));
                     }
                 }
-                room.add_permits(permits);
             }
         }
     }
@@ -270,11 +274,22 @@ async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::Unbounde
                 None => mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter))),
             }
         }
+        // A unit that does not even parse is invalid input whatever its route.
+        for q in mapped.quarantined.iter_mut() {
+            if q.error_kind == "unrouted"
+                && let Some(u) = units.iter().find(|u| u.bronze.record_id == q.id)
+                && let Some((message, location)) = &u.parse_error
+            {
+                q.error_kind = "invalid-input".into();
+                q.error_message = message.clone();
+                q.location = location.clone();
+            }
+        }
         // Answer the submitters: a unit with a quarantine row was rejected.
         let rejected: HashMap<&str, &QuarantineRow> = mapped.quarantined.iter().map(|q| (q.id.as_str(), q)).collect();
-        let mut permits = 0;
+        let mut permits = Vec::with_capacity(batch.len());
         for (d, u) in batch.iter_mut().zip(&units) {
-            permits += d.job.permit as usize;
+            permits.extend(d.job.permit.take());
             let outcome = match rejected.get(u.bronze.record_id.as_str()) {
                 None => Outcome::Accepted,
                 Some(q) => Outcome::Rejected { kind: q.error_kind.clone(), message: q.error_message.clone(), location: q.location.clone() },
@@ -296,7 +311,7 @@ async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::Unbounde
     }
 }
 
-async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, room: Arc<Semaphore>, stats: Arc<FlowStats>, cfg: FlowConfig) {
+async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, stats: Arc<FlowStats>, cfg: FlowConfig) {
     let mut groups = Vec::new();
     loop {
         // Everything waiting, up to a commit's worth of units.
@@ -314,16 +329,18 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             }
         }
         let last_seq = groups.iter().map(|g| g.last_seq).max().unwrap_or(0);
-        let permits: usize = groups.iter().map(|g| g.permits).sum();
+        let mut permits = Vec::with_capacity(units);
         let mut bronze = Vec::with_capacity(units);
         let mut silver = Vec::new();
         let mut quarantined = Vec::new();
         for g in groups.drain(..) {
+            permits.extend(g.permits);
             bronze.extend(g.bronze);
             silver.extend(g.mapped.silver);
             quarantined.extend(g.mapped.quarantined);
         }
         let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
         // Retry only the writes that failed: bronze is append-only.
         let (mut b_done, mut s_done, mut q_done) = (bronze.is_empty(), silver.is_empty(), quarantined.is_empty());
         loop {
@@ -338,21 +355,38 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             b_done |= a.is_ok();
             s_done |= b.is_ok();
             q_done |= c.is_ok();
-            match a.and(b).and(c) {
-                Ok(()) => break,
-                Err(e) => {
-                    // The units stay in the log; a restart would replay them too.
-                    stats.commit_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!("writing {units} units to the lake failed, retrying in {backoff:?}: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
+            let Err(e) = a.and(b).and(c) else { break };
+            // The units stay in the log: a restart replays them.
+            stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+            failures += 1;
+            if give_up(&rx, failures) {
+                tracing::error!("stopping with {units} units not written to the lake ({e}); they stay in the write-ahead log and are replayed at the next start");
+                return;
             }
+            tracing::error!("writing {units} units to the lake failed, retrying in {backoff:?}: {e}");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        if let Err(e) = wal.checkpoint(last_seq).await {
-            tracing::error!("write-ahead log checkpoint failed (the units are in the lake; a restart would replay them harmlessly): {e}");
+        // The permits (back-pressure) are released only once the log knows: if
+        // checkpoints keep failing, the log keeps growing, so listeners must wait.
+        let mut failures = 0u32;
+        while let Err(e) = wal.checkpoint(last_seq).await {
+            failures += 1;
+            if give_up(&rx, failures) {
+                tracing::error!("stopping without a checkpoint ({e}); the next start replays units already in the lake, harmlessly");
+                return;
+            }
+            tracing::error!("write-ahead log checkpoint failed, retrying: {e}");
+            tokio::time::sleep(Duration::from_millis(200) * failures.min(50)).await;
         }
         stats.committed.fetch_add(units as u64, Ordering::Relaxed);
-        room.add_permits(permits);
+        drop(permits);
     }
+}
+
+/// While the gateway runs, failing writes are retried for as long as it takes
+/// (listeners wait meanwhile); once it is stopping (every producer gone), a few
+/// more tries, then the log keeps what was not written.
+fn give_up(rx: &mpsc::UnboundedReceiver<ToCommit>, failures: u32) -> bool {
+    rx.is_closed() && failures >= 5
 }

@@ -5,13 +5,14 @@
 //! `X-Ehrgate-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 //! (and optionally `X-Ehrgate-Event-Id`). A wrong signature, or a timestamp outside
 //! the source's window (a replay of an old request), gets 401 and nothing is
-//! written. A good one is made durable (write-ahead log) before the answer: 202 when
+//! written; so does the same signed request sent again within the window (409). A
+//! good one is made durable (write-ahead log) before the answer: 202 when
 //! the source's adapter mapped it (handle-event), 422 when the adapter rejected it
 //! (it is in quarantine), 503 when it could not be stored.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -53,6 +54,21 @@ pub struct WebhookConfig {
 struct Shared {
     sources: HashMap<String, WebhookSource>,
     flow: Flow,
+    /// Signatures accepted within their window, per source: a second delivery of
+    /// the same signed request is a replay.
+    seen: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl Shared {
+    /// Record `signature` as used; false if it already was (within its window).
+    fn first_use(&self, source: &WebhookSource, signature: &str, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let window = source.window.as_secs() as i64;
+        if seen.len() > 4096 {
+            seen.retain(|_, ts| now - *ts <= window * 2);
+        }
+        seen.insert((source.name.clone(), signature.to_string()), now).is_none()
+    }
 }
 
 /// The signature a sender puts in `X-Ehrgate-Signature` (for senders and tests).
@@ -95,6 +111,11 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
         tracing::warn!(%source, "webhook refused: {why}");
         return json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": why}));
     }
+    let signature = headers.get("x-ehrgate-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !shared.first_use(src, signature, now) {
+        tracing::warn!(%source, "webhook refused: the same signed request was already received");
+        return json(StatusCode::CONFLICT, serde_json::json!({"error": "this signed request was already received (replay)"}));
+    }
     let event_id = headers.get("x-ehrgate-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let inbound = Inbound {
         kind: InboundKind::Event { event_id },
@@ -118,7 +139,7 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
 pub async fn bind(cfg: WebhookConfig, flow: Flow, mut shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow });
+    let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, seen: Mutex::new(HashMap::new()) });
     let app = Router::new()
         .route("/v1/events/{source}", post(event))
         .route("/healthz", get(|| async { "ok" }))

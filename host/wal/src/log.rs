@@ -15,6 +15,8 @@ pub enum WalError {
     TooLarge { dir: PathBuf, len: usize, max: usize },
     #[error("write-ahead log in {dir}: {0}", dir = .1.display())]
     Corrupt(String, PathBuf),
+    #[error("write-ahead log in {dir}: an earlier write failed ({why}); appends are refused until a restart re-reads the log")]
+    Poisoned { dir: PathBuf, why: String },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +54,9 @@ pub struct Log {
     file_len: u64,
     next_seq: u64,
     checkpoint: u64,
+    /// Set when a write or fsync failed: the file's state is unknown (after a failed
+    /// fsync Linux may have dropped the dirty pages), so nothing more is appended.
+    poisoned: Option<String>,
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -90,9 +95,9 @@ impl Log {
             let last = i + 1 == count;
             let (records, valid_len, total_len) = read_segment(&seg.path).map_err(err("read segment"))?;
             if valid_len < total_len {
-                if !last {
+                if !last || valid_record_after(&seg.path, valid_len).map_err(err("read segment"))? {
                     return Err(WalError::Corrupt(
-                        format!("segment {} is damaged at byte {valid_len} of {total_len} and is not the last one", seg.path.display()),
+                        format!("segment {} is damaged at byte {valid_len} of {total_len}, and valid records follow the damage (not a torn tail)", seg.path.display()),
                         dir.into(),
                     ));
                 }
@@ -123,7 +128,7 @@ impl Log {
                 (f, 0)
             }
         };
-        let log = Log { dir: dir.to_path_buf(), cfg, segments, file, file_len, next_seq, checkpoint };
+        let log = Log { dir: dir.to_path_buf(), cfg, segments, file, file_len, next_seq, checkpoint, poisoned: None };
         Ok((log, replay))
     }
 
@@ -139,13 +144,19 @@ impl Log {
     /// Append `payloads` and make them durable; returns the sequence number of the
     /// first one (the rest follow consecutively).
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<u64, WalError> {
+        if let Some(why) = &self.poisoned {
+            return Err(WalError::Poisoned { dir: self.dir.clone(), why: why.clone() });
+        }
         for p in payloads {
             if p.as_ref().len() > self.cfg.max_record_bytes {
                 return Err(WalError::TooLarge { dir: self.dir.clone(), len: p.as_ref().len(), max: self.cfg.max_record_bytes });
             }
         }
-        if self.file_len >= self.cfg.segment_bytes {
-            self.roll()?;
+        if self.file_len >= self.cfg.segment_bytes
+            && let Err(e) = self.roll()
+        {
+            self.poisoned = Some(e.to_string());
+            return Err(e);
         }
         let first = self.next_seq;
         let size: usize = payloads.iter().map(|p| HEADER + p.as_ref().len()).sum();
@@ -162,9 +173,10 @@ impl Log {
             buf.extend_from_slice(p);
         }
         if let Err(e) = self.file.write_all(&buf).and_then(|_| self.file.sync_data()) {
-            // Leave the file as it was, so that a later append does not follow a
-            // half-written record (replay would stop there).
-            let _ = self.file.set_len(self.file_len);
+            // Fail-stop: a later append must not follow a half-written record, and
+            // after a failed fsync the file's contents are not known. On restart, open
+            // cuts a torn tail; the failed records were never acknowledged.
+            self.poisoned = Some(e.to_string());
             return Err(self.io("append")(e));
         }
         self.file_len += buf.len() as u64;
@@ -212,10 +224,35 @@ impl Log {
 }
 
 fn create_segment(dir: &Path, path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new().create_new(true).append(true).open(path)?;
+    let f = match OpenOptions::new().create_new(true).append(true).open(path) {
+        // Left empty by a roll that failed after creating it: reuse it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && fs::metadata(path)?.len() == 0 => OpenOptions::new().append(true).open(path)?,
+        other => other?,
+    };
     f.sync_all()?;
     File::open(dir)?.sync_all()?;
     Ok(f)
+}
+
+/// Whether a valid record starts anywhere after `from` (then the damage is not a
+/// torn tail but a hole in acknowledged data).
+fn valid_record_after(path: &Path, from: u64) -> io::Result<bool> {
+    let bytes = fs::read(path)?;
+    let from = from as usize;
+    for at in from + 1..bytes.len().saturating_sub(HEADER - 1) {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let end = at + HEADER + len;
+        if len == 0 || end > bytes.len() {
+            continue;
+        }
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[at + 8..end]);
+        if h.finalize() == crc {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Read a segment: its valid records, the length of its valid prefix, its length.
@@ -307,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_byte_ends_the_valid_log() {
+    fn a_flipped_byte_in_the_last_record_ends_the_valid_log() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
         log.append(&[b"good".as_slice(), b"flipped"]).unwrap();
@@ -319,6 +356,20 @@ mod tests {
         fs::write(&seg, bytes).unwrap();
         let (_, replay) = Log::open(dir.path(), LogConfig::default()).unwrap();
         assert_eq!(replay.len(), 1);
+    }
+
+    #[test]
+    fn a_hole_in_the_middle_of_the_last_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(&[b"first".as_slice(), b"second", b"third"]).unwrap();
+        drop(log);
+        let seg = dir.path().join(segment_name(1));
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[HEADER + 2] ^= 0xff; // inside "first": acknowledged records follow it
+        fs::write(&seg, bytes).unwrap();
+        let err = Log::open(dir.path(), LogConfig::default()).err().expect("must refuse");
+        assert!(err.to_string().contains("damaged"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! `ehrgate demo`: the main job on embedded defaults. The built-in reference adapter
-//! (a wasm32-wasip2 component in the sandbox) takes every HL7v2 sample and every FHIR
-//! NDJSON file under ../shared/data into the lake: bronze, silver, quarantine. Then
-//! it shows what landed, with SQL.
+//! `ehrgate demo`: the main job on embedded defaults. The gateway runs in this
+//! process: one MLLP listener per built-in adapter (reference and six vendors, each a
+//! sandboxed wasm32-wasip2 component) on 127.0.0.1, fed over real sockets with the
+//! HL7v2 samples under ../shared/data and each vendor's own samples, every message
+//! durable in the write-ahead log before its ACK; the FHIR NDJSON of a bulk export
+//! lands through the file path. Then a dashboard (throughput, error rate, ACK
+//! latency per adapter) and what landed, with SQL.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,28 +42,52 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     files_under(&data, &mut files);
     anyhow::ensure!(!files.is_empty(), "no .hl7 or .ndjson files under {}", data.display());
 
+    let (hl7, ndjson): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|f| f.extension().is_some_and(|e| e == "hl7"));
     let (lake, pipeline, audit_task) = super::lake_cmds::pipeline(cfg, "reference").await?;
     println!("== ehrgate demo ==");
-    println!("adapter: {} (sandboxed wasm component, contract {})", pipeline.adapter().label(), pipeline.adapter().contract());
-    println!("input:   {} files under {}", files.len(), data.display());
     println!("lake:    {}", lake.storage().describe());
+    println!("log:     {} (write-ahead: every message durable before its ACK)", cfg.wal.dir.display());
+    println!("input:   {} HL7v2 files and {} FHIR NDJSON files under {}, plus each vendor adapter's samples", hl7.len(), ndjson.len(), data.display());
     println!();
 
+    // 1. HL7v2 over MLLP, through all seven adapters at once.
+    let (runtime, connections) = crate::adapters::runtime(cfg, std::sync::Arc::new(ehrgate_runtime::TracingAudit))?;
+    let hl7_dir = data.join("hl7");
+    let live = super::demo_mllp::run(cfg, lake.clone(), &runtime, &connections, &hl7_dir).await?;
+    println!("HL7v2 over MLLP (one listener per adapter on 127.0.0.1, one message in flight per connection):");
+    println!("  {:<16} {:<28} {:>6} {:>5} {:>5} {:>7} {:>9} {:>8} {:>8}", "listener", "adapter", "msgs", "AA", "AE", "errors", "msg/s", "p50 ms", "p99 ms");
+    for (name, label, lane) in &live.lanes {
+        let ok = lane.codes.get("AA").copied().unwrap_or(0) + lane.codes.get("CA").copied().unwrap_or(0);
+        let bad = lane.messages - ok;
+        println!(
+            "  {:<16} {:<28} {:>6} {:>5} {:>5} {:>6.1}% {:>9.0} {:>8.2} {:>8.2}",
+            name,
+            label,
+            lane.messages,
+            ok,
+            bad,
+            100.0 * bad as f64 / lane.messages.max(1) as f64,
+            lane.latencies.len() as f64 / lane.elapsed.as_secs_f64().max(1e-9),
+            lane.pct(0.5),
+            lane.pct(0.99)
+        );
+    }
+    println!("  gateway: {}", live.stats.line());
+    println!();
+
+    // 2. A bulk export's NDJSON, through the file path.
     let started = Instant::now();
-    let total = super::lake_cmds::ingest_files(&pipeline, &files).await?;
+    let total = super::lake_cmds::ingest_files(&pipeline, &ndjson).await?;
     super::lake_cmds::finish(pipeline, audit_task).await;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "ingested {} units in {:.2} s ({:.0} units/s): {} resources merged into silver, {} quarantined",
+        "FHIR NDJSON (bulk export files): {} lines in {:.2} s ({:.0} lines/s): {} resources merged into silver, {} quarantined",
         total.units,
         secs,
         total.units as f64 / secs.max(1e-9),
         total.resources,
         total.quarantined
     );
-    for (k, n) in &total.quarantined_by_kind {
-        println!("  quarantined as {k}: {n}");
-    }
     println!();
 
     async fn show(lake: &ehrgate_lake::Lake, title: &str, q: String) {

@@ -3,3 +3,4 @@ pub mod lake_cmds;
 pub mod demo;
 pub mod serve;
 pub mod sandbox;
+pub mod demo_mllp;

@@ -128,7 +128,7 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         eprintln!("fault injection: every lake commit waits {d:?} (EHRGATE_FAULT_SLOW_COMMIT_MS)");
     }
     let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, ..Default::default() };
-    let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, pipelines, flow_cfg);
+    let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, pipelines, flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -161,6 +161,12 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         let mut sources = Vec::new();
         for s in &w.sources {
             let secret = s.secret.resolve().with_context(|| format!("webhook source {}", s.name))?;
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "webhook source {}: the secret is {} bytes; use at least 16 random bytes (anyone could sign with a short or empty one)",
+                s.name,
+                secret.len()
+            );
             sources.push(WebhookSource {
                 name: s.name.clone(),
                 secret: secret.into_bytes(),

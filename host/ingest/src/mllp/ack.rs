@@ -54,11 +54,25 @@ impl AckContext {
     /// split of the first segment finds one, so the sender can still match the NAK.
     pub fn fallback(raw: &[u8]) -> AckContext {
         let text = String::from_utf8_lossy(raw);
-        let first = text.split(['\r', '\n']).next().unwrap_or("");
-        let fields: Vec<&str> = if first.starts_with("MSH") && first.len() > 3 { first.split(&first[3..4]).collect() } else { Vec::new() };
+        let first = text.trim_start_matches('\u{feff}').split(['\r', '\n']).next().unwrap_or("");
+        // The field separator is whatever follows "MSH" (any character, not a byte).
+        let sep = first.strip_prefix("MSH").and_then(|r| r.chars().next());
+        let fields: Vec<&str> = match sep {
+            Some(c) if !c.is_alphanumeric() => first.split(c).collect(),
+            _ => Vec::new(),
+        };
+        let mut delimiters = Delimiters::default();
+        if let (Some(c), Some(enc)) = (sep, fields.get(1)) {
+            let e: Vec<char> = enc.chars().collect();
+            let distinct = |v: &[char]| v.iter().enumerate().all(|(i, a)| !v[..i].contains(a) && *a != c && !a.is_alphanumeric());
+            if e.len() >= 4 && distinct(&e[..4]) {
+                delimiters = Delimiters { field: c, component: e[0], repetition: e[1], escape: e[2], subcomponent: e[3], truncation: None };
+            }
+        }
         // fields[0] = "MSH", fields[1] = MSH-2, so MSH-n is fields[n - 1].
         let f = |n: usize| fields.get(n - 1).map(|s| s.to_string()).unwrap_or_default();
         AckContext {
+            delimiters,
             sending_app: f(3),
             sending_facility: f(4),
             receiving_app: f(5),
@@ -66,7 +80,8 @@ impl AckContext {
             control_id: f(10),
             processing_id: f(11),
             version: Some(f(12)).filter(|v| !v.is_empty() && v.len() < 10).unwrap_or_else(|| "2.5".into()),
-            ..Default::default()
+            accept_ack: None,
+            trigger: String::new(),
         }
     }
 }
@@ -75,13 +90,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A control id for our ACK: unique within this process run and across runs (the
 /// start time is part of it).
-fn ack_control_id() -> String {
+pub(crate) fn ack_control_id() -> String {
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = START.get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     format!("ACK{start:x}{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
-fn hl7_now() -> String {
+pub(crate) fn hl7_now() -> String {
     let micros = ehrgate_lake::now_micros();
     let secs = micros.div_euclid(1_000_000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -98,15 +113,26 @@ fn hl7_now() -> String {
     format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// `PID-3` -> `PID^1^3` (segment, sequence, field) for ERR.
+/// `PID-3` -> `PID^1^3`, `OBX(2)-5(3).1` -> `OBX^2^5^3^1` (segment, occurrence,
+/// field, repetition, component) for ERR.
 fn err_location(location: &str, d: &Delimiters) -> String {
     let c = d.component;
-    let (seg, field) = match location.split_once('-') {
-        Some((s, f)) => (s, f.split(['.', '(']).next().unwrap_or("")),
-        None => (location, ""),
-    };
-    let seg: String = seg.chars().take_while(|ch| ch.is_ascii_alphanumeric()).collect();
-    format!("{seg}{c}1{c}{field}")
+    let (seg_part, rest) = location.split_once('-').unwrap_or((location, ""));
+    let seg: String = seg_part.chars().take_while(|ch| ch.is_ascii_alphanumeric()).collect();
+    let number_in_parens = |s: &str| s.split_once('(').and_then(|(_, r)| r.split_once(')')).map(|(n, _)| n.trim().to_string());
+    let occurrence = number_in_parens(seg_part).unwrap_or_else(|| "1".into());
+    let (field_rep, component) = rest.split_once('.').map(|(a, b)| (a, Some(b))).unwrap_or((rest, None));
+    let field: String = field_rep.chars().take_while(|ch| ch.is_ascii_digit()).collect();
+    let mut out = format!("{seg}{c}{occurrence}{c}{field}");
+    let rep = number_in_parens(field_rep);
+    let component: Option<String> = component.map(|s| s.chars().take_while(|ch| ch.is_ascii_digit()).collect());
+    if rep.is_some() || component.is_some() {
+        out.push_str(&format!("{c}{}", rep.unwrap_or_else(|| "1".into())));
+    }
+    if let Some(comp) = component.filter(|s| !s.is_empty()) {
+        out.push_str(&format!("{c}{comp}"));
+    }
+    out
 }
 
 fn clean(text: &str, d: &Delimiters) -> String {
@@ -127,7 +153,8 @@ pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Op
         // and quarantine for reprocessing once an adapter maps it). Rejecting it
         // would stall the sender's queue on a message resending cannot fix.
         (None, Outcome::Rejected { kind, .. }) if kind == "unsupported" => "AA",
-        (None, Outcome::Rejected { kind, .. }) if kind == "unrouted" => "AR",
+        // The adapter's upstream was unavailable: the sender should send it again.
+        (None, Outcome::Rejected { kind, .. }) if kind == "transient" => "AR",
         (None, Outcome::Rejected { .. }) => "AE",
         (None, Outcome::Failed(_)) => "AR",
         (Some(_), Outcome::Accepted) => "CA",
@@ -234,6 +261,15 @@ mod tests {
     }
 
     #[test]
+    fn err_locations_keep_occurrence_repetition_and_component() {
+        let d = Delimiters::default();
+        assert_eq!(err_location("PID-3", &d), "PID^1^3");
+        assert_eq!(err_location("OBX(2)-5", &d), "OBX^2^5");
+        assert_eq!(err_location("PID-3(2).1", &d), "PID^1^3^2^1");
+        assert_eq!(err_location("MSH", &d), "MSH^1^");
+    }
+
+    #[test]
     fn pre_2_5_err_uses_err_1() {
         let msg = ADT.replace("2.5.1", "2.3");
         let out = Outcome::Rejected { kind: "invalid-input".into(), message: "bad".into(), location: Some("PV1-2".into()) };
@@ -245,8 +281,11 @@ mod tests {
     fn ar_for_storage_failure_and_unrouted() {
         let ack = build(&ctx(ADT), &Outcome::Failed("disk full".into()), false).unwrap();
         assert!(ack.contains("\rMSA|AR|MSG00001|disk full\r"), "{ack}");
-        let out = Outcome::Rejected { kind: "unrouted".into(), message: "no route".into(), location: None };
+        let out = Outcome::Rejected { kind: "transient".into(), message: "upstream down".into(), location: None };
         assert!(build(&ctx(ADT), &out, false).unwrap().contains("MSA|AR|"));
+        // No route is the gateway's configuration, not the sender's to fix by resending.
+        let out = Outcome::Rejected { kind: "unrouted".into(), message: "no route".into(), location: None };
+        assert!(build(&ctx(ADT), &out, false).unwrap().contains("MSA|AE|"));
         // Stored but not mapped (no mapping for the type): accepted, with a note.
         let out = Outcome::Rejected { kind: "unsupported".into(), message: "no mapping for DFT^P03".into(), location: None };
         let ack = build(&ctx(ADT), &out, false).unwrap();
@@ -272,5 +311,11 @@ mod tests {
         assert_eq!((c.control_id.as_str(), c.version.as_str(), c.sending_app.as_str()), ("CTRL7", "2.4", "A"));
         let c = AckContext::fallback(b"\xff\xfe");
         assert_eq!(c.control_id, "");
+        // A non-ASCII byte where the field separator goes: no panic.
+        let c = AckContext::fallback(b"MSH\xe9rest");
+        assert_eq!(c.control_id, "");
+        // The sender's own delimiters are used for the NAK.
+        let c = AckContext::fallback(b"MSH!$%#@!A!B!C!D!2024!!ADT$A01!X1!P!2.6\rPID!broken");
+        assert_eq!((c.delimiters.field, c.delimiters.component, c.control_id.as_str()), ('!', '$', "X1"));
     }
 }

@@ -117,6 +117,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow:
     let framing = cfg.framing.clone();
     let mode = cfg.ack;
     let honour = cfg.honour_msh15;
+    let idle = cfg.idle_timeout;
     let name = cfg.name.clone();
     let writer = tokio::spawn(async move {
         while let Some(owed) = owed_rx.recv().await {
@@ -135,11 +136,18 @@ async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow:
                     batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes)
                 }
             };
-            if let Some(bytes) = bytes
-                && let Err(e) = wr.write_all(&bytes).await
-            {
-                tracing::info!(listener = %name, %peer, "could not send an acknowledgement ({e}); the sender will resend");
-                return;
+            if let Some(bytes) = bytes {
+                match tokio::time::timeout(idle, wr.write_all(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::info!(listener = %name, %peer, "could not send an acknowledgement ({e}); the sender will resend");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(listener = %name, %peer, "the peer has not read its acknowledgements for {idle:?}; closing the connection");
+                        return;
+                    }
+                }
             }
         }
         let _ = wr.shutdown().await;
@@ -170,6 +178,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow:
                 Ok(Some(Frame::Skipped(k))) => tracing::debug!(listener = %cfg.name, %peer, "skipped {k} bytes outside any frame"),
                 Ok(Some(Frame::Message(bytes))) => {
                     let owed = submit_frame(cfg, &flow, bytes).await;
+                    // Waits while the peer has max_in_flight ACKs unread; a writer that
+                    // gave up (peer gone or not reading) ends the connection.
                     if owed_tx.send(owed).await.is_err() {
                         break 'read;
                     }
@@ -258,13 +268,16 @@ fn batch_reply(framing: &Framing, mode: AckMode, honour: bool, header: &AckConte
     }
     let d = &header.delimiters;
     let f = d.field;
+    // BHS-7 now, BHS-11 our batch control id, BHS-12 the received batch's id.
     let mut out = format!(
-        "BHS{f}{}{f}{}{f}{}{f}{}{f}{}{f}{f}{f}{f}{f}{}\r",
+        "BHS{f}{}{f}{}{f}{}{f}{}{f}{}{f}{}{f}{f}{f}{f}{}{f}{}\r",
         d.encoding_characters(),
         header.receiving_app,
         header.receiving_facility,
         header.sending_app,
         header.sending_facility,
+        ack::hl7_now(),
+        ack::ack_control_id(),
         header.control_id
     );
     let mut n = 0;
