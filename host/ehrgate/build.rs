@@ -64,5 +64,29 @@ fn main() {
         table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", dest.display().to_string()));
     }
     table.push_str("];\n");
+
+    // The vendor adapters' own sample messages and site settings (their golden
+    // fixtures), for the demo: (adapter, file name, bytes) and (adapter, JSON).
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..");
+    table.push_str("/// Vendor sample HL7v2 messages: (adapter, file, bytes).\npub const SAMPLES: &[(&str, &str, &[u8])] = &[\n");
+    let mut configs = String::from("/// Vendor site settings for the samples: (adapter, JSON object).\npub const SITE_CONFIG: &[(&str, &str)] = &[\n");
+    for name in BUILTIN.iter().filter(|n| **n != "reference") {
+        let dir = root.join("adapters").join(name).join("tests/fixtures");
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let file = f.file_name().unwrap().to_string_lossy().to_string();
+            let path = f.canonicalize().unwrap().display().to_string();
+            if file.ends_with(".hl7") {
+                table.push_str(&format!("    ({name:?}, {file:?}, include_bytes!({path:?})),\n"));
+            } else if file == "config.json" {
+                configs.push_str(&format!("    ({name:?}, include_str!({path:?})),\n"));
+            }
+        }
+    }
+    table.push_str("];\n");
+    configs.push_str("];\n");
+    table.push_str(&configs);
     std::fs::write(out.join("builtin.rs"), table).unwrap();
 }

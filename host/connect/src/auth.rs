@@ -194,7 +194,11 @@ impl Auth {
                 form.push(("client_assertion", jwt));
                 http.post(&token_url).form(&form)
             }
-            Credentials::Basic { client_id, secret, .. } => http.post(&token_url).basic_auth(client_id, Some(secret.expose())).form(&form),
+            // RFC 6749 2.3.1: the id and secret are form-urlencoded before Basic.
+            Credentials::Basic { client_id, secret, .. } => {
+                let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                http.post(&token_url).basic_auth(enc(client_id), Some(enc(secret.expose()))).form(&form)
+            }
         };
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         let resp = req

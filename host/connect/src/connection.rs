@@ -250,6 +250,9 @@ impl Connection {
         let mut refreshed = false;
         loop {
             attempt += 1;
+            // Throttle first: a request must not hold the breaker's (half-open probe)
+            // permit while it waits out a pause.
+            let slot = self.throttle.admit().await;
             let permit = match self.breaker.acquire() {
                 Ok(p) => p,
                 Err(left) => {
@@ -261,8 +264,19 @@ impl Connection {
                     )));
                 }
             };
-            let slot = self.throttle.admit().await;
-            let token = if skip_auth { None } else { self.auth.bearer(&self.http, &scopes).await? };
+            // The token request gets the same deadline as the request itself: a token
+            // endpoint that never answers must not hang every caller.
+            let token = if skip_auth {
+                None
+            } else {
+                match tokio::time::timeout(self.timeout, self.auth.bearer(&self.http, &scopes)).await {
+                    Ok(t) => t?,
+                    Err(_) => {
+                        permit.failure();
+                        return Err(HttpError::Timeout);
+                    }
+                }
+            };
             let mut rb = self.http.request(out.method.clone(), &out.url);
             for (k, v) in out.headers {
                 rb = rb.header(k.as_str(), v.as_str());
@@ -306,16 +320,26 @@ impl Connection {
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    if let (true, Some(d)) = (status == 429 || status == 503, retry_after) {
-                        tracing::info!(connection = %self.name, status, pause_ms = d.as_millis() as u64, "upstream asked to slow down; pausing the connection");
-                        self.throttle.pause(d);
-                    }
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+                        .filter(|d| !d.is_zero());
+                    let paused = match (status == 429 || status == 503, retry_after) {
+                        (true, Some(d)) => {
+                            tracing::info!(connection = %self.name, status, pause_ms = d.as_millis() as u64, "upstream asked to slow down; pausing the connection");
+                            self.throttle.pause(d);
+                            true
+                        }
+                        _ => false,
+                    };
                     if !retryable_status(status) || attempt >= max_attempts {
                         return Ok(Attempt::Response(resp, slot));
                     }
-                    // A Retry-After pause is waited out by the throttle; otherwise back off.
-                    if retry_after.is_some() { Duration::ZERO } else { backoff(&self.retry, attempt) }
+                    // A pause is waited out by the throttle; a Retry-After on another
+                    // status is honoured here; otherwise back off.
+                    match (paused, retry_after) {
+                        (true, _) => Duration::ZERO,
+                        (false, Some(d)) => d.max(backoff(&self.retry, attempt)),
+                        (false, None) => backoff(&self.retry, attempt),
+                    }
                 }
                 Ok(Err(e)) => {
                     permit.failure();

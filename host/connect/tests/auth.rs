@@ -118,10 +118,11 @@ async fn the_token_endpoint_refuses_replayed_late_and_misaddressed_assertions() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_token_is_cached_and_an_expired_one_refreshed_exactly_once() {
     let sb = serve(SandboxOptions { patients: 2, ..Default::default() }).await.unwrap();
-    sb.register_client(ClientRegistration { client_id: "oracle-like".into(), jwks: None, client_secret: Some("s3cret-value".into()), scopes: None })
+    sb.register_client(ClientRegistration { client_id: "oracle-like".into(), jwks: None, client_secret: Some("s3cret:value+%/".into()), scopes: None })
         .unwrap();
     let dir = TempDir::new("basic");
-    let secret = dir.write("secret", "s3cret-value\n");
+    // Characters RFC 6749 2.3.1 says are form-urlencoded inside Basic credentials.
+    let secret = dir.write("secret", "s3cret:value+%/\n");
     let mut cfg = plain("ehr", &sb.base_url());
     cfg.auth = AuthConfig::ClientCredentials {
         client_id: "oracle-like".into(),
@@ -154,15 +155,16 @@ async fn client_credentials_token_is_cached_and_an_expired_one_refreshed_exactly
 async fn tokens_are_refreshed_before_they_expire_and_a_burst_shares_one() {
     // Tokens live 2 s here: refreshed a fifth of the lifetime early.
     let sb = serve(SandboxOptions { patients: 1, token_ttl_secs: 2, ..Default::default() }).await.unwrap();
+    // A file secret: setting an environment variable while other tests run is unsound.
+    let dir = TempDir::new("early");
+    let secret = dir.write("secret", "sandbox-demo-secret");
     let mut cfg = plain("ehr", &sb.base_url());
     cfg.auth = AuthConfig::ClientCredentials {
         client_id: "ehrgate-demo".into(),
-        client_secret: SecretRef::new("env:EHRGATE_TEST_DEMO_SECRET"),
+        client_secret: SecretRef::new(format!("file:{}", secret.display())),
         token_url: sb.token_url(),
         scopes: scopes(&["system/*.read"]),
     };
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe { std::env::set_var("EHRGATE_TEST_DEMO_SECRET", "sandbox-demo-secret") };
     let conn = std::sync::Arc::new(Connection::new(&cfg).unwrap());
     let declared = scopes(&["system/*.read"]);
     let calls: Vec<_> = (0..8)

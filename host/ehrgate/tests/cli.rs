@@ -118,7 +118,14 @@ fn demo_runs_the_main_job_into_the_lake() {
     let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir).args(["demo", "--data", data.to_str().unwrap()]).output().unwrap();
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}\n{}", text(&out.stderr));
-    assert!(report.contains("units/s") && report.contains("resources merged into silver"), "{report}");
+    assert!(report.contains("lines/s") && report.contains("resources merged into silver"), "{report}");
+    // Every built-in adapter's listener got messages over MLLP, and answered them.
+    for adapter in ["reference", "epic", "oracle-health", "meditech", "mirth", "rhapsody", "cloverleaf"] {
+        let row = report.lines().find(|l| l.trim_start().starts_with(&format!("{adapter} "))).unwrap_or_else(|| panic!("no row for {adapter}: {report}"));
+        let msgs: usize = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(msgs > 0, "{adapter} got no messages: {row}");
+    }
+    assert!(report.contains("failed 0"), "nothing failed to be stored: {report}");
     assert!(report.contains("| Observation"), "the silver summary lists the tables: {report}");
     assert!(report.contains("unsupported"), "non-ADT/ORU samples are quarantined as unsupported: {report}");
     for t in ["bronze/hl7_messages", "bronze/fhir_ndjson", "silver/patient", "quarantine/records"] {

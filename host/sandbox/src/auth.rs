@@ -106,7 +106,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (id, secret) = text.split_once(':')?;
-    Some((id.to_string(), secret.to_string()))
+    // RFC 6749 2.3.1: both are form-urlencoded inside the Basic credentials.
+    let dec = |s: &str| form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((dec(id)?, dec(secret)?))
 }
 
 /// Checks a `private_key_jwt` assertion; returns the client id.

@@ -41,10 +41,6 @@ impl Lane {
     }
 }
 
-/// The messages in an HL7 file, as frames (a batch file is one frame).
-fn frames(file: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    Ok(vec![std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?])
-}
 
 /// MSA-1 of every ACK in a reply frame (one, or several in a batch ACK).
 fn msa_codes(frame: &[u8]) -> Vec<String> {
@@ -55,17 +51,17 @@ fn msa_codes(frame: &[u8]) -> Vec<String> {
         .collect()
 }
 
-async fn send_files(addr: std::net::SocketAddr, files: &[PathBuf]) -> anyhow::Result<Lane> {
+async fn send_frames(addr: std::net::SocketAddr, frames: &[Vec<u8>]) -> anyhow::Result<Lane> {
     let mut lane = Lane::default();
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let started = Instant::now();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    for file in files {
-        for frame in frames(file)? {
+    for frame in frames {
+        {
             let mut wire = vec![0x0b];
-            wire.extend_from_slice(&frame);
+            wire.extend_from_slice(frame);
             wire.extend_from_slice(&[0x1c, 0x0d]);
             let sent = Instant::now();
             stream.write_all(&wire).await?;
@@ -91,21 +87,22 @@ async fn send_files(addr: std::net::SocketAddr, files: &[PathBuf]) -> anyhow::Re
 
 /// Site configuration a vendor adapter's golden files use (its identifier systems
 /// and MRN rules): the demo's stand-in for a hospital's settings.
-fn site_config(repo: &Path, adapter: &str) -> HashMap<String, String> {
-    let path = repo.join("adapters").join(adapter).join("tests/fixtures/config.json");
-    super::adapter_test::config_json(Some(&path)).unwrap_or_default()
+fn site_config(adapter: &str) -> HashMap<String, String> {
+    let Some((_, json)) = adapters::SITE_CONFIG.iter().find(|(a, _)| *a == adapter) else { return HashMap::new() };
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(json) else { return HashMap::new() };
+    obj.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect()
 }
 
-fn hl7_files(dir: &Path) -> Vec<PathBuf> {
+/// Each HL7 file as one frame (a batch file is one frame).
+fn hl7_frames(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
+        .with_context(|| format!("cannot list {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "hl7"))
         .collect();
     v.sort();
-    v
+    v.iter().map(|f| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))).collect()
 }
 
 pub struct LiveRun {
@@ -117,15 +114,15 @@ pub struct LiveRun {
 /// reference adapter and each vendor's samples (from the repository, when present)
 /// to that vendor's adapter; stop cleanly (everything committed).
 pub async fn run(cfg: &Config, lake: Arc<Lake>, runtime: &Runtime, connections: &Connections, shared_hl7: &Path) -> anyhow::Result<LiveRun> {
-    let repo = std::env::current_dir()?;
-    let mut plan: Vec<(String, Vec<PathBuf>)> = vec![("reference".into(), hl7_files(shared_hl7))];
+    let mut plan: Vec<(String, Vec<Vec<u8>>)> = vec![("reference".into(), hl7_frames(shared_hl7)?)];
     for vendor in adapters::builtin_names().filter(|n| *n != "reference") {
-        plan.push((vendor.to_string(), hl7_files(&repo.join("adapters").join(vendor).join("tests/fixtures"))));
+        let samples = adapters::SAMPLES.iter().filter(|(a, _, _)| *a == vendor).map(|(_, _, b)| b.to_vec()).collect();
+        plan.push((vendor.to_string(), samples));
     }
     let mut pipelines = HashMap::new();
     let mut labels = HashMap::new();
     for (name, _) in &plan {
-        let extra = if name == "reference" { HashMap::new() } else { site_config(&repo, name) };
+        let extra = site_config(name);
         let adapter = adapters::load_named(runtime, connections, cfg, name, extra).await?;
         labels.insert(name.clone(), adapter.label().to_string());
         pipelines.insert(name.clone(), Pipeline::new(lake.clone(), adapter));
@@ -137,18 +134,18 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>, runtime: &Runtime, connections: 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut listeners = Vec::new();
     let mut sends = Vec::new();
-    for (name, files) in plan {
+    for (name, frames) in plan {
         let (addr, task) = mllp::bind(MllpConfig::new(&name, "127.0.0.1:0".parse()?, &name), flow.clone(), stop_rx.clone()).await?;
         listeners.push(task);
         let label = labels[&name].clone();
-        sends.push((name, label, addr, files));
+        sends.push((name, label, addr, frames));
     }
     drop(flow);
     let mut lanes = Vec::new();
     // The lanes run at once, like several interfaces feeding one gateway.
     let handles: Vec<_> = sends
         .into_iter()
-        .map(|(name, label, addr, files)| (name, label, tokio::spawn(async move { send_files(addr, &files).await })))
+        .map(|(name, label, addr, frames)| (name, label, tokio::spawn(async move { send_frames(addr, &frames).await })))
         .collect();
     for (name, label, h) in handles {
         lanes.push((name, label, h.await??));
