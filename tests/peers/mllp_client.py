@@ -1,7 +1,7 @@
 """An MLLP sender that no ehrgate code wrote: python-hl7's asyncio client
 (hl7.mllp.open_hl7_connection), used by the end-to-end tests as the peer.
 
-  mllp_client.py --port P corpus FILE...
+  mllp_client.py --port P [--tls-ca CA.pem] corpus FILE...
       Sends each file's bytes as one frame (a message, or an FHS/BHS batch) and
       prints one JSON line per file: {"file": ..., "acks": [[MSA-1, MSA-2], ...]}.
   mllp_client.py --port P stream --count N [--start K] [--prefix X]
@@ -36,8 +36,15 @@ def msa_of(block: str):
     return out
 
 
-async def corpus(port, files):
-    reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8", encoding_errors="replace")
+def tls_context(ca):
+    if not ca:
+        return {}
+    import ssl
+    return {"ssl": ssl.create_default_context(cafile=ca)}
+
+
+async def corpus(port, files, ca=None):
+    reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8", encoding_errors="replace", **tls_context(ca))
     for f in files:
         with open(f, "rb") as fh:
             data = fh.read()
@@ -84,6 +91,7 @@ async def stream(port, start, count, prefix):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--tls-ca", help="connect with TLS, trusting this CA certificate (PEM)")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("corpus")
     c.add_argument("files", nargs="+")
@@ -93,7 +101,7 @@ def main():
     s.add_argument("--prefix", default="STRM")
     a = p.parse_args()
     if a.cmd == "corpus":
-        asyncio.run(corpus(a.port, a.files))
+        asyncio.run(corpus(a.port, a.files, a.tls_ca))
         return 0
     return asyncio.run(stream(a.port, a.start, a.count, a.prefix))
 

@@ -114,6 +114,15 @@ pub struct MllpEntry {
     /// frame gets a reply.
     #[serde(default)]
     pub honour_msh15: bool,
+    /// TLS for this listener: PEM certificate chain and private key files.
+    pub tls: Option<TlsEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsEntry {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]

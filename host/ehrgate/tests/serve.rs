@@ -376,3 +376,50 @@ fn a_slow_lake_slows_the_sender_down_and_nothing_is_lost_or_nacked() {
     assert_eq!(stat(&stopped, "failed"), 0);
     assert_eq!(count(&dir.0, "SELECT count(DISTINCT id) AS n FROM silver_patient"), 1000);
 }
+
+#[test]
+fn a_tls_listener_serves_a_tls_peer_and_refuses_plain_tcp() {
+    let dir = workdir("tls");
+    // A self-signed certificate for 127.0.0.1, made by openssl for this test.
+    let ok = Command::new("openssl")
+        .current_dir(&dir.0)
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    std::fs::write(
+        dir.0.join("ehrgate.toml"),
+        "[[listeners.mllp]]\nname = \"secure\"\nbind = \"127.0.0.1:0\"\ntls = { cert = \"cert.pem\", key = \"key.pem\" }\n",
+    )
+    .unwrap();
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let line = gw.wait_for("mllp listener secure", Duration::from_secs(5));
+    assert!(line.contains("TLS"), "{line}");
+    let port = gw.port("mllp listener secure");
+    let files: Vec<PathBuf> = ehrgate_testkit::hl7_samples().into_iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("adt_a0")).take(3).collect();
+    let out = Command::new("python3")
+        .arg(peer_script())
+        .args(["--port", &port.to_string(), "--tls-ca", dir.0.join("cert.pem").to_str().unwrap(), "corpus"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "TLS peer failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+    let acks: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(acks.len(), 3);
+    for a in &acks {
+        let code = a["acks"][0][0].as_str().unwrap();
+        assert!(code == "AA" || code == "CA", "{a}");
+    }
+    // Plain MLLP to the TLS port: the handshake fails and the connection closes
+    // without an ACK.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"\x0bMSH|^~\\&|A|B|C|D|2024||ADT^A01|PLAIN1|P|2.5\r\x1c\r").unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(!String::from_utf8_lossy(&reply).contains("MSA"), "no HL7 answer over plain TCP");
+    let stopped = gw.stop();
+    assert_eq!(stat(&stopped, "received"), 3);
+}

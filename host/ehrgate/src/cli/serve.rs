@@ -66,6 +66,9 @@ fn mllp_config(e: &MllpEntry, i: usize) -> anyhow::Result<MllpConfig> {
         c.max_in_flight = v;
     }
     c.honour_msh15 = e.honour_msh15;
+    if let Some(t) = &e.tls {
+        c.tls = Some(mllp::tls::server_config(&t.cert, &t.key).map_err(|m| anyhow::anyhow!("listener {name}: {m}"))?);
+    }
     Ok(c)
 }
 
@@ -135,8 +138,9 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     let mut tasks = Vec::new();
     for m in mllp_entries {
         let (name, default) = (m.name.clone(), m.router.default.clone().unwrap_or_else(|| "(routes only)".into()));
+        let tls = if m.tls.is_some() { ", TLS" } else { "" };
         let (bound, task) = mllp::bind(m, flow.clone(), stop_rx.clone()).await.with_context(|| format!("listener {name}: cannot listen"))?;
-        announce(&format!("ehrgate: mllp listener {name} on {bound} (adapter {default})"));
+        announce(&format!("ehrgate: mllp listener {name} on {bound} (adapter {default}){tls}"));
         tasks.push(task);
     }
     for d in &cfg.listeners.drops {

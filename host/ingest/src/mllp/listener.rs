@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ehrgate_sdk::hl7;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -43,6 +43,8 @@ pub struct MllpConfig {
     /// on error, SU: only on success). Off by default: MLLP senders wait for a
     /// reply to every frame.
     pub honour_msh15: bool,
+    /// TLS (see [`super::tls::server_config`]); plain TCP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl MllpConfig {
@@ -58,6 +60,7 @@ impl MllpConfig {
             idle_timeout: Duration::from_secs(600),
             max_in_flight: 64,
             honour_msh15: false,
+            tls: None,
         }
     }
 }
@@ -94,7 +97,17 @@ async fn accept_loop(listener: TcpListener, cfg: Arc<MllpConfig>, flow: Flow, mu
         let (cfg, flow, shutdown) = (cfg.clone(), flow.clone(), shutdown.clone());
         conns.spawn(async move {
             tracing::debug!(listener = %cfg.name, %peer, "connection opened");
-            connection(stream, peer, &cfg, flow, shutdown).await;
+            match cfg.tls.clone() {
+                None => connection(stream, peer, &cfg, flow, shutdown).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => connection(s, peer, &cfg, flow, shutdown).await,
+                        Ok(Err(e)) => tracing::warn!(listener = %cfg.name, %peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::warn!(listener = %cfg.name, %peer, "TLS handshake did not finish within 30 s"),
+                    }
+                }
+            }
             drop(slot);
         });
         while conns.try_join_next().is_some() {}
@@ -111,8 +124,11 @@ enum Owed {
     Batch(AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>),
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, cfg: &MllpConfig, flow: Flow, mut shutdown: watch::Receiver<bool>) {
-    let (mut rd, mut wr) = stream.into_split();
+async fn connection<S>(stream: S, peer: SocketAddr, cfg: &MllpConfig, flow: Flow, mut shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(cfg.max_in_flight.max(1));
     let framing = cfg.framing.clone();
     let mode = cfg.ack;

@@ -5,5 +5,6 @@
 pub mod ack;
 pub mod frame;
 mod listener;
+pub mod tls;
 
 pub use listener::{AckMode, MllpConfig, bind};
