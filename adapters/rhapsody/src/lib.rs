@@ -17,6 +17,9 @@ use ehrgate_sdk::{Adapter, AdapterError, AdapterInfo, Hl7Input, Output};
 
 pub const PROVENANCE_BASE: &str = "urn:ehrgate:provenance:rhapsody:";
 pub const DEFAULT_HEADER_PREFIX: &str = "X-Rhapsody-";
+/// Message properties kept as provenance unless `metadata.properties` (comma-separated,
+/// without the prefix) says otherwise.
+pub const DEFAULT_PROPERTIES: &[&str] = &["messageid", "route", "inputcommpoint", "receivedtime"];
 pub const EVENT_SOURCES: &[&str] = &["rhapsody-http", "rhapsody-file"];
 
 fn map_one(input: &Hl7Input) -> Result<Output, AdapterError> {
@@ -59,6 +62,14 @@ impl Adapter for Rhapsody {
                 let env = Envelope::parse(&text);
                 let mut out = envelope::map_messages(&env.payload, &FileStyle::Hl7, source, 0, map_one)?;
                 let prefix = config("metadata.header-prefix").unwrap_or_else(|| DEFAULT_HEADER_PREFIX.into());
+                // Only properties on the allow-list become provenance: route-defined
+                // properties can carry PHI, paths or credentials.
+                let allowed: Vec<String> = config("metadata.properties")
+                    .unwrap_or_else(|| DEFAULT_PROPERTIES.join(","))
+                    .split(',')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .filter(|p| !p.is_empty())
+                    .collect();
                 let items: Vec<(String, String)> = env
                     .headers
                     .iter()
@@ -66,6 +77,7 @@ impl Adapter for Rhapsody {
                         let head = k.get(..prefix.len())?;
                         head.eq_ignore_ascii_case(&prefix).then(|| (k[prefix.len()..].to_ascii_lowercase(), v.clone()))
                     })
+                    .filter(|(k, _)| allowed.contains(k))
                     .collect();
                 if items.is_empty() {
                     out.warn("no Rhapsody message properties in the headers: no provenance kept");

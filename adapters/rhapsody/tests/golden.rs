@@ -54,3 +54,21 @@ fn message_properties_are_kept_as_provenance() {
     assert!(ext.iter().any(|e| e["url"] == "urn:ehrgate:provenance:rhapsody:inputcommpoint"));
     assert!(Rhapsody::handle_event("rhapsody-ftp", &body).is_err());
 }
+
+#[test]
+fn only_allow_listed_properties_become_provenance() {
+    let body = std::fs::read(dir("fixtures/rhapsody_http_event_properties.txt")).unwrap();
+    let text = String::from_utf8(body).unwrap();
+    // A route-defined property that carries PHI must not be copied into the lake.
+    let with_extra = text.replacen("X-Rhapsody-Route:", "X-Rhapsody-PatientName: TESTPATIENT^ALPHA\nX-Rhapsody-Route:", 1);
+    let urls = |cfg: &[(&str, &str)]| -> Vec<String> {
+        let (out, _) = with_host(host(cfg), || Rhapsody::handle_event("rhapsody-http", with_extra.as_bytes()).unwrap());
+        let v: Value = serde_json::from_str(&out.resources[0]).unwrap();
+        v["meta"]["extension"].as_array().unwrap().iter().map(|e| e["url"].as_str().unwrap().to_string()).collect()
+    };
+    let default = urls(&[]);
+    assert!(default.iter().any(|u| u.ends_with(":route")), "{default:?}");
+    assert!(!default.iter().any(|u| u.ends_with(":patientname")), "{default:?}");
+    let narrowed = urls(&[("metadata.properties", "messageid")]);
+    assert!(narrowed.iter().any(|u| u.ends_with(":messageid")) && !narrowed.iter().any(|u| u.ends_with(":route")), "{narrowed:?}");
+}
