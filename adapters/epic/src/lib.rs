@@ -138,7 +138,14 @@ pub fn bulk_kickoff() -> Result<String, AdapterError> {
     let mut query = Vec::new();
     for (key, param) in [("bulk.types", "_type"), ("bulk.since", "_since")] {
         if let Some(v) = config(key) {
-            query.push(format!("{param}={}", v.replace(' ', "")));
+            // Percent-encode what is not unreserved or `,` (a `+05:00` offset in
+            // `_since` would otherwise reach the server as a space).
+            let enc: String = v
+                .replace(' ', "")
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-._~,:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            query.push(format!("{param}={enc}"));
         }
     }
     let path = if query.is_empty() { format!("/Group/{group}/$export") } else { format!("/Group/{group}/$export?{}", query.join("&")) };

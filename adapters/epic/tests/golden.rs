@@ -86,6 +86,12 @@ fn bulk_export_is_group_scoped_from_config() {
     assert_eq!(v["path"], "/Group/e3iabhmS8rsueyz7vaimuiaSmfGvi.QwjVXJANlPOgR83/$export?_type=Patient,Observation");
     let (r, _) = with_host(host(&[("bulk.group-id", "../x")]), || Epic::run_action("bulk-kickoff", "{}"));
     assert!(r.is_err());
+    // An offset's `+` is percent-encoded, not left to be read as a space.
+    let (r, _) = with_host(host(&[("bulk.group-id", "g1"), ("bulk.since", "2024-01-01T00:00:00+05:00")]), || {
+        Epic::run_action("bulk-kickoff", "{}").unwrap()
+    });
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(v["path"], "/Group/g1/$export?_since=2024-01-01T00:00:00%2B05:00");
 }
 
 #[test]
