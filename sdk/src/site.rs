@@ -14,6 +14,7 @@
 //! | `mrn.system` | `Identifier.system` of the MRN (e.g. `urn:oid:1.2.3`) |
 //! | `visit.authority` / `visit.system` | namespace and system of the visit / account number |
 //! | `visit.from-account` | `true`: PID-18 is the visit number when PV1-19 is empty |
+//! | `visit.prefer-account` | `true`: PID-18 is the visit number even when PV1-19 holds something (e.g. a visit sequence such as `01`) |
 //! | `identifier-systems` | JSON object: namespace -> system, for any other authority |
 //! | `utc-offset` | offset of times sent without one, e.g. `-05:00` |
 //! | `concept-map` | JSON array of `{"system": <HL7 coding system>, "code", "target": {"system", "code", "display"}}` |
@@ -57,6 +58,8 @@ pub struct Site {
     /// Namespace (upper case) -> identifier system.
     pub systems: BTreeMap<String, String>,
     pub visit_from_account: bool,
+    /// PID-18 replaces a non-empty PV1-19 too.
+    pub visit_prefer_account: bool,
     pub utc_offset: Option<String>,
     pub concepts: Vec<ConceptRule>,
     pub keep_source_coding: bool,
@@ -102,6 +105,7 @@ impl Site {
             }
         }
         site.visit_from_account = config_flag("visit.from-account", false);
+        site.visit_prefer_account = config_flag("visit.prefer-account", false);
         site.utc_offset = config("utc-offset");
         if let Some(json) = config("concept-map") {
             match parse_concepts(&json) {
@@ -177,7 +181,7 @@ impl Site {
     /// copied into an empty PV1-19 so that the standard Encounter map keys on it.
     /// Borrowed unchanged when there is nothing to do.
     pub fn prepare<'t>(&self, raw: &'t str) -> Cow<'t, str> {
-        if !self.visit_from_account {
+        if !self.visit_from_account && !self.visit_prefer_account {
             return Cow::Borrowed(raw);
         }
         let Ok(msg) = Message::parse(raw) else {
@@ -187,7 +191,7 @@ impl Site {
             return Cow::Borrowed(raw);
         };
         let account = pid.field(18).raw();
-        if account.trim().is_empty() || !pv1.field(19).raw().trim().is_empty() {
+        if account.trim().is_empty() || (!self.visit_prefer_account && !pv1.field(19).raw().trim().is_empty()) {
             return Cow::Borrowed(raw);
         }
         let sep = msg.delimiters().field;

@@ -40,6 +40,27 @@ fn fin_in_pid18_keys_the_encounter_with_the_site_oid() {
 }
 
 #[test]
+fn the_fin_can_key_the_encounter_even_when_pv1_19_holds_a_sequence() {
+    // The shared Cerner HNAM sample: PV1-19 is `01`, the FIN is in PID-18.
+    let raw = std::fs::read_to_string(ehrgate_testkit_shared().join("data/hl7/adt_a01_cerner_hnam_v23.hl7")).unwrap();
+    let enc = |extra: &[(&str, &str)]| -> Value {
+        let (out, _) = with_host(host(extra), || OracleHealth::map_hl7(&Hl7Input::new(raw.clone())).unwrap());
+        let r: Vec<Value> = out.resources.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+        r.into_iter().find(|r| r["resourceType"] == "Encounter").expect("an Encounter")
+    };
+    let fin = ehrgate_sdk::hl7::Message::parse(&raw).unwrap().get("PID-18.1").unwrap().to_string();
+    let default = enc(&[]);
+    assert_eq!(default["identifier"][0]["value"], "01", "by default a non-empty PV1-19 is kept");
+    let preferred = enc(&[("visit.prefer-account", "true")]);
+    assert_eq!(preferred["identifier"][0]["value"], fin.as_str());
+    assert_ne!(preferred["id"], default["id"]);
+}
+
+fn ehrgate_testkit_shared() -> std::path::PathBuf {
+    std::env::var_os("EHRGATE_SHARED").map(Into::into).unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+#[test]
 fn millennium_code_values_go_through_the_concept_map() {
     let r = map("oracle_oru_r01_potassium_code_value.hl7", &[]);
     let obs = r.iter().find(|r| r["resourceType"] == "Observation").unwrap();
