@@ -4,11 +4,11 @@
   mllp_client.py --port P [--tls-ca CA.pem] corpus FILE...
       Sends each file's bytes as one frame (a message, or an FHS/BHS batch) and
       prints one JSON line per file: {"file": ..., "acks": [[MSA-1, MSA-2], ...]}.
-  mllp_client.py --port P stream --count N [--start K] [--prefix X]
-      Sends N generated ADT^A01 messages (control id <X><i>, patient <X>-P<i>), one
-      in flight, printing "acked <i> <MSA-1>" after each ACK. On a broken
-      connection it prints "broken <i>" (the first message without an ACK) and
-      exits 3.
+  mllp_client.py --port P stream --count N [--start K] [--prefix X] [--window W]
+      Sends N generated ADT^A01 messages (control id <X><i>, patient <X>-P<i>), up
+      to W unacknowledged at a time (default 1), checking that ACKs come back in
+      order, printing "acked <i> <MSA-1>" after each ACK. On a broken connection it
+      prints "broken <i>" (the first message without an ACK) and exits 3.
 """
 import argparse
 import asyncio
@@ -66,12 +66,16 @@ def adt(prefix, i):
     ]) + "\r"
 
 
-async def stream(port, start, count, prefix):
-    i = start
+async def stream(port, start, count, prefix, window=1):
+    i = start          # the first message without an ACK
+    sent = start       # the next message to send
+    end = start + count
     try:
         reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8")
-        while i < start + count:
-            writer.writeblock(adt(prefix, i).encode())
+        while i < end:
+            while sent < end and sent - i < window:
+                writer.writeblock(adt(prefix, sent).encode())
+                sent += 1
             await writer.drain()
             block = await asyncio.wait_for(reader.readblock(), 60)
             acks = msa_of(block.decode() if isinstance(block, bytes) else block)
@@ -99,11 +103,12 @@ def main():
     s.add_argument("--count", type=int, required=True)
     s.add_argument("--start", type=int, default=0)
     s.add_argument("--prefix", default="STRM")
+    s.add_argument("--window", type=int, default=1)
     a = p.parse_args()
     if a.cmd == "corpus":
         asyncio.run(corpus(a.port, a.files, a.tls_ca))
         return 0
-    return asyncio.run(stream(a.port, a.start, a.count, a.prefix))
+    return asyncio.run(stream(a.port, a.start, a.count, a.prefix, a.window))
 
 
 if __name__ == "__main__":

@@ -198,11 +198,19 @@ fn the_shared_corpus_over_mllp_gets_one_correct_ack_per_message() {
     assert!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient") > 10);
 }
 
-/// Run the python stream client; calls `on_line` for each line it prints.
-fn stream(port: u16, start: u64, count: u64, mut on_line: impl FnMut(&str)) -> (i32, Vec<String>) {
+/// Run the python stream client (one message in flight); calls `on_line` for each
+/// line it prints.
+fn stream(port: u16, start: u64, count: u64, on_line: impl FnMut(&str)) -> (i32, Vec<String>) {
+    stream_window(port, start, count, 1, on_line)
+}
+
+/// The same, with up to `window` messages sent ahead of their ACKs (pipelining);
+/// the client checks that ACKs come back in order.
+fn stream_window(port: u16, start: u64, count: u64, window: u32, mut on_line: impl FnMut(&str)) -> (i32, Vec<String>) {
     let mut child = Command::new("python3")
         .arg(peer_script())
         .args(["--port", &port.to_string(), "stream", "--start", &start.to_string(), "--count", &count.to_string()])
+        .args(["--window", &window.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -223,7 +231,8 @@ fn kill_9_during_a_10k_stream_loses_no_acked_message_and_resends_do_not_duplicat
     // Slow commits make sure some ACKed messages are only in the log at the kill.
     let gw = std::cell::RefCell::new(Some(Gateway::start(&dir.0, &[("EHRGATE_FAULT_SLOW_COMMIT_MS", "1500")])));
     let port = gw.borrow_mut().as_mut().unwrap().port("mllp listener adt");
-    let (code, lines) = stream(port, 0, N, |line| {
+    // Pipelined: 16 messages ahead of their ACKs, so groups form in the log.
+    let (code, lines) = stream_window(port, 0, N, 16, |line| {
         if line == "acked 3000 AA" {
             gw.borrow_mut().take().unwrap().kill9();
         }
@@ -368,9 +377,11 @@ fn a_slow_lake_slows_the_sender_down_and_nothing_is_lost_or_nacked() {
     config(&dir.0, "\n[wal]\nmax_pending = 100\n");
     let mut gw = Gateway::start(&dir.0, &[("EHRGATE_FAULT_SLOW_COMMIT_MS", "300")]);
     let port = gw.port("mllp listener adt");
-    let (code, lines) = stream(port, 0, 1000, |_| {});
+    // Pipelined, so that the sender really is held back by TCP when the gateway
+    // stops reading.
+    let (code, lines) = stream_window(port, 0, 1000, 32, |_| {});
     assert_eq!(code, 0, "{:?}", lines.last());
-    assert_eq!(lines.iter().filter(|l| l.ends_with(" AA")).count(), 1000, "every message AA, none NACKed");
+    assert_eq!(lines.iter().filter(|l| l.ends_with(" AA")).count(), 1000, "every message AA, in order, none NACKed");
     let stopped = gw.stop();
     assert!(stat(&stopped, "backpressure-waits") > 0, "the sender was made to wait: {stopped}");
     assert_eq!(stat(&stopped, "failed"), 0);

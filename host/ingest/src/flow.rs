@@ -80,7 +80,7 @@ impl FlowStats {
     pub fn line(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "received {} accepted {} rejected {} failed {} committed {} replayed {} backpressure-waits {} commit-errors {}",
+            "received {} accepted {} quarantined {} failed {} committed {} replayed {} backpressure-waits {} commit-errors {}",
             g(&self.received),
             g(&self.accepted),
             g(&self.rejected),

@@ -211,8 +211,9 @@ impl Log {
         // A segment can go when the next one starts at or below checkpoint + 1 (all
         // of its records are <= checkpoint). The open segment always stays.
         while self.segments.len() > 1 && self.segments[1].first_seq <= seq + 1 {
-            let seg = self.segments.remove(0);
-            fs::remove_file(&seg.path).map_err(self.io("delete segment"))?;
+            // Delete first: a segment that could not be deleted stays known.
+            fs::remove_file(&self.segments[0].path).map_err(self.io("delete segment"))?;
+            self.segments.remove(0);
         }
         Ok(())
     }
