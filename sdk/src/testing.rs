@@ -127,6 +127,39 @@ pub fn check_golden<A: Adapter>(inputs: &[PathBuf], golden_dir: &Path) {
     assert!(problems.is_empty(), "golden mismatches:\n{}", problems.join("\n"));
 }
 
+impl TestHost {
+    /// A host whose configuration is the JSON object of strings in `config_json` (the
+    /// site settings an adapter keeps beside its fixtures), then `extra` on top.
+    pub fn with_config_file(config_json: &Path, extra: &[(&str, &str)]) -> TestHost {
+        let text = std::fs::read_to_string(config_json).unwrap_or_else(|e| panic!("read {}: {e}", config_json.display()));
+        let cfg: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not a JSON object: {e}", config_json.display()));
+        let mut h = TestHost::default();
+        for (k, v) in cfg {
+            let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            h.config.insert(k, v);
+        }
+        for (k, v) in extra {
+            h.config.insert(k.to_string(), v.to_string());
+        }
+        h
+    }
+}
+
+/// The shared HL7v2 samples (`<shared>/data/hl7`) of the standard message types:
+/// what an interface engine forwards from upstream systems.
+pub fn shared_standard_samples(shared: &Path) -> Vec<PathBuf> {
+    let d = shared.join("data/hl7");
+    assert!(d.is_dir(), "shared samples not found at {}", d.display());
+    files_in(&d, &["hl7"])
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            ["adt_a0", "adt_a1", "adt_a40", "oru_r01", "vxu_v04", "rde_o11"].iter().any(|s| n.starts_with(s))
+        })
+        .collect()
+}
+
 /// A scriptable host for native tests: configuration, state, canned HTTP answers;
 /// records requests, logs and counters.
 #[derive(Default)]

@@ -14,16 +14,7 @@ fn dir(sub: &str) -> PathBuf {
 }
 
 fn host(extra: &[(&str, &str)]) -> TestHost {
-    let cfg: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir("fixtures/config.json")).unwrap()).unwrap();
-    let mut h = TestHost::default();
-    for (k, v) in cfg {
-        h.config.insert(k, v.as_str().unwrap().to_owned());
-    }
-    for (k, v) in extra {
-        h.config.insert(k.to_string(), v.to_string());
-    }
-    h
+    TestHost::with_config_file(&dir("fixtures/config.json"), extra)
 }
 
 #[test]
