@@ -133,3 +133,35 @@ fn demo_runs_the_main_job_into_the_lake() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ehrgate adapter test` runs each built-in vendor component over its own HL7v2
+/// fixtures (with its site settings) and prints exactly the golden resources that
+/// the adapter's native tests check.
+#[test]
+fn adapter_test_runs_each_vendor_component_over_its_fixtures_and_matches_the_goldens() {
+    let repo = ehrgate_testkit::repo_root();
+    let mut compared = 0;
+    for vendor in ["epic", "oracle-health", "meditech", "mirth", "rhapsody", "cloverleaf"] {
+        let fixtures = repo.join("adapters").join(vendor).join("tests/fixtures");
+        let golden = repo.join("adapters").join(vendor).join("tests/golden");
+        for f in ehrgate_sdk::testing::files_in(&fixtures, &["hl7"]) {
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            let expected = golden.join(format!("{name}.ndjson"));
+            let cfg = fixtures.join("config.json");
+            let out = ehrgate(&["adapter", "test", vendor, "--adapter-config", cfg.to_str().unwrap(), f.to_str().unwrap()]);
+            if !expected.is_file() {
+                // The golden is an expected error: the component refuses the input too.
+                assert!(golden.join(format!("{name}.error")).is_file(), "{vendor}/{name}: no golden");
+                assert_eq!(out.status.code(), Some(1), "{vendor}/{name}: {}", text(&out.stderr));
+                continue;
+            }
+            assert!(out.status.success(), "{vendor}/{name}: {}", text(&out.stderr));
+            let parse = |s: &str| -> Vec<serde_json::Value> { s.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect() };
+            let got = parse(&text(&out.stdout));
+            let want = parse(&std::fs::read_to_string(&expected).unwrap());
+            assert_eq!(got, want, "{vendor}/{name}: the component's output differs from the golden file");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 15, "compared {compared} fixture files");
+}
