@@ -54,11 +54,22 @@ pub struct FlowConfig {
     pub commit_group: usize,
     /// Fault injection for tests: wait this long before every lake write.
     pub slow_commit: Option<Duration>,
+    /// Groups mapped at once.
+    pub map_parallel: usize,
+    /// Where lake commits run (default: the caller's runtime).
+    pub lake_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for FlowConfig {
     fn default() -> Self {
-        FlowConfig { max_pending: 100_000, map_group: 256, commit_group: 50_000, slow_commit: None }
+        FlowConfig {
+            max_pending: 100_000,
+            map_group: 256,
+            commit_group: 50_000,
+            slow_commit: None,
+            map_parallel: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            lake_runtime: None,
+        }
     }
 }
 
@@ -166,8 +177,13 @@ impl Flow {
         }
         let tasks = vec![
             tokio::spawn(log_stage(rx, wal.clone(), durable_tx, stats.clone(), cfg.map_group)),
-            tokio::spawn(map_stage(durable_rx, commit_tx, Arc::new(pipelines), stats.clone(), cfg.map_group)),
-            tokio::spawn(commit_stage(commit_rx, lake, wal, stats.clone(), cfg.clone())),
+            tokio::spawn(map_stage(durable_rx, commit_tx, Arc::new(pipelines), stats.clone(), cfg.map_group, cfg.map_parallel)),
+            match &cfg.lake_runtime {
+                // Delta commits (Parquet encoding, MERGE) are CPU-heavy: on their own
+                // threads they do not hold up the threads that read sockets and ACK.
+                Some(rt) => rt.spawn(commit_stage(commit_rx, lake, wal, stats.clone(), cfg.clone())),
+                None => tokio::spawn(commit_stage(commit_rx, lake, wal, stats.clone(), cfg.clone())),
+            },
         ];
         Ok((Flow { tx, room, stats }, FlowTasks(tasks)))
     }
@@ -248,67 +264,104 @@ fn unrouted_row(unit: &crate::units::Unit, adapter: &str) -> QuarantineRow {
     }
 }
 
-async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::UnboundedSender<ToCommit>, pipelines: Arc<HashMap<String, Pipeline>>, stats: Arc<FlowStats>, group: usize) {
-    let mut batch = Vec::with_capacity(group);
-    while rx.recv_many(&mut batch, group).await > 0 {
-        let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
-        let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
-        let mut mapped = Mapped::default();
-        // Group by adapter, keeping the units' order within each adapter.
-        let mut by_adapter: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, d) in batch.iter().enumerate() {
-            let a = d.job.inbound.adapter.as_str();
-            match by_adapter.iter_mut().find(|(name, _)| *name == a) {
-                Some((_, idx)) => idx.push(i),
-                None => by_adapter.push((a, vec![i])),
-            }
-        }
-        for (adapter, idx) in &by_adapter {
-            match pipelines.get(*adapter) {
-                Some(p) => {
-                    let group: Vec<crate::units::Unit> = idx.iter().map(|&i| units[i].clone()).collect();
-                    let m = p.map_units(&group).await;
-                    mapped.silver.extend(m.silver);
-                    mapped.quarantined.extend(m.quarantined);
+/// Maps groups of durable units, up to `parallel` groups at once (each on its own
+/// task, so they use every core); results are passed on in log order, and each
+/// connection's ACKs are written in its own order whatever order groups finish in.
+async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::UnboundedSender<ToCommit>, pipelines: Arc<HashMap<String, Pipeline>>, stats: Arc<FlowStats>, group: usize, parallel: usize) {
+    use futures::StreamExt;
+    let mut inflight = futures::stream::FuturesOrdered::new();
+    let mut open = true;
+    while open || !inflight.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                let done: Result<ToCommit, tokio::task::JoinError> = done;
+                match done {
+                    Ok(tc) => {
+                        if out.send(tc).is_err() {
+                            tracing::error!("the commit stage has stopped: units are durable but not written; restart the gateway (the log replays them)");
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Its units stay in the log unchecked: a restart replays them.
+                        tracing::error!("mapping a group failed ({e}); restart the gateway to replay it");
+                        return;
+                    }
                 }
-                None => mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter))),
             }
-        }
-        // A unit that does not even parse is invalid input whatever its route.
-        for q in mapped.quarantined.iter_mut() {
-            if q.error_kind == "unrouted"
-                && let Some(u) = units.iter().find(|u| u.bronze.record_id == q.id)
-                && let Some((message, location)) = &u.parse_error
-            {
-                q.error_kind = "invalid-input".into();
-                q.error_message = message.clone();
-                q.location = location.clone();
+            received = async {
+                let mut batch = Vec::with_capacity(group);
+                let n = rx.recv_many(&mut batch, group).await;
+                (n, batch)
+            }, if open && inflight.len() < parallel.max(1) => {
+                let (n, batch) = received;
+                if n == 0 {
+                    open = false;
+                } else {
+                    inflight.push_back(tokio::spawn(map_group(batch, pipelines.clone(), stats.clone())));
+                }
             }
-        }
-        // Answer the submitters: a unit with a quarantine row was rejected.
-        let rejected: HashMap<&str, &QuarantineRow> = mapped.quarantined.iter().map(|q| (q.id.as_str(), q)).collect();
-        let mut permits = Vec::with_capacity(batch.len());
-        for (d, u) in batch.iter_mut().zip(&units) {
-            permits.extend(d.job.permit.take());
-            let outcome = match rejected.get(u.bronze.record_id.as_str()) {
-                None => Outcome::Accepted,
-                Some(q) => Outcome::Rejected { kind: q.error_kind.clone(), message: q.error_message.clone(), location: q.location.clone() },
-            };
-            match outcome {
-                Outcome::Accepted => stats.accepted.fetch_add(1, Ordering::Relaxed),
-                _ => stats.rejected.fetch_add(1, Ordering::Relaxed),
-            };
-            if let Some(r) = d.job.reply.take() {
-                let _ = r.send(outcome);
-            }
-        }
-        let n = units.len();
-        let bronze = units.into_iter().map(|u| u.bronze).collect();
-        batch.clear();
-        if out.send(ToCommit { last_seq, permits, units: n, bronze, mapped }).is_err() {
-            return;
         }
     }
+}
+
+/// Map one group and answer its submitters.
+async fn map_group(mut batch: Vec<Durable>, pipelines: Arc<HashMap<String, Pipeline>>, stats: Arc<FlowStats>) -> ToCommit {
+    let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
+    let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
+    let mut mapped = Mapped::default();
+    // Group by adapter, keeping the units' order within each adapter.
+    let mut by_adapter: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, d) in batch.iter().enumerate() {
+        let a = d.job.inbound.adapter.as_str();
+        match by_adapter.iter_mut().find(|(name, _)| *name == a) {
+            Some((_, idx)) => idx.push(i),
+            None => by_adapter.push((a, vec![i])),
+        }
+    }
+    for (adapter, idx) in &by_adapter {
+        match pipelines.get(*adapter) {
+            Some(p) => {
+                let group: Vec<crate::units::Unit> = idx.iter().map(|&i| units[i].clone()).collect();
+                let m = p.map_units(&group).await;
+                mapped.silver.extend(m.silver);
+                mapped.quarantined.extend(m.quarantined);
+            }
+            None => mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter))),
+        }
+    }
+    // A unit that does not even parse is invalid input whatever its route.
+    for q in mapped.quarantined.iter_mut() {
+        if q.error_kind == "unrouted"
+            && let Some(u) = units.iter().find(|u| u.bronze.record_id == q.id)
+            && let Some((message, location)) = &u.parse_error
+        {
+            q.error_kind = "invalid-input".into();
+            q.error_message = message.clone();
+            q.location = location.clone();
+        }
+    }
+    // Answer the submitters: a unit with a quarantine row was rejected.
+    let rejected: HashMap<&str, &QuarantineRow> = mapped.quarantined.iter().map(|q| (q.id.as_str(), q)).collect();
+    let mut permits = Vec::with_capacity(batch.len());
+    for (d, u) in batch.iter_mut().zip(&units) {
+        permits.extend(d.job.permit.take());
+        let outcome = match rejected.get(u.bronze.record_id.as_str()) {
+            None => Outcome::Accepted,
+            Some(q) => Outcome::Rejected { kind: q.error_kind.clone(), message: q.error_message.clone(), location: q.location.clone() },
+        };
+        match outcome {
+            Outcome::Accepted => stats.accepted.fetch_add(1, Ordering::Relaxed),
+            _ => stats.rejected.fetch_add(1, Ordering::Relaxed),
+        };
+        if let Some(r) = d.job.reply.take() {
+            let _ = r.send(outcome);
+        }
+    }
+    let n = units.len();
+    let bronze = units.into_iter().map(|u| u.bronze).collect();
+    ToCommit { last_seq, permits, units: n, bronze, mapped }
 }
 
 async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, stats: Arc<FlowStats>, cfg: FlowConfig) {

@@ -130,7 +130,14 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     if let Some(d) = slow_commit {
         eprintln!("fault injection: every lake commit waits {d:?} (EHRGATE_FAULT_SLOW_COMMIT_MS)");
     }
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, ..Default::default() };
+    // Lake commits get threads of their own (see FlowConfig::lake_runtime).
+    let lake_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ehrgate-lake")
+        .enable_all()
+        .build()
+        .context("starting the lake's threads")?;
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, lake_runtime: Some(lake_rt.handle().clone()), ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, pipelines, flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
@@ -206,6 +213,8 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     flow_tasks.finish().await;
+    // Its tasks are done; a runtime must not be dropped inside another one's thread.
+    lake_rt.shutdown_background();
     ticker.abort();
     drop(loaded);
     drop(runtime);
