@@ -165,6 +165,10 @@ pub struct WebhookSourceEntry {
     pub adapter: String,
     /// Replay window in seconds (default 300).
     pub window_s: Option<u64>,
+    /// Request headers handed to the adapter with the body (names or `Prefix-*`),
+    /// e.g. `["X-Mirth-*"]` for a Mirth HTTP Sender.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
 }
 
 /// When lake writers commit.

@@ -319,18 +319,26 @@ fn unix_now() -> i64 {
 
 /// POST a webhook signed at unix time `ts` with Python (urllib + hmac): the status.
 fn post_event(port: u16, secret: &str, ts: i64, body: &str) -> u16 {
+    post_to(port, "cdc", secret, ts, body, &[])
+}
+
+/// The same, to any source, with extra request headers.
+fn post_to(port: u16, source: &str, secret: &str, ts: i64, body: &str, extra: &[(&str, &str)]) -> u16 {
     let script = r#"
-import hashlib, hmac, sys, urllib.request, urllib.error
-port, secret, ts, body = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3], sys.argv[4].encode()
+import hashlib, hmac, json, sys, urllib.request, urllib.error
+port, source, secret, ts, body, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode(), sys.argv[4], sys.argv[5].encode(), json.loads(sys.argv[6])
 sig = "sha256=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events/cdc", data=body, method="POST",
-    headers={"X-Ehrgate-Timestamp": ts, "X-Ehrgate-Signature": sig, "X-Ehrgate-Event-Id": "evt-1", "Content-Type": "application/fhir+json"})
+headers = {"X-Ehrgate-Timestamp": ts, "X-Ehrgate-Signature": sig, "X-Ehrgate-Event-Id": "evt-1", "Content-Type": "application/fhir+json"}
+headers.update(extra)
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events/{source}", data=body, method="POST", headers=headers)
 try:
     print(urllib.request.urlopen(req).status)
 except urllib.error.HTTPError as e:
     print(e.code)
 "#;
-    let out = Command::new("python3").args(["-c", script, &port.to_string(), secret, &ts.to_string(), body]).output().unwrap();
+    let extra: serde_json::Map<String, serde_json::Value> = extra.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+    let extra = serde_json::Value::Object(extra).to_string();
+    let out = Command::new("python3").args(["-c", script, &port.to_string(), source, secret, &ts.to_string(), body, &extra]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).trim().parse().unwrap()
 }
@@ -433,4 +441,28 @@ fn a_tls_listener_serves_a_tls_peer_and_refuses_plain_tcp() {
     assert!(!String::from_utf8_lossy(&reply).contains("MSA"), "no HL7 answer over plain TCP");
     let stopped = gw.stop();
     assert_eq!(stat(&stopped, "received"), 3);
+}
+
+#[test]
+fn a_mirth_http_sender_keeps_its_channel_metadata_as_provenance() {
+    let dir = workdir("mirth-http");
+    config(
+        &dir.0,
+        "\n[adapters.mirth]\ncomponent = \"mirth\"\n[listeners.webhooks]\nbind = \"127.0.0.1:0\"\n[[listeners.webhooks.sources]]\nname = \"mirth-http\"\nsecret = \"env:EHRGATE_TEST_WEBHOOK_SECRET\"\nadapter = \"mirth\"\nforward_headers = [\"X-Mirth-*\"]\n",
+    );
+    const SECRET: &str = "mirth channel shared secret";
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_TEST_WEBHOOK_SECRET", SECRET)]);
+    let port = gw.port("ehrgate: webhooks on");
+    let hl7 = std::fs::read_to_string(ehrgate_testkit::repo_root().join("adapters/mirth/tests/fixtures/mirth_adt_a01_admit.hl7")).unwrap();
+    let headers = [("X-Mirth-Channel-Id", "5f1c0a55-chan"), ("X-Mirth-Channel-Name", "ADT to Lake"), ("X-Mirth-Message-Id", "42"), ("Authorization", "Basic c2VjcmV0")];
+    assert_eq!(post_to(port, "mirth-http", SECRET, unix_now(), &hl7, &headers), 202);
+    gw.stop();
+    let rows = sql(&dir.0, "SELECT resource FROM silver_patient");
+    assert_eq!(rows.len(), 1);
+    let json = rows[0]["resource"].as_str().unwrap();
+    assert!(json.contains("5f1c0a55-chan") && json.contains("ADT to Lake"), "channel metadata kept: {json}");
+    let bronze = sql(&dir.0, "SELECT count(*) AS n FROM bronze_events");
+    assert_eq!(bronze[0]["n"], 1);
+    // Only the forwarded headers travel: no credentials in the lake.
+    assert!(!files_contain(&dir.0, b"c2VjcmV0"), "the Authorization header is not stored");
 }

@@ -36,6 +36,11 @@ pub struct WebhookSource {
     pub adapter: String,
     /// Requests whose timestamp is further than this from now are refused.
     pub window: Duration,
+    /// Request headers handed to the adapter with the body (names, or prefixes
+    /// ending in `*`, case-insensitive): an interface engine's message metadata
+    /// (Mirth's X-Mirth-*, Rhapsody's X-Rhapsody-*). When any is set, the adapter
+    /// gets `{"headers": [[name, value], ...], "body": "<body>"}`, and so does bronze.
+    pub forward_headers: Vec<String>,
 }
 
 impl std::fmt::Debug for WebhookSource {
@@ -98,6 +103,23 @@ fn verify(source: &WebhookSource, headers: &HeaderMap, body: &[u8], now_secs: i6
     Ok(())
 }
 
+fn forwarded(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix),
+        None => name.eq_ignore_ascii_case(p),
+    })
+}
+
+/// The body with the forwarded headers, as the SDK's envelope reads it.
+fn with_headers(src: &WebhookSource, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let kept: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !name.as_str().starts_with("x-ehrgate-") && forwarded(&src.forward_headers, name.as_str()))
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    serde_json::json!({"headers": kept, "body": String::from_utf8_lossy(body)}).to_string().into_bytes()
+}
+
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (status, [("content-type", "application/json")], body.to_string()).into_response()
 }
@@ -117,12 +139,13 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
         return json(StatusCode::CONFLICT, serde_json::json!({"error": "this signed request was already received (replay)"}));
     }
     let event_id = headers.get("x-ehrgate-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let raw = if src.forward_headers.is_empty() { body.to_vec() } else { with_headers(src, &headers, &body) };
     let inbound = Inbound {
         kind: InboundKind::Event { event_id },
         source: source.clone(),
         adapter: src.adapter.clone(),
         received_at: ehrgate_lake::now_micros(),
-        raw: body.to_vec(),
+        raw,
     };
     let outcome = shared.flow.submit(inbound).await.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
     match outcome {
@@ -161,7 +184,23 @@ mod tests {
     use super::*;
 
     fn src() -> WebhookSource {
-        WebhookSource { name: "cdc".into(), secret: b"s3cret".to_vec(), adapter: "reference".into(), window: Duration::from_secs(300) }
+        WebhookSource { name: "cdc".into(), secret: b"s3cret".to_vec(), adapter: "reference".into(), window: Duration::from_secs(300), forward_headers: vec![] }
+    }
+
+    #[test]
+    fn forwarded_headers_wrap_the_body_for_the_adapter() {
+        let mut s = src();
+        s.forward_headers = vec!["X-Mirth-*".into(), "x-request-id".into()];
+        let mut h = HeaderMap::new();
+        h.insert("x-mirth-channel-id", "ch-1".parse().unwrap());
+        h.insert("x-request-id", "r-9".parse().unwrap());
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert("x-ehrgate-signature", "sha256=00".parse().unwrap());
+        let v: serde_json::Value = serde_json::from_slice(&with_headers(&s, &h, b"MSH|x")).unwrap();
+        assert_eq!(v["body"], "MSH|x");
+        let mut names: Vec<&str> = v["headers"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, vec!["x-mirth-channel-id", "x-request-id"], "only the listed headers, never credentials or our own");
     }
 
     fn headers(ts: i64, sig: &str) -> HeaderMap {

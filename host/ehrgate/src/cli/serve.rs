@@ -183,6 +183,7 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
                 secret: secret.into_bytes(),
                 adapter: s.adapter.clone(),
                 window: Duration::from_secs(s.window_s.unwrap_or(300)),
+                forward_headers: s.forward_headers.clone(),
             });
         }
         let wc = WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20) };
