@@ -58,6 +58,8 @@ pub struct Site {
     /// Namespace (upper case) -> identifier system.
     pub systems: BTreeMap<String, String>,
     pub visit_from_account: bool,
+    /// The message types mapped, when fewer than the standard set (`ADT^A01`, ...).
+    pub message_types: Option<&'static [&'static str]>,
     /// PID-18 replaces a non-empty PV1-19 too.
     pub visit_prefer_account: bool,
     pub utc_offset: Option<String>,
@@ -224,6 +226,10 @@ impl Site {
 /// need nothing else use a `Site` as their [`Mapper`](crate::v2fhir::Mapper); the others
 /// forward these methods to one.
 impl crate::v2fhir::Mapper for Site {
+    fn supports(&self, code: &str, trigger: &str) -> bool {
+        let types = self.message_types.unwrap_or(crate::v2fhir::STANDARD_MESSAGE_TYPES);
+        types.iter().any(|t| t.split_once('^') == Some((code, trigger)))
+    }
     fn default_utc_offset(&self) -> Option<String> {
         self.utc_offset.clone()
     }

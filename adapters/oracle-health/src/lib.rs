@@ -16,46 +16,22 @@
 //! `private_key_jwt`), which the host's connection auth does.
 
 use ehrgate_sdk::site::{self, MrnRule, Site, config, config_flag};
-use ehrgate_sdk::v2fhir::{Context, MapResult, Mapper};
-use ehrgate_sdk::hl7::Segment;
 use ehrgate_sdk::{Adapter, AdapterError, AdapterInfo, ConnectionNeed, Hl7Input, Output};
 
 /// The message types this adapter claims (each has golden files).
 pub const MESSAGE_TYPES: &[&str] = &["ADT^A01", "ADT^A03", "ADT^A08", "ORU^R01"];
 
 /// The Millennium site conventions.
-pub struct OracleMapper {
-    pub site: Site,
-}
-
-impl OracleMapper {
-    pub fn from_config() -> OracleMapper {
-        let mut site = Site::from_config(Some(MrnRule { authority: None, id_type: Some("MR".into()) }));
-        if let (Some(ns), Some(sys)) = (config("fin.authority"), config("fin.system")) {
-            site.systems.insert(ns.to_ascii_uppercase(), sys);
-        }
-        site.visit_from_account = config_flag("visit.from-account", true);
-        OracleMapper { site }
+/// The site's conventions from configuration; a `Site` is this adapter's mapper
+/// (the SDK's standard mapping plus identifier systems, MRN re-key, concept map).
+pub fn site_from_config() -> Site {
+    let mut site = Site::from_config(Some(MrnRule { authority: None, id_type: Some("MR".into()) }));
+    if let (Some(ns), Some(sys)) = (config("fin.authority"), config("fin.system")) {
+        site.systems.insert(ns.to_ascii_uppercase(), sys);
     }
-}
-
-impl Mapper for OracleMapper {
-    fn supports(&self, code: &str, trigger: &str) -> bool {
-        MESSAGE_TYPES.iter().any(|t| t.split_once('^') == Some((code, trigger)))
-    }
-    fn default_utc_offset(&self) -> Option<String> {
-        self.site.utc_offset.clone()
-    }
-    fn identifier_system(&self, ns: &str, uid: &str, uid_type: &str) -> Option<String> {
-        self.site.identifier_system(ns, uid, uid_type)
-    }
-    fn map_patient(&self, ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
-        self.site.map_patient(ctx, pid)
-    }
-    fn finish(&self, ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
-        self.site.apply_concept_map(ctx);
-        Ok(())
-    }
+    site.visit_from_account = config_flag("visit.from-account", true);
+    site.message_types = Some(MESSAGE_TYPES);
+    site
 }
 
 pub struct OracleHealth;
@@ -80,8 +56,8 @@ impl Adapter for OracleHealth {
     }
 
     fn map_hl7(msg: &Hl7Input) -> Result<Output, AdapterError> {
-        let m = OracleMapper::from_config();
-        site::map_with(&m.site, &m, msg)
+        let site = site_from_config();
+        site::map_with(&site, &site, msg)
     }
 
     fn run_action(name: &str, input: &str) -> Result<String, AdapterError> {
