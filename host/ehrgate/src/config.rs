@@ -30,6 +30,48 @@ pub struct Config {
     /// on 127.0.0.1:2575 routed to the reference adapter.
     #[serde(default)]
     pub listeners: Listeners,
+    /// FHIR Bulk Data exports: where their state lives, and jobs per connection.
+    #[serde(default)]
+    pub bulk: BulkSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkSettings {
+    /// Per connection: the export in progress (status URL, files done) and the last
+    /// transaction time (the next `_since`). Local disk.
+    pub state_dir: PathBuf,
+    /// Files downloaded at once.
+    pub parallel: usize,
+    /// NDJSON lines per batch (adapter call and commit).
+    pub batch_lines: usize,
+    pub jobs: Vec<BulkJob>,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings { state_dir: PathBuf::from("ehrgate-bulk"), parallel: 4, batch_lines: 5_000, jobs: vec![] }
+    }
+}
+
+/// An export of one connection: what `ehrgate bulk export --connection NAME` does
+/// by default, and what `ehrgate serve` runs every `interval_s` (incrementally).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkJob {
+    pub connection: String,
+    #[serde(default = "reference")]
+    pub adapter: String,
+    /// Group-level export of this group (else system level, or Patient level with
+    /// `patient_level = true`).
+    pub group: Option<String>,
+    #[serde(default)]
+    pub patient_level: bool,
+    /// `_type`; empty: every type the server exports.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// `ehrgate serve` runs the export every this many seconds (none: only on demand).
+    pub interval_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,6 +62,15 @@ enum Command {
         /// generic, epic (Group-only export) or oracle:<tenant> (tenant id in the path).
         #[arg(long, default_value = "generic")]
         flavor: String,
+        /// Bulk export: NDJSON lines per file before a type is split into more files.
+        #[arg(long, default_value_t = 1000)]
+        lines_per_file: usize,
+        /// Bulk export: status polls answered 202 (in progress) before the manifest.
+        #[arg(long, default_value_t = 2)]
+        export_polls: u32,
+        /// Bulk export: Retry-After (seconds) on an in-progress status poll.
+        #[arg(long, default_value_t = 1)]
+        retry_after: u64,
     },
     /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...).
     Sql {
@@ -73,6 +82,12 @@ enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+    /// FHIR Bulk Data `$export` from a configured connection into the lake:
+    /// resumable (a rerun rejoins an unfinished export) and incremental.
+    Bulk {
+        #[command(subcommand)]
+        command: BulkCommand,
     },
     /// Table maintenance.
     Lake {
@@ -100,6 +115,48 @@ enum QuarantineCommand {
         /// The adapter to reprocess with (component or `reference`).
         #[arg(long = "with", default_value = "reference")]
         with: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BulkCommand {
+    /// Export (or rejoin the unfinished export of) a connection into bronze, silver
+    /// (tombstones for deletions) and quarantine, with progress on stderr.
+    Export {
+        /// A connection from [[connections]] in the config.
+        #[arg(long)]
+        connection: String,
+        /// Group-level export of this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Patient-level export of these patients (id or Patient/<id>; repeat the flag).
+        #[arg(long)]
+        patient: Vec<String>,
+        /// Resource types, comma-separated (default: all the server exports).
+        #[arg(long, value_delimiter = ',')]
+        r#type: Vec<String>,
+        /// Only resources changed after this FHIR instant.
+        #[arg(long, conflicts_with = "incremental")]
+        since: Option<String>,
+        /// Only what changed since the last completed export of this connection.
+        #[arg(long)]
+        incremental: bool,
+        /// The adapter whose map-fhir maps the NDJSON (default: the job's, else reference).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Files downloaded at once (default: [bulk] parallel, 4).
+        #[arg(long)]
+        parallel: Option<usize>,
+    },
+    /// Cancel the connection's export in progress (DELETE on its status URL).
+    Cancel {
+        #[arg(long)]
+        connection: String,
+    },
+    /// The connection's export in progress and last figures.
+    Status {
+        #[arg(long)]
+        connection: String,
     },
 }
 
@@ -185,10 +242,21 @@ fn main() -> ExitCode {
             Command::Adapter { command: AdapterCommand::Action { component, name, input, adapter_config, attempts } } => {
                 cli::adapter_test::action(&cfg()?, &component, &name, &input, adapter_config.as_deref(), attempts).await
             }
-            Command::Sandbox { port, patients, seed, flavor } => cli::sandbox::run(port, patients, seed, &flavor).await,
+            Command::Sandbox { port, patients, seed, flavor, lines_per_file, export_polls, retry_after } => {
+                let opts = cli::sandbox::Args { port, patients, seed, lines_per_file, export_polls, retry_after };
+                cli::sandbox::run(opts, &flavor).await
+            }
             Command::Demo { data } => cli::demo::demo(&cfg()?, data).await,
             Command::Ingest { adapter, files } => cli::lake_cmds::ingest(&cfg()?, &adapter, &files).await,
-            Command::Serve => cli::serve::serve(&cfg()?).await,
+            Command::Serve => cli::serve::serve(cfg()?).await,
+            Command::Bulk { command } => match command {
+                BulkCommand::Export { connection, group, patient, r#type, since, incremental, adapter, parallel } => {
+                    let args = cli::bulk::ExportArgs { connection, group, patients: patient, types: r#type, since, incremental, adapter, parallel };
+                    cli::bulk::export(&cfg()?, args).await
+                }
+                BulkCommand::Cancel { connection } => cli::bulk::cancel(&cfg()?, &connection).await,
+                BulkCommand::Status { connection } => cli::bulk::status(&cfg()?, &connection).await,
+            },
             Command::Sql { query, format } => cli::lake_cmds::sql(&cfg()?, &query, format).await,
             Command::Quarantine { command: QuarantineCommand::List { all } } => cli::lake_cmds::quarantine_list(&cfg()?, all).await,
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {

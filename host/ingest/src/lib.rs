@@ -10,8 +10,11 @@
 //! - [`mllp`]: HL7v2 listeners (MLLP, custom framing, MLLP2 commit ACKs, batches).
 //! - [`drops`]: watched directories (batch files, NDJSON), each file exactly once.
 //! - [`webhook`]: `POST /v1/events/{source}` with HMAC-SHA256 signatures.
+//! - [`bulk`]: FHIR Bulk Data `$export` (kick-off, poll, parallel streamed
+//!   downloads), incremental and resumable.
 
 mod audit;
+pub mod bulk;
 pub mod drops;
 pub mod flow;
 mod inbound;

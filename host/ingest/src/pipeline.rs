@@ -107,7 +107,7 @@ impl Pipeline {
         &self.adapter
     }
 
-    fn quarantine_row(&self, unit: &Unit, kind: &str, message: String, location: Option<String>) -> QuarantineRow {
+    pub fn quarantine_row(&self, unit: &Unit, kind: &str, message: String, location: Option<String>) -> QuarantineRow {
         QuarantineRow {
             id: unit.bronze.record_id.clone(),
             quarantined_at: now_micros(),

@@ -25,6 +25,7 @@ pub mod sql;
 mod storage;
 mod writer;
 
+pub use deltalake::arrow;
 pub use error::LakeError;
 pub use lake::{Lake, snake_to_type};
 pub use rows::{AuditRow, BronzeDetail, BronzeRow, Micros, QuarantineRow, SilverRow, date_of, now_micros, parse_fhir_time, sha256_hex};

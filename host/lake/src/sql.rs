@@ -18,6 +18,13 @@ pub async fn query(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>, LakeError
     query_tables(lake.tables().await?, sql).await
 }
 
+/// A read-only query over the one table at `path` (named as in [`query`]); a table
+/// that does not exist yet is simply not there.
+pub async fn query_one(lake: &Lake, path: &str, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+    let tables = lake.table(path).await?.map(|t| vec![(path.to_string(), t)]).unwrap_or_default();
+    query_tables(tables, sql).await
+}
+
 /// Run a read-only query over the given tables (path, opened table).
 pub(crate) async fn query_tables(tables: Vec<(String, DeltaTable)>, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
     let ctx = SessionContext::new();

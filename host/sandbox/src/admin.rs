@@ -1,5 +1,6 @@
-//! `/_sandbox/*`: counters, faults, clients and data for tests and demos driving the
-//! sandbox from outside the process. Not part of any EHR's API.
+//! `/_sandbox/*`: counters, faults, clients, data (add, delete, count) and export expiry
+//! for tests and demos driving the sandbox from outside the process. Not part of any
+//! EHR's API.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ pub async fn stats(State(app): State<Arc<App>>) -> Response {
     let s = app.stats();
     Json(json!({
         "requests": s.requests, "token_requests": s.token_requests, "tokens_issued": s.tokens_issued,
-        "faults_applied": s.faults_applied, "by_route": s.by_route,
+        "faults_applied": s.faults_applied, "by_route": s.by_route, "resources": app.counts(),
     }))
     .into_response()
 }
@@ -53,5 +54,26 @@ pub async fn add_patients(State(app): State<Arc<App>>, Json(a): Json<AddPatients
 
 pub async fn expire_tokens(State(app): State<Arc<App>>) -> Response {
     app.expire_all_tokens();
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+pub struct Delete {
+    #[serde(rename = "type")]
+    ty: String,
+    id: String,
+}
+
+/// `{"type": "Observation", "id": "..."}`: 204, or 404 when there is no such resource.
+pub async fn delete(State(app): State<Arc<App>>, Json(d): Json<Delete>) -> Response {
+    if app.delete(&d.ty, &d.id) {
+        axum::http::StatusCode::NO_CONTENT.into_response()
+    } else {
+        outcome(404, "not-found", &format!("{}/{} is not known", d.ty, d.id))
+    }
+}
+
+pub async fn expire_exports(State(app): State<Arc<App>>) -> Response {
+    app.expire_exports();
     axum::http::StatusCode::NO_CONTENT.into_response()
 }

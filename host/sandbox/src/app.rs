@@ -245,6 +245,18 @@ impl App {
         lock(&self.store).add_patients(n, now_ms())
     }
 
+    pub fn delete(&self, ty: &str, id: &str) -> bool {
+        lock(&self.store).delete(ty, id, now_ms())
+    }
+
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        lock(&self.store).counts()
+    }
+
+    pub fn expire_exports(&self) {
+        crate::bulk::expire_all(&mut lock(&self.jobs));
+    }
+
     pub fn expire_all_tokens(&self) {
         for t in lock(&self.tokens).values_mut() {
             t.expires_at_ms = 0;

@@ -1,5 +1,6 @@
 //! The sandbox's records: synthetic patients with encounters, observations, conditions
-//! and medication requests, deterministic from a seed, plus what clients create.
+//! and medication requests, deterministic from a seed, plus what clients create, and
+//! tombstones of what was deleted (for the `deleted` part of `_since` exports).
 
 use std::collections::BTreeMap;
 
@@ -25,10 +26,24 @@ pub struct Stored {
     pub patient: Option<String>,
 }
 
+/// What is left of a deleted resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub ty: String,
+    pub id: String,
+    pub deleted_ms: u64,
+    /// `Patient/<id>` whose compartment the resource was in (the patient itself for a Patient).
+    pub patient: Option<String>,
+    /// For a Patient: the Groups that listed it as a member when it was deleted.
+    pub groups: Vec<String>,
+}
+
 /// All resources by type then id, in id order.
 #[derive(Debug, Default)]
 pub struct Store {
     pub by_type: BTreeMap<String, BTreeMap<String, Stored>>,
+    /// Deleted resources by (type, id).
+    pub tombstones: BTreeMap<(String, String), Tombstone>,
     next_patient: usize,
     rng: Rng,
     /// Newest `lastUpdated` handed out, so later writes are strictly newer.
@@ -185,6 +200,58 @@ impl Store {
         self.put("Group", "all", group, stamp);
     }
 
+    /// A stamp for a write at `at_ms`: strictly newer than everything stamped (or
+    /// exported, see [`Store::mark_exported`]) so far.
+    pub fn next_stamp(&mut self, at_ms: u64) -> u64 {
+        let stamp = at_ms.max(self.newest_ms + 1);
+        self.newest_ms = stamp;
+        stamp
+    }
+
+    /// Records that an export saw everything up to `transaction_ms`, so later writes are
+    /// stamped after it and a `_since=<its transactionTime>` export finds them.
+    pub fn mark_exported(&mut self, transaction_ms: u64) {
+        self.newest_ms = self.newest_ms.max(transaction_ms);
+    }
+
+    /// Deletes `ty/id`, leaving a tombstone stamped `at_ms` (or just after the newest
+    /// stamp, whichever is later). Deleting a Patient refreshes `Group/all` (if it
+    /// exists); the patient's other resources stay. False when there is no such resource.
+    pub fn delete(&mut self, ty: &str, id: &str, at_ms: u64) -> bool {
+        let Some(gone) = self.by_type.get_mut(ty).and_then(|m| m.remove(id)) else {
+            return false;
+        };
+        let stamp = self.next_stamp(at_ms);
+        let groups = if ty == "Patient" {
+            let me = format!("Patient/{id}");
+            self.search("Group", None)
+                .filter(|g| g.json["member"].as_array().into_iter().flatten().any(|m| m["entity"]["reference"] == me.as_str()))
+                .filter_map(|g| g.json["id"].as_str().map(str::to_string))
+                .collect()
+        } else {
+            vec![]
+        };
+        let tomb = Tombstone { ty: ty.to_string(), id: id.to_string(), deleted_ms: stamp, patient: gone.patient, groups };
+        self.tombstones.insert((ty.to_string(), id.to_string()), tomb);
+        if ty == "Patient" && self.get("Group", "all").is_some() {
+            self.refresh_group(stamp);
+        }
+        true
+    }
+
+    pub fn tombstone(&self, ty: &str, id: &str) -> Option<&Tombstone> {
+        self.tombstones.get(&(ty.to_string(), id.to_string()))
+    }
+
+    /// Resources per type: every served type (0 when there are none), plus any other.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> = TYPES.iter().map(|t| (t.to_string(), 0)).collect();
+        for (ty, m) in &self.by_type {
+            counts.insert(ty.clone(), m.len());
+        }
+        counts
+    }
+
     pub fn ids(&self, ty: &str) -> Vec<String> {
         self.by_type.get(ty).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
@@ -195,6 +262,7 @@ impl Store {
         json["meta"] = json!({"versionId": version.to_string(), "lastUpdated": format_instant(stamp)});
         let patient = if ty == "Patient" { Some(format!("Patient/{id}")) } else { patient_ref(&json) };
         self.newest_ms = self.newest_ms.max(stamp);
+        self.tombstones.remove(&(ty.to_string(), id.to_string()));
         self.by_type.entry(ty.to_string()).or_default().insert(id.to_string(), Stored { json: json.clone(), last_updated_ms: stamp, patient });
         json
     }
@@ -244,5 +312,25 @@ mod tests {
         assert_eq!(ids, vec!["patient-0002".to_string()]);
         assert!(s.get("Patient", "patient-0002").unwrap().last_updated_ms > SEED_TIME_MS);
         assert_eq!(s.get("Group", "all").unwrap().json["quantity"], 3);
+    }
+
+    #[test]
+    fn delete_leaves_a_newer_tombstone_and_refreshes_the_group() {
+        let mut s = Store::generate(3, 1);
+        let before = s.newest_ms;
+        assert!(!s.delete("Patient", "nobody", SEED_TIME_MS));
+        assert!(s.delete("Observation", "obs-0000-0-0", SEED_TIME_MS));
+        assert!(s.delete("Patient", "patient-0001", SEED_TIME_MS));
+        assert!(s.get("Patient", "patient-0001").is_none());
+        let obs = s.tombstone("Observation", "obs-0000-0-0").unwrap();
+        let pat = s.tombstone("Patient", "patient-0001").unwrap();
+        assert!(obs.deleted_ms > before && pat.deleted_ms > obs.deleted_ms);
+        assert_eq!(obs.patient.as_deref(), Some("Patient/patient-0000"));
+        assert_eq!(pat.groups, vec!["all".to_string()]);
+        let group = s.get("Group", "all").unwrap();
+        assert_eq!(group.json["quantity"], 2);
+        assert_eq!(group.last_updated_ms, pat.deleted_ms);
+        assert_eq!(s.counts()["Patient"], 2);
+        assert_eq!(s.counts()["Task"], 0);
     }
 }

@@ -1,4 +1,5 @@
-//! FHIR R4 REST: CapabilityStatement, read, search by patient, create Task.
+//! FHIR R4 REST: CapabilityStatement, read (410 for a deleted resource), search by
+//! patient, create Task.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,7 +66,8 @@ pub async fn read(State(app): State<Arc<App>>, Path((ty, id)): Path<(String, Str
     if let Some(r) = unknown(&ty) {
         return r;
     }
-    match lock(&app.store).get(&ty, &id) {
+    let store = lock(&app.store);
+    match store.get(&ty, &id) {
         Some(s) => {
             let mut r = fhir_json(200, &s.json);
             if let Some(v) = s.json["meta"]["versionId"].as_str().and_then(|v| HeaderValue::from_str(&format!("W/\"{v}\"")).ok()) {
@@ -73,6 +75,7 @@ pub async fn read(State(app): State<Arc<App>>, Path((ty, id)): Path<(String, Str
             }
             r
         }
+        None if store.tombstone(&ty, &id).is_some() => outcome(410, "deleted", &format!("{ty}/{id} has been deleted")),
         None => outcome(404, "not-found", &format!("{ty}/{id} is not known")),
     }
 }
@@ -141,7 +144,9 @@ pub async fn create(State(app): State<Arc<App>>, Path(ty): Path<String>, headers
         None => {
             let id = uuid::Uuid::new_v4().to_string();
             json["id"] = Value::String(id.clone());
-            let s = lock(&app.store).put("Task", &id, json, now_ms());
+            let mut store = lock(&app.store);
+            let stamp = store.next_stamp(now_ms());
+            let s = store.put("Task", &id, json, stamp);
             if let Some(k) = key {
                 keys.insert(k, id);
             }

@@ -3,7 +3,8 @@
 //! A synthetic, fault-injecting EHR on 127.0.0.1 for demos and tests: FHIR R4 REST
 //! (read, search by patient, create Task), a SMART Backend Services token endpoint
 //! (clients registered by JWKS, or by secret for `client_secret_basic`), FHIR Bulk
-//! `$export` (system, Group, Patient), deterministic synthetic patients, fault
+//! `$export` (system, Group, Patient; GET or POST, with `deleted` files for `_since`
+//! exports, and expiry), deterministic synthetic patients, deletions, fault
 //! injection by header or rule, and vendor flavours. See README.md for the details.
 //!
 //! ```no_run
@@ -118,6 +119,22 @@ impl Sandbox {
     /// incremental `_since` exports). Returns their ids.
     pub fn add_patients(&self, n: usize) -> Vec<String> {
         self.app.add_patients(n)
+    }
+    /// Deletes `ty/id` (e.g. `"Observation"`, `"obs-0001-0-0"`), stamped *now* (strictly
+    /// newer than anything before). Its read answers 410 from then on, and an export
+    /// with `_since` before the deletion lists it under `deleted`. Deleting a Patient
+    /// refreshes `Group/all`; its other resources stay. False when there is no such resource.
+    pub fn delete(&self, ty: &str, id: &str) -> bool {
+        self.app.delete(ty, id)
+    }
+    /// Resources per type as stored now (every served type, incl. Group; 0 when none).
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.app.counts()
+    }
+    /// Expires every export that exists now: its status URL answers 404 and its file
+    /// URLs 410 Gone. Exports kicked off afterwards work normally.
+    pub fn expire_exports(&self) {
+        self.app.expire_exports()
     }
     /// Expires every token issued so far (the next request with one gets a 401).
     pub fn expire_tokens(&self) {

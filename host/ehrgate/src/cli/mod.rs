@@ -4,3 +4,4 @@ pub mod demo;
 pub mod serve;
 pub mod sandbox;
 pub mod demo_mllp;
+pub mod bulk;

@@ -15,8 +15,26 @@ fn flavor(s: &str) -> anyhow::Result<Flavor> {
     })
 }
 
-pub async fn run(port: u16, patients: usize, seed: u64, flavor_name: &str) -> anyhow::Result<ExitCode> {
-    let opts = SandboxOptions { port, patients, seed, flavor: flavor(flavor_name)?, ..Default::default() };
+pub struct Args {
+    pub port: u16,
+    pub patients: usize,
+    pub seed: u64,
+    pub lines_per_file: usize,
+    pub export_polls: u32,
+    pub retry_after: u64,
+}
+
+pub async fn run(a: Args, flavor_name: &str) -> anyhow::Result<ExitCode> {
+    let opts = SandboxOptions {
+        port: a.port,
+        patients: a.patients,
+        seed: a.seed,
+        flavor: flavor(flavor_name)?,
+        ndjson_lines_per_file: a.lines_per_file.max(1),
+        export_polls: a.export_polls,
+        export_retry_after_secs: a.retry_after,
+        ..Default::default()
+    };
     ehrgate_sandbox::run(opts).await.map_err(|e| anyhow::anyhow!("sandbox: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

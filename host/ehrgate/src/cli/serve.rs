@@ -92,10 +92,13 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
+pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
+    let cfg = Arc::new(cfg);
+    let cfg = &cfg;
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
+    let runtime = Arc::new(runtime);
 
     let mut mllp_entries: Vec<MllpConfig> = cfg.listeners.mllp.iter().enumerate().map(|(i, e)| mllp_config(e, i)).collect::<anyhow::Result<_>>()?;
     let nothing_configured = mllp_entries.is_empty() && cfg.listeners.drops.is_empty() && cfg.listeners.webhooks.is_none();
@@ -192,6 +195,7 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     drop(flow);
+    tasks.extend(super::bulk::schedule(cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), stop_rx.clone()));
     announce(&format!("ehrgate: ready; lake {}; write-ahead log {}", lake.storage().describe(), cfg.wal.dir.display()));
 
     let ticker_stats = stats.clone();

@@ -1,0 +1,380 @@
+//! One manifest file: streamed from the server, split into lines, checked, and
+//! committed in batches (bronze, silver or tombstones, quarantine), recording after
+//! each batch how many lines are in. A re-read (a break mid-stream, a truncated
+//! body, a restart) skips the lines already committed, and bronze gets no line twice.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ehrgate_lake::arrow::array::Array;
+use ehrgate_lake::{BronzeDetail, BronzeRow, QuarantineRow, SilverRow, now_micros, sql};
+use ehrgate_runtime::HttpError;
+use serde_json::Value;
+
+use super::ndjson::{LineSplitter, check_line, is_blank};
+use super::progress::Progress;
+use super::protocol::FileEntry;
+use super::state::file_key;
+use super::{BulkError, Ctx};
+use crate::units::{Unit, UnitKind};
+
+/// Which manifest array a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Resources: mapped by the adapter into silver.
+    Output,
+    /// Bundles of DELETE entries: tombstones in silver.
+    Deleted,
+    /// OperationOutcomes: quarantine rows.
+    Error,
+}
+
+/// Downloads of one file before giving up on it.
+const MAX_ATTEMPTS: u32 = 4;
+/// Batches of one file being mapped and committed while the next is read.
+const IN_FLIGHT: usize = 2;
+
+/// How one read of a file ended.
+enum ReadEnd {
+    Complete,
+    /// Fewer lines than the manifest's count, or a torn last line: read again.
+    Short { torn: Option<(u64, Bytes)>, why: String },
+}
+
+/// Ingests one file (resuming where its committed lines end).
+pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry) -> Result<(), BulkError> {
+    let key = file_key(&entry.url);
+    let before = ctx.file_progress(&key).await;
+    if before.done {
+        Progress::add(&ctx.progress.files_done, 1);
+        return Ok(());
+    }
+    // Lines up to here are in bronze already (a crash between the bronze commit and
+    // the progress record leaves some there that `lines` does not count).
+    let bronze_upto = if before.started { bronze_max_line(&ctx, &key).await?.max(before.lines) } else { before.lines };
+    if !before.started {
+        ctx.update_file(&key, |p| p.started = true).await?;
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let committed = ctx.file_progress(&key).await.lines;
+        let end = read_once(&ctx, kind, &entry, &key, committed, bronze_upto).await;
+        let (retry_why, torn) = match end {
+            Ok(ReadEnd::Complete) => break,
+            Ok(ReadEnd::Short { torn, why }) => (why, torn),
+            Err(e) if e.is_transient() => (e.to_string(), None),
+            Err(e) => return Err(e),
+        };
+        if attempt < MAX_ATTEMPTS {
+            tracing::warn!(export = %ctx.export_id, file = %key, attempt, "re-reading the file: {retry_why}");
+            tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
+            continue;
+        }
+        // Given up: what could not be read is quarantined with the reason, never
+        // dropped silently.
+        let (line, raw) = torn.unwrap_or((ctx.file_progress(&key).await.lines + 1, Bytes::new()));
+        let why = format!("{retry_why} (after {attempt} downloads)");
+        tracing::error!(export = %ctx.export_id, file = %key, "giving up on the rest of the file: {why}");
+        let unit = ctx.unit(&key, line, raw, None);
+        let q = ctx.pipeline.quarantine_row(&unit, "truncated", why, Some(format!("line {line}")));
+        let bronze = if line > bronze_upto { vec![unit.bronze] } else { vec![] };
+        ctx.lake.append_bronze(bronze).await?;
+        ctx.lake.quarantine(vec![q]).await?;
+        Progress::add(&ctx.progress.quarantined, 1);
+        break;
+    }
+    ctx.update_file(&key, |p| p.done = true).await?;
+    Progress::add(&ctx.progress.files_done, 1);
+    Ok(())
+}
+
+/// The highest line of this file already in bronze for this export (0: none).
+async fn bronze_max_line(ctx: &Ctx, key: &str) -> Result<u64, BulkError> {
+    if ctx.lake.table(ehrgate_lake::Table::BronzeNdjson.path()).await?.is_none() {
+        return Ok(0);
+    }
+    let q = format!(
+        "SELECT max(line) AS m FROM bronze_fhir_ndjson WHERE export_id = '{}' AND file = '{}'",
+        ctx.export_id.replace('\'', "''"),
+        key.replace('\'', "''")
+    );
+    let batches = sql::query_one(&ctx.lake, ehrgate_lake::Table::BronzeNdjson.path(), &q).await?;
+    let v = batches
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .and_then(|b| b.column(0).as_any().downcast_ref::<ehrgate_lake::arrow::array::Int64Array>().map(|a| if a.is_null(0) { 0 } else { a.value(0) }))
+        .unwrap_or(0);
+    Ok(v.max(0) as u64)
+}
+
+/// One download of the file, committing batches as they fill.
+async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str, committed: u64, bronze_upto: u64) -> Result<ReadEnd, BulkError> {
+    let mut d = ctx.conn.download(&entry.url, &ctx.scopes, ctx.requires_token).await.map_err(|e| BulkError::Http("download".into(), e))?;
+    match d.status {
+        200 => {}
+        404 | 410 => return Err(BulkError::Expired(format!("file {key} answered {}", d.status))),
+        s if s == 429 || s >= 500 => return Err(BulkError::Http("download".into(), HttpError::Unavailable(format!("file {key} answered {s}")))),
+        s => return Err(BulkError::Refused(format!("file {key} answered {s}"))),
+    }
+    let expected_type = (kind == FileKind::Output).then_some(entry.ty.as_str());
+    let mut splitter = LineSplitter::default();
+    let mut line_no = 0u64;
+    let mut resources_seen = 0u64;
+    let mut batch: Vec<(u64, Bytes)> = Vec::new();
+    let mut pending: VecDeque<tokio::task::JoinHandle<Result<u64, BulkError>>> = VecDeque::new();
+    let mut stream_error = None;
+    let mut torn = None;
+    loop {
+        let chunk = match d.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                stream_error = Some(e);
+                break;
+            }
+        };
+        Progress::add(&ctx.progress.bytes, chunk.len() as u64);
+        for line in splitter.feed(&chunk) {
+            line_no += 1;
+            if is_blank(&line) {
+                continue;
+            }
+            resources_seen += 1;
+            if line_no > committed {
+                batch.push((line_no, line));
+            }
+        }
+        if batch.len() >= ctx.batch_lines {
+            submit(ctx, kind, key, expected_type, std::mem::take(&mut batch), bronze_upto, &mut pending).await?;
+        }
+    }
+    if stream_error.is_none()
+        && let Some(last) = splitter.finish()
+    {
+        // A last line without its newline is fine when it is whole JSON; a torn one
+        // means the body was cut short.
+        line_no += 1;
+        if check_line(&last, None).is_ok() {
+            resources_seen += 1;
+            if line_no > committed {
+                batch.push((line_no, last));
+            }
+        } else {
+            torn = Some((line_no, last));
+        }
+    }
+    // The whole lines that did arrive are good: commit them before anything else.
+    if !batch.is_empty() {
+        submit(ctx, kind, key, expected_type, batch, bronze_upto, &mut pending).await?;
+    }
+    while let Some(h) = pending.pop_front() {
+        finish_one(ctx, key, h).await?;
+    }
+    if let Some(e) = stream_error {
+        return Err(BulkError::Http("download".into(), e));
+    }
+    if let Some((n, _)) = &torn {
+        return Ok(ReadEnd::Short { why: format!("line {n} is cut short (the body ended inside it)"), torn });
+    }
+    if let Some(count) = entry.count
+        && resources_seen < count
+    {
+        return Ok(ReadEnd::Short { torn: None, why: format!("the manifest says {count} resources, the body held {resources_seen}") });
+    }
+    Ok(ReadEnd::Complete)
+}
+
+/// Starts committing a batch; keeps at most `IN_FLIGHT` batches of this file in
+/// flight, recording progress in order as they finish.
+async fn submit(
+    ctx: &Arc<Ctx>,
+    kind: FileKind,
+    key: &str,
+    expected_type: Option<&str>,
+    batch: Vec<(u64, Bytes)>,
+    bronze_upto: u64,
+    pending: &mut VecDeque<tokio::task::JoinHandle<Result<u64, BulkError>>>,
+) -> Result<(), BulkError> {
+    while pending.len() >= IN_FLIGHT {
+        let h = pending.pop_front().expect("not empty");
+        finish_one(ctx, key, h).await?;
+    }
+    let c = ctx.clone();
+    let (key_owned, ty) = (key.to_string(), expected_type.map(str::to_string));
+    pending.push_back(tokio::spawn(async move { commit_batch(&c, kind, &key_owned, ty.as_deref(), batch, bronze_upto).await }));
+    Ok(())
+}
+
+async fn finish_one(ctx: &Ctx, key: &str, h: tokio::task::JoinHandle<Result<u64, BulkError>>) -> Result<(), BulkError> {
+    let last = h.await.map_err(|e| BulkError::State(format!("a commit task failed: {e}")))??;
+    ctx.update_file(key, |p| p.lines = p.lines.max(last)).await
+}
+
+/// Checks, maps and commits one batch of lines; returns its last line number.
+async fn commit_batch(ctx: &Ctx, kind: FileKind, key: &str, expected_type: Option<&str>, batch: Vec<(u64, Bytes)>, bronze_upto: u64) -> Result<u64, BulkError> {
+    let last = batch.last().map(|(n, _)| *n).unwrap_or(0);
+    let mut good = Vec::with_capacity(batch.len());
+    let mut quarantined: Vec<QuarantineRow> = Vec::new();
+    let mut bronze = Vec::with_capacity(batch.len());
+    for (n, raw) in batch {
+        match check_line(&raw, expected_type) {
+            Ok(ty) => {
+                let unit = ctx.unit(key, n, raw, Some(ty));
+                if n > bronze_upto {
+                    bronze.push(unit.bronze.clone());
+                }
+                good.push(unit);
+            }
+            Err(why) => {
+                let unit = ctx.unit(key, n, raw, None);
+                quarantined.push(ctx.pipeline.quarantine_row(&unit, "invalid-ndjson", why, Some(format!("line {n}"))));
+                if n > bronze_upto {
+                    bronze.push(unit.bronze);
+                }
+            }
+        }
+    }
+    let mut silver = Vec::new();
+    match kind {
+        FileKind::Output => {
+            let mapped = ctx.pipeline.map_units(&good).await;
+            silver = mapped.silver;
+            quarantined.extend(mapped.quarantined);
+        }
+        FileKind::Deleted => {
+            for u in &good {
+                match tombstones(u, ctx.transaction_micros) {
+                    Ok(rows) => silver.extend(rows),
+                    Err(why) => quarantined.push(ctx.pipeline.quarantine_row(u, "invalid-ndjson", why, Some(format!("line {}", line_of(u))))),
+                }
+            }
+            Progress::add(&ctx.progress.tombstones, silver.len() as u64);
+        }
+        FileKind::Error => {
+            for u in &good {
+                let why = format!("the server reported an export error: {}", outcome_text(&u.text));
+                quarantined.push(ctx.pipeline.quarantine_row(u, "export-error", why, Some(format!("line {}", line_of(u)))));
+            }
+        }
+    }
+    drop(good);
+    let resources = if kind == FileKind::Output { silver.len() as u64 } else { 0 };
+    let n_quarantined = quarantined.len() as u64;
+    ctx.count_types(&silver).await;
+    let (a, b, c) = tokio::join!(ctx.lake.append_bronze(bronze), ctx.lake.upsert_silver(silver), ctx.lake.quarantine(quarantined));
+    a?;
+    b?;
+    c?;
+    Progress::add(&ctx.progress.resources, resources);
+    Progress::add(&ctx.progress.quarantined, n_quarantined);
+    Ok(last)
+}
+
+fn line_of(u: &Unit) -> i64 {
+    match &u.bronze.detail {
+        BronzeDetail::Ndjson { line, .. } => *line,
+        _ => 0,
+    }
+}
+
+/// Diagnostics of an OperationOutcome line, cut short.
+fn outcome_text(line: &str) -> String {
+    let v: Value = serde_json::from_str(line).unwrap_or_default();
+    let texts: Vec<String> = v["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let code = i["code"].as_str().unwrap_or("?");
+            let text = i["diagnostics"].as_str().or(i["details"]["text"].as_str()).unwrap_or("");
+            format!("{code}: {text}")
+        })
+        .collect();
+    if texts.is_empty() { "an OperationOutcome without issues".into() } else { texts.join("; ").chars().take(500).collect() }
+}
+
+/// The tombstones of one `deleted` line: a Bundle whose entries are
+/// `request: {method: DELETE, url: "<Type>/<id>"}`. A tombstone's time is the
+/// export's transaction time (the deletion happened before it), so it replaces the
+/// stored row, which is older.
+fn tombstones(u: &Unit, transaction_micros: i64) -> Result<Vec<SilverRow>, String> {
+    let v: Value = serde_json::from_str(&u.text).map_err(|_| "not JSON".to_string())?;
+    if v["resourceType"] != "Bundle" {
+        return Err("a deleted file line must be a Bundle".into());
+    }
+    let mut rows = Vec::new();
+    for (i, e) in v["entry"].as_array().into_iter().flatten().enumerate() {
+        let method = e["request"]["method"].as_str().unwrap_or("");
+        let url = e["request"]["url"].as_str().unwrap_or("");
+        if !method.eq_ignore_ascii_case("DELETE") {
+            return Err(format!("entry {i}: request.method is `{method}`, not DELETE"));
+        }
+        let path = url.split(['?', '#']).next().unwrap_or("");
+        let parts: Vec<&str> = path.trim_end_matches('/').rsplitn(3, '/').collect();
+        let (id, ty) = match parts.as_slice() {
+            [id, ty, ..] if !id.is_empty() && ty.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && ty.chars().all(|c| c.is_ascii_alphanumeric()) => (*id, *ty),
+            _ => return Err(format!("entry {i}: request.url is not <Type>/<id>")),
+        };
+        let resource = serde_json::json!({"resourceType": ty, "id": id}).to_string();
+        rows.push(SilverRow {
+            resource_type: ty.to_string(),
+            id: id.to_string(),
+            patient_ref: None,
+            encounter_ref: None,
+            effective_at: None,
+            code_system: None,
+            code: None,
+            status: None,
+            source_system: None,
+            adapter: "ehrgate-bulk".into(),
+            source_ts: transaction_micros,
+            deleted: true,
+            lineage: u.bronze.lineage(),
+            ingested_at: now_micros(),
+            resource,
+        });
+    }
+    if rows.is_empty() {
+        return Err("a deleted-file Bundle without entries".into());
+    }
+    Ok(rows)
+}
+
+impl Ctx {
+    /// The unit of line `line` of file `key`.
+    pub(crate) fn unit(&self, key: &str, line: u64, raw: Bytes, resource_type: Option<String>) -> Unit {
+        let detail = BronzeDetail::Ndjson { export_id: Some(self.export_id.clone()), file: key.to_string(), line: line as i64, resource_type };
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        Unit { kind: UnitKind::Fhir, text, bronze: BronzeRow::new(raw.to_vec(), &self.source, now_micros(), line, detail), parse_error: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(text: &str) -> Unit {
+        let detail = BronzeDetail::Ndjson { export_id: None, file: "f".into(), line: 1, resource_type: None };
+        Unit { kind: UnitKind::Fhir, text: text.into(), bronze: BronzeRow::new(text.as_bytes().to_vec(), "s", 0, 1, detail), parse_error: None }
+    }
+
+    #[test]
+    fn deleted_bundles_become_tombstones() {
+        let u = unit(r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/p1"}},{"request":{"method":"DELETE","url":"https://ehr/fhir/Observation/o-2"}}]}"#);
+        let rows = tombstones(&u, 42).unwrap();
+        let got: Vec<(&str, &str, bool, i64)> = rows.iter().map(|r| (r.resource_type.as_str(), r.id.as_str(), r.deleted, r.source_ts)).collect();
+        assert_eq!(got, vec![("Patient", "p1", true, 42), ("Observation", "o-2", true, 42)]);
+        assert!(tombstones(&unit(r#"{"resourceType":"Bundle","entry":[{"request":{"method":"PUT","url":"Patient/1"}}]}"#), 1).is_err());
+        assert!(tombstones(&unit(r#"{"resourceType":"Bundle","entry":[{"request":{"method":"DELETE","url":"patient"}}]}"#), 1).is_err());
+        assert!(tombstones(&unit(r#"{"resourceType":"Patient","id":"x"}"#), 1).is_err());
+    }
+
+    #[test]
+    fn outcome_text_names_code_and_diagnostics() {
+        let t = outcome_text(r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-supported","diagnostics":"type X"}]}"#);
+        assert_eq!(t, "not-supported: type X");
+    }
+}

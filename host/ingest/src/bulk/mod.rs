@@ -1,0 +1,330 @@
+//! FHIR Bulk Data `$export` into the lake: kick-off, status polling, then the
+//! manifest's files downloaded in parallel (a bound), each streamed line by line
+//! through NDJSON checks into batches for the adapter's `map-fhir`, then into silver;
+//! raw lines in bronze; `deleted` entries as tombstones; error files and bad lines
+//! in quarantine. Resumable: the state file remembers the status URL and, per file,
+//! the lines committed, so a restart rejoins the export and skips what is in.
+//! Incremental: the last export's `transactionTime` is the next `_since`.
+
+mod files;
+pub mod ndjson;
+pub mod progress;
+pub mod protocol;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehrgate_connect::Connection;
+use ehrgate_lake::{Lake, LakeError, SilverRow, parse_fhir_time, sha256_hex};
+use ehrgate_runtime::HttpError;
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+pub use files::FileKind;
+pub use progress::Progress;
+pub use protocol::{ExportRequest, FileEntry, Level, Manifest, PollConfig};
+pub use state::{ConnState, Figures, FileProgress};
+
+use crate::Pipeline;
+use protocol::PollEnd;
+use state::{Current, StateFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    #[error("{0}")]
+    Config(String),
+    #[error("bulk state: {0}")]
+    State(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}: {1}")]
+    Http(String, HttpError),
+    #[error("the server refused: {0}")]
+    Refused(String),
+    /// A file (or the export) is gone: 404 / 410.
+    #[error("the export's files have expired: {0}")]
+    Expired(String),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+impl BulkError {
+    /// Worth another download of the same file.
+    fn is_transient(&self) -> bool {
+        matches!(self, BulkError::Http(_, HttpError::Unavailable(_) | HttpError::Timeout))
+    }
+}
+
+/// How an export runs.
+#[derive(Debug, Clone)]
+pub struct BulkOptions {
+    /// The connection's name (names the state file).
+    pub connection: String,
+    pub request: ExportRequest,
+    /// Use the last completed export's transaction time as `_since`.
+    pub incremental: bool,
+    /// Files downloaded at once.
+    pub parallel: usize,
+    /// Lines per batch handed to the adapter and committed together.
+    pub batch_lines: usize,
+    pub poll: PollConfig,
+    pub state_dir: PathBuf,
+}
+
+impl BulkOptions {
+    pub fn new(connection: &str, request: ExportRequest, state_dir: PathBuf) -> Self {
+        BulkOptions { connection: connection.into(), request, incremental: false, parallel: 4, batch_lines: 5_000, poll: PollConfig::default(), state_dir }
+    }
+}
+
+/// What an export did.
+#[derive(Debug, Clone, Default)]
+pub struct BulkReport {
+    pub export_id: String,
+    pub transaction_time: String,
+    pub since: Option<String>,
+    pub rejoined: bool,
+    pub kick_offs: u32,
+    pub figures: Figures,
+    pub tombstones: u64,
+    pub by_type: BTreeMap<String, u64>,
+}
+
+/// What every file task shares.
+pub(crate) struct Ctx {
+    conn: Arc<Connection>,
+    scopes: Vec<String>,
+    pipeline: Arc<Pipeline>,
+    lake: Arc<Lake>,
+    export_id: String,
+    source: String,
+    requires_token: bool,
+    transaction_micros: i64,
+    batch_lines: usize,
+    progress: Arc<Progress>,
+    state: Arc<Mutex<StateFile>>,
+    by_type: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Ctx {
+    async fn file_progress(&self, key: &str) -> FileProgress {
+        let s = self.state.lock().await;
+        s.state.current.as_ref().and_then(|c| c.files.get(key).cloned()).unwrap_or_default()
+    }
+
+    /// Changes a file's progress and saves the state (with the current figures).
+    async fn update_file(&self, key: &str, f: impl FnOnce(&mut FileProgress)) -> Result<(), BulkError> {
+        let mut s = self.state.lock().await;
+        if let Some(c) = s.state.current.as_mut() {
+            f(c.files.entry(key.to_string()).or_default());
+        }
+        s.state.figures = Some(self.progress.figures());
+        s.save()
+    }
+
+    async fn count_types(&self, rows: &[SilverRow]) {
+        let mut m = self.by_type.lock().await;
+        for r in rows.iter().filter(|r| !r.deleted) {
+            *m.entry(r.resource_type.clone()).or_default() += 1;
+        }
+    }
+}
+
+/// Scopes a bulk export asks for: read on the requested types (minimum necessary),
+/// or on everything when no types are named.
+pub fn scopes_for(req: &ExportRequest) -> Vec<String> {
+    if req.types.is_empty() { vec!["system/*.read".into()] } else { req.types.iter().map(|t| format!("system/{t}.read")).collect() }
+}
+
+/// Kick-offs of one run before giving up (a fresh one follows expired files).
+const MAX_KICK_OFFS: u32 = 3;
+
+/// Runs (or rejoins) the export of `opts.connection`, mapping with `pipeline`.
+/// `on_status` receives progress lines (X-Progress while the server works; the
+/// reporter prints the figures).
+pub async fn run_export(
+    conn: Arc<Connection>,
+    pipeline: Arc<Pipeline>,
+    lake: Arc<Lake>,
+    opts: &BulkOptions,
+    progress: Arc<Progress>,
+    on_status: impl Fn(&str) + Send + Sync,
+) -> Result<BulkReport, BulkError> {
+    if opts.parallel == 0 || opts.batch_lines == 0 {
+        return Err(BulkError::Config("parallel downloads and batch lines must be at least 1".into()));
+    }
+    let state = Arc::new(Mutex::new(StateFile::open(&opts.state_dir, &opts.connection)?));
+    let mut request = opts.request.clone();
+    if opts.incremental {
+        request.since = state.lock().await.state.since.clone();
+        match &request.since {
+            Some(s) => on_status(&format!("incremental: _since={s} (the last export's transaction time)")),
+            None => on_status("incremental: no earlier export on record, so this one exports everything"),
+        }
+    }
+    let scopes = scopes_for(&request);
+    let mut report = BulkReport { since: request.since.clone(), ..Default::default() };
+    match &state.lock().await.state.current {
+        Some(c) if c.request == request => {
+            report.rejoined = true;
+            on_status(&format!("rejoining export {} (kicked off {}, status {})", c.export_id, c.kicked_off_at, c.status_url));
+        }
+        Some(c) => {
+            return Err(BulkError::Busy(format!(
+                "connection `{}` has an unfinished export {} of another request ({:?}); run that again to finish it, or `ehrgate bulk cancel --connection {}`",
+                opts.connection, c.export_id, c.request, opts.connection
+            )));
+        }
+        None => {}
+    }
+    let status_url = loop {
+        let current = state.lock().await.state.current.clone();
+        let cur = match current {
+            Some(c) => c,
+            None => {
+                if report.kick_offs >= MAX_KICK_OFFS {
+                    return Err(BulkError::Expired(format!("gave up after {} kick-offs", report.kick_offs)));
+                }
+                report.kick_offs += 1;
+                let status_url = protocol::kick_off(&conn, &request, &scopes).await?;
+                let kicked_off_at = progress_now();
+                let export_id = sha256_hex(format!("{status_url}|{kicked_off_at}").as_bytes())[..16].to_string();
+                on_status(&format!("kicked off export {export_id}: {} {}", request.path(), request.since.as_deref().map(|s| format!("_since={s}")).unwrap_or_default()));
+                let c = Current { request: request.clone(), export_id, status_url, kicked_off_at, manifest: None, files: BTreeMap::new() };
+                let mut sf = state.lock().await;
+                sf.state.current = Some(c.clone());
+                sf.save()?;
+                c
+            }
+        };
+        let manifest = match cur.manifest.clone() {
+            Some(m) => m,
+            None => match protocol::poll(&conn, &cur.status_url, &scopes, opts.poll, |p| on_status(&format!("server: {p}"))).await? {
+                PollEnd::Complete(m) => {
+                    let mut sf = state.lock().await;
+                    if let Some(c) = sf.state.current.as_mut() {
+                        c.manifest = Some(m.clone());
+                    }
+                    sf.save()?;
+                    m
+                }
+                PollEnd::Gone => {
+                    on_status("the export is gone on the server (expired or cancelled there); kicking off a fresh one");
+                    forget_current(&state).await?;
+                    continue;
+                }
+            },
+        };
+        match download_all(&conn, &pipeline, &lake, opts, &scopes, &cur.export_id, &manifest, &progress, &state).await {
+            Ok(by_type) => {
+                report.by_type = by_type;
+                report.export_id = cur.export_id.clone();
+                report.transaction_time = manifest.transaction_time.clone();
+                break cur.status_url;
+            }
+            Err(BulkError::Expired(why)) => {
+                on_status(&format!("{why}; kicking off a fresh export (rows already in are merged again, not duplicated)"));
+                forget_current(&state).await?;
+                progress.files_total.store(0, std::sync::atomic::Ordering::Relaxed);
+                progress.files_done.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    report.figures = progress.figures();
+    report.tombstones = progress.tombstones.load(std::sync::atomic::Ordering::Relaxed);
+    {
+        let mut sf = state.lock().await;
+        sf.state.since = Some(report.transaction_time.clone());
+        sf.state.current = None;
+        sf.state.figures = Some(report.figures.clone());
+        sf.save()?;
+    }
+    // Done with it: the server may clean up (best effort; the export is complete).
+    if let Err(e) = protocol::delete(&conn, &status_url, &scopes).await {
+        tracing::debug!("DELETE of a completed export's status URL failed: {e}");
+    }
+    Ok(report)
+}
+
+async fn forget_current(state: &Mutex<StateFile>) -> Result<(), BulkError> {
+    let mut sf = state.lock().await;
+    sf.state.current = None;
+    sf.save()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn download_all(
+    conn: &Arc<Connection>,
+    pipeline: &Arc<Pipeline>,
+    lake: &Arc<Lake>,
+    opts: &BulkOptions,
+    scopes: &[String],
+    export_id: &str,
+    manifest: &Manifest,
+    progress: &Arc<Progress>,
+    state: &Arc<Mutex<StateFile>>,
+) -> Result<BTreeMap<String, u64>, BulkError> {
+    let transaction_micros = parse_fhir_time(&manifest.transaction_time)
+        .ok_or_else(|| BulkError::Refused(format!("the manifest's transactionTime `{}` is not a FHIR instant", manifest.transaction_time)))?;
+    let ctx = Arc::new(Ctx {
+        conn: conn.clone(),
+        scopes: scopes.to_vec(),
+        pipeline: pipeline.clone(),
+        lake: lake.clone(),
+        export_id: export_id.to_string(),
+        source: format!("bulk:{}", opts.connection),
+        requires_token: manifest.requires_access_token,
+        transaction_micros,
+        batch_lines: opts.batch_lines,
+        progress: progress.clone(),
+        state: state.clone(),
+        by_type: Mutex::new(BTreeMap::new()),
+    });
+    let files: Vec<(FileKind, FileEntry)> = manifest
+        .output
+        .iter()
+        .map(|f| (FileKind::Output, f.clone()))
+        .chain(manifest.deleted.iter().map(|f| (FileKind::Deleted, f.clone())))
+        .chain(manifest.error.iter().map(|f| (FileKind::Error, f.clone())))
+        .collect();
+    Progress::add(&progress.files_total, files.len() as u64);
+    let mut results = futures::stream::iter(files.into_iter().map(|(kind, entry)| files::ingest_file(ctx.clone(), kind, entry))).buffer_unordered(opts.parallel);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    drop(results);
+    let by_type = ctx.by_type.lock().await.clone();
+    Ok(by_type)
+}
+
+/// Cancels the connection's export in progress: DELETE on its status URL, then
+/// forgets it (rows already committed stay). Returns the export id, if there was one.
+pub async fn cancel(conn: &Connection, state_dir: &std::path::Path, connection: &str) -> Result<Option<(String, u16)>, BulkError> {
+    let mut sf = StateFile::open(state_dir, connection)?;
+    let Some(cur) = sf.state.current.clone() else { return Ok(None) };
+    let status = protocol::delete(conn, &cur.status_url, &scopes_for(&cur.request)).await?;
+    sf.state.current = None;
+    sf.save()?;
+    Ok(Some((cur.export_id, status)))
+}
+
+fn progress_now() -> String {
+    chrono::DateTime::from_timestamp_micros(ehrgate_lake::now_micros()).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+/// Prints `progress.line()` through `out` every `every` until the returned handle is
+/// dropped or aborted.
+pub fn report_every(progress: Arc<Progress>, every: Duration, out: impl Fn(&str) + Send + 'static) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            out(&progress.line());
+        }
+    })
+}

@@ -1,0 +1,163 @@
+//! What survives a restart, per connection, in `<state_dir>/<connection>.json`:
+//! the last completed export's transaction time (the next `_since`), and the export
+//! in progress: its status URL, its manifest once known, and per file how many
+//! lines are committed. Written atomically (temp file, fsync, rename, fsync dir).
+//! A lock file keeps two processes from running one connection's export at once.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::BulkError;
+use super::protocol::{ExportRequest, Manifest};
+
+/// Progress of one file of the export in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileProgress {
+    /// Lines (counted from the top of the file, blank ones included) whose rows are
+    /// committed to the lake.
+    pub lines: u64,
+    /// Set before the first rows of the file are written: a restart then looks in
+    /// bronze for lines written after `lines` (a crash between the two commits).
+    pub started: bool,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Current {
+    pub request: ExportRequest,
+    /// Ours: names the export in bronze (`export_id`) and in logs.
+    pub export_id: String,
+    pub status_url: String,
+    pub kicked_off_at: String,
+    #[serde(default)]
+    pub manifest: Option<Manifest>,
+    /// By file URL (query string dropped).
+    #[serde(default)]
+    pub files: BTreeMap<String, FileProgress>,
+}
+
+/// The figures of the running (or last) export, for `ehrgate bulk status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub resources: u64,
+    pub quarantined: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub resources_per_s: f64,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnState {
+    /// `transactionTime` of the last export that completed: the next `_since`.
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub current: Option<Current>,
+    #[serde(default)]
+    pub figures: Option<Figures>,
+}
+
+/// The state file of one connection, held under its lock.
+pub struct StateFile {
+    path: PathBuf,
+    pub state: ConnState,
+    _lock: File,
+}
+
+fn safe_name(connection: &str) -> Result<(), BulkError> {
+    if connection.is_empty() || !connection.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || connection.starts_with('.') {
+        return Err(BulkError::Config(format!("connection name `{connection}` must be letters, digits, `-`, `_` or `.`")));
+    }
+    Ok(())
+}
+
+impl StateFile {
+    /// Opens (creating the folder) and locks the state of `connection`. Fails at once
+    /// when another process holds the lock.
+    pub fn open(dir: &Path, connection: &str) -> Result<StateFile, BulkError> {
+        safe_name(connection)?;
+        std::fs::create_dir_all(dir).map_err(|e| BulkError::State(format!("cannot create {}: {e}", dir.display())))?;
+        let lock_path = dir.join(format!("{connection}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| BulkError::State(format!("cannot open {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(BulkError::Busy(format!("another process is running an export on connection `{connection}` (lock {})", lock_path.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(BulkError::State(format!("cannot lock {}: {e}", lock_path.display()))),
+        }
+        let path = dir.join(format!("{connection}.json"));
+        let state = read(&path)?;
+        Ok(StateFile { path, state, _lock: lock })
+    }
+
+    pub fn save(&self) -> Result<(), BulkError> {
+        write_atomically(&self.path, &serde_json::to_vec_pretty(&self.state).expect("state serialises"))
+            .map_err(|e| BulkError::State(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
+
+/// Reads a connection's state without taking the lock (for `bulk status`).
+pub fn peek(dir: &Path, connection: &str) -> Result<ConnState, BulkError> {
+    safe_name(connection)?;
+    read(&dir.join(format!("{connection}.json")))
+}
+
+fn read(path: &Path) -> Result<ConnState, BulkError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| BulkError::State(format!("{} is damaged ({e}); move it aside to start afresh", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConnState::default()),
+        Err(e) => Err(BulkError::State(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A file URL without its query string (signed URLs carry secrets there).
+pub fn file_key(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or(url).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_the_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = StateFile::open(dir.path(), "ehr").unwrap();
+        assert_eq!(s.state, ConnState::default());
+        s.state.since = Some("2024-01-01T00:00:00Z".into());
+        s.save().unwrap();
+        assert!(matches!(StateFile::open(dir.path(), "ehr"), Err(BulkError::Busy(_))));
+        drop(s);
+        let s = StateFile::open(dir.path(), "ehr").unwrap();
+        assert_eq!(s.state.since.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(peek(dir.path(), "ehr").unwrap().since, s.state.since);
+        assert!(StateFile::open(dir.path(), "../x").is_err());
+        assert_eq!(file_key("https://s3/x.ndjson?X-Amz-Signature=abc"), "https://s3/x.ndjson");
+    }
+}
