@@ -64,6 +64,7 @@ fn plan(cfg: &Config, args: &ExportArgs) -> anyhow::Result<(BulkOptions, String)
     opts.incremental = args.incremental;
     opts.parallel = args.parallel.unwrap_or(cfg.bulk.parallel).max(1);
     opts.batch_lines = cfg.bulk.batch_lines.max(1);
+    opts.slow_commit = std::env::var("EHRGATE_FAULT_SLOW_COMMIT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
     let adapter = args.adapter.clone().or_else(|| job.map(|j| j.adapter.clone())).unwrap_or_else(|| "reference".into());
     Ok((opts, adapter))
 }

@@ -264,6 +264,9 @@ async fn commit_batch(ctx: &Ctx, kind: FileKind, key: &str, expected_type: Optio
     let resources = if kind == FileKind::Output { silver.len() as u64 } else { 0 };
     let n_quarantined = quarantined.len() as u64;
     ctx.count_types(&silver).await;
+    if let Some(d) = ctx.slow_commit {
+        tokio::time::sleep(d).await;
+    }
     let (a, b, c) = tokio::join!(ctx.lake.append_bronze(bronze), ctx.lake.upsert_silver(silver), ctx.lake.quarantine(quarantined));
     a?;
     b?;

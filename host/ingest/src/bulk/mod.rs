@@ -72,11 +72,13 @@ pub struct BulkOptions {
     pub batch_lines: usize,
     pub poll: PollConfig,
     pub state_dir: PathBuf,
+    /// Fault injection for tests: every batch waits this long before it commits.
+    pub slow_commit: Option<Duration>,
 }
 
 impl BulkOptions {
     pub fn new(connection: &str, request: ExportRequest, state_dir: PathBuf) -> Self {
-        BulkOptions { connection: connection.into(), request, incremental: false, parallel: 4, batch_lines: 5_000, poll: PollConfig::default(), state_dir }
+        BulkOptions { connection: connection.into(), request, incremental: false, parallel: 4, batch_lines: 5_000, poll: PollConfig::default(), state_dir, slow_commit: None }
     }
 }
 
@@ -104,6 +106,7 @@ pub(crate) struct Ctx {
     requires_token: bool,
     transaction_micros: i64,
     batch_lines: usize,
+    slow_commit: Option<Duration>,
     progress: Arc<Progress>,
     state: Arc<Mutex<StateFile>>,
     by_type: Mutex<BTreeMap<String, u64>>,
@@ -280,6 +283,7 @@ async fn download_all(
         requires_token: manifest.requires_access_token,
         transaction_micros,
         batch_lines: opts.batch_lines,
+        slow_commit: opts.slow_commit,
         progress: progress.clone(),
         state: state.clone(),
         by_type: Mutex::new(BTreeMap::new()),
