@@ -77,7 +77,7 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
 
     // 2. A bulk export's NDJSON, through the file path.
     let started = Instant::now();
-    let total = super::lake_cmds::ingest_files(&pipeline, &ndjson).await?;
+    let total = super::lake_cmds::ingest_files(&pipeline, &lake, &ndjson).await?;
     super::lake_cmds::finish(pipeline, audit_task).await;
     let secs = started.elapsed().as_secs_f64();
     println!(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ehrgate_ingest::bulk::{self, Progress};
 use ehrgate_ingest::{LakeAudit, Pipeline, Report};
 use ehrgate_lake::{Lake, maintenance, quarantine, sql};
 use crate::adapters;
@@ -17,16 +18,16 @@ fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
 
 /// The lake, a pipeline through `adapter`, and the audit writer's task: when done,
 /// drop the pipeline and await the task so that every audit event is written.
-pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Pipeline, tokio::task::JoinHandle<()>)> {
+pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Arc<Pipeline>, tokio::task::JoinHandle<()>)> {
     let lake = open_lake(cfg)?;
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
     let adapter = adapters::load_named(&runtime, &connections, cfg, adapter, Default::default()).await?;
-    Ok((lake.clone(), Pipeline::new(lake, adapter), audit_task))
+    Ok((lake.clone(), Arc::new(Pipeline::new(lake, adapter)), audit_task))
 }
 
 /// Drop the pipeline (closing the audit queue) and wait for the audit writer.
-pub(crate) async fn finish(pipeline: Pipeline, audit_task: tokio::task::JoinHandle<()>) {
+pub(crate) async fn finish(pipeline: Arc<Pipeline>, audit_task: tokio::task::JoinHandle<()>) {
     drop(pipeline);
     if let Err(e) = audit_task.await {
         tracing::error!("audit writer failed: {e}");
@@ -48,7 +49,7 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
     let (lake, pipeline, audit_task) = pipeline(cfg, adapter).await?;
     eprintln!("ingest: {} files through {} into {}", files.len(), pipeline.adapter().label(), lake.storage().describe());
     let started = Instant::now();
-    let total = ingest_files(&pipeline, files).await?;
+    let total = ingest_files(&pipeline, &lake, files).await?;
     finish(pipeline, audit_task).await;
     print_report(&total);
     println!("took {:.2} s", started.elapsed().as_secs_f64());
@@ -59,19 +60,42 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
 /// and large, while memory stays bounded.
 const UNITS_PER_CALL: usize = 5_000;
 
-/// Ingest files in groups, printing progress on long runs.
-pub(crate) async fn ingest_files(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<Report> {
+fn is_ndjson(p: &std::path::Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"))
+}
+
+/// Ingest files: NDJSON streamed in batches, two files at once (the bulk export
+/// path, see ehrgate_ingest::bulk); HL7v2 files in groups. Progress on long runs.
+pub(crate) async fn ingest_files(pipeline: &Arc<Pipeline>, lake: &Arc<Lake>, files: &[PathBuf]) -> anyhow::Result<Report> {
+    let (ndjson, hl7): (Vec<PathBuf>, Vec<PathBuf>) = files.iter().cloned().partition(|f| is_ndjson(f));
     let mut total = Report::default();
+    if !ndjson.is_empty() {
+        let progress = Arc::new(Progress::default());
+        let reporter = bulk::report_every(progress.clone(), Duration::from_secs(2), |l| eprintln!("  ndjson: {l}"));
+        let by_type = bulk::ingest_local(pipeline.clone(), lake.clone(), &ndjson, 2, 5_000, progress.clone()).await;
+        reporter.abort();
+        let by_type = by_type.context("ingesting NDJSON")?;
+        let f = progress.figures();
+        total.units += (f.resources + f.quarantined) as usize;
+        total.resources += f.resources as usize;
+        total.quarantined += f.quarantined as usize;
+        for (t, n) in by_type {
+            *total.by_type.entry(t).or_default() += n as usize;
+        }
+        if f.quarantined > 0 {
+            *total.quarantined_by_kind.entry("ndjson".into()).or_default() += f.quarantined as usize;
+        }
+    }
     let mut pending = Vec::new();
     let mut last_progress = Instant::now();
-    for (i, file) in files.iter().enumerate() {
+    for (i, file) in hl7.iter().enumerate() {
         let units = ehrgate_ingest::read_file(file, ehrgate_lake::now_micros()).with_context(|| format!("cannot read {}", file.display()))?;
         pending.extend(units);
-        if pending.len() >= UNITS_PER_CALL || i + 1 == files.len() {
+        if pending.len() >= UNITS_PER_CALL || i + 1 == hl7.len() {
             let r = pipeline.ingest(std::mem::take(&mut pending)).await.context("ingesting")?;
             total.add(&r);
             if last_progress.elapsed() > Duration::from_secs(2) {
-                eprintln!("  {}/{} files, {} units, {} resources", i + 1, files.len(), total.units, total.resources);
+                eprintln!("  {}/{} files, {} units, {} resources", i + 1, hl7.len(), total.units, total.resources);
                 last_progress = Instant::now();
             }
         }

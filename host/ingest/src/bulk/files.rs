@@ -17,7 +17,7 @@ use super::ndjson::{LineSplitter, check_line, is_blank};
 use super::progress::Progress;
 use super::protocol::FileEntry;
 use super::state::file_key;
-use super::{BulkError, Ctx};
+use super::{BulkError, Ctx, Origin};
 use crate::units::{Unit, UnitKind};
 
 /// Which manifest array a file came from.
@@ -69,7 +69,7 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
             Err(e) => return Err(e),
         };
         if attempt < MAX_ATTEMPTS {
-            tracing::warn!(export = %ctx.export_id, file = %key, attempt, "re-reading the file: {retry_why}");
+            tracing::warn!(export = ?ctx.export_id(), file = %key, attempt, "re-reading the file: {retry_why}");
             tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
             continue;
         }
@@ -77,7 +77,7 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
         // dropped silently.
         let (line, raw) = torn.unwrap_or((ctx.file_progress(&key).await.lines + 1, Bytes::new()));
         let why = format!("{retry_why} (after {attempt} downloads)");
-        tracing::error!(export = %ctx.export_id, file = %key, "giving up on the rest of the file: {why}");
+        tracing::error!(export = ?ctx.export_id(), file = %key, "giving up on the rest of the file: {why}");
         let unit = ctx.unit(&key, line, raw, None);
         let q = ctx.pipeline.quarantine_row(&unit, "truncated", why, Some(format!("line {line}")));
         let bronze = if line > bronze_upto { vec![unit.bronze] } else { vec![] };
@@ -93,12 +93,13 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
 
 /// The highest line of this file already in bronze for this export (0: none).
 async fn bronze_max_line(ctx: &Ctx, key: &str) -> Result<u64, BulkError> {
+    let Some(export_id) = ctx.export_id() else { return Ok(0) };
     if ctx.lake.table(ehrgate_lake::Table::BronzeNdjson.path()).await?.is_none() {
         return Ok(0);
     }
     let q = format!(
         "SELECT max(line) AS m FROM bronze_fhir_ndjson WHERE export_id = '{}' AND file = '{}'",
-        ctx.export_id.replace('\'', "''"),
+        export_id.replace('\'', "''"),
         key.replace('\'', "''")
     );
     let batches = sql::query_one(&ctx.lake, ehrgate_lake::Table::BronzeNdjson.path(), &q).await?;
@@ -112,14 +113,8 @@ async fn bronze_max_line(ctx: &Ctx, key: &str) -> Result<u64, BulkError> {
 
 /// One download of the file, committing batches as they fill.
 async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str, committed: u64, bronze_upto: u64) -> Result<ReadEnd, BulkError> {
-    let mut d = ctx.conn.download(&entry.url, &ctx.scopes, ctx.requires_token).await.map_err(|e| BulkError::Http("download".into(), e))?;
-    match d.status {
-        200 => {}
-        404 | 410 => return Err(BulkError::Expired(format!("file {key} answered {}", d.status))),
-        s if s == 429 || s >= 500 => return Err(BulkError::Http("download".into(), HttpError::Unavailable(format!("file {key} answered {s}")))),
-        s => return Err(BulkError::Refused(format!("file {key} answered {s}"))),
-    }
-    let expected_type = (kind == FileKind::Output).then_some(entry.ty.as_str());
+    let mut d = Chunks::open(ctx, entry, key).await?;
+    let expected_type = (kind == FileKind::Output && !entry.ty.is_empty()).then_some(entry.ty.as_str());
     let mut splitter = LineSplitter::default();
     let mut line_no = 0u64;
     let mut resources_seen = 0u64;
@@ -174,7 +169,7 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
         finish_one(ctx, key, h).await?;
     }
     if let Some(e) = stream_error {
-        return Err(BulkError::Http("download".into(), e));
+        return Err(e);
     }
     if let Some((n, _)) = &torn {
         return Ok(ReadEnd::Short { why: format!("line {n} is cut short (the body ended inside it)"), torn });
@@ -349,9 +344,55 @@ fn tombstones(u: &Unit, transaction_micros: i64) -> Result<Vec<SilverRow>, Strin
 impl Ctx {
     /// The unit of line `line` of file `key`.
     pub(crate) fn unit(&self, key: &str, line: u64, raw: Bytes, resource_type: Option<String>) -> Unit {
-        let detail = BronzeDetail::Ndjson { export_id: Some(self.export_id.clone()), file: key.to_string(), line: line as i64, resource_type };
+        let export_id = self.export_id().map(str::to_string);
+        let (file, source) = match export_id {
+            Some(_) => (key.to_string(), std::borrow::Cow::Borrowed(self.source.as_str())),
+            None => {
+                let name = std::path::Path::new(key).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| key.to_string());
+                let source = std::borrow::Cow::Owned(format!("file:{name}"));
+                (name, source)
+            }
+        };
+        let detail = BronzeDetail::Ndjson { export_id, file, line: line as i64, resource_type };
         let text = String::from_utf8_lossy(&raw).into_owned();
-        Unit { kind: UnitKind::Fhir, text, bronze: BronzeRow::new(raw.to_vec(), &self.source, now_micros(), line, detail), parse_error: None }
+        Unit { kind: UnitKind::Fhir, text, bronze: BronzeRow::new(raw.to_vec(), &source, now_micros(), line, detail), parse_error: None }
+    }
+}
+
+/// The bytes of a file as they arrive: an HTTP body, or a local file read in blocks.
+enum Chunks {
+    Http(ehrgate_connect::Download),
+    Local(tokio::fs::File),
+}
+
+impl Chunks {
+    async fn open(ctx: &Ctx, entry: &FileEntry, key: &str) -> Result<Chunks, BulkError> {
+        let (conn, scopes, requires_token) = match &ctx.origin {
+            Origin::Export { conn, scopes, requires_token, .. } => (conn, scopes, *requires_token),
+            Origin::Local => {
+                let f = tokio::fs::File::open(&entry.url).await.map_err(|e| BulkError::Io(format!("cannot open {}: {e}", entry.url)))?;
+                return Ok(Chunks::Local(f));
+            }
+        };
+        let d = conn.download(&entry.url, scopes, requires_token).await.map_err(|e| BulkError::Http("download".into(), e))?;
+        match d.status {
+            200 => Ok(Chunks::Http(d)),
+            404 | 410 => Err(BulkError::Expired(format!("file {key} answered {}", d.status))),
+            s if s == 429 || s >= 500 => Err(BulkError::Http("download".into(), HttpError::Unavailable(format!("file {key} answered {s}")))),
+            s => Err(BulkError::Refused(format!("file {key} answered {s}"))),
+        }
+    }
+
+    async fn chunk(&mut self) -> Result<Option<Bytes>, BulkError> {
+        match self {
+            Chunks::Http(d) => d.chunk().await.map_err(|e| BulkError::Http("download".into(), e)),
+            Chunks::Local(f) => {
+                use tokio::io::AsyncReadExt;
+                let mut buf = bytes::BytesMut::with_capacity(256 << 10);
+                let n = f.read_buf(&mut buf).await.map_err(|e| BulkError::Io(format!("reading: {e}")))?;
+                Ok((n > 0).then(|| buf.freeze()))
+            }
+        }
     }
 }
 

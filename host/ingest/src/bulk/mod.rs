@@ -49,6 +49,8 @@ pub enum BulkError {
     Expired(String),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error("{0}")]
+    Io(String),
 }
 
 impl BulkError {
@@ -95,32 +97,46 @@ pub struct BulkReport {
     pub by_type: BTreeMap<String, u64>,
 }
 
+/// Where a file's lines come from.
+pub(crate) enum Origin {
+    /// A manifest file of an export: downloaded, progress recorded in the state.
+    Export { conn: Arc<Connection>, scopes: Vec<String>, requires_token: bool, state: Arc<Mutex<StateFile>>, export_id: String },
+    /// A local NDJSON file (`ehrgate ingest`, benchmarks): read from disk, no state.
+    Local,
+}
+
 /// What every file task shares.
 pub(crate) struct Ctx {
-    conn: Arc<Connection>,
-    scopes: Vec<String>,
+    origin: Origin,
     pipeline: Arc<Pipeline>,
     lake: Arc<Lake>,
-    export_id: String,
+    /// Bronze `source` (`bulk:<connection>`; local files: `file:<name>` per file).
     source: String,
-    requires_token: bool,
     transaction_micros: i64,
     batch_lines: usize,
     slow_commit: Option<Duration>,
     progress: Arc<Progress>,
-    state: Arc<Mutex<StateFile>>,
     by_type: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Ctx {
+    fn export_id(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Export { export_id, .. } => Some(export_id),
+            Origin::Local => None,
+        }
+    }
+
     async fn file_progress(&self, key: &str) -> FileProgress {
-        let s = self.state.lock().await;
+        let Origin::Export { state, .. } = &self.origin else { return FileProgress::default() };
+        let s = state.lock().await;
         s.state.current.as_ref().and_then(|c| c.files.get(key).cloned()).unwrap_or_default()
     }
 
     /// Changes a file's progress and saves the state (with the current figures).
     async fn update_file(&self, key: &str, f: impl FnOnce(&mut FileProgress)) -> Result<(), BulkError> {
-        let mut s = self.state.lock().await;
+        let Origin::Export { state, .. } = &self.origin else { return Ok(()) };
+        let mut s = state.lock().await;
         if let Some(c) = s.state.current.as_mut() {
             f(c.files.entry(key.to_string()).or_default());
         }
@@ -274,18 +290,20 @@ async fn download_all(
     let transaction_micros = parse_fhir_time(&manifest.transaction_time)
         .ok_or_else(|| BulkError::Refused(format!("the manifest's transactionTime `{}` is not a FHIR instant", manifest.transaction_time)))?;
     let ctx = Arc::new(Ctx {
-        conn: conn.clone(),
-        scopes: scopes.to_vec(),
+        origin: Origin::Export {
+            conn: conn.clone(),
+            scopes: scopes.to_vec(),
+            requires_token: manifest.requires_access_token,
+            state: state.clone(),
+            export_id: export_id.to_string(),
+        },
         pipeline: pipeline.clone(),
         lake: lake.clone(),
-        export_id: export_id.to_string(),
         source: format!("bulk:{}", opts.connection),
-        requires_token: manifest.requires_access_token,
         transaction_micros,
         batch_lines: opts.batch_lines,
         slow_commit: opts.slow_commit,
         progress: progress.clone(),
-        state: state.clone(),
         by_type: Mutex::new(BTreeMap::new()),
     });
     let files: Vec<(FileKind, FileEntry)> = manifest
@@ -297,6 +315,39 @@ async fn download_all(
         .collect();
     Progress::add(&progress.files_total, files.len() as u64);
     let mut results = futures::stream::iter(files.into_iter().map(|(kind, entry)| files::ingest_file(ctx.clone(), kind, entry))).buffer_unordered(opts.parallel);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    drop(results);
+    let by_type = ctx.by_type.lock().await.clone();
+    Ok(by_type)
+}
+
+/// Ingests local NDJSON files (one resource per line) the way export files are:
+/// streamed, checked, mapped in batches through `pipeline`, `parallel` files at once.
+/// Returns resources merged per type.
+pub async fn ingest_local(
+    pipeline: Arc<Pipeline>,
+    lake: Arc<Lake>,
+    paths: &[PathBuf],
+    parallel: usize,
+    batch_lines: usize,
+    progress: Arc<Progress>,
+) -> Result<BTreeMap<String, u64>, BulkError> {
+    let ctx = Arc::new(Ctx {
+        origin: Origin::Local,
+        pipeline,
+        lake,
+        source: String::new(),
+        transaction_micros: ehrgate_lake::now_micros(),
+        batch_lines: batch_lines.max(1),
+        slow_commit: None,
+        progress: progress.clone(),
+        by_type: Mutex::new(BTreeMap::new()),
+    });
+    Progress::add(&progress.files_total, paths.len() as u64);
+    let files = paths.iter().map(|p| FileEntry { ty: String::new(), url: p.to_string_lossy().into_owned(), count: None });
+    let mut results = futures::stream::iter(files.map(|e| files::ingest_file(ctx.clone(), FileKind::Output, e))).buffer_unordered(parallel.max(1));
     while let Some(r) = results.next().await {
         r?;
     }
