@@ -2,11 +2,14 @@
 //! queue (back-pressure: producers wait when it is full), commits by size or age,
 //! and tells every producer when its rows are committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use deltalake::arrow::array::{Array, BooleanArray, RecordBatch, StringArray, StringViewArray};
+use deltalake::arrow::compute::{filter_record_batch, not};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -153,7 +156,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
     loop {
         // (operations consume the table; `t` stays as the base for a retry)
         let result = if merge && t.version().is_some() {
-            merge_newer(t.clone(), batch.clone()).await
+            upsert(t.clone(), &batch).await
         } else {
             let mut write =
                 t.clone().write(vec![batch.clone()]).with_save_mode(SaveMode::Append).with_partition_columns(partitions.iter().map(|s| s.to_string()));
@@ -189,9 +192,55 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
     }
 }
 
+/// Silver rows into an existing table: ids the table already holds go through the
+/// MERGE (newer wins); ids it cannot hold yet are appended, which rewrites nothing
+/// (a MERGE scans and rewrites every file it may touch). Looking for the ids reads
+/// only the `id` column. Both commits refuse to land on a version other than the one
+/// read (no deltalake retry), so a concurrent writer makes the caller reload and
+/// split again: an id appended by someone else meanwhile is then merged, not
+/// duplicated.
+async fn upsert(table: DeltaTable, batch: &RecordBatch) -> Result<DeltaTable, DeltaTableError> {
+    let present = present_ids(&table, batch).await?;
+    let id_col = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(|| {
+        DeltaTableError::Generic("silver batch without a string id column".into())
+    })?;
+    let is_present: BooleanArray = id_col.iter().map(|id| Some(id.is_some_and(|id| present.contains(id)))).collect();
+    let existing = filter_record_batch(batch, &is_present)?;
+    let fresh = filter_record_batch(batch, &not(&is_present)?)?;
+    let mut table = table;
+    if existing.num_rows() > 0 {
+        table = merge_newer(table, existing).await?;
+    }
+    if fresh.num_rows() > 0 {
+        table = table.write(vec![fresh]).with_save_mode(SaveMode::Append).with_commit_properties(CommitProperties::default().with_max_retries(0)).await?;
+    }
+    Ok(table)
+}
+
+/// The ids of `batch` that `table` holds (a semi join reading only `id`).
+async fn present_ids(table: &DeltaTable, batch: &RecordBatch) -> Result<HashSet<String>, DeltaTableError> {
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("target", table.table_provider().await?)?;
+    let ids = batch.column_by_name("id").cloned().ok_or_else(|| DeltaTableError::Generic("silver batch without an id column".into()))?;
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+    let source = RecordBatch::try_new(schema, vec![ids])?;
+    ctx.register_batch("source", source)?;
+    let found = ctx.sql("SELECT DISTINCT target.id FROM target WHERE target.id IN (SELECT id FROM source)").await?.collect().await?;
+    let mut present = HashSet::new();
+    for b in &found {
+        if let Some(a) = b.column(0).as_any().downcast_ref::<StringArray>() {
+            present.extend(a.iter().flatten().map(str::to_string));
+        } else if let Some(a) = b.column(0).as_any().downcast_ref::<StringViewArray>() {
+            present.extend(a.iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(present)
+}
+
 /// MERGE on id: a row replaces the stored one only when its source timestamp is
 /// newer; new ids are inserted.
-async fn merge_newer(table: DeltaTable, batch: deltalake::arrow::array::RecordBatch) -> Result<DeltaTable, deltalake::DeltaTableError> {
+async fn merge_newer(table: DeltaTable, batch: RecordBatch) -> Result<DeltaTable, deltalake::DeltaTableError> {
     let ctx = SessionContext::new();
     let source = ctx.read_batch(batch)?;
     let schema = schema::silver_schema();
