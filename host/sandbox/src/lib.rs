@@ -27,7 +27,7 @@ mod time;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use app::{ClientRegistration, Flavor, RequestLog, SandboxOptions, Stats};
+pub use app::{ClientRegistration, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Flavor, RequestLog, SandboxOptions, Stats};
 pub use faults::{FAULT_HEADER, Fault, FaultRule, FaultSpec, RetryAfter};
 
 use app::App;

@@ -2,8 +2,9 @@
 //! process: one MLLP listener per built-in adapter (reference and six vendors, each a
 //! sandboxed wasm32-wasip2 component) on 127.0.0.1, fed over real sockets with the
 //! HL7v2 samples under ../shared/data and each vendor's own samples, every message
-//! durable in the write-ahead log before its ACK; the FHIR NDJSON of a bulk export
-//! lands through the file path. Then a dashboard (throughput, error rate, ACK
+//! durable in the write-ahead log before its ACK; the FHIR NDJSON samples land
+//! through the file path; a live Bulk Data `$export` from the built-in sandbox EHR,
+//! full then incremental (with a deletion as a tombstone). Then a dashboard (throughput, error rate, ACK
 //! latency per adapter) and what landed, with SQL.
 
 use std::path::{Path, PathBuf};
@@ -78,7 +79,6 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     // 2. A bulk export's NDJSON, through the file path.
     let started = Instant::now();
     let total = super::lake_cmds::ingest_files(&pipeline, &lake, &ndjson).await?;
-    super::lake_cmds::finish(pipeline, audit_task).await;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "FHIR NDJSON (bulk export files): {} lines in {:.2} s ({:.0} lines/s): {} resources merged into silver, {} quarantined",
@@ -89,6 +89,10 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
         total.quarantined
     );
     println!();
+
+    // 3. A live FHIR Bulk Data export from the sandbox EHR, then an incremental one.
+    super::demo_bulk::run(cfg, lake.clone(), pipeline.clone()).await?;
+    super::lake_cmds::finish(pipeline, audit_task).await;
 
     async fn show(lake: &ehrgate_lake::Lake, title: &str, q: String) {
         if q.len() <= 200 {

@@ -53,6 +53,9 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
     finish(pipeline, audit_task).await;
     print_report(&total);
     println!("took {:.2} s", started.elapsed().as_secs_f64());
+    if let Some(kb) = super::bulk::peak_rss_kb() {
+        println!("peak RSS {:.1} MB", kb as f64 / 1024.0);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

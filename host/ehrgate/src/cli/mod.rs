@@ -5,3 +5,4 @@ pub mod serve;
 pub mod sandbox;
 pub mod demo_mllp;
 pub mod bulk;
+pub mod demo_bulk;
