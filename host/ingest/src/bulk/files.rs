@@ -11,6 +11,7 @@ use bytes::Bytes;
 use ehrgate_lake::arrow::array::Array;
 use ehrgate_lake::{BronzeDetail, BronzeRow, QuarantineRow, SilverRow, now_micros, sql};
 use ehrgate_runtime::HttpError;
+use tokio::sync::oneshot;
 use serde_json::Value;
 
 use super::ndjson::{LineSplitter, check_line, is_blank};
@@ -62,9 +63,9 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
         attempt += 1;
         let committed = ctx.file_progress(&key).await.lines;
         let end = read_once(&ctx, kind, &entry, &key, committed, bronze_upto).await;
-        let (retry_why, torn) = match end {
+        let (retry_why, short) = match end {
             Ok(ReadEnd::Complete) => break,
-            Ok(ReadEnd::Short { torn, why }) => (why, torn),
+            Ok(ReadEnd::Short { torn, why }) => (why, Some(torn)),
             Err(e) if e.is_transient() => (e.to_string(), None),
             Err(e) => return Err(e),
         };
@@ -73,10 +74,15 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
             tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
             continue;
         }
-        // Given up: what could not be read is quarantined with the reason, never
-        // dropped silently.
+        // A file that cannot be downloaded fails the run: the export stays in the
+        // state, and the next run rejoins it and reads the file again.
+        let Some(torn) = short else {
+            return Err(BulkError::Incomplete(format!("file {key} could not be downloaded ({retry_why}, {attempt} tries); run the export again to resume it")));
+        };
+        // The server keeps sending a body that is cut short: what could not be read
+        // is quarantined with the reason, never dropped silently.
         let (line, raw) = torn.unwrap_or((ctx.file_progress(&key).await.lines + 1, Bytes::new()));
-        let why = format!("{retry_why} (after {attempt} downloads)");
+        let why = format!("{retry_why} (the same after {attempt} downloads)");
         tracing::error!(export = ?ctx.export_id(), file = %key, "giving up on the rest of the file: {why}");
         let unit = ctx.unit(&key, line, raw, None);
         let q = ctx.pipeline.quarantine_row(&unit, "truncated", why, Some(format!("line {line}")));
@@ -119,7 +125,7 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     let mut line_no = 0u64;
     let mut resources_seen = 0u64;
     let mut batch: Vec<(u64, Bytes)> = Vec::new();
-    let mut pending: VecDeque<tokio::task::JoinHandle<Result<u64, BulkError>>> = VecDeque::new();
+    let mut pending = Pending::new();
     let mut stream_error = None;
     let mut torn = None;
     loop {
@@ -165,7 +171,7 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     if !batch.is_empty() {
         submit(ctx, kind, key, expected_type, batch, bronze_upto, &mut pending).await?;
     }
-    while let Some(h) = pending.pop_front() {
+    while let Some(h) = pending.tasks.pop_front() {
         finish_one(ctx, key, h).await?;
     }
     if let Some(e) = stream_error {
@@ -182,6 +188,23 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     Ok(ReadEnd::Complete)
 }
 
+/// A file's batches being committed, and the turn of the next one to write bronze.
+struct Pending {
+    tasks: VecDeque<tokio::task::JoinHandle<Result<u64, BulkError>>>,
+    /// Fires when the previous batch's bronze rows are committed: bronze gets a
+    /// file's lines in order, so "every line up to the highest one in bronze is in
+    /// bronze" holds after a crash (what a restart relies on).
+    bronze_turn: oneshot::Receiver<()>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(());
+        Pending { tasks: VecDeque::new(), bronze_turn: rx }
+    }
+}
+
 /// Starts committing a batch; keeps at most `IN_FLIGHT` batches of this file in
 /// flight, recording progress in order as they finish.
 async fn submit(
@@ -191,16 +214,24 @@ async fn submit(
     expected_type: Option<&str>,
     batch: Vec<(u64, Bytes)>,
     bronze_upto: u64,
-    pending: &mut VecDeque<tokio::task::JoinHandle<Result<u64, BulkError>>>,
+    pending: &mut Pending,
 ) -> Result<(), BulkError> {
-    while pending.len() >= IN_FLIGHT {
-        let h = pending.pop_front().expect("not empty");
+    while pending.tasks.len() >= IN_FLIGHT {
+        let h = pending.tasks.pop_front().expect("not empty");
         finish_one(ctx, key, h).await?;
     }
     let c = ctx.clone();
     let (key_owned, ty) = (key.to_string(), expected_type.map(str::to_string));
-    pending.push_back(tokio::spawn(async move { commit_batch(&c, kind, &key_owned, ty.as_deref(), batch, bronze_upto).await }));
+    let (done, next_turn) = oneshot::channel();
+    let turn = std::mem::replace(&mut pending.bronze_turn, next_turn);
+    let order = BronzeOrder { turn, done };
+    pending.tasks.push_back(tokio::spawn(async move { commit_batch(&c, kind, &key_owned, ty.as_deref(), batch, bronze_upto, order).await }));
     Ok(())
+}
+
+struct BronzeOrder {
+    turn: oneshot::Receiver<()>,
+    done: oneshot::Sender<()>,
 }
 
 async fn finish_one(ctx: &Ctx, key: &str, h: tokio::task::JoinHandle<Result<u64, BulkError>>) -> Result<(), BulkError> {
@@ -209,7 +240,15 @@ async fn finish_one(ctx: &Ctx, key: &str, h: tokio::task::JoinHandle<Result<u64,
 }
 
 /// Checks, maps and commits one batch of lines; returns its last line number.
-async fn commit_batch(ctx: &Ctx, kind: FileKind, key: &str, expected_type: Option<&str>, batch: Vec<(u64, Bytes)>, bronze_upto: u64) -> Result<u64, BulkError> {
+async fn commit_batch(
+    ctx: &Ctx,
+    kind: FileKind,
+    key: &str,
+    expected_type: Option<&str>,
+    batch: Vec<(u64, Bytes)>,
+    bronze_upto: u64,
+    order: BronzeOrder,
+) -> Result<u64, BulkError> {
     let last = batch.last().map(|(n, _)| *n).unwrap_or(0);
     let mut good = Vec::with_capacity(batch.len());
     let mut quarantined: Vec<QuarantineRow> = Vec::new();
@@ -262,7 +301,14 @@ async fn commit_batch(ctx: &Ctx, kind: FileKind, key: &str, expected_type: Optio
     if let Some(d) = ctx.slow_commit {
         tokio::time::sleep(d).await;
     }
-    let (a, b, c) = tokio::join!(ctx.lake.append_bronze(bronze), ctx.lake.upsert_silver(silver), ctx.lake.quarantine(quarantined));
+    let bronze = async {
+        // (an earlier batch that failed never gives the turn: this one fails too)
+        order.turn.await.map_err(|_| BulkError::Incomplete("an earlier batch of this file was not committed".into()))?;
+        ctx.lake.append_bronze(bronze).await?;
+        let _ = order.done.send(());
+        Ok::<(), BulkError>(())
+    };
+    let (a, b, c) = tokio::join!(bronze, ctx.lake.upsert_silver(silver), ctx.lake.quarantine(quarantined));
     a?;
     b?;
     c?;

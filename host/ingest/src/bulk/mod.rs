@@ -51,6 +51,9 @@ pub enum BulkError {
     Lake(#[from] LakeError),
     #[error("{0}")]
     Io(String),
+    /// A file could not be read: the export stays in progress, to be resumed.
+    #[error("the export is not complete: {0}")]
+    Incomplete(String),
 }
 
 impl BulkError {
@@ -245,7 +248,7 @@ pub async fn run_export(
                 break cur.status_url;
             }
             Err(BulkError::Expired(why)) => {
-                on_status(&format!("{why}; kicking off a fresh export (rows already in are merged again, not duplicated)"));
+                on_status(&format!("the export has expired on the server ({why}); kicking off a fresh export (rows already in are merged again, not duplicated)"));
                 forget_current(&state).await?;
                 progress.files_total.store(0, std::sync::atomic::Ordering::Relaxed);
                 progress.files_done.store(0, std::sync::atomic::Ordering::Relaxed);
