@@ -233,8 +233,14 @@ impl Default for LakeSettings {
 }
 
 impl LakeSettings {
+    /// For batch jobs (`ingest`, `bulk export`, the demo's files): commit as soon as
+    /// rows are queued; their producers wait for each commit.
+    pub fn eager_batch(&self) -> BatchConfig {
+        BatchConfig { eager: true, ..self.batch() }
+    }
+
     pub fn batch(&self) -> BatchConfig {
-        BatchConfig { max_rows: self.commit_rows.max(1), max_age: Duration::from_millis(self.commit_age_ms), queue: self.queue.max(1) }
+        BatchConfig { max_rows: self.commit_rows.max(1), max_age: Duration::from_millis(self.commit_age_ms), queue: self.queue.max(1), eager: false }
     }
 }
 

@@ -30,11 +30,15 @@ pub struct BatchConfig {
     pub max_age: Duration,
     /// Submissions queued per table before producers wait.
     pub queue: usize,
+    /// Batch jobs (bulk exports, file ingest) whose producers wait for each commit:
+    /// commit at once whatever is queued, without waiting for `max_age` (rows that
+    /// arrive during a commit go together into the next one).
+    pub eager: bool,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_rows: 50_000, max_age: Duration::from_millis(500), queue: 64 }
+        BatchConfig { max_rows: 50_000, max_age: Duration::from_millis(500), queue: 64, eager: false }
     }
 }
 
@@ -87,7 +91,16 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         let deadline = tokio::time::Instant::now() + cfg.max_age;
         let mut rows = first.rows;
         let mut waiters = vec![first.done];
-        while rows.len() < cfg.max_rows {
+        while cfg.eager && rows.len() < cfg.max_rows {
+            match rx.try_recv() {
+                Ok(s) => {
+                    rows.absorb(s.rows);
+                    waiters.push(s.done);
+                }
+                Err(_) => break,
+            }
+        }
+        while !cfg.eager && rows.len() < cfg.max_rows {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(s)) => {
                     rows.absorb(s.rows);

@@ -13,7 +13,7 @@ use crate::adapters;
 use crate::config::Config;
 
 fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
-    Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?))
+    Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.eager_batch()).context("opening the lake")?))
 }
 
 /// The lake, a pipeline through `adapter`, and the audit writer's task: when done,
