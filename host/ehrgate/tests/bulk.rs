@@ -580,3 +580,41 @@ fn a_file_that_never_downloads_is_not_reported_as_a_complete_export() {
     assert!(stderr.contains("rejoining export"), "{stderr}");
     assert_silver_is(&dir.0, &expected);
 }
+
+/// `ehrgate serve` with a `[[bulk.jobs]]` entry exports on its interval: the first
+/// run lands everything, a later (incremental) run picks up patients added while
+/// the gateway runs; SIGTERM stops it cleanly.
+#[test]
+fn serve_runs_the_scheduled_export_incrementally() {
+    let sb = sandbox(40, 100, 0, 1);
+    let extra = "[[listeners.mllp]]\nbind = \"127.0.0.1:0\"\n\n[[bulk.jobs]]\nconnection = \"ehr\"\ninterval_s = 1\n";
+    let dir = workdir("serve", &sb, extra);
+    let err = std::fs::File::create(dir.0.join("serve.stderr")).unwrap();
+    let mut child = command(&dir.0, &["serve"], &[]).stdout(Stdio::null()).stderr(err).spawn().expect("start serve");
+    let log = || std::fs::read_to_string(dir.0.join("serve.stderr")).unwrap_or_default();
+    let wait = |what: &str, cond: &dyn Fn() -> bool, child: &mut Child| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !cond() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("serve ended ({status}) before {what}:\n{}", log());
+            }
+            assert!(Instant::now() < deadline, "no {what} within 90 s:\n{}", log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let done_runs = || log().lines().filter(|l| l.contains("bulk ehr: export") && l.contains("done")).count();
+    wait("a first scheduled export", &|| done_runs() >= 1, &mut child);
+    assert_silver_is(&dir.0, &sandbox_counts(&sb));
+    admin(&sb, "POST", "/patients", Some(json!({"count": 5})));
+    let expected = sandbox_counts(&sb);
+    wait("the added patients in silver", &|| silver(&dir.0, "Patient").0 == expected["Patient"], &mut child);
+    let runs = done_runs();
+    wait("one more run", &|| done_runs() > runs, &mut child);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}:\n{}", log());
+    assert_silver_is(&dir.0, &expected);
+    let st = state(&dir.0).expect("state file");
+    assert!(st["since"].is_string(), "the next _since is stored: {st}");
+    assert!(log().contains("_since="), "later runs are incremental:\n{}", log());
+}
