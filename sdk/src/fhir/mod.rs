@@ -64,25 +64,106 @@ pub fn passthrough(batch: Vec<String>) -> Result<Output, AdapterError> {
 }
 
 fn check_resource(line: &str) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+    // Only the two members are looked at; the rest is checked for syntax and
+    // skipped (no tree is built: this runs for every line of a bulk export).
+    let mut de = serde_json::Deserializer::from_str(line);
+    let head = serde::Deserialize::deserialize(&mut de).and_then(|h: Head| de.end().map(|()| h)).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            return "not a JSON object".to_string();
+        }
         // serde_json's message is not quoted: it could echo input text.
-        format!(
-            "not valid JSON ({:?} error at line {} column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        )
+        format!("not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column())
     })?;
-    let obj = v.as_object().ok_or("not a JSON object")?;
-    for key in ["resourceType", "id"] {
-        match obj.get(key) {
-            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {}
-            Some(serde_json::Value::String(_)) => return Err(format!("`{key}` is empty")),
-            Some(_) => return Err(format!("`{key}` is not a string")),
-            None => return Err(format!("missing `{key}`")),
+    for (key, member) in [("resourceType", head.resource_type), ("id", head.id)] {
+        match member {
+            Member::Text => {}
+            Member::Empty => return Err(format!("`{key}` is empty")),
+            Member::Other => return Err(format!("`{key}` is not a string")),
+            Member::Missing => return Err(format!("missing `{key}`")),
         }
     }
     Ok(())
+}
+
+/// What a checked member holds.
+#[derive(Default)]
+enum Member {
+    #[default]
+    Missing,
+    Text,
+    Empty,
+    Other,
+}
+
+#[derive(Default)]
+struct Head {
+    resource_type: Member,
+    id: Member,
+}
+
+impl<'de> serde::Deserialize<'de> for Head {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Head;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+                let mut head = Head::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "resourceType" => head.resource_type = map.next_value()?,
+                        "id" => head.id = map.next_value()?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(head)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Member;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Member, E> {
+                Ok(if s.trim().is_empty() { Member::Empty } else { Member::Text })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Member, E> {
+                Ok(Member::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Member, E> {
+                Ok(Member::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Member, E> {
+                Ok(Member::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Member, E> {
+                Ok(Member::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Member, E> {
+                Ok(Member::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Member, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Member::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Member, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Member::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[cfg(test)]
