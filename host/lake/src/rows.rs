@@ -58,6 +58,15 @@ impl BronzeRow {
         BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail }
     }
 
+    /// A row whose record id depends only on its content, source and `identity`
+    /// (e.g. export, file and line), not on when it was read: reading the same line
+    /// again gives the same id, so lineage that points at it stays true.
+    pub fn keyed(raw: Vec<u8>, source: &str, received_at: Micros, identity: &str, detail: BronzeDetail) -> Self {
+        let content_hash = sha256_hex(&raw);
+        let record_id = sha256_hex(format!("{content_hash}|{source}|{identity}").as_bytes())[..32].to_string();
+        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail }
+    }
+
     pub fn table(&self) -> Table {
         match self.detail {
             BronzeDetail::Hl7 { .. } => Table::BronzeHl7,

@@ -246,6 +246,9 @@ async fn present_ids(table: &DeltaTable, batch: &RecordBatch) -> Result<HashSet<
             present.extend(a.iter().flatten().map(str::to_string));
         } else if let Some(a) = b.column(0).as_any().downcast_ref::<StringViewArray>() {
             present.extend(a.iter().flatten().map(str::to_string));
+        } else {
+            // (reading no ids would append every row as new: duplicates)
+            return Err(DeltaTableError::Generic(format!("silver ids came back as {}, not strings", b.column(0).data_type())));
         }
     }
     Ok(present)

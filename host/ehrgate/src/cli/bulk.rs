@@ -151,7 +151,19 @@ pub async fn cancel(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
 /// `ehrgate bulk status --connection NAME`
 pub async fn status(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
     let s = bulk::state::peek(&cfg.bulk.state_dir, name)?;
-    println!("bulk {name}: last completed export's transactionTime (next _since): {}", s.since.as_deref().unwrap_or("none"));
+    if s.since.is_empty() {
+        println!("bulk {name}: no completed export yet (the next --incremental exports everything)");
+    }
+    for (key, since) in &s.since {
+        let what = serde_json::from_str::<ExportRequest>(key)
+            .map(|r| {
+                let types = if r.types.is_empty() { "all types".to_string() } else { r.types.join(",") };
+                let patients = if r.patients.is_empty() { String::new() } else { format!(", {} patients", r.patients.len()) };
+                format!("{} {types}{patients}", r.path())
+            })
+            .unwrap_or_else(|_| key.clone());
+        println!("bulk {name}: {what}: last completed export's transactionTime (next _since) {since}");
+    }
     match &s.current {
         Some(c) => {
             let done = c.files.values().filter(|f| f.done).count();

@@ -41,6 +41,9 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>, pipeline: Arc<Pipeline>) -> anyh
         scopes: vec!["system/*.read".into()],
     };
     let conn = Arc::new(Connection::new(&cc).context("the demo connection")?);
+    // Each demo has a sandbox of its own: an export an interrupted demo left
+    // unfinished (at another sandbox's address) is not rejoined.
+    let _ = std::fs::remove_file(cfg.bulk.state_dir.join(format!("{CONNECTION}.json")));
     println!("FHIR Bulk Data $export from the sandbox EHR at {} (client_credentials token, reference adapter):", sandbox.base_url());
     let request = ExportRequest { level: Level::System, types: vec![], patients: vec![], since: None };
     let mut opts = BulkOptions::new(CONNECTION, request, cfg.bulk.state_dir.clone());

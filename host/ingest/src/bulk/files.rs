@@ -17,7 +17,6 @@ use serde_json::Value;
 use super::ndjson::{LineSplitter, check_line, is_blank};
 use super::progress::Progress;
 use super::protocol::FileEntry;
-use super::state::file_key;
 use super::{BulkError, Ctx, Origin};
 use crate::units::{Unit, UnitKind};
 
@@ -36,6 +35,10 @@ pub enum FileKind {
 const MAX_ATTEMPTS: u32 = 4;
 /// Batches of one file being mapped and committed while the next is read.
 const IN_FLIGHT: usize = 2;
+/// A batch is cut at this many bytes of lines too (large resources).
+const MAX_BATCH_BYTES: usize = 32 << 20;
+/// A line longer than this is not NDJSON (or not a resource anyone should hold).
+const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// How one read of a file ended.
 enum ReadEnd {
@@ -45,8 +48,7 @@ enum ReadEnd {
 }
 
 /// Ingests one file (resuming where its committed lines end).
-pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry) -> Result<(), BulkError> {
-    let key = file_key(&entry.url);
+pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry, key: String) -> Result<(), BulkError> {
     let before = ctx.file_progress(&key).await;
     if before.done {
         Progress::add(&ctx.progress.files_done, 1);
@@ -69,7 +71,8 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
             Err(e) if e.is_transient() => (e.to_string(), None),
             Err(e) => return Err(e),
         };
-        if attempt < MAX_ATTEMPTS {
+        // (a local file reads the same every time: no point reading it again)
+        if attempt < MAX_ATTEMPTS && matches!(ctx.origin, Origin::Export { .. }) {
             tracing::warn!(export = ?ctx.export_id(), file = %key, attempt, "re-reading the file: {retry_why}");
             tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
             continue;
@@ -90,6 +93,7 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry)
         ctx.lake.append_bronze(bronze).await?;
         ctx.lake.quarantine(vec![q]).await?;
         Progress::add(&ctx.progress.quarantined, 1);
+        ctx.progress.shortfall.store(true, std::sync::atomic::Ordering::Relaxed);
         break;
     }
     ctx.update_file(&key, |p| p.done = true).await?;
@@ -125,6 +129,7 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     let mut line_no = 0u64;
     let mut resources_seen = 0u64;
     let mut batch: Vec<(u64, Bytes)> = Vec::new();
+    let mut batch_bytes = 0usize;
     let mut pending = Pending::new();
     let mut stream_error = None;
     let mut torn = None;
@@ -145,10 +150,19 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
             }
             resources_seen += 1;
             if line_no > committed {
+                batch_bytes += line.len();
                 batch.push((line_no, line));
             }
         }
-        if batch.len() >= ctx.batch_lines {
+        if splitter.pending() > MAX_LINE_BYTES {
+            return Err(BulkError::Refused(format!(
+                "file {key}: line {} is longer than {} MiB (is this NDJSON?)",
+                line_no + 1,
+                MAX_LINE_BYTES >> 20
+            )));
+        }
+        if batch.len() >= ctx.batch_lines || batch_bytes >= MAX_BATCH_BYTES {
+            batch_bytes = 0;
             submit(ctx, kind, key, expected_type, std::mem::take(&mut batch), bronze_upto, &mut pending).await?;
         }
     }
@@ -158,13 +172,15 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
         // A last line without its newline is fine when it is whole JSON; a torn one
         // means the body was cut short.
         line_no += 1;
-        if check_line(&last, None).is_ok() {
-            resources_seen += 1;
-            if line_no > committed {
-                batch.push((line_no, last));
+        match (is_blank(&last), check_line(&last, None).is_ok()) {
+            (true, _) => {}
+            (false, true) => {
+                resources_seen += 1;
+                if line_no > committed {
+                    batch.push((line_no, last));
+                }
             }
-        } else {
-            torn = Some((line_no, last));
+            (false, false) => torn = Some((line_no, last)),
         }
     }
     // The whole lines that did arrive are good: commit them before anything else.
@@ -195,6 +211,15 @@ struct Pending {
     /// file's lines in order, so "every line up to the highest one in bronze is in
     /// bronze" holds after a crash (what a restart relies on).
     bronze_turn: oneshot::Receiver<()>,
+}
+
+impl Drop for Pending {
+    /// A file given up on (an error) leaves no commit running behind it.
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 impl Pending {
@@ -390,18 +415,21 @@ fn tombstones(u: &Unit, transaction_micros: i64) -> Result<Vec<SilverRow>, Strin
 impl Ctx {
     /// The unit of line `line` of file `key`.
     pub(crate) fn unit(&self, key: &str, line: u64, raw: Bytes, resource_type: Option<String>) -> Unit {
-        let export_id = self.export_id().map(str::to_string);
-        let (file, source) = match export_id {
-            Some(_) => (key.to_string(), std::borrow::Cow::Borrowed(self.source.as_str())),
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let bronze = match self.export_id() {
+            // The same line of the same export always gets the same record id, so a
+            // line re-read after a crash keeps silver's lineage true.
+            Some(export_id) => {
+                let detail = BronzeDetail::Ndjson { export_id: Some(export_id.to_string()), file: key.to_string(), line: line as i64, resource_type };
+                BronzeRow::keyed(raw.to_vec(), &self.source, now_micros(), &format!("{export_id}|{key}|{line}"), detail)
+            }
             None => {
                 let name = std::path::Path::new(key).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| key.to_string());
-                let source = std::borrow::Cow::Owned(format!("file:{name}"));
-                (name, source)
+                let detail = BronzeDetail::Ndjson { export_id: None, file: name.clone(), line: line as i64, resource_type };
+                BronzeRow::new(raw.to_vec(), &format!("file:{name}"), now_micros(), line, detail)
             }
         };
-        let detail = BronzeDetail::Ndjson { export_id, file, line: line as i64, resource_type };
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        Unit { kind: UnitKind::Fhir, text, bronze: BronzeRow::new(raw.to_vec(), &source, now_micros(), line, detail), parse_error: None }
+        Unit { kind: UnitKind::Fhir, text, bronze, parse_error: None }
     }
 }
 

@@ -180,8 +180,9 @@ pub async fn run_export(
     }
     let state = Arc::new(Mutex::new(StateFile::open(&opts.state_dir, &opts.connection)?));
     let mut request = opts.request.clone();
+    let watermark = state::request_key(&request);
     if opts.incremental {
-        request.since = state.lock().await.state.since.clone();
+        request.since = state.lock().await.state.since.get(&watermark).cloned();
         match &request.since {
             Some(s) => on_status(&format!("incremental: _since={s} (the last export's transaction time)")),
             None => on_status("incremental: no earlier export on record, so this one exports everything"),
@@ -192,12 +193,18 @@ pub async fn run_export(
     match &state.lock().await.state.current {
         Some(c) if c.request == request => {
             report.rejoined = true;
-            on_status(&format!("rejoining export {} (kicked off {}, status {})", c.export_id, c.kicked_off_at, c.status_url));
+            on_status(&format!("rejoining export {} (kicked off {}, status {})", c.export_id, c.kicked_off_at, state::file_key(&c.status_url)));
         }
         Some(c) => {
+            // (the request's patients are not named: they are PHI in a log line)
             return Err(BulkError::Busy(format!(
-                "connection `{}` has an unfinished export {} of another request ({:?}); run that again to finish it, or `ehrgate bulk cancel --connection {}`",
-                opts.connection, c.export_id, c.request, opts.connection
+                "connection `{}` has an unfinished export {} of another request ({} {}, kicked off {}); run that again to finish it, or `ehrgate bulk cancel --connection {}`",
+                opts.connection,
+                c.export_id,
+                c.request.path(),
+                if c.request.types.is_empty() { "all types".to_string() } else { c.request.types.join(",") },
+                c.kicked_off_at,
+                opts.connection
             )));
         }
         None => {}
@@ -222,23 +229,34 @@ pub async fn run_export(
                 c
             }
         };
-        let manifest = match cur.manifest.clone() {
-            Some(m) => m,
-            None => match protocol::poll(&conn, &cur.status_url, &scopes, opts.poll, |p| on_status(&format!("server: {p}"))).await? {
-                PollEnd::Complete(m) => {
-                    let mut sf = state.lock().await;
-                    if let Some(c) = sf.state.current.as_mut() {
-                        c.manifest = Some(m.clone());
-                    }
-                    sf.save()?;
-                    m
+        // Polled again on a rejoin too: file URLs may be signed and short-lived, so
+        // they are not kept (the state holds them without their query strings) and
+        // the server hands out fresh ones.
+        let polled = match protocol::poll(&conn, &cur.status_url, &scopes, opts.poll, |p| on_status(&format!("server: {p}"))).await {
+            Ok(p) => p,
+            Err(e @ BulkError::Refused(_)) => {
+                // The export failed on the server: forget it, so the next run kicks
+                // off afresh instead of rejoining a failure.
+                let _ = protocol::delete(&conn, &cur.status_url, &scopes).await;
+                forget_current(&state).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let manifest = match polled {
+            PollEnd::Complete(m) => {
+                let mut sf = state.lock().await;
+                if let Some(c) = sf.state.current.as_mut() {
+                    c.manifest = Some(m.without_secrets());
                 }
-                PollEnd::Gone => {
-                    on_status("the export is gone on the server (expired or cancelled there); kicking off a fresh one");
-                    forget_current(&state).await?;
-                    continue;
-                }
-            },
+                sf.save()?;
+                m
+            }
+            PollEnd::Gone => {
+                on_status("the export is gone on the server (expired or cancelled there); kicking off a fresh one");
+                forget_current(&state).await?;
+                continue;
+            }
         };
         match download_all(&conn, &pipeline, &lake, opts, &scopes, &cur.export_id, &manifest, &progress, &state).await {
             Ok(by_type) => {
@@ -260,7 +278,13 @@ pub async fn run_export(
     report.tombstones = progress.tombstones.load(std::sync::atomic::Ordering::Relaxed);
     {
         let mut sf = state.lock().await;
-        sf.state.since = Some(report.transaction_time.clone());
+        if progress.shortfall.load(std::sync::atomic::Ordering::Relaxed) {
+            // Some file stayed short (quarantined as truncated): the next incremental
+            // run starts from the old watermark again, so it fetches them again.
+            on_status("some files stayed incomplete (see quarantine, `truncated`); the next incremental export starts from the previous _since again");
+        } else {
+            sf.state.since.insert(watermark.clone(), report.transaction_time.clone());
+        }
         sf.state.current = None;
         sf.state.figures = Some(report.figures.clone());
         sf.save()?;
@@ -317,7 +341,16 @@ async fn download_all(
         .chain(manifest.error.iter().map(|f| (FileKind::Error, f.clone())))
         .collect();
     Progress::add(&progress.files_total, files.len() as u64);
-    let mut results = futures::stream::iter(files.into_iter().map(|(kind, entry)| files::ingest_file(ctx.clone(), kind, entry))).buffer_unordered(opts.parallel);
+    // A file's progress and bronze rows are keyed by its URL without the query
+    // string; where two files' URLs differ only there, their place in the manifest
+    // tells them apart.
+    let keys: Vec<String> = files.iter().map(|(_, e)| state::file_key(&e.url)).collect();
+    let unique = keys.iter().collect::<std::collections::HashSet<_>>().len() == keys.len();
+    let files = files.into_iter().zip(keys).enumerate().map(|(i, ((kind, entry), key))| {
+        let key = if unique { key } else { format!("{key}#{}", i + 1) };
+        (kind, entry, key)
+    });
+    let mut results = futures::stream::iter(files.map(|(kind, entry, key)| files::ingest_file(ctx.clone(), kind, entry, key))).buffer_unordered(opts.parallel);
     while let Some(r) = results.next().await {
         r?;
     }
@@ -350,7 +383,8 @@ pub async fn ingest_local(
     });
     Progress::add(&progress.files_total, paths.len() as u64);
     let files = paths.iter().map(|p| FileEntry { ty: String::new(), url: p.to_string_lossy().into_owned(), count: None });
-    let mut results = futures::stream::iter(files.map(|e| files::ingest_file(ctx.clone(), FileKind::Output, e))).buffer_unordered(parallel.max(1));
+    let mut results =
+        futures::stream::iter(files.map(|e| files::ingest_file(ctx.clone(), FileKind::Output, e.clone(), e.url))).buffer_unordered(parallel.max(1));
     while let Some(r) = results.next().await {
         r?;
     }

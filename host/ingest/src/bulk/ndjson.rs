@@ -32,6 +32,11 @@ impl LineSplitter {
         lines
     }
 
+    /// Bytes waiting for their line break.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
     /// What came after the last line break: a last line without its newline (some
     /// servers omit it), or the torn end of a truncated download.
     pub fn finish(&mut self) -> Option<Bytes> {

@@ -14,6 +14,8 @@ pub struct Progress {
     pub quarantined: AtomicU64,
     pub bytes: AtomicU64,
     pub tombstones: AtomicU64,
+    /// A file ended short even after re-downloads (its shortfall is quarantined).
+    pub shortfall: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Progress {
@@ -26,6 +28,7 @@ impl Default for Progress {
             quarantined: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             tombstones: AtomicU64::new(0),
+            shortfall: Default::default(),
         }
     }
 }

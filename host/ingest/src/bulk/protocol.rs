@@ -124,6 +124,15 @@ pub struct Manifest {
     pub deleted: Vec<FileEntry>,
 }
 
+impl Manifest {
+    /// The manifest as kept in the state file: file URLs without their query
+    /// strings (signed URLs carry their signatures there).
+    pub fn without_secrets(&self) -> Manifest {
+        let strip = |v: &[FileEntry]| v.iter().map(|f| FileEntry { url: super::state::file_key(&f.url), ..f.clone() }).collect();
+        Manifest { output: strip(&self.output), error: strip(&self.error), deleted: strip(&self.deleted), request: None, ..self.clone() }
+    }
+}
+
 fn header<'a>(r: &'a HttpResponse, name: &str) -> Option<&'a str> {
     r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
@@ -207,7 +216,8 @@ pub async fn poll(conn: &Connection, status_url: &str, scopes: &[String], cfg: P
                         return Err(BulkError::Refused(format!("status polling failed {failures} times in a row, last: {}", outcome_text(&r))));
                     }
                 }
-                header(&r, "retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()))
+                // (`Retry-After: 0` or a date already past means "back off as usual")
+                header(&r, "retry-after").and_then(|v| parse_retry_after(v, SystemTime::now())).filter(|d| !d.is_zero())
             }
             Ok(r) => return Err(BulkError::Refused(format!("the export failed: {}", outcome_text(&r)))),
             Err(e @ (HttpError::Denied(_) | HttpError::Invalid(_))) => return Err(BulkError::Http("status poll".into(), e)),
@@ -221,8 +231,7 @@ pub async fn poll(conn: &Connection, status_url: &str, scopes: &[String], cfg: P
             }
         };
         let d = match delay {
-            // (a server asking for more than an hour is taken at its word, up to an hour)
-            Some(d) => d.min(Duration::from_secs(3600)),
+            Some(d) => d,
             None => {
                 let d = wait;
                 wait = (wait * 2).min(cfg.max);

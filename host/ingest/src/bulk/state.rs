@@ -55,9 +55,12 @@ pub struct Figures {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConnState {
-    /// `transactionTime` of the last export that completed: the next `_since`.
+    /// Per request (level, types, patients: see [`request_key`]), the
+    /// `transactionTime` of its last completed export: its next `_since`. Kept per
+    /// request so that a one-off export of other types does not move the watermark
+    /// of the scheduled one.
     #[serde(default)]
-    pub since: Option<String>,
+    pub since: BTreeMap<String, String>,
     #[serde(default)]
     pub current: Option<Current>,
     #[serde(default)]
@@ -136,6 +139,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The key of a request's watermark: the request without its `_since`.
+pub fn request_key(req: &ExportRequest) -> String {
+    let mut r = req.clone();
+    r.since = None;
+    r.types.sort();
+    r.patients.sort();
+    serde_json::to_string(&r).expect("request serialises")
+}
+
 /// A file URL without its query string (signed URLs carry secrets there).
 pub fn file_key(url: &str) -> String {
     url.split(['?', '#']).next().unwrap_or(url).to_string()
@@ -150,12 +162,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = StateFile::open(dir.path(), "ehr").unwrap();
         assert_eq!(s.state, ConnState::default());
-        s.state.since = Some("2024-01-01T00:00:00Z".into());
+        s.state.since.insert("k".into(), "2024-01-01T00:00:00Z".into());
         s.save().unwrap();
         assert!(matches!(StateFile::open(dir.path(), "ehr"), Err(BulkError::Busy(_))));
         drop(s);
         let s = StateFile::open(dir.path(), "ehr").unwrap();
-        assert_eq!(s.state.since.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(s.state.since.get("k").map(String::as_str), Some("2024-01-01T00:00:00Z"));
         assert_eq!(peek(dir.path(), "ehr").unwrap().since, s.state.since);
         assert!(StateFile::open(dir.path(), "../x").is_err());
         assert_eq!(file_key("https://s3/x.ndjson?X-Amz-Signature=abc"), "https://s3/x.ndjson");
