@@ -161,9 +161,11 @@ pub async fn kick_off(conn: &Connection, req: &ExportRequest, scopes: &[String])
     if r.status != 202 {
         return Err(BulkError::Refused(format!("kick-off {} {}: {}", if req.patients.is_empty() { "GET" } else { "POST" }, req.path(), outcome_text(&r))));
     }
-    header(&r, "content-location")
-        .map(str::to_string)
-        .ok_or_else(|| BulkError::Refused("kick-off answered 202 without a Content-Location (status URL)".into()))
+    let loc = header(&r, "content-location").ok_or_else(|| BulkError::Refused("kick-off answered 202 without a Content-Location (status URL)".into()))?;
+    // A relative Content-Location is resolved against the base URL.
+    let base = url::Url::parse(conn.base_url()).map_err(|e| BulkError::Config(format!("connection base URL: {e}")))?;
+    let url = base.join(loc).map_err(|_| BulkError::Refused("kick-off answered with a Content-Location that is not a URL".into()))?;
+    Ok(url.to_string())
 }
 
 /// How status polling waits when the server does not say.
