@@ -618,3 +618,30 @@ fn serve_runs_the_scheduled_export_incrementally() {
     assert!(st["since"].as_object().is_some_and(|m| m.values().all(Value::is_string) && m.len() == 1), "the next _since is stored: {st}");
     assert!(log().contains("_since="), "later runs are incremental:\n{}", log());
 }
+
+/// The peak RSS `bulk export` reports.
+fn peak_rss_mb(stdout: &str) -> f64 {
+    let at = stdout.find("peak RSS ").unwrap_or_else(|| panic!("no peak RSS in the report:\n{stdout}")) + "peak RSS ".len();
+    stdout[at..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Ten times the data does not take ten times the memory: files are streamed and
+/// only a bounded number of batches is in flight. (If the export were held whole,
+/// the 10x run would need well over 100 MB more.)
+#[test]
+fn peak_memory_stays_flat_with_ten_times_the_data() {
+    let mut rss = Vec::new();
+    for patients in [500, 5000] {
+        let sb = sandbox(patients, 5000, 0, 1);
+        // Small batches, so that even the 1x run fills what may be in flight.
+        let dir = workdir(&format!("rss-{patients}"), &sb, "[bulk]\nbatch_lines = 500\nparallel = 2\n");
+        let (_, stdout, _) = export(&dir.0, &[]);
+        let expected = sandbox_counts(&sb);
+        assert!(stdout.contains(&format!("resources {},", sum(&expected))), "{stdout}");
+        rss.push((sum(&expected), peak_rss_mb(&stdout)));
+    }
+    let ((n1, r1), (n10, r10)) = (rss[0], rss[1]);
+    eprintln!("peak RSS: {n1} resources {r1:.1} MB; {n10} resources {r10:.1} MB");
+    assert!(n10 >= 9 * n1, "the second export has about ten times the data: {n1} vs {n10}");
+    assert!(r10 < r1 + 60.0, "peak RSS grew from {r1:.1} MB to {r10:.1} MB with 10x the data");
+}
