@@ -4,42 +4,19 @@
 //! still exist exactly once, and a second run creates nothing new. Task counts are
 //! read back with Python's urllib, a client no code here wrote.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-struct Sandbox {
-    child: Child,
-    base: String,
-}
+mod common;
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Sandbox, start_sandbox};
 
 fn sandbox() -> Sandbox {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ehrgate"))
-        .args(["sandbox", "--port", "0", "--patients", "3"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the sandbox");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("the sandbox prints its base URL").unwrap();
-        if let Some(at) = line.find("http://") {
-            break line[at..].trim().to_string();
-        }
-    };
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Sandbox { child, base }
+    start_sandbox(&["--patients", "3"])
 }
 
 const PY: &str = r#"

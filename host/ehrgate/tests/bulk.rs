@@ -9,7 +9,6 @@
 //! deltalake package, a reader no code here wrote.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,36 +23,13 @@ fn text(b: &[u8]) -> String {
 
 // ---------------------------------------------------------------- the sandbox EHR
 
-struct Sandbox {
-    child: Child,
-    base: String,
-}
+mod common;
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Sandbox, start_sandbox};
 
-/// `ehrgate sandbox --port 0 ...`; its base URL comes from its stdout, which is
-/// drained from then on so it never blocks on a full pipe.
 fn sandbox(patients: u32, lines_per_file: u32, export_polls: u32, retry_after: u32) -> Sandbox {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ehrgate"))
-        .args(["sandbox", "--port", "0", "--patients", &patients.to_string(), "--lines-per-file", &lines_per_file.to_string()])
-        .args(["--export-polls", &export_polls.to_string(), "--retry-after", &retry_after.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the sandbox");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("the sandbox prints its base URL").unwrap();
-        if let Some(at) = line.find("http://") {
-            break line[at..].trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Sandbox { child, base }
+    let (p, l, e, r) = (patients.to_string(), lines_per_file.to_string(), export_polls.to_string(), retry_after.to_string());
+    start_sandbox(&["--patients", &p, "--lines-per-file", &l, "--export-polls", &e, "--retry-after", &r])
 }
 
 /// One HTTP call with Python's urllib: (status, body). With `token`, a bearer token

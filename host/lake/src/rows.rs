@@ -165,6 +165,29 @@ pub struct SilverRow {
 }
 
 impl SilverRow {
+    /// A tombstone: `<type>/<id>` was deleted at the source by `source_ts` (it
+    /// replaces an older stored version in the MERGE). `resource` keeps only the
+    /// type and id.
+    pub fn tombstone(resource_type: &str, id: &str, adapter: &str, source_ts: Micros, lineage: &str) -> SilverRow {
+        SilverRow {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            patient_ref: None,
+            encounter_ref: None,
+            effective_at: None,
+            code_system: None,
+            code: None,
+            status: None,
+            source_system: None,
+            adapter: adapter.to_string(),
+            source_ts,
+            deleted: true,
+            lineage: lineage.to_string(),
+            ingested_at: now_micros(),
+            resource: serde_json::json!({"resourceType": resource_type, "id": id}).to_string(),
+        }
+    }
+
     /// Extract the typed columns from a resource's JSON. `fallback_ts` is used when
     /// the resource has no usable meta.lastUpdated (e.g. the receipt time).
     pub fn from_json(json: &str, adapter: &str, lineage: &str, fallback_ts: Micros) -> Result<SilverRow, LakeError> {

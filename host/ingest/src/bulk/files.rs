@@ -387,24 +387,7 @@ fn tombstones(u: &Unit, transaction_micros: i64) -> Result<Vec<SilverRow>, Strin
             [id, ty, ..] if !id.is_empty() && ty.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && ty.chars().all(|c| c.is_ascii_alphanumeric()) => (*id, *ty),
             _ => return Err(format!("entry {i}: request.url is not <Type>/<id>")),
         };
-        let resource = serde_json::json!({"resourceType": ty, "id": id}).to_string();
-        rows.push(SilverRow {
-            resource_type: ty.to_string(),
-            id: id.to_string(),
-            patient_ref: None,
-            encounter_ref: None,
-            effective_at: None,
-            code_system: None,
-            code: None,
-            status: None,
-            source_system: None,
-            adapter: "ehrgate-bulk".into(),
-            source_ts: transaction_micros,
-            deleted: true,
-            lineage: u.bronze.lineage(),
-            ingested_at: now_micros(),
-            resource,
-        });
+        rows.push(SilverRow::tombstone(ty, id, "ehrgate-bulk", transaction_micros, &u.bronze.lineage()));
     }
     if rows.is_empty() {
         return Err("a deleted-file Bundle without entries".into());
