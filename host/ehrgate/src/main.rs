@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: many threads allocate and free small buffers (lines, rows, Arrow
+/// arrays); glibc's allocator spent a quarter of a bulk ingest in malloc/free and
+/// its arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "ehrgate", version, about = "A governed gateway between EHRs, interface engines and a Delta Lake")]
 struct Cli {

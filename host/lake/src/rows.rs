@@ -21,12 +21,28 @@ pub fn date_of(micros: Micros) -> String {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
     let mut s = String::with_capacity(64);
     for b in d {
-        s.push_str(&format!("{b:02x}"));
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
     }
     s
+}
+
+/// The value at `path` (object keys, or array indexes written as numbers): a JSON
+/// pointer without its escaping, for the fixed paths below (no allocation).
+fn at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a serde_json::Value> {
+    let mut cur = v;
+    for step in path {
+        cur = match cur {
+            serde_json::Value::Object(m) => m.get(*step)?,
+            serde_json::Value::Array(a) => a.get(step.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 /// A raw inbound unit, as received: one bronze row.
@@ -192,49 +208,50 @@ impl SilverRow {
     /// the resource has no usable meta.lastUpdated (e.g. the receipt time).
     pub fn from_json(json: &str, adapter: &str, lineage: &str, fallback_ts: Micros) -> Result<SilverRow, LakeError> {
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| LakeError::Invalid(format!("adapter output is not JSON: {e}")))?;
-        let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_owned);
-        let resource_type = s("/resourceType").ok_or_else(|| LakeError::Invalid("adapter output has no resourceType".into()))?;
+        let s = |p: &[&str]| at(&v, p).and_then(|x| x.as_str()).map(str::to_owned);
+        let resource_type = s(&["resourceType"]).ok_or_else(|| LakeError::Invalid("adapter output has no resourceType".into()))?;
         if !schema::valid_resource_type(&resource_type) {
             return Err(LakeError::Invalid("adapter output has an invalid resourceType".into()));
         }
-        let id = s("/id").filter(|i| !i.is_empty() && i.len() <= 64).ok_or_else(|| LakeError::Invalid(format!("{resource_type} has no valid id")))?;
-        let first = |ps: &[&str]| ps.iter().find_map(|p| s(p));
+        let id = s(&["id"]).filter(|i| !i.is_empty() && i.len() <= 64).ok_or_else(|| LakeError::Invalid(format!("{resource_type} has no valid id")))?;
+        let first = |ps: &[&[&str]]| ps.iter().find_map(|p| s(p));
         let patient_ref = if resource_type == "Patient" {
             Some(format!("Patient/{id}"))
         } else {
-            first(&["/subject/reference", "/patient/reference", "/for/reference", "/beneficiary/reference"])
+            first(&[&["subject", "reference"], &["patient", "reference"], &["for", "reference"], &["beneficiary", "reference"]])
         };
-        let encounter_ref = if resource_type == "Encounter" { Some(format!("Encounter/{id}")) } else { first(&["/encounter/reference", "/context/reference"]) };
-        let code_paths = [
-            "/code/coding/0",
-            "/vaccineCode/coding/0",
-            "/medicationCodeableConcept/coding/0",
-            "/type/0/coding/0",
-            "/class",
+        let encounter_ref =
+            if resource_type == "Encounter" { Some(format!("Encounter/{id}")) } else { first(&[&["encounter", "reference"], &["context", "reference"]]) };
+        let code_paths: [&[&str]; 5] = [
+            &["code", "coding", "0"],
+            &["vaccineCode", "coding", "0"],
+            &["medicationCodeableConcept", "coding", "0"],
+            &["type", "0", "coding", "0"],
+            &["class"],
         ];
-        let coding = code_paths.iter().find_map(|p| v.pointer(p).filter(|c| c.get("code").is_some()));
+        let coding = code_paths.iter().find_map(|p| at(&v, p).filter(|c| c.get("code").is_some()));
         let effective = first(&[
-            "/effectiveDateTime",
-            "/effectivePeriod/start",
-            "/issued",
-            "/period/start",
-            "/onsetDateTime",
-            "/recordedDate",
-            "/performedDateTime",
-            "/performedPeriod/start",
-            "/occurrenceDateTime",
-            "/authoredOn",
-            "/birthDate",
+            &["effectiveDateTime"],
+            &["effectivePeriod", "start"],
+            &["issued"],
+            &["period", "start"],
+            &["onsetDateTime"],
+            &["recordedDate"],
+            &["performedDateTime"],
+            &["performedPeriod", "start"],
+            &["occurrenceDateTime"],
+            &["authoredOn"],
+            &["birthDate"],
         ]);
-        let source_ts = s("/meta/lastUpdated").and_then(|t| parse_fhir_time(&t)).unwrap_or(fallback_ts);
+        let source_ts = s(&["meta", "lastUpdated"]).and_then(|t| parse_fhir_time(&t)).unwrap_or(fallback_ts);
         Ok(SilverRow {
             patient_ref,
             encounter_ref,
             effective_at: effective.and_then(|t| parse_fhir_time(&t)),
             code_system: coding.and_then(|c| c.get("system")).and_then(|x| x.as_str()).map(str::to_owned),
             code: coding.and_then(|c| c.get("code")).and_then(|x| x.as_str()).map(str::to_owned),
-            status: s("/status").or_else(|| s("/clinicalStatus/coding/0/code")),
-            source_system: s("/meta/source"),
+            status: s(&["status"]).or_else(|| s(&["clinicalStatus", "coding", "0", "code"])),
+            source_system: s(&["meta", "source"]),
             adapter: adapter.to_string(),
             source_ts,
             deleted: false,
