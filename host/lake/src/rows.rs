@@ -257,7 +257,8 @@ impl SilverRow {
             deleted: false,
             lineage: lineage.to_string(),
             ingested_at: now_micros(),
-            resource: v.to_string(),
+            // (the adapter's text as it is: checked to be JSON above, not re-serialised)
+            resource: json.to_string(),
             resource_type,
             id,
         })

@@ -11,6 +11,9 @@ use deltalake::arrow::array::{Array, BooleanArray, RecordBatch, StringArray, Str
 use deltalake::arrow::compute::{filter_record_batch, not};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -171,8 +174,12 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         let result = if merge && t.version().is_some() {
             upsert(t.clone(), &batch).await
         } else {
-            let mut write =
-                t.clone().write(vec![batch.clone()]).with_save_mode(SaveMode::Append).with_partition_columns(partitions.iter().map(|s| s.to_string()));
+            let mut write = t
+                .clone()
+                .write(vec![batch.clone()])
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(partitions.iter().map(|s| s.to_string()))
+                .with_writer_properties(writer_properties());
             if t.version().is_none() {
                 // This write creates the table. If another writer creates it first,
                 // fail here rather than let deltalake append on top of it (that would
@@ -225,7 +232,12 @@ async fn upsert(table: DeltaTable, batch: &RecordBatch) -> Result<DeltaTable, De
         table = merge_newer(table, existing).await?;
     }
     if fresh.num_rows() > 0 {
-        table = table.write(vec![fresh]).with_save_mode(SaveMode::Append).with_commit_properties(CommitProperties::default().with_max_retries(0)).await?;
+        table = table
+            .write(vec![fresh])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
+            .await?;
     }
     Ok(table)
 }
@@ -252,6 +264,17 @@ async fn present_ids(table: &DeltaTable, batch: &RecordBatch) -> Result<HashSet<
         }
     }
     Ok(present)
+}
+
+/// Parquet settings for our appends: snappy (deltalake's default), and no
+/// dictionary for columns whose values are all different (hashes, ids, raw bytes,
+/// resources): trying one first only costs time on every commit.
+fn writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    for c in ["record_id", "content_hash", "raw", "id", "lineage", "resource", "received_at", "ingested_at", "line"] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    b.build()
 }
 
 /// MERGE on id: a row replaces the stored one only when its source timestamp is

@@ -3,7 +3,7 @@
 //! each batch how many lines are in. A re-read (a break mid-stream, a truncated
 //! body, a restart) skips the lines already committed, and bronze gets no line twice.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use bytes::Bytes;
 use ehrgate_lake::arrow::array::Array;
 use ehrgate_lake::{BronzeDetail, BronzeRow, QuarantineRow, SilverRow, now_micros, sql};
 use ehrgate_runtime::HttpError;
-use tokio::sync::oneshot;
 use serde_json::Value;
 
 use super::ndjson::{LineSplitter, check_line, is_blank};
@@ -54,9 +53,10 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry,
         Progress::add(&ctx.progress.files_done, 1);
         return Ok(());
     }
-    // Lines up to here are in bronze already (a crash between the bronze commit and
-    // the progress record leaves some there that `lines` does not count).
-    let bronze_upto = if before.started { bronze_max_line(&ctx, &key).await?.max(before.lines) } else { before.lines };
+    // Lines past the committed ones that are in bronze already (a crash between a
+    // batch's bronze commit and its silver commit, or before the progress record):
+    // they are mapped again but not written to bronze twice.
+    let in_bronze = Arc::new(if before.started { bronze_lines_after(&ctx, &key, before.lines).await? } else { BTreeSet::new() });
     if !before.started {
         ctx.update_file(&key, |p| p.started = true).await?;
     }
@@ -64,7 +64,7 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry,
     loop {
         attempt += 1;
         let committed = ctx.file_progress(&key).await.lines;
-        let end = read_once(&ctx, kind, &entry, &key, committed, bronze_upto).await;
+        let end = read_once(&ctx, kind, &entry, &key, committed, &in_bronze).await;
         let (retry_why, short) = match end {
             Ok(ReadEnd::Complete) => break,
             Ok(ReadEnd::Short { torn, why }) => (why, Some(torn)),
@@ -89,7 +89,7 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry,
         tracing::error!(export = ?ctx.export_id(), file = %key, "giving up on the rest of the file: {why}");
         let unit = ctx.unit(&key, line, raw, None);
         let q = ctx.pipeline.quarantine_row(&unit, "truncated", why, Some(format!("line {line}")));
-        let bronze = if line > bronze_upto { vec![unit.bronze] } else { vec![] };
+        let bronze = if in_bronze.contains(&line) { vec![] } else { vec![unit.bronze] };
         ctx.lake.append_bronze(bronze).await?;
         ctx.lake.quarantine(vec![q]).await?;
         Progress::add(&ctx.progress.quarantined, 1);
@@ -101,28 +101,28 @@ pub(crate) async fn ingest_file(ctx: Arc<Ctx>, kind: FileKind, entry: FileEntry,
     Ok(())
 }
 
-/// The highest line of this file already in bronze for this export (0: none).
-async fn bronze_max_line(ctx: &Ctx, key: &str) -> Result<u64, BulkError> {
-    let Some(export_id) = ctx.export_id() else { return Ok(0) };
+/// The lines of this file after `after` that bronze already holds for this export
+/// (at most the batches that were in flight at a crash).
+async fn bronze_lines_after(ctx: &Ctx, key: &str, after: u64) -> Result<BTreeSet<u64>, BulkError> {
+    let Some(export_id) = ctx.export_id() else { return Ok(BTreeSet::new()) };
     if ctx.lake.table(ehrgate_lake::Table::BronzeNdjson.path()).await?.is_none() {
-        return Ok(0);
+        return Ok(BTreeSet::new());
     }
     let q = format!(
-        "SELECT max(line) AS m FROM bronze_fhir_ndjson WHERE export_id = '{}' AND file = '{}'",
+        "SELECT line FROM bronze_fhir_ndjson WHERE export_id = '{}' AND file = '{}' AND line > {after}",
         export_id.replace('\'', "''"),
         key.replace('\'', "''")
     );
-    let batches = sql::query_one(&ctx.lake, ehrgate_lake::Table::BronzeNdjson.path(), &q).await?;
-    let v = batches
-        .first()
-        .filter(|b| b.num_rows() > 0)
-        .and_then(|b| b.column(0).as_any().downcast_ref::<ehrgate_lake::arrow::array::Int64Array>().map(|a| if a.is_null(0) { 0 } else { a.value(0) }))
-        .unwrap_or(0);
-    Ok(v.max(0) as u64)
+    let mut lines = BTreeSet::new();
+    for b in sql::query_one(&ctx.lake, ehrgate_lake::Table::BronzeNdjson.path(), &q).await? {
+        let col = b.column(0).as_any().downcast_ref::<ehrgate_lake::arrow::array::Int64Array>().ok_or_else(|| BulkError::State("bronze line is not an integer".into()))?;
+        lines.extend(col.iter().flatten().map(|l| l.max(0) as u64));
+    }
+    Ok(lines)
 }
 
 /// One download of the file, committing batches as they fill.
-async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str, committed: u64, bronze_upto: u64) -> Result<ReadEnd, BulkError> {
+async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str, committed: u64, in_bronze: &Arc<BTreeSet<u64>>) -> Result<ReadEnd, BulkError> {
     let mut d = Chunks::open(ctx, entry, key).await?;
     let expected_type = (kind == FileKind::Output && !entry.ty.is_empty()).then_some(entry.ty.as_str());
     let mut splitter = LineSplitter::default();
@@ -163,7 +163,7 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
         }
         if batch.len() >= ctx.batch_lines || batch_bytes >= MAX_BATCH_BYTES {
             batch_bytes = 0;
-            submit(ctx, kind, key, expected_type, std::mem::take(&mut batch), bronze_upto, &mut pending).await?;
+            submit(ctx, kind, key, expected_type, std::mem::take(&mut batch), in_bronze, &mut pending).await?;
         }
     }
     if stream_error.is_none()
@@ -185,7 +185,7 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     }
     // The whole lines that did arrive are good: commit them before anything else.
     if !batch.is_empty() {
-        submit(ctx, kind, key, expected_type, batch, bronze_upto, &mut pending).await?;
+        submit(ctx, kind, key, expected_type, batch, in_bronze, &mut pending).await?;
     }
     while let Some(h) = pending.tasks.pop_front() {
         finish_one(ctx, key, h).await?;
@@ -204,13 +204,9 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     Ok(ReadEnd::Complete)
 }
 
-/// A file's batches being committed, and the turn of the next one to write bronze.
+/// A file's batches being mapped and committed.
 struct Pending {
     tasks: VecDeque<tokio::task::JoinHandle<Result<u64, BulkError>>>,
-    /// Fires when the previous batch's bronze rows are committed: bronze gets a
-    /// file's lines in order, so "every line up to the highest one in bronze is in
-    /// bronze" holds after a crash (what a restart relies on).
-    bronze_turn: oneshot::Receiver<()>,
 }
 
 impl Drop for Pending {
@@ -224,9 +220,7 @@ impl Drop for Pending {
 
 impl Pending {
     fn new() -> Pending {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(());
-        Pending { tasks: VecDeque::new(), bronze_turn: rx }
+        Pending { tasks: VecDeque::new() }
     }
 }
 
@@ -238,7 +232,7 @@ async fn submit(
     key: &str,
     expected_type: Option<&str>,
     batch: Vec<(u64, Bytes)>,
-    bronze_upto: u64,
+    in_bronze: &Arc<BTreeSet<u64>>,
     pending: &mut Pending,
 ) -> Result<(), BulkError> {
     while pending.tasks.len() >= IN_FLIGHT {
@@ -246,17 +240,9 @@ async fn submit(
         finish_one(ctx, key, h).await?;
     }
     let c = ctx.clone();
-    let (key_owned, ty) = (key.to_string(), expected_type.map(str::to_string));
-    let (done, next_turn) = oneshot::channel();
-    let turn = std::mem::replace(&mut pending.bronze_turn, next_turn);
-    let order = BronzeOrder { turn, done };
-    pending.tasks.push_back(tokio::spawn(async move { commit_batch(&c, kind, &key_owned, ty.as_deref(), batch, bronze_upto, order).await }));
+    let (key_owned, ty, in_bronze) = (key.to_string(), expected_type.map(str::to_string), in_bronze.clone());
+    pending.tasks.push_back(tokio::spawn(async move { commit_batch(&c, kind, &key_owned, ty.as_deref(), batch, &in_bronze).await }));
     Ok(())
-}
-
-struct BronzeOrder {
-    turn: oneshot::Receiver<()>,
-    done: oneshot::Sender<()>,
 }
 
 async fn finish_one(ctx: &Ctx, key: &str, h: tokio::task::JoinHandle<Result<u64, BulkError>>) -> Result<(), BulkError> {
@@ -271,8 +257,7 @@ async fn commit_batch(
     key: &str,
     expected_type: Option<&str>,
     batch: Vec<(u64, Bytes)>,
-    bronze_upto: u64,
-    order: BronzeOrder,
+    in_bronze: &BTreeSet<u64>,
 ) -> Result<u64, BulkError> {
     let last = batch.last().map(|(n, _)| *n).unwrap_or(0);
     let mut good = Vec::with_capacity(batch.len());
@@ -280,17 +265,11 @@ async fn commit_batch(
     let mut bronze = Vec::with_capacity(batch.len());
     for (n, raw) in batch {
         match check_line(&raw, expected_type) {
-            Ok(ty) => {
-                let unit = ctx.unit(key, n, raw, Some(ty));
-                if n > bronze_upto {
-                    bronze.push(unit.bronze.clone());
-                }
-                good.push(unit);
-            }
+            Ok(ty) => good.push(ctx.unit(key, n, raw, Some(ty))),
             Err(why) => {
                 let unit = ctx.unit(key, n, raw, None);
                 quarantined.push(ctx.pipeline.quarantine_row(&unit, "invalid-ndjson", why, Some(format!("line {n}"))));
-                if n > bronze_upto {
+                if !in_bronze.contains(&n) {
                     bronze.push(unit.bronze);
                 }
             }
@@ -319,21 +298,16 @@ async fn commit_batch(
             }
         }
     }
-    drop(good);
+    // The mapped units' bronze rows move into the bronze batch (no copy of the raw
+    // bytes); their text is dropped with them.
+    bronze.extend(good.into_iter().filter(|u| !in_bronze.contains(&(line_of(u) as u64))).map(|u| u.bronze));
     let resources = if kind == FileKind::Output { silver.len() as u64 } else { 0 };
     let n_quarantined = quarantined.len() as u64;
     ctx.count_types(&silver).await;
     if let Some(d) = ctx.slow_commit {
         tokio::time::sleep(d).await;
     }
-    let bronze = async {
-        // (an earlier batch that failed never gives the turn: this one fails too)
-        order.turn.await.map_err(|_| BulkError::Incomplete("an earlier batch of this file was not committed".into()))?;
-        ctx.lake.append_bronze(bronze).await?;
-        let _ = order.done.send(());
-        Ok::<(), BulkError>(())
-    };
-    let (a, b, c) = tokio::join!(bronze, ctx.lake.upsert_silver(silver), ctx.lake.quarantine(quarantined));
+    let (a, b, c) = tokio::join!(ctx.lake.append_bronze(bronze), ctx.lake.upsert_silver(silver), ctx.lake.quarantine(quarantined));
     a?;
     b?;
     c?;
