@@ -289,6 +289,11 @@ fn full_system_export_lands_exactly_the_sandbox_counts() {
     let q = quarantine(&dir.0);
     assert!(q.is_empty(), "nothing quarantined: {q:?}");
     assert!(stdout.contains(&format!("resources {total},")), "{stdout}");
+    // The same figures as metrics (Prometheus text format) beside the state.
+    let prom = std::fs::read_to_string(dir.0.join("ehrgate-bulk/ehr.prom")).expect("metrics file");
+    for line in [format!("ehrgate_bulk_resources{{connection=\"ehr\"}} {total}\n"), "ehrgate_bulk_in_progress{connection=\"ehr\"} 0\n".to_string()] {
+        assert!(prom.contains(&line), "{line} in:\n{prom}");
+    }
     // An independent reader of the Delta table.
     let out = Command::new("python3")
         .args(["-c", "import os, sys, deltalake; print(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows); sys.stdout.flush(); os._exit(0)"])

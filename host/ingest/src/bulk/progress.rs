@@ -53,6 +53,7 @@ impl Progress {
             bytes: get(&self.bytes),
             seconds,
             resources_per_s: if seconds > 0.0 { resources as f64 / seconds } else { 0.0 },
+            tombstones: get(&self.tombstones),
             updated_at: chrono_now(),
         }
     }

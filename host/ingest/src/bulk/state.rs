@@ -50,6 +50,8 @@ pub struct Figures {
     pub bytes: u64,
     pub seconds: f64,
     pub resources_per_s: f64,
+    #[serde(default)]
+    pub tombstones: u64,
     pub updated_at: String,
 }
 
@@ -70,6 +72,7 @@ pub struct ConnState {
 /// The state file of one connection, held under its lock.
 pub struct StateFile {
     path: PathBuf,
+    connection: String,
     pub state: ConnState,
     _lock: File,
 }
@@ -103,13 +106,41 @@ impl StateFile {
         }
         let path = dir.join(format!("{connection}.json"));
         let state = read(&path)?;
-        Ok(StateFile { path, state, _lock: lock })
+        Ok(StateFile { path, connection: connection.to_string(), state, _lock: lock })
     }
 
+    /// Writes the state, and beside it `<connection>.prom`: the same figures as
+    /// metrics in the Prometheus text format (for node_exporter's textfile
+    /// collector, or anything that reads it).
     pub fn save(&self) -> Result<(), BulkError> {
         write_atomically(&self.path, &serde_json::to_vec_pretty(&self.state).expect("state serialises"))
-            .map_err(|e| BulkError::State(format!("cannot write {}: {e}", self.path.display())))
+            .map_err(|e| BulkError::State(format!("cannot write {}: {e}", self.path.display())))?;
+        let prom = self.path.with_extension("prom");
+        write_atomically(&prom, metrics(&self.connection, &self.state).as_bytes()).map_err(|e| BulkError::State(format!("cannot write {}: {e}", prom.display())))
     }
+}
+
+/// The figures of `state` in the Prometheus text exposition format.
+pub fn metrics(connection: &str, state: &ConnState) -> String {
+    let f = state.figures.clone().unwrap_or_default();
+    let last = state.since.values().filter_map(|t| ehrgate_lake::parse_fhir_time(t)).max().map(|us| us as f64 / 1e6);
+    let rows: [(&str, &str, f64); 10] = [
+        ("files_done", "Files of the current (or last) export committed", f.files_done as f64),
+        ("files_total", "Files in the current (or last) export's manifest", f.files_total as f64),
+        ("resources", "Resources merged into silver by the current (or last) export", f.resources as f64),
+        ("quarantined", "Lines quarantined by the current (or last) export", f.quarantined as f64),
+        ("tombstones", "Deletions written as tombstones by the current (or last) export", f.tombstones as f64),
+        ("bytes", "NDJSON bytes downloaded by the current (or last) export", f.bytes as f64),
+        ("seconds", "Seconds the current (or last) export has run", f.seconds),
+        ("resources_per_second", "Resources per second of the current (or last) export", f.resources_per_s),
+        ("in_progress", "1 while an export is in progress", if state.current.is_some() { 1.0 } else { 0.0 }),
+        ("last_transaction_time_seconds", "transactionTime of the newest completed export (Unix seconds)", last.unwrap_or(0.0)),
+    ];
+    let mut out = String::new();
+    for (name, help, v) in rows {
+        out.push_str(&format!("# HELP ehrgate_bulk_{name} {help}.\n# TYPE ehrgate_bulk_{name} gauge\nehrgate_bulk_{name}{{connection=\"{connection}\"}} {v}\n"));
+    }
+    out
 }
 
 /// Reads a connection's state without taking the lock (for `bulk status`).
@@ -169,6 +200,9 @@ mod tests {
         let s = StateFile::open(dir.path(), "ehr").unwrap();
         assert_eq!(s.state.since.get("k").map(String::as_str), Some("2024-01-01T00:00:00Z"));
         assert_eq!(peek(dir.path(), "ehr").unwrap().since, s.state.since);
+        let prom = std::fs::read_to_string(dir.path().join("ehr.prom")).unwrap();
+        assert!(prom.contains("ehrgate_bulk_in_progress{connection=\"ehr\"} 0\n"), "{prom}");
+        assert!(prom.contains("ehrgate_bulk_last_transaction_time_seconds{connection=\"ehr\"} 1704067200\n"), "{prom}");
         assert!(StateFile::open(dir.path(), "../x").is_err());
         assert_eq!(file_key("https://s3/x.ndjson?X-Amz-Signature=abc"), "https://s3/x.ndjson");
     }
