@@ -197,7 +197,7 @@ pub async fn status(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
 /// `ehrgate serve`: every job with an interval runs incrementally on that interval,
 /// until `stop` turns true. A failed run is logged and tried again next interval
 /// (an unfinished export is rejoined).
-pub fn schedule(cfg: Arc<Config>, lake: Arc<Lake>, runtime: Arc<Runtime>, connections: Arc<Connections>, mut stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn schedule(cfg: Arc<Config>, lake: Arc<Lake>, runtime: Arc<Runtime>, connections: Arc<Connections>, stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let jobs: Vec<BulkJob> = cfg.bulk.jobs.iter().filter(|j| j.interval_s.is_some()).cloned().collect();
     let mut tasks = Vec::new();
     for job in jobs {
@@ -225,6 +225,5 @@ pub fn schedule(cfg: Arc<Config>, lake: Arc<Lake>, runtime: Arc<Runtime>, connec
             }
         }));
     }
-    let _ = stop.borrow_and_update();
     tasks
 }
