@@ -33,6 +33,71 @@ pub struct Config {
     /// FHIR Bulk Data exports: where their state lives, and jobs per connection.
     #[serde(default)]
     pub bulk: BulkSettings,
+    /// `ehrgate serve`: the admin HTTP server (adapter lifecycle). None: no server.
+    pub admin: Option<AdminSettings>,
+    /// Installed adapter packages and the publisher keys they must be signed by.
+    #[serde(default)]
+    pub adapter_store: AdapterStoreSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `host:port`; loopback unless `allow_remote`. Port 0 picks a free port.
+    #[serde(default = "admin_bind")]
+    pub bind: String,
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// The admin token, by reference: `env:NAME` or `file:/path`.
+    pub token: SecretRef,
+}
+
+fn admin_bind() -> String {
+    "127.0.0.1:9771".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdapterStoreSettings {
+    /// Default: `<storage root>/adapters` for a local lake, else `ehrgate-adapters`.
+    pub dir: Option<PathBuf>,
+    /// Publisher keys: `ed25519:<base64>`, or `file:/path` to a public key file.
+    pub trusted_keys: Vec<String>,
+    /// Development only: accept unsigned packages (logged loudly at start).
+    pub allow_unsigned: bool,
+    /// The largest component a package may carry.
+    pub max_component_mb: u64,
+}
+
+impl Default for AdapterStoreSettings {
+    fn default() -> Self {
+        AdapterStoreSettings { dir: None, trusted_keys: vec![], allow_unsigned: false, max_component_mb: 32 }
+    }
+}
+
+impl AdapterStoreSettings {
+    pub fn dir(&self, storage: &Storage) -> PathBuf {
+        match (&self.dir, storage) {
+            (Some(d), _) => d.clone(),
+            (None, Storage::Local { root }) => root.join("adapters"),
+            (None, _) => PathBuf::from("ehrgate-adapters"),
+        }
+    }
+
+    /// The trust store these settings describe.
+    pub fn trust(&self) -> anyhow::Result<ehrgate_lifecycle::TrustStore> {
+        let mut t = ehrgate_lifecycle::TrustStore::default();
+        t.allow_unsigned = self.allow_unsigned;
+        for k in &self.trusted_keys {
+            let text = match k.strip_prefix("file:") {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("adapter_store.trusted_keys: cannot read {path}"))?,
+                None => k.clone(),
+            };
+            let key = ehrgate_lifecycle::sign::read_public(&text).with_context(|| format!("adapter_store.trusted_keys: `{}`", k.chars().take(60).collect::<String>()))?;
+            t.add(key);
+        }
+        Ok(t)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,8 +159,10 @@ impl Default for WalSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterEntry {
-    /// A component file (.wasm), or a built-in adapter's name.
-    pub component: String,
+    /// A component file (.wasm), or a built-in adapter's name. None: versions come
+    /// only from the adapter store (installed and activated through the admin API);
+    /// until one is, its units are quarantined.
+    pub component: Option<String>,
     /// Values the adapter reads with config-get.
     #[serde(default)]
     pub config: HashMap<String, String>,

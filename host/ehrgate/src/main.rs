@@ -180,8 +180,81 @@ enum LakeCommand {
     },
 }
 
+/// Where a running gateway's admin API is, and its token.
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// The gateway's admin server.
+    #[arg(long, env = "EHRGATE_GATEWAY", default_value = "http://127.0.0.1:9771")]
+    gateway: String,
+    /// The admin token, by reference: env:NAME or file:/path.
+    #[arg(long, default_value = "env:EHRGATE_ADMIN_TOKEN")]
+    token: String,
+}
+
 #[derive(Subcommand)]
 enum AdapterCommand {
+    /// Make a publisher key pair: PREFIX.key (private, PKCS#8 PEM) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, default_value = "ehrgate-publisher")]
+        out: PathBuf,
+    },
+    /// Package a component (its manifest from its describe()) and sign it; or
+    /// re-sign a package.
+    Sign {
+        /// A component (.wasm) or a package (.ehrpkg).
+        input: PathBuf,
+        /// The private key (from `adapter keygen`).
+        #[arg(long, required_unless_present = "unsigned")]
+        key: Option<PathBuf>,
+        /// Make an unsigned package (development only: gateways refuse it unless
+        /// allow_unsigned = true).
+        #[arg(long, conflicts_with = "key")]
+        unsigned: bool,
+        /// Output file (default: NAME-VERSION.ehrpkg).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a package as a gateway would before installing it: signature by a
+    /// trusted key, digest, contract, describe() against the manifest. Exit 1 if refused.
+    Verify {
+        package: PathBuf,
+        /// Public keys to trust besides [adapter_store] trusted_keys.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+    },
+    /// Install a package into a running gateway (and activate it with --activate).
+    Install {
+        package: PathBuf,
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// Make an installed version the active one in a running gateway.
+    Activate {
+        name: String,
+        version: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// Go back to the previous version in a running gateway.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// Stop serving an adapter in a running gateway (its units are quarantined).
+    Disable {
+        name: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// A running gateway's adapters, versions and states.
+    List {
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
     /// Map HL7v2 files (single messages or batches) or FHIR NDJSON files through a
     /// component and print the FHIR resources as JSON, one per line.
     Test {
@@ -218,6 +291,12 @@ enum AdapterCommand {
     },
 }
 
+impl GatewayArgs {
+    fn remote(&self) -> cli::adapter_admin::Remote {
+        cli::adapter_admin::Remote { gateway: self.gateway.clone(), token: self.token.clone() }
+    }
+}
+
 /// Warnings from ehrgate; the Delta libraries are chatty at `warn` about things that
 /// are expected here (no statistics for binary columns, missing tables on first use).
 const DEFAULT_LOG: &str = "warn,deltalake_core=error,buoyant_kernel=off,delta_kernel=off";
@@ -244,6 +323,16 @@ fn main() -> ExitCode {
             Command::Adapter { command: AdapterCommand::Test { component, files, adapter_config } } => {
                 cli::adapter_test::run(&cfg()?, &component, &files, adapter_config.as_deref()).await
             }
+            Command::Adapter { command: AdapterCommand::Keygen { out } } => cli::adapter_pkg::keygen(&out),
+            Command::Adapter { command: AdapterCommand::Sign { input, key, unsigned: _, out } } => {
+                cli::adapter_pkg::sign_cmd(&cfg()?, &input, key.as_deref(), out.as_deref()).await
+            }
+            Command::Adapter { command: AdapterCommand::Verify { package, trust } } => cli::adapter_pkg::verify(&cfg()?, &package, &trust).await,
+            Command::Adapter { command: AdapterCommand::Install { package, activate, gw } } => cli::adapter_admin::install(&gw.remote(), &package, activate).await,
+            Command::Adapter { command: AdapterCommand::Activate { name, version, gw } } => cli::adapter_admin::activate(&gw.remote(), &name, &version).await,
+            Command::Adapter { command: AdapterCommand::Rollback { name, gw } } => cli::adapter_admin::rollback(&gw.remote(), &name).await,
+            Command::Adapter { command: AdapterCommand::Disable { name, gw } } => cli::adapter_admin::disable(&gw.remote(), &name).await,
+            Command::Adapter { command: AdapterCommand::List { gw } } => cli::adapter_admin::list(&gw.remote()).await,
             Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&cfg()?, &component).await,
             Command::Adapter { command: AdapterCommand::Action { component, name, input, adapter_config, attempts } } => {
                 cli::adapter_test::action(&cfg()?, &component, &name, &input, adapter_config.as_deref(), attempts).await

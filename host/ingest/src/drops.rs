@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::pipeline::Pipeline;
+use crate::resolve::PipelineSource;
 
 #[derive(Debug, Clone)]
 pub struct DropConfig {
@@ -66,6 +67,8 @@ pub enum DropError {
     Io { name: String, what: String, source: std::io::Error },
     #[error("drop `{name}`: {source}")]
     Ingest { name: String, source: crate::pipeline::IngestError },
+    #[error("drop {name}: adapter `{adapter}` is disabled or not installed; the file stays in the drop and is tried again")]
+    Disabled { name: String, adapter: String },
 }
 
 struct Seen {
@@ -77,7 +80,7 @@ struct Seen {
 /// The watcher: polls its directory until `shutdown`.
 pub struct DropWatcher {
     cfg: DropConfig,
-    pipeline: Pipeline,
+    source: PipelineSource,
     ledger: HashSet<(String, u64)>,
     seen: HashMap<PathBuf, Seen>,
     /// Files whose last attempt failed: not retried before this instant.
@@ -90,6 +93,12 @@ fn sha256_file(bytes: &[u8]) -> String {
 
 impl DropWatcher {
     pub fn new(cfg: DropConfig, pipeline: Pipeline) -> Result<DropWatcher, DropError> {
+        Self::with_source(cfg, PipelineSource::Fixed(std::sync::Arc::new(pipeline)))
+    }
+
+    /// A watcher whose files go through whatever version of the adapter is active
+    /// when each file is read (`ehrgate serve` swaps versions while it runs).
+    pub fn with_source(cfg: DropConfig, source: PipelineSource) -> Result<DropWatcher, DropError> {
         let io = |what: &str| {
             let name = cfg.name.clone();
             let what = what.to_string();
@@ -116,7 +125,7 @@ impl DropWatcher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("read the ledger")(e)),
         }
-        Ok(DropWatcher { cfg, pipeline, ledger, seen: HashMap::new(), retry_at: HashMap::new() })
+        Ok(DropWatcher { cfg, source, ledger, seen: HashMap::new(), retry_at: HashMap::new() })
     }
 
     pub fn spawn(mut self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -242,6 +251,9 @@ impl DropWatcher {
             .and_then(|r| r)
             .map_err(io(format!("read {file}")))?;
         let total = units.len();
+        // One version for the whole file; while the adapter is disabled the file
+        // stays where it is and is tried again later.
+        let pipeline = self.source.current().ok_or_else(|| DropError::Disabled { name: self.cfg.name.clone(), adapter: self.source.name() })?;
         let mut committed = 0;
         let mut units = units.into_iter();
         loop {
@@ -250,7 +262,7 @@ impl DropWatcher {
                 break;
             }
             let n = chunk.len();
-            let report = self.pipeline.ingest(chunk).await.map_err(|source| DropError::Ingest { name: self.cfg.name.clone(), source })?;
+            let report = pipeline.ingest(chunk).await.map_err(|source| DropError::Ingest { name: self.cfg.name.clone(), source })?;
             committed += n;
             tracing::info!(drop = %self.cfg.name, %file, "{file}: committed {committed}/{total} units ({} resources, {} quarantined)", report.resources, report.quarantined);
         }
@@ -258,7 +270,7 @@ impl DropWatcher {
         // knows, which the next poll moves aside.
         let line = serde_json::json!({
             "sha256": key.0, "size": key.1, "file": file, "units": total,
-            "adapter": self.pipeline.adapter().label(), "at": ehrgate_lake::now_micros(),
+            "adapter": pipeline.adapter().label(), "at": ehrgate_lake::now_micros(),
         });
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.cfg.ledger).map_err(io("open the ledger".into()))?;
         f.write_all(format!("{line}\n").as_bytes()).and_then(|_| f.sync_data()).map_err(io("write the ledger".into()))?;

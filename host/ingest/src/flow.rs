@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::inbound::Inbound;
 use crate::pipeline::{Mapped, Pipeline};
+use crate::resolve::Resolve;
 
 /// What became of a submitted unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,12 +150,13 @@ impl FlowTasks {
 
 impl Flow {
     /// Start the stages. `replay` (from [`ehrgate_wal::Log::open`]) is mapped and
-    /// committed first; `pipelines` are the adapters by name.
+    /// committed first; `adapters` says which adapter serves a route's name when a
+    /// group is mapped (so a hot swap takes effect at the next group).
     ///
     /// Refuses to start when a log record cannot be decoded (written by an
     /// incompatible version, say): those are acknowledged units, and going on would
     /// delete them at the next checkpoint.
-    pub fn start(lake: Arc<Lake>, wal: GroupCommit, replay: Vec<Record>, pipelines: HashMap<String, Pipeline>, cfg: FlowConfig) -> Result<(Flow, FlowTasks), String> {
+    pub fn start(lake: Arc<Lake>, wal: GroupCommit, replay: Vec<Record>, adapters: Arc<dyn Resolve>, cfg: FlowConfig) -> Result<(Flow, FlowTasks), String> {
         let stats = Arc::new(FlowStats::default());
         let room = Arc::new(Semaphore::new(cfg.max_pending.max(1)));
         let (tx, rx) = mpsc::channel::<Job>(cfg.map_group.max(1) * 4);
@@ -177,7 +179,7 @@ impl Flow {
         }
         let tasks = vec![
             tokio::spawn(log_stage(rx, wal.clone(), durable_tx, stats.clone(), cfg.map_group)),
-            tokio::spawn(map_stage(durable_rx, commit_tx, Arc::new(pipelines), stats.clone(), cfg.map_group, cfg.map_parallel)),
+            tokio::spawn(map_stage(durable_rx, commit_tx, lake.clone(), adapters, stats.clone(), cfg.map_group, cfg.map_parallel)),
             match &cfg.lake_runtime {
                 // Delta commits (Parquet encoding, MERGE) are CPU-heavy: on their own
                 // threads they do not hold up the threads that read sockets and ACK.
@@ -246,7 +248,7 @@ fn unrouted_row(unit: &crate::units::Unit, adapter: &str) -> QuarantineRow {
     let message = if adapter.is_empty() {
         "no adapter is routed for this message (no listener default and no matching rule)".to_string()
     } else {
-        format!("adapter `{adapter}` is not configured")
+        format!("adapter `{adapter}` is not configured, installed or enabled")
     };
     QuarantineRow {
         id: unit.bronze.record_id.clone(),
@@ -267,7 +269,16 @@ fn unrouted_row(unit: &crate::units::Unit, adapter: &str) -> QuarantineRow {
 /// Maps groups of durable units, up to `parallel` groups at once (each on its own
 /// task, so they use every core); results are passed on in log order, and each
 /// connection's ACKs are written in its own order whatever order groups finish in.
-async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::UnboundedSender<ToCommit>, pipelines: Arc<HashMap<String, Pipeline>>, stats: Arc<FlowStats>, group: usize, parallel: usize) {
+#[allow(clippy::too_many_arguments)]
+async fn map_stage(
+    mut rx: mpsc::UnboundedReceiver<Durable>,
+    out: mpsc::UnboundedSender<ToCommit>,
+    lake: Arc<Lake>,
+    adapters: Arc<dyn Resolve>,
+    stats: Arc<FlowStats>,
+    group: usize,
+    parallel: usize,
+) {
     use futures::StreamExt;
     let mut inflight = futures::stream::FuturesOrdered::new();
     let mut open = true;
@@ -299,7 +310,19 @@ async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::Unbounde
                 if n == 0 {
                     open = false;
                 } else {
-                    inflight.push_back(tokio::spawn(map_group(batch, pipelines.clone(), stats.clone())));
+                    // The adapters are looked up here, in log order, not in the
+                    // group's task: after a swap no later group can run on the old
+                    // version while an earlier one runs on the new.
+                    let mut pipelines: HashMap<String, Pipeline> = HashMap::new();
+                    for d in &batch {
+                        let name = &d.job.inbound.adapter;
+                        if !pipelines.contains_key(name)
+                            && let Some(a) = adapters.resolve(name)
+                        {
+                            pipelines.insert(name.clone(), Pipeline::new(lake.clone(), a));
+                        }
+                    }
+                    inflight.push_back(tokio::spawn(map_group(batch, pipelines, stats.clone())));
                 }
             }
         }
@@ -307,7 +330,7 @@ async fn map_stage(mut rx: mpsc::UnboundedReceiver<Durable>, out: mpsc::Unbounde
 }
 
 /// Map one group and answer its submitters.
-async fn map_group(mut batch: Vec<Durable>, pipelines: Arc<HashMap<String, Pipeline>>, stats: Arc<FlowStats>) -> ToCommit {
+async fn map_group(mut batch: Vec<Durable>, pipelines: HashMap<String, Pipeline>, stats: Arc<FlowStats>) -> ToCommit {
     let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
     let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
     let mut mapped = Mapped::default();

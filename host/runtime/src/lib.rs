@@ -23,6 +23,7 @@ mod grants;
 mod imports;
 mod limits;
 mod loaded;
+mod registry;
 mod services;
 mod stdio;
 
@@ -34,4 +35,5 @@ pub use error::{CallError, Limit, LoadError};
 pub use grants::{Grant, Grants};
 pub use limits::Limits;
 pub use loaded::{Adapter, AdapterSettings};
+pub use registry::{Registry, SlotState, split_pin};
 pub use services::{AuditEvent, AuditSink, MemoryState, NoOutbound, Outbound, StateStore, TracingAudit};

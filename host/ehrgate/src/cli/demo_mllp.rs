@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ehrgate_connect::Connections;
 use ehrgate_ingest::mllp::{self, MllpConfig};
-use ehrgate_ingest::{Flow, FlowConfig, FlowStats, Pipeline};
+use ehrgate_ingest::{Flow, FlowConfig, FlowStats};
 use ehrgate_lake::Lake;
 use ehrgate_runtime::Runtime;
 use ehrgate_wal::{GroupCommit, Log, LogConfig};
@@ -119,16 +119,16 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>, runtime: &Runtime, connections: 
         let samples = adapters::SAMPLES.iter().filter(|(a, _, _)| *a == vendor).map(|(_, _, b)| b.to_vec()).collect();
         plan.push((vendor.to_string(), samples));
     }
-    let mut pipelines = HashMap::new();
+    let mut pipelines: HashMap<String, ehrgate_runtime::Adapter> = HashMap::new();
     let mut labels = HashMap::new();
     for (name, _) in &plan {
         let extra = site_config(name);
         let adapter = adapters::load_named(runtime, connections, cfg, name, extra).await?;
         labels.insert(name.clone(), adapter.label().to_string());
-        pipelines.insert(name.clone(), Pipeline::new(lake.clone(), adapter));
+        pipelines.insert(name.clone(), adapter);
     }
     let (log, replay) = Log::open(&cfg.wal.dir, LogConfig::default()).with_context(|| format!("opening the write-ahead log in {}", cfg.wal.dir.display()))?;
-    let (flow, tasks) = Flow::start(lake, GroupCommit::start(log, 4096), replay, pipelines, FlowConfig { max_pending: cfg.wal.max_pending.max(1), ..Default::default() })
+    let (flow, tasks) = Flow::start(lake, GroupCommit::start(log, 4096), replay, Arc::new(pipelines), FlowConfig { max_pending: cfg.wal.max_pending.max(1), ..Default::default() })
         .map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
     let (stop_tx, stop_rx) = watch::channel(false);

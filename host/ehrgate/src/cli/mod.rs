@@ -6,3 +6,5 @@ pub mod sandbox;
 pub mod demo_mllp;
 pub mod bulk;
 pub mod demo_bulk;
+pub mod adapter_pkg;
+pub mod adapter_admin;

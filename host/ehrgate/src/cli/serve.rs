@@ -2,7 +2,7 @@
 //! flow: write-ahead log -> adapter -> lake. Ctrl-C or SIGTERM stops it cleanly:
 //! listeners stop reading, what was received is committed, the log checkpointed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,7 +14,9 @@ use ehrgate_ingest::drops::{DropConfig, DropWatcher};
 use ehrgate_ingest::mllp::{self, AckMode, MllpConfig, frame::Framing};
 use ehrgate_ingest::route::Router;
 use ehrgate_ingest::webhook::{self, WebhookConfig, WebhookSource};
-use ehrgate_ingest::{Flow, FlowConfig, LakeAudit, Pipeline};
+use ehrgate_admin::AdminConfig;
+use ehrgate_ingest::{Flow, FlowConfig, LakeAudit, PipelineSource};
+use ehrgate_runtime::Registry;
 use ehrgate_lake::Lake;
 use ehrgate_wal::{GroupCommit, Log, LogConfig};
 use tokio::sync::watch;
@@ -97,7 +99,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let cfg = &cfg;
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
     let (audit, audit_task) = LakeAudit::new(lake.clone());
-    let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
+    let audit: Arc<dyn ehrgate_runtime::AuditSink> = Arc::new(audit);
+    let (runtime, connections) = adapters::runtime(cfg, audit.clone())?;
     let runtime = Arc::new(runtime);
 
     let mut mllp_entries: Vec<MllpConfig> = cfg.listeners.mllp.iter().enumerate().map(|(i, e)| mllp_config(e, i)).collect::<anyhow::Result<_>>()?;
@@ -106,7 +109,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         mllp_entries.push(MllpConfig::new("mllp", addr("127.0.0.1:2575", "default listener")?, "reference"));
     }
 
-    // Every adapter something names is loaded once.
+    // Every adapter something names is served from the registry: the version the
+    // adapter store says is active, else the configured (or built-in) one.
     let mut names: BTreeSet<String> = cfg.adapters.keys().cloned().collect();
     for m in &mllp_entries {
         names.extend(m.router.adapters().map(str::to_owned));
@@ -115,13 +119,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     if let Some(w) = &cfg.listeners.webhooks {
         names.extend(w.sources.iter().map(|s| s.adapter.clone()));
     }
-    let mut loaded = HashMap::new();
-    for name in &names {
-        let adapter = adapters::load_named(&runtime, &connections, cfg, name, HashMap::new()).await?;
-        eprintln!("adapter {name}: {}", adapter.label());
-        loaded.insert(name.clone(), adapter);
+    let registry = Arc::new(Registry::new());
+    let manager = Arc::new(adapters::manager(cfg, &runtime, registry.clone(), audit.clone())?);
+    let names: Vec<String> = names.into_iter().collect();
+    for (reference, label) in manager.start(&names, &adapters::store_only(cfg)).await.context("loading adapters")? {
+        eprintln!("adapter {reference}: {label}");
+        if let Some(a) = registry.get(&reference) {
+            connections.declare(&a.info().name, &a.info().connections);
+        }
     }
-    let pipelines: HashMap<String, Pipeline> = loaded.iter().map(|(n, a)| (n.clone(), Pipeline::new(lake.clone(), a.clone()))).collect();
 
     let (log, replay) = Log::open(&cfg.wal.dir, LogConfig { segment_bytes: cfg.wal.segment_mb.max(1) << 20, ..Default::default() })
         .with_context(|| format!("opening the write-ahead log in {}", cfg.wal.dir.display()))?;
@@ -141,7 +147,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the lake's threads")?;
     let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, lake_runtime: Some(lake_rt.handle().clone()), ..Default::default() };
-    let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, pipelines, flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
+    let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,7 +160,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     for d in &cfg.listeners.drops {
-        let adapter = loaded.get(&d.adapter).expect("loaded above").clone();
         let mut dc = DropConfig::new(&d.name, d.dir.clone(), &d.adapter, &cfg.wal.dir);
         if let Some(v) = d.stable_ms {
             dc.stable = Duration::from_millis(v);
@@ -167,7 +172,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         if let Some(v) = d.chunk {
             dc.chunk = v;
         }
-        let watcher = DropWatcher::new(dc, Pipeline::new(lake.clone(), adapter))?;
+        let source = PipelineSource::Live { lake: lake.clone(), adapters: registry.clone(), name: d.adapter.clone() };
+        let watcher = DropWatcher::with_source(dc, source)?;
         announce(&format!("ehrgate: drop {} watching {} (adapter {})", d.name, d.dir.display(), d.adapter));
         tasks.push(watcher.spawn(stop_rx.clone()));
     }
@@ -195,6 +201,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     drop(flow);
+    if let Some(a) = &cfg.admin {
+        let token = a.token.resolve().context("[admin] token")?;
+        let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
+        let (bound, task) = ehrgate_admin::bind(ac, manager.clone(), audit.clone(), stop_rx.clone()).await?;
+        announce(&format!("ehrgate: admin on http://{bound}"));
+        tasks.push(task);
+    }
     tasks.extend(super::bulk::schedule(cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), stop_rx.clone()));
     announce(&format!("ehrgate: ready; lake {}; write-ahead log {}", lake.storage().describe(), cfg.wal.dir.display()));
 
@@ -221,7 +234,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     // Its tasks are done; a runtime must not be dropped inside another one's thread.
     lake_rt.shutdown_background();
     ticker.abort();
-    drop(loaded);
+    drop(manager);
+    drop(registry);
+    drop(audit);
     drop(runtime);
     if let Err(e) = audit_task.await {
         tracing::error!("audit writer failed: {e}");

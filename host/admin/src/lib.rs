@@ -1,0 +1,208 @@
+//! # ehrgate-admin
+//!
+//! The admin HTTP server inside `ehrgate serve` (DESIGN.md §9): one server for
+//! operators, bound to loopback unless configured otherwise. Everything but
+//! `/healthz` needs `Authorization: Bearer <admin token>`; a missing or wrong
+//! token is answered 401. Every request, allowed or not, is one audit row.
+//!
+//! The adapter lifecycle API (see docs/adapters.md):
+//!
+//! | call | what |
+//! |---|---|
+//! | `GET /v1/adapters` | adapters, their versions and states |
+//! | `POST /v1/adapters[?activate=true]` | install a package (the body is the `.ehrpkg` file) |
+//! | `POST /v1/adapters/{name}/activate` | `{"version": "1.2.0"}`: make it the active version |
+//! | `POST /v1/adapters/{name}/rollback` | back to the previous version |
+//! | `POST /v1/adapters/{name}/disable` | stop serving it (units are quarantined, kept) |
+//!
+//! Refusals are `{"error": <code>, "message": <sentence>}` with 4xx statuses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ehrgate_lifecycle::{Manager, PackageError};
+use ehrgate_runtime::{AuditEvent, AuditSink};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+    /// Bind to a non-loopback address only when this is set.
+    pub allow_remote: bool,
+    /// The admin token (resolved from its `env:` / `file:` reference).
+    pub token: String,
+    /// The largest request body (a package upload).
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin bind {0} is not a loopback address; set [admin] allow_remote = true to listen there (and put TLS in front of it)")]
+    Remote(SocketAddr),
+    #[error("the admin token is {0} bytes; use at least 16 random bytes")]
+    WeakToken(usize),
+    #[error("admin server: cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+struct Shared {
+    token_digest: [u8; 32],
+    token_id: String,
+    manager: Arc<Manager>,
+    audit: Arc<dyn AuditSink>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Who made a call, for the audit: the token's id, the peer address, and the
+/// name a CLI user gave (`X-Ehrgate-Actor`), when printable and short.
+#[derive(Clone)]
+struct Caller(String);
+
+fn claimed_actor(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-ehrgate-actor")?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic())).then(|| v.to_string())
+}
+
+async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    // Compare digests: equal-length inputs, so the comparison's timing says
+    // nothing about the token.
+    let ok = given.is_some_and(|g| Sha256::digest(g.as_bytes()).as_slice() == s.token_digest);
+    let claimed = claimed_actor(req.headers());
+    if !ok {
+        let why = if given.is_none() { "no bearer token" } else { "wrong token" };
+        tracing::warn!(%peer, %method, %path, "admin call refused: {why}");
+        s.audit.record(AuditEvent {
+            at_ms: now_ms(),
+            actor: format!("anonymous from {peer}"),
+            action: "admin.call".into(),
+            connection: "admin".into(),
+            method,
+            path,
+            outcome: format!("denied: 401 {why}"),
+        });
+        return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], axum::Json(serde_json::json!({"error": "unauthorized", "message": "an admin token is required (Authorization: Bearer ...)"})))
+            .into_response();
+    }
+    let who = match claimed {
+        Some(c) => format!("admin:{c} (token {}) from {peer}", s.token_id),
+        None => format!("admin (token {}) from {peer}", s.token_id),
+    };
+    req.extensions_mut().insert(Caller(who.clone()));
+    let resp = next.run(req).await;
+    s.audit.record(AuditEvent {
+        at_ms: now_ms(),
+        actor: who,
+        action: "admin.call".into(),
+        connection: "admin".into(),
+        method,
+        path,
+        outcome: format!("{} {}", if resp.status().is_success() { "allowed:" } else { "failed:" }, resp.status().as_u16()),
+    });
+    resp
+}
+
+fn refused(e: PackageError) -> Response {
+    let status = match &e {
+        PackageError::NotInstalled { .. } | PackageError::Unknown(_) => StatusCode::NOT_FOUND,
+        PackageError::VersionExists { .. } | PackageError::NoPrevious(_) => StatusCode::CONFLICT,
+        PackageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        PackageError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (status, axum::Json(serde_json::json!({"error": e.code(), "message": e.to_string()}))).into_response()
+}
+
+async fn list(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(serde_json::json!({ "adapters": s.manager.list() })).into_response()
+}
+
+#[derive(Deserialize)]
+struct InstallQuery {
+    #[serde(default)]
+    activate: bool,
+}
+
+async fn install(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Query(q): Query<InstallQuery>, body: Bytes) -> Response {
+    match s.manager.install(&body, &who, q.activate).await {
+        Ok(i) => (if i.new { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(i)).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActivateBody {
+    version: String,
+}
+
+async fn activate(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Path(name): Path<String>, body: Bytes) -> Response {
+    let b: ActivateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "bad-request", "message": format!("the body must be {{\"version\": \"...\"}}: {e}")}))).into_response(),
+    };
+    match s.manager.activate(&name, &b.version, &who).await {
+        Ok(swap) => axum::Json(swap).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn rollback(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Path(name): Path<String>) -> Response {
+    match s.manager.rollback(&name, &who).await {
+        Ok(swap) => axum::Json(swap).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn disable(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Path(name): Path<String>) -> Response {
+    match s.manager.disable(&name, &who).await {
+        Ok(()) => axum::Json(serde_json::json!({"name": name, "disabled": true})).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// Start the admin server; it stops when `shutdown` changes.
+pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, mut shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+    if !cfg.bind.ip().is_loopback() && !cfg.allow_remote {
+        return Err(AdminError::Remote(cfg.bind));
+    }
+    if cfg.token.len() < 16 {
+        return Err(AdminError::WeakToken(cfg.token.len()));
+    }
+    let digest: [u8; 32] = Sha256::digest(cfg.token.as_bytes()).into();
+    let token_id = hex::encode(&Sha256::digest(digest)[..4]);
+    let shared = Arc::new(Shared { token_digest: digest, token_id, manager, audit });
+    let api = Router::new()
+        .route("/v1/adapters", get(list).post(install))
+        .route("/v1/adapters/{name}/activate", post(activate))
+        .route("/v1/adapters/{name}/rollback", post(rollback))
+        .route("/v1/adapters/{name}/disable", post(disable))
+        .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
+    let app = Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(shared);
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
+    let addr = listener.local_addr().map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop).await {
+            tracing::error!("admin server failed: {e}");
+        }
+    });
+    Ok((addr, task))
+}

@@ -1,0 +1,52 @@
+//! Which adapter serves a name, at the moment a unit is mapped. The gateway's
+//! [`Registry`] answers with the active version (hot swaps take effect at the next
+//! lookup); a fixed map serves one-shot commands and tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ehrgate_lake::Lake;
+use ehrgate_runtime::{Adapter, Registry};
+
+use crate::pipeline::Pipeline;
+
+/// Adapters by the reference a route gives: `name` or `name@version`.
+pub trait Resolve: Send + Sync {
+    fn resolve(&self, reference: &str) -> Option<Adapter>;
+}
+
+impl Resolve for Registry {
+    fn resolve(&self, reference: &str) -> Option<Adapter> {
+        self.get(reference)
+    }
+}
+
+impl Resolve for HashMap<String, Adapter> {
+    fn resolve(&self, reference: &str) -> Option<Adapter> {
+        self.get(reference).cloned()
+    }
+}
+
+/// A pipeline through one adapter name: fixed, or following the active version.
+#[derive(Clone)]
+pub enum PipelineSource {
+    Fixed(Arc<Pipeline>),
+    Live { lake: Arc<Lake>, adapters: Arc<dyn Resolve>, name: String },
+}
+
+impl PipelineSource {
+    /// The pipeline to use now; `None` while the adapter is disabled or unknown.
+    pub fn current(&self) -> Option<Arc<Pipeline>> {
+        match self {
+            PipelineSource::Fixed(p) => Some(p.clone()),
+            PipelineSource::Live { lake, adapters, name } => adapters.resolve(name).map(|a| Arc::new(Pipeline::new(lake.clone(), a))),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            PipelineSource::Fixed(p) => p.adapter().info().name.clone(),
+            PipelineSource::Live { name, .. } => name.clone(),
+        }
+    }
+}
