@@ -4,10 +4,11 @@
   mllp_client.py --port P [--tls-ca CA.pem] corpus FILE...
       Sends each file's bytes as one frame (a message, or an FHS/BHS batch) and
       prints one JSON line per file: {"file": ..., "acks": [[MSA-1, MSA-2], ...]}.
-  mllp_client.py --port P stream --count N [--start K] [--prefix X] [--window W]
+  mllp_client.py --port P stream --count N [--start K] [--prefix X] [--window W] [--rate R]
       Sends N generated ADT^A01 messages (control id <X><i>, patient <X>-P<i>), up
-      to W unacknowledged at a time (default 1), checking that ACKs come back in
-      order, printing "acked <i> <MSA-1>" after each ACK. On a broken connection it
+      to W unacknowledged at a time (default 1), at most R per second when given
+      (a steady load), checking that ACKs come back in order, printing
+      "acked <i> <MSA-1>" after each ACK. On a broken connection it
       prints "broken <i>" (the first message without an ACK) and exits 3.
 """
 import argparse
@@ -66,16 +67,26 @@ def adt(prefix, i):
     ]) + "\r"
 
 
-async def stream(port, start, count, prefix, window=1):
+async def stream(port, start, count, prefix, window=1, rate=None):
     i = start          # the first message without an ACK
     sent = start       # the next message to send
     end = start + count
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def due(k):
+        return t0 + (k - start) / rate if rate else t0
+
     try:
         reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8")
         while i < end:
-            while sent < end and sent - i < window:
+            while sent < end and sent - i < window and due(sent) <= loop.time():
                 writer.writeblock(adt(prefix, sent).encode())
                 sent += 1
+            if sent == i:
+                # Nothing in flight: wait for the next message's turn.
+                await asyncio.sleep(max(0.0, due(sent) - loop.time()))
+                continue
             await writer.drain()
             block = await asyncio.wait_for(reader.readblock(), 60)
             acks = msa_of(block.decode() if isinstance(block, bytes) else block)
@@ -104,11 +115,12 @@ def main():
     s.add_argument("--start", type=int, default=0)
     s.add_argument("--prefix", default="STRM")
     s.add_argument("--window", type=int, default=1)
+    s.add_argument("--rate", type=float, help="messages per second (default: as fast as ACKs allow)")
     a = p.parse_args()
     if a.cmd == "corpus":
         asyncio.run(corpus(a.port, a.files, a.tls_ca))
         return 0
-    return asyncio.run(stream(a.port, a.start, a.count, a.prefix, a.window))
+    return asyncio.run(stream(a.port, a.start, a.count, a.prefix, a.window, a.rate))
 
 
 if __name__ == "__main__":

@@ -175,14 +175,22 @@ async fn disable(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axu
     }
 }
 
+impl AdminConfig {
+    /// What [`bind`] would refuse, checked before anything else starts.
+    pub fn check(&self) -> Result<(), AdminError> {
+        if !self.bind.ip().is_loopback() && !self.allow_remote {
+            return Err(AdminError::Remote(self.bind));
+        }
+        if self.token.len() < 16 {
+            return Err(AdminError::WeakToken(self.token.len()));
+        }
+        Ok(())
+    }
+}
+
 /// Start the admin server; it stops when `shutdown` changes.
 pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, mut shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
-    if !cfg.bind.ip().is_loopback() && !cfg.allow_remote {
-        return Err(AdminError::Remote(cfg.bind));
-    }
-    if cfg.token.len() < 16 {
-        return Err(AdminError::WeakToken(cfg.token.len()));
-    }
+    cfg.check()?;
     let digest: [u8; 32] = Sha256::digest(cfg.token.as_bytes()).into();
     let token_id = hex::encode(&Sha256::digest(digest)[..4]);
     let shared = Arc::new(Shared { token_digest: digest, token_id, manager, audit });

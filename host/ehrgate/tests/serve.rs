@@ -3,134 +3,14 @@
 //! and a 10,000-message stream through a kill -9; file drops are ingested exactly
 //! once; webhooks are signed by Python's hmac; a slow lake slows the sender down.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn workdir(name: &str) -> WorkDir {
-    let d = std::env::temp_dir().join(format!("ehrgate-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    WorkDir(d)
-}
-
-fn ehrgate(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(dir).args(args).output().expect("run ehrgate");
-    assert!(out.status.success(), "ehrgate {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
-    out
-}
-
-fn sql(dir: &Path, query: &str) -> Vec<serde_json::Value> {
-    let out = ehrgate(dir, &["sql", query, "--format", "json"]);
-    text(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn count(dir: &Path, query: &str) -> u64 {
-    sql(dir, query)[0]["n"].as_u64().unwrap()
-}
-
-/// A running `ehrgate serve`; every line it prints (stdout and stderr) arrives on
-/// `lines`.
-struct Gateway {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Gateway {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Gateway {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ehrgate"));
-        cmd.current_dir(dir).args(["serve", "--config", "ehrgate.toml"]).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.env("EHRGATE_LOG", "warn,ehrgate_ingest=info,deltalake_core=error,buoyant_kernel=off,delta_kernel=off");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start ehrgate serve");
-        let (tx, lines) = mpsc::channel();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut g = Gateway { child, lines, seen: Vec::new() };
-        g.wait_for("ehrgate: ready", Duration::from_secs(120));
-        g
-    }
-
-    /// Wait for a line containing `needle` (an event the gateway reports).
-    fn wait_for(&mut self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?} within {within:?}; the gateway printed:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    /// The port a listener announced (`... on 127.0.0.1:PORT ...`).
-    fn port(&mut self, what: &str) -> u16 {
-        let line = self.wait_for(what, Duration::from_secs(5));
-        let at = line.find("127.0.0.1:").expect("an address") + "127.0.0.1:".len();
-        line[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then the final statistics line.
-    fn stop(self) -> String {
-        self.stop_with_output().0
-    }
-
-    /// SIGTERM; the final statistics line and everything the gateway printed.
-    fn stop_with_output(mut self) -> (String, Vec<String>) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok);
-        let line = self.wait_for("ehrgate: stopped", Duration::from_secs(120));
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "serve exited with {status}");
-        self.seen.extend(self.lines.try_iter());
-        (line, self.seen)
-    }
-}
-
-fn stat(line: &str, name: &str) -> u64 {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words.iter().position(|w| *w == name).unwrap_or_else(|| panic!("no {name} in {line}"));
-    words[i + 1].parse().unwrap()
-}
+use common::gateway::*;
 
 fn config(dir: &Path, extra: &str) {
     std::fs::write(

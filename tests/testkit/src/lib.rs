@@ -43,7 +43,7 @@ pub fn guest_target_dir() -> PathBuf {
 }
 
 /// The guest crates built for wasm32-wasip2 by [`guest`].
-pub const GUESTS: &[&str] = &["ehrgate-adapter-reference", "ehrgate-guest-hostile", "ehrgate-guest-future-contract", "ehrgate-adapter-epic", "ehrgate-adapter-oracle-health", "ehrgate-adapter-meditech", "ehrgate-adapter-mirth", "ehrgate-adapter-rhapsody", "ehrgate-adapter-cloverleaf"];
+pub const GUESTS: &[&str] = &["ehrgate-adapter-reference", "ehrgate-guest-hostile", "ehrgate-guest-future-contract", "ehrgate-guest-reference-next", "ehrgate-adapter-epic", "ehrgate-adapter-oracle-health", "ehrgate-adapter-meditech", "ehrgate-adapter-mirth", "ehrgate-adapter-rhapsody", "ehrgate-adapter-cloverleaf"];
 
 /// Path of a guest component (crate name with `-` or `_`), building all guests once
 /// per process with the `guest` profile.

@@ -97,6 +97,16 @@ async fn shutdown_signal() {
 pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
     let cfg = &cfg;
+    // The admin server's settings are checked before anything starts.
+    let admin_cfg = match &cfg.admin {
+        Some(a) => {
+            let token = a.token.resolve().context("[admin] token")?;
+            let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
+            ac.check()?;
+            Some(ac)
+        }
+        None => None,
+    };
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let audit: Arc<dyn ehrgate_runtime::AuditSink> = Arc::new(audit);
@@ -201,9 +211,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     drop(flow);
-    if let Some(a) = &cfg.admin {
-        let token = a.token.resolve().context("[admin] token")?;
-        let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
+    if let Some(ac) = admin_cfg {
         let (bound, task) = ehrgate_admin::bind(ac, manager.clone(), audit.clone(), stop_rx.clone()).await?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);

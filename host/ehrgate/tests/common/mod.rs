@@ -1,4 +1,5 @@
 //! Shared by the end-to-end tests: the sandbox EHR as a child process.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -34,3 +35,4 @@ pub fn start_sandbox(args: &[&str]) -> Sandbox {
     std::thread::spawn(move || for _ in lines {});
     Sandbox { child, base }
 }
+pub mod gateway;
