@@ -166,7 +166,7 @@ impl Package {
                 return Err(PackageError::TooLarge { what: path, size, limit });
             }
             let mut buf = Vec::with_capacity(size as usize);
-            entry.by_ref().take(limit + 1).read_to_end(&mut buf).map_err(|e| PackageError::Malformed(format!("reading {path}: {e}")))?;
+            entry.by_ref().take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(|e| PackageError::Malformed(format!("reading {path}: {e}")))?;
             let slot = match path.as_str() {
                 MANIFEST => &mut manifest,
                 COMPONENT => &mut component,
