@@ -14,6 +14,8 @@
 //! | `POST /v1/adapters/{name}/activate` | `{"version": "1.2.0"}`: make it the active version |
 //! | `POST /v1/adapters/{name}/rollback` | back to the previous version |
 //! | `POST /v1/adapters/{name}/disable` | stop serving it (units are quarantined, kept) |
+//! | `POST /v1/adapters/{name}/candidate` | `{"version": "1.3.0", "mode": "canary", "percent": 10}` or `"mode": "shadow"` |
+//! | `DELETE /v1/adapters/{name}/candidate` | end the trial |
 //!
 //! Refusals are `{"error": <code>, "message": <sentence>}` with 4xx statuses.
 
@@ -27,9 +29,9 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use ehrgate_lifecycle::{Manager, PackageError};
-use ehrgate_runtime::{AuditEvent, AuditSink};
+use ehrgate_runtime::{AuditEvent, AuditSink, CandidateMode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -121,6 +123,7 @@ fn refused(e: PackageError) -> Response {
     let status = match &e {
         PackageError::NotInstalled { .. } | PackageError::Unknown(_) => StatusCode::NOT_FOUND,
         PackageError::VersionExists { .. } | PackageError::NoPrevious(_) => StatusCode::CONFLICT,
+        PackageError::Invalid(_) => StatusCode::BAD_REQUEST,
         PackageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         PackageError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -188,6 +191,42 @@ impl AdminConfig {
     }
 }
 
+#[derive(Deserialize)]
+struct CandidateBody {
+    version: String,
+    mode: String,
+    #[serde(default)]
+    percent: Option<f64>,
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "bad-request", "message": message}))).into_response()
+}
+
+async fn set_candidate(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Path(name): Path<String>, body: Bytes) -> Response {
+    let b: CandidateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("the body must be {{\"version\": \"...\", \"mode\": \"canary\" | \"shadow\", \"percent\": N}}: {e}")),
+    };
+    let mode = match (b.mode.as_str(), b.percent) {
+        ("canary", Some(percent)) => CandidateMode::Canary { percent },
+        ("canary", None) => return bad_request("a canary needs a percent (0-100)".into()),
+        ("shadow", _) => CandidateMode::Shadow,
+        (other, _) => return bad_request(format!("mode `{}` is neither canary nor shadow", other.escape_debug())),
+    };
+    match s.manager.set_candidate(&name, &b.version, mode, &who).await {
+        Ok(c) => axum::Json(c).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn clear_candidate(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Path(name): Path<String>) -> Response {
+    match s.manager.clear_candidate(&name, &who).await {
+        Ok(()) => axum::Json(serde_json::json!({"name": name, "candidate": null})).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
 /// Start the admin server; it stops when `shutdown` changes.
 pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, mut shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
     cfg.check()?;
@@ -199,6 +238,7 @@ pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditS
         .route("/v1/adapters/{name}/activate", post(activate))
         .route("/v1/adapters/{name}/rollback", post(rollback))
         .route("/v1/adapters/{name}/disable", post(disable))
+        .route("/v1/adapters/{name}/candidate", post(set_candidate).merge(delete(clear_candidate)))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
     let app = Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(shared);

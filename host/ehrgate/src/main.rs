@@ -250,6 +250,31 @@ enum AdapterCommand {
         #[command(flatten)]
         gw: GatewayArgs,
     },
+    /// Send a share of an adapter's units to another version (stable by message
+    /// control id, else content hash), in a running gateway.
+    Canary {
+        name: String,
+        version: String,
+        /// Share of units, 0-100.
+        #[arg(long)]
+        percent: f64,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// Run another version beside the active one on every unit, writing only the
+    /// active version's output and the differences (table ops/shadow_diffs).
+    Shadow {
+        name: String,
+        version: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// End a canary or shadow trial.
+    ClearCandidate {
+        name: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
     /// A running gateway's adapters, versions and states.
     List {
         #[command(flatten)]
@@ -332,6 +357,11 @@ fn main() -> ExitCode {
             Command::Adapter { command: AdapterCommand::Activate { name, version, gw } } => cli::adapter_admin::activate(&gw.remote(), &name, &version).await,
             Command::Adapter { command: AdapterCommand::Rollback { name, gw } } => cli::adapter_admin::rollback(&gw.remote(), &name).await,
             Command::Adapter { command: AdapterCommand::Disable { name, gw } } => cli::adapter_admin::disable(&gw.remote(), &name).await,
+            Command::Adapter { command: AdapterCommand::Canary { name, version, percent, gw } } => {
+                cli::adapter_admin::candidate(&gw.remote(), &name, &version, Some(percent)).await
+            }
+            Command::Adapter { command: AdapterCommand::Shadow { name, version, gw } } => cli::adapter_admin::candidate(&gw.remote(), &name, &version, None).await,
+            Command::Adapter { command: AdapterCommand::ClearCandidate { name, gw } } => cli::adapter_admin::clear_candidate(&gw.remote(), &name).await,
             Command::Adapter { command: AdapterCommand::List { gw } } => cli::adapter_admin::list(&gw.remote()).await,
             Command::Adapter { command: AdapterCommand::Describe { component } } => cli::adapter_test::describe(&cfg()?, &component).await,
             Command::Adapter { command: AdapterCommand::Action { component, name, input, adapter_config, attempts } } => {

@@ -304,3 +304,91 @@ fn the_admin_api_needs_its_token_stays_on_loopback_and_audits_every_call() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not a loopback address"), "{}", text(&out.stderr));
 }
+
+/// Which version mapped each stream message (`<prefix><i>` -> adapter label).
+fn versions_by_message(dir: &Path, prefix: &str) -> std::collections::BTreeMap<u64, String> {
+    sql(dir, "SELECT source_system, adapter FROM silver_patient")
+        .iter()
+        .filter_map(|r| {
+            let i = r["source_system"].as_str()?.rsplit_once(&format!("#{prefix}"))?.1.parse().ok()?;
+            Some((i, r["adapter"].as_str()?.to_string()))
+        })
+        .collect()
+}
+
+fn stream_all_aa(mllp: u16, prefix: &str, count: u64) {
+    let out = Command::new("python3")
+        .arg(peer_script())
+        .args(["--port", &mllp.to_string(), "stream", "--count", &count.to_string(), "--prefix", prefix, "--window", "64"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let acks = text(&out.stdout);
+    assert_eq!(acks.lines().count() as u64, count);
+    assert!(acks.lines().all(|l| l.ends_with(" AA")), "every message is accepted");
+}
+
+#[test]
+fn a_ten_percent_canary_takes_ten_percent_and_the_same_messages_every_time() {
+    const N: u64 = 10_000;
+    let dir = workdir("lifecycle-canary");
+    // The store outside the lake, so a second run can use a fresh lake.
+    setup(&dir.0, "dir = \"adapters\"");
+    let pkg = signed_next(&dir.0);
+    let (gw, mllp, admin) = start(&dir.0);
+    let (code, out, err) = admin_cli(&dir.0, &admin, &["install", pkg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = admin_cli(&dir.0, &admin, &["canary", "reference", "0.9.0", "--percent", "10"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    stream_all_aa(mllp, "CAN", N);
+    gw.stop();
+    let first = versions_by_message(&dir.0, "CAN");
+    assert_eq!(first.len() as u64, N);
+    let canary = first.values().filter(|v| *v == "reference@0.9.0").count() as f64 * 100.0 / N as f64;
+    assert!((canary - 10.0).abs() <= 3.0, "10% ± 3 points went to the canary: {canary:.2}%");
+    assert!(first.values().all(|v| v == "reference@0.9.0" || v == "reference@0.1.0"));
+
+    // A new process on a fresh lake, the same messages: each goes to the same
+    // version (the split is a stable hash of the control id; the canary setting
+    // survives the restart).
+    std::fs::rename(dir.0.join("ehrgate-data"), dir.0.join("first-lake")).unwrap();
+    std::fs::remove_dir_all(dir.0.join("ehrgate-wal")).unwrap();
+    let (gw, mllp, _) = start(&dir.0);
+    stream_all_aa(mllp, "CAN", N);
+    gw.stop();
+    assert_eq!(versions_by_message(&dir.0, "CAN"), first, "the same unit always takes the same version");
+}
+
+#[test]
+fn shadow_mode_writes_differences_and_nothing_of_the_candidate_into_silver() {
+    let dir = workdir("lifecycle-shadow");
+    setup(&dir.0, "");
+    let pkg = signed_next(&dir.0);
+    let (gw, mllp, admin) = start(&dir.0);
+    let (code, out, err) = admin_cli(&dir.0, &admin, &["install", pkg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = admin_cli(&dir.0, &admin, &["shadow", "reference", "0.9.0"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (_, listed, _) = admin_cli(&dir.0, &admin, &["list"]);
+    assert!(listed.contains("\"mode\": \"shadow\""), "{listed}");
+    stream_all_aa(mllp, "SHD", 300);
+    let (code, out, err) = admin_cli(&dir.0, &admin, &["clear-candidate", "reference"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    stream_all_aa(mllp, "AFT", 50);
+    gw.stop();
+    let adapters = sql(&dir.0, "SELECT DISTINCT adapter FROM silver_patient");
+    assert_eq!(adapters, vec![serde_json::json!({"adapter": "reference@0.1.0"})], "only the active version's output is written");
+    let diffs = sql(
+        &dir.0,
+        "SELECT count(*) AS n, min(active_version) AS a, min(candidate_version) AS c, sum(active_resources) AS ar, sum(candidate_resources) AS cr, \
+         sum(unchanged) AS same, sum(added + removed + changed) AS different, min(message_type) AS t FROM ops_shadow_diffs",
+    );
+    let d = &diffs[0];
+    assert_eq!(d["n"], 300, "one row per unit mapped in shadow, none after the trial ended: {d}");
+    assert_eq!((d["a"].as_str(), d["c"].as_str(), d["t"].as_str()), (Some("0.1.0"), Some("0.9.0"), Some("ADT^A01")));
+    // 0.9.0 maps as 0.1.0 does: every resource the same.
+    assert!(d["ar"].as_i64().unwrap() >= 600, "{d}");
+    assert_eq!(d["ar"], d["cr"]);
+    assert_eq!(d["same"], d["ar"]);
+    assert_eq!(d["different"], 0);
+}

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, now_micros};
+use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, ShadowDiffRow, now_micros};
+use ehrgate_runtime::{CandidateMode, Routed};
 use ehrgate_wal::{GroupCommit, Record};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -124,6 +125,7 @@ struct ToCommit {
     units: usize,
     bronze: Vec<BronzeRow>,
     mapped: Mapped,
+    shadow: Vec<ShadowDiffRow>,
 }
 
 /// The entry point for listeners. Cheap to clone.
@@ -313,16 +315,16 @@ async fn map_stage(
                     // The adapters are looked up here, in log order, not in the
                     // group's task: after a swap no later group can run on the old
                     // version while an earlier one runs on the new.
-                    let mut pipelines: HashMap<String, Pipeline> = HashMap::new();
+                    let mut routes: HashMap<String, Routed> = HashMap::new();
                     for d in &batch {
                         let name = &d.job.inbound.adapter;
-                        if !pipelines.contains_key(name)
-                            && let Some(a) = adapters.resolve(name)
+                        if !routes.contains_key(name)
+                            && let Some(r) = adapters.route(name)
                         {
-                            pipelines.insert(name.clone(), Pipeline::new(lake.clone(), a));
+                            routes.insert(name.clone(), r);
                         }
                     }
-                    inflight.push_back(tokio::spawn(map_group(batch, pipelines, stats.clone())));
+                    inflight.push_back(tokio::spawn(map_group(batch, lake.clone(), routes, stats.clone())));
                 }
             }
         }
@@ -330,7 +332,7 @@ async fn map_stage(
 }
 
 /// Map one group and answer its submitters.
-async fn map_group(mut batch: Vec<Durable>, pipelines: HashMap<String, Pipeline>, stats: Arc<FlowStats>) -> ToCommit {
+async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<String, Routed>, stats: Arc<FlowStats>) -> ToCommit {
     let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
     let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
     let mut mapped = Mapped::default();
@@ -343,16 +345,37 @@ async fn map_group(mut batch: Vec<Durable>, pipelines: HashMap<String, Pipeline>
             None => by_adapter.push((a, vec![i])),
         }
     }
+    let mut shadow = Vec::new();
     for (adapter, idx) in &by_adapter {
-        match pipelines.get(*adapter) {
-            Some(p) => {
-                let group: Vec<crate::units::Unit> = idx.iter().map(|&i| units[i].clone()).collect();
-                let m = p.map_units(&group).await;
-                mapped.silver.extend(m.silver);
-                mapped.quarantined.extend(m.quarantined);
+        let Some(route) = routes.get(*adapter) else {
+            mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter)));
+            continue;
+        };
+        let active = Pipeline::new(lake.clone(), route.active.clone());
+        let pick = |idx: &[usize]| -> Vec<crate::units::Unit> { idx.iter().map(|&i| units[i].clone()).collect() };
+        let m = match &route.candidate {
+            None => active.map_units(&pick(idx)).await,
+            Some(c) if matches!(c.mode, CandidateMode::Canary { .. }) => {
+                let (to_candidate, to_active): (Vec<usize>, Vec<usize>) = idx.iter().partition(|&&i| c.takes(crate::candidate::unit_key(&units[i])));
+                let mut m = active.map_units(&pick(&to_active)).await;
+                let mc = Pipeline::new(lake.clone(), c.adapter.clone()).map_units(&pick(&to_candidate)).await;
+                m.silver.extend(mc.silver);
+                m.quarantined.extend(mc.quarantined);
+                m
             }
-            None => mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter))),
-        }
+            Some(c) => {
+                // Shadow: both map every unit; only the active version's output
+                // is kept, the candidate's is compared with it.
+                let group = pick(idx);
+                let candidate = Pipeline::new(lake.clone(), c.adapter.clone());
+                let (m, mc) = tokio::join!(active.map_units(&group), candidate.map_units(&group));
+                let (a, ca) = (route.active.info(), c.adapter.info());
+                shadow.extend(crate::candidate::shadow_diffs(&group, adapter, &a.version, &ca.version, &m, &mc));
+                m
+            }
+        };
+        mapped.silver.extend(m.silver);
+        mapped.quarantined.extend(m.quarantined);
     }
     // A unit that does not even parse is invalid input whatever its route.
     for q in mapped.quarantined.iter_mut() {
@@ -384,7 +407,7 @@ async fn map_group(mut batch: Vec<Durable>, pipelines: HashMap<String, Pipeline>
     }
     let n = units.len();
     let bronze = units.into_iter().map(|u| u.bronze).collect();
-    ToCommit { last_seq, permits, units: n, bronze, mapped }
+    ToCommit { last_seq, permits, units: n, bronze, mapped, shadow }
 }
 
 async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, stats: Arc<FlowStats>, cfg: FlowConfig) {
@@ -409,29 +432,34 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         let mut bronze = Vec::with_capacity(units);
         let mut silver = Vec::new();
         let mut quarantined = Vec::new();
+        let mut shadow = Vec::new();
         for g in groups.drain(..) {
             permits.extend(g.permits);
             bronze.extend(g.bronze);
             silver.extend(g.mapped.silver);
             quarantined.extend(g.mapped.quarantined);
+            shadow.extend(g.shadow);
         }
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         // Retry only the writes that failed: bronze is append-only.
         let (mut b_done, mut s_done, mut q_done) = (bronze.is_empty(), silver.is_empty(), quarantined.is_empty());
+        let mut d_done = shadow.is_empty();
         loop {
             if let Some(d) = cfg.slow_commit {
                 tokio::time::sleep(d).await;
             }
-            let (a, b, c) = tokio::join!(
+            let (a, b, c, d) = tokio::join!(
                 async { if b_done { Ok(()) } else { lake.append_bronze(bronze.clone()).await } },
                 async { if s_done { Ok(()) } else { lake.upsert_silver(silver.clone()).await } },
                 async { if q_done { Ok(()) } else { lake.quarantine(quarantined.clone()).await } },
+                async { if d_done { Ok(()) } else { lake.shadow_diffs(shadow.clone()).await } },
             );
             b_done |= a.is_ok();
             s_done |= b.is_ok();
             q_done |= c.is_ok();
-            let Err(e) = a.and(b).and(c) else { break };
+            d_done |= d.is_ok();
+            let Err(e) = a.and(b).and(c).and(d) else { break };
             // The units stay in the log: a restart replays them.
             stats.commit_errors.fetch_add(1, Ordering::Relaxed);
             failures += 1;

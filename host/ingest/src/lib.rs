@@ -20,6 +20,7 @@ pub mod flow;
 mod inbound;
 pub mod mllp;
 mod pipeline;
+pub mod candidate;
 mod resolve;
 pub mod route;
 mod units;

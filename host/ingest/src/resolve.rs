@@ -6,18 +6,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ehrgate_lake::Lake;
-use ehrgate_runtime::{Adapter, Registry};
+use ehrgate_runtime::{Adapter, Registry, Routed};
 
 use crate::pipeline::Pipeline;
 
 /// Adapters by the reference a route gives: `name` or `name@version`.
 pub trait Resolve: Send + Sync {
     fn resolve(&self, reference: &str) -> Option<Adapter>;
+
+    /// The active version and any candidate (canary / shadow) beside it.
+    fn route(&self, reference: &str) -> Option<Routed> {
+        self.resolve(reference).map(|active| Routed { active, candidate: None })
+    }
 }
 
 impl Resolve for Registry {
     fn resolve(&self, reference: &str) -> Option<Adapter> {
         self.get(reference)
+    }
+
+    fn route(&self, reference: &str) -> Option<Routed> {
+        Registry::route(self, reference)
     }
 }
 

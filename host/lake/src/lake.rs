@@ -7,7 +7,7 @@ use deltalake::DeltaTable;
 use tokio::sync::oneshot;
 
 use crate::error::LakeError;
-use crate::rows::{AuditRow, BronzeRow, QuarantineRow, SilverRow};
+use crate::rows::{AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow};
 use crate::schema::{self, Table};
 use crate::storage::Storage;
 use crate::writer::{self, BatchConfig, Rows, Submission, WriterHandle};
@@ -89,6 +89,14 @@ impl Lake {
             return Ok(());
         }
         self.submit(Table::Audit.path(), Rows::Audit(rows)).await
+    }
+
+    /// What shadow candidates would have changed (`ops/shadow_diffs`).
+    pub async fn shadow_diffs(&self, rows: Vec<ShadowDiffRow>) -> Result<(), LakeError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.submit(Table::ShadowDiffs.path(), Rows::ShadowDiffs(rows)).await
     }
 
     /// Open a table for reading; `None` when it does not exist yet.

@@ -372,6 +372,56 @@ pub fn audit_batch(rows: &[AuditRow]) -> Result<RecordBatch, LakeError> {
     batch(t.path(), t.schema(), cols)
 }
 
+/// What a shadow candidate would have changed for one unit, compared with the
+/// active version's output (resources matched by type and id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowDiffRow {
+    pub at: Micros,
+    pub adapter: String,
+    pub active_version: String,
+    pub candidate_version: String,
+    /// The unit's bronze record id.
+    pub record_id: String,
+    /// `ADT^A01`, or the unit's kind (`fhir`, `event`) when it has no HL7 type.
+    pub message_type: Option<String>,
+    pub active_resources: i64,
+    pub candidate_resources: i64,
+    /// Resources only the candidate produces.
+    pub added: i64,
+    /// Resources only the active version produces.
+    pub removed: i64,
+    /// Same type and id, different content.
+    pub changed: i64,
+    pub unchanged: i64,
+    /// The active version's error kind, when it refused the unit.
+    pub active_error: Option<String>,
+    /// The candidate's error (kind: message), when it refused the unit.
+    pub candidate_error: Option<String>,
+}
+
+pub fn shadow_diff_batch(rows: &[ShadowDiffRow]) -> Result<RecordBatch, LakeError> {
+    let t = Table::ShadowDiffs;
+    let ints = |f: fn(&ShadowDiffRow) -> i64| Arc::new(rows.iter().map(|r| Some(f(r))).collect::<Int64Array>()) as ArrayRef;
+    let cols: Vec<ArrayRef> = vec![
+        times(rows.iter().map(|r| Some(r.at))),
+        Arc::new(rows.iter().map(|r| Some(date_of(r.at))).collect::<StringArray>()),
+        strings(rows.iter().map(|r| Some(r.adapter.as_str()))),
+        strings(rows.iter().map(|r| Some(r.active_version.as_str()))),
+        strings(rows.iter().map(|r| Some(r.candidate_version.as_str()))),
+        strings(rows.iter().map(|r| Some(r.record_id.as_str()))),
+        strings(rows.iter().map(|r| r.message_type.as_deref())),
+        ints(|r| r.active_resources),
+        ints(|r| r.candidate_resources),
+        ints(|r| r.added),
+        ints(|r| r.removed),
+        ints(|r| r.changed),
+        ints(|r| r.unchanged),
+        strings(rows.iter().map(|r| r.active_error.as_deref())),
+        strings(rows.iter().map(|r| r.candidate_error.as_deref())),
+    ];
+    batch(t.path(), t.schema(), cols)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,10 +22,11 @@ pub enum Table {
     BronzeEvents,
     Quarantine,
     Audit,
+    ShadowDiffs,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents, Table::Quarantine, Table::Audit];
+    pub const ALL: [Table; 6] = [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents, Table::Quarantine, Table::Audit, Table::ShadowDiffs];
 
     /// Path under the root.
     pub fn path(self) -> &'static str {
@@ -35,6 +36,7 @@ impl Table {
             Table::BronzeEvents => "bronze/events",
             Table::Quarantine => "quarantine/records",
             Table::Audit => "audit/access_log",
+            Table::ShadowDiffs => "ops/shadow_diffs",
         }
     }
 
@@ -76,13 +78,30 @@ impl Table {
                 f("path", DataType::Utf8, true),
                 f("outcome", DataType::Utf8, false),
             ])),
+            Table::ShadowDiffs => Arc::new(Schema::new(vec![
+                f("at", ts(), false),
+                f("ingest_date", DataType::Utf8, false),
+                f("adapter", DataType::Utf8, false),
+                f("active_version", DataType::Utf8, false),
+                f("candidate_version", DataType::Utf8, false),
+                f("record_id", DataType::Utf8, false),
+                f("message_type", DataType::Utf8, true),
+                f("active_resources", DataType::Int64, false),
+                f("candidate_resources", DataType::Int64, false),
+                f("added", DataType::Int64, false),
+                f("removed", DataType::Int64, false),
+                f("changed", DataType::Int64, false),
+                f("unchanged", DataType::Int64, false),
+                f("active_error", DataType::Utf8, true),
+                f("candidate_error", DataType::Utf8, true),
+            ])),
         }
     }
 
     /// Partition columns.
     pub fn partitions(self) -> &'static [&'static str] {
         match self {
-            Table::BronzeHl7 | Table::BronzeNdjson | Table::BronzeEvents | Table::Audit => &["ingest_date"],
+            Table::BronzeHl7 | Table::BronzeNdjson | Table::BronzeEvents | Table::Audit | Table::ShadowDiffs => &["ingest_date"],
             Table::Quarantine => &[],
         }
     }

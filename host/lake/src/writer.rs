@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use crate::error::LakeError;
-use crate::rows::{self, AuditRow, BronzeRow, QuarantineRow, SilverRow};
+use crate::rows::{self, AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow};
 use crate::schema::{self, Table};
 
 /// When a writer commits.
@@ -51,6 +51,7 @@ pub(crate) enum Rows {
     Silver(Vec<SilverRow>),
     Quarantine(Vec<QuarantineRow>),
     Audit(Vec<AuditRow>),
+    ShadowDiffs(Vec<ShadowDiffRow>),
 }
 
 impl Rows {
@@ -60,6 +61,7 @@ impl Rows {
             Rows::Silver(r) => r.len(),
             Rows::Quarantine(r) => r.len(),
             Rows::Audit(r) => r.len(),
+            Rows::ShadowDiffs(r) => r.len(),
         }
     }
 
@@ -69,6 +71,7 @@ impl Rows {
             (Rows::Silver(a), Rows::Silver(b)) => a.extend(b),
             (Rows::Quarantine(a), Rows::Quarantine(b)) => a.extend(b),
             (Rows::Audit(a), Rows::Audit(b)) => a.extend(b),
+            (Rows::ShadowDiffs(a), Rows::ShadowDiffs(b)) => a.extend(b),
             _ => unreachable!("one writer per table receives one kind of rows"),
         }
     }
@@ -163,6 +166,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         Rows::Silver(r) => (rows::silver_batch(path, &dedupe_newest(r))?, &[][..], true),
         Rows::Quarantine(r) => (rows::quarantine_batch(r)?, Table::Quarantine.partitions(), false),
         Rows::Audit(r) => (rows::audit_batch(r)?, Table::Audit.partitions(), false),
+        Rows::ShadowDiffs(r) => (rows::shadow_diff_batch(r)?, Table::ShadowDiffs.partitions(), false),
     };
     let mut t = match table.take() {
         Some(t) => t,

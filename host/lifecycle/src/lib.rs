@@ -19,7 +19,7 @@ pub mod store;
 pub use manager::{Baseline, Installed, Listing, Manager, ManagerConfig, Swap, VersionInfo, check_package};
 pub use package::{Manifest, Package};
 pub use sign::{Signer, TrustStore};
-pub use store::{Store, StoreState};
+pub use store::{CandidateState, Store, StoreState};
 
 /// Why a package or a lifecycle operation was refused. Every message names the
 /// reason and, where there is one, what to do.
@@ -51,6 +51,8 @@ pub enum PackageError {
     Unknown(String),
     #[error("{0} has no previous version to roll back to")]
     NoPrevious(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("key: {0}")]
     Key(String),
     #[error("adapter store: {0}")]
@@ -74,6 +76,7 @@ impl PackageError {
             PackageError::NotInstalled { .. } => "not-installed",
             PackageError::Unknown(_) => "unknown-adapter",
             PackageError::NoPrevious(_) => "no-previous",
+            PackageError::Invalid(_) => "invalid",
             PackageError::Key(_) => "key",
             PackageError::Store(_) => "store",
         }

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ehrgate_runtime::{Adapter, AdapterSettings, AuditEvent, AuditSink, ContractVersion, LoadError, Registry, Runtime, split_pin};
+use ehrgate_runtime::{Adapter, AdapterSettings, AuditEvent, AuditSink, Candidate, CandidateMode, ContractVersion, LoadError, Registry, Runtime, split_pin};
 use serde::Serialize;
 
 use crate::PackageError;
 use crate::package::Package;
 use crate::sign::{Signer, TrustStore};
-use crate::store::{Store, StoreState};
+use crate::store::{CandidateState, Store};
 
 /// The version of an adapter the operator's configuration provides (a built-in
 /// component, or a file `[adapters.NAME] component` names): trusted by
@@ -69,6 +69,7 @@ pub struct Listing {
     pub active: Option<String>,
     pub previous: Option<String>,
     pub disabled: bool,
+    pub candidate: Option<CandidateState>,
     pub versions: Vec<VersionInfo>,
 }
 
@@ -278,6 +279,10 @@ impl Manager {
         }
         state.active = Some(to.clone());
         state.disabled = false;
+        let promoted = state.candidate.as_ref().is_some_and(|c| c.version == to);
+        if promoted {
+            state.candidate = None;
+        }
         // The state first: if it cannot be written nothing is swapped, so a restart
         // serves what is serving now.
         if let Err(e) = self.store.set_state(name, &state) {
@@ -287,6 +292,9 @@ impl Manager {
         let t = Instant::now();
         let old = self.registry.activate(name, adapter);
         let swap_us = t.elapsed().as_secs_f64() * 1e6;
+        if promoted {
+            self.registry.set_candidate(name, None);
+        }
         if let Some(old) = old
             && old.info().version != to
         {
@@ -308,6 +316,61 @@ impl Manager {
             return Err(e);
         };
         self.activate(name, &previous, &format!("{who} (rollback)")).await
+    }
+
+    /// Put `version` beside the active version of `name`: as a canary taking
+    /// `percent` of the units, or in shadow (every unit mapped by both, only the
+    /// active version's output written, differences in `ops/shadow_diffs`).
+    pub async fn set_candidate(&self, name: &str, version: &str, mode: CandidateMode, who: &str) -> Result<CandidateState, PackageError> {
+        let _op = self.ops.lock().await;
+        let target = format!("{name}@{version}");
+        let refuse = |e: PackageError| {
+            self.audit(who, "adapter.candidate", &target, format!("refused: {}: {e}", e.code()));
+            e
+        };
+        let Some(active) = self.registry.active_version(name) else { return Err(refuse(PackageError::Unknown(name.into()))) };
+        if active == version {
+            return Err(refuse(PackageError::Invalid(format!("{name} {version} is the active version already; a candidate is another version"))));
+        }
+        if let CandidateMode::Canary { percent } = mode
+            && !(0.0..=100.0).contains(&percent)
+        {
+            return Err(refuse(PackageError::Invalid(format!("a canary percentage is between 0 and 100, not {percent}"))));
+        }
+        let (adapter, signer, _) = self.obtain(name, version).await.map_err(refuse)?;
+        let cs = match mode {
+            CandidateMode::Canary { percent } => CandidateState { version: version.into(), mode: "canary".into(), percent },
+            CandidateMode::Shadow => CandidateState { version: version.into(), mode: "shadow".into(), percent: 0.0 },
+        };
+        let mut state = self.store.state(name)?;
+        state.candidate = Some(cs.clone());
+        self.store.set_state(name, &state).map_err(refuse)?;
+        if let Some(old) = self.registry.set_candidate(name, Some(Candidate { adapter, mode })) {
+            let s = self.signer_of(name, &old.adapter.info().version);
+            self.keep_warm(name, old.adapter, s);
+        }
+        let how = match mode {
+            CandidateMode::Canary { percent } => format!("canary {percent}%"),
+            CandidateMode::Shadow => "shadow".into(),
+        };
+        self.audit(who, "adapter.candidate", &target, format!("ok: {name} {version} {how} beside {active}, key {signer}"));
+        tracing::info!(adapter = %name, %version, %how, "adapter candidate set");
+        Ok(cs)
+    }
+
+    /// End a canary or shadow trial: every unit goes to the active version.
+    pub async fn clear_candidate(&self, name: &str, who: &str) -> Result<(), PackageError> {
+        let _op = self.ops.lock().await;
+        let mut state = self.store.state(name)?;
+        let was = state.candidate.take();
+        self.store.set_state(name, &state)?;
+        if let Some(old) = self.registry.set_candidate(name, None) {
+            let s = self.signer_of(name, &old.adapter.info().version);
+            self.keep_warm(name, old.adapter, s);
+        }
+        let what = was.map(|c| format!("ok: {name} {} {} ended", c.version, c.mode)).unwrap_or_else(|| "ok: no candidate".into());
+        self.audit(who, "adapter.candidate", name, what);
+        Ok(())
     }
 
     /// Stop serving `name`: its units are quarantined (AE, kept, reprocessable)
@@ -377,6 +440,16 @@ impl Manager {
                     if state.disabled {
                         self.registry.disable(name);
                     }
+                    if let Some(c) = &state.candidate {
+                        let mode = if c.mode == "shadow" { CandidateMode::Shadow } else { CandidateMode::Canary { percent: c.percent } };
+                        match self.obtain(name, &c.version).await {
+                            Ok((ca, _, _)) => {
+                                out.push((format!("{reference} ({} candidate)", c.mode), ca.label().to_string()));
+                                self.registry.set_candidate(name, Some(Candidate { adapter: ca, mode }));
+                            }
+                            Err(e) => tracing::error!(adapter = %name, version = %c.version, "the candidate cannot be served ({e}); every unit goes to the active version"),
+                        }
+                    }
                 }
                 None if optional.iter().any(|o| o == name) => {
                     tracing::warn!(adapter = %name, "no version installed yet: its units are quarantined until one is installed and activated");
@@ -411,6 +484,8 @@ impl Manager {
                         "active"
                     } else if state.previous.as_deref() == Some(v) {
                         "previous"
+                    } else if state.candidate.as_ref().is_some_and(|c| c.version == v) {
+                        "candidate"
                     } else if pinned.iter().any(|p| p == v) {
                         "pinned"
                     } else {
@@ -430,6 +505,7 @@ impl Manager {
                     active,
                     previous: state.previous.clone(),
                     disabled: slot.map(|s| s.disabled).unwrap_or(state.disabled),
+                    candidate: state.candidate.clone(),
                     versions: versions.into_values().collect(),
                 }
             })
@@ -475,10 +551,4 @@ pub async fn check_package(runtime: &Runtime, trust: &TrustStore, max_component:
 
 fn base_signer(b: &Baseline) -> String {
     if b.origin == "built-in" { "built-in".into() } else { "configured".into() }
-}
-
-impl StoreState {
-    pub fn is_empty(&self) -> bool {
-        self.active.is_none() && self.previous.is_none() && !self.disabled
-    }
 }

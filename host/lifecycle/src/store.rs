@@ -18,12 +18,25 @@ pub struct Store {
 }
 
 /// `<dir>/<name>/state.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoreState {
     pub active: Option<String>,
     pub previous: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+    /// A version on trial beside the active one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateState {
+    pub version: String,
+    /// `canary` or `shadow`.
+    pub mode: String,
+    /// Canary: the share of units it maps, 0-100.
+    #[serde(default)]
+    pub percent: f64,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> PackageError {
@@ -196,7 +209,7 @@ mod tests {
         assert_eq!(store.versions("acme"), vec!["1.2.0", "1.10.0"]);
         assert_eq!(store.get("acme", "1.2.0").unwrap().component, b"a");
         assert!(matches!(store.get("acme", "9.9.9").unwrap_err(), PackageError::NotInstalled { .. }));
-        let s = StoreState { active: Some("1.10.0".into()), previous: Some("1.2.0".into()), disabled: false };
+        let s = StoreState { active: Some("1.10.0".into()), previous: Some("1.2.0".into()), disabled: false, candidate: None };
         store.set_state("acme", &s).unwrap();
         assert_eq!(store.state("acme").unwrap(), s);
         assert_eq!(store.names(), vec!["acme"]);

@@ -35,5 +35,5 @@ pub use error::{CallError, Limit, LoadError};
 pub use grants::{Grant, Grants};
 pub use limits::Limits;
 pub use loaded::{Adapter, AdapterSettings};
-pub use registry::{Registry, SlotState, split_pin};
+pub use registry::{Candidate, CandidateMode, Registry, Routed, SlotState, split_pin, stable_hash};
 pub use services::{AuditEvent, AuditSink, MemoryState, NoOutbound, Outbound, StateStore, TracingAudit};

@@ -24,6 +24,7 @@ async fn call(r: &Remote, method: &str, path: &str, body: Body) -> anyhow::Resul
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
     let mut req = match method {
         "GET" => client.get(&url),
+        "DELETE" => client.delete(&url),
         _ => client.post(&url),
     }
     .bearer_auth(token);
@@ -66,4 +67,17 @@ pub async fn disable(r: &Remote, name: &str) -> anyhow::Result<ExitCode> {
 
 pub async fn list(r: &Remote) -> anyhow::Result<ExitCode> {
     call(r, "GET", "/v1/adapters", Body::None).await
+}
+
+/// A canary (`percent` of the units) or, with `percent` None, a shadow.
+pub async fn candidate(r: &Remote, name: &str, version: &str, percent: Option<f64>) -> anyhow::Result<ExitCode> {
+    let body = match percent {
+        Some(p) => serde_json::json!({ "version": version, "mode": "canary", "percent": p }),
+        None => serde_json::json!({ "version": version, "mode": "shadow" }),
+    };
+    call(r, "POST", &format!("/v1/adapters/{name}/candidate"), Body::Bytes(body.to_string().into_bytes())).await
+}
+
+pub async fn clear_candidate(r: &Remote, name: &str) -> anyhow::Result<ExitCode> {
+    call(r, "DELETE", &format!("/v1/adapters/{name}/candidate"), Body::None).await
 }
