@@ -193,6 +193,40 @@ struct GatewayArgs {
 
 #[derive(Subcommand)]
 enum AdapterCommand {
+    /// Start a new adapter: a crate (outside any workspace) that builds to a
+    /// component with `cargo build --release --target wasm32-wasip2`, with a
+    /// golden test that passes from the start.
+    New {
+        /// The adapter's name, e.g. acme-ehr.
+        name: String,
+        /// Folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK by path (default: the sdk/ folder of the checkout this binary was built from).
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk: Option<PathBuf>,
+        /// The SDK from a git repository.
+        #[arg(long)]
+        sdk_git: Option<String>,
+        #[arg(long, default_value = "Acme")]
+        vendor: String,
+    },
+    /// The conformance kit: golden files through the component, every output
+    /// through the FHIR validator, the hostile-input corpus, describe() against
+    /// the manifest. Exit 1 if anything fails.
+    Check {
+        /// A component (.wasm) or a package (.ehrpkg).
+        input: PathBuf,
+        /// Inputs for the golden check (default: tests/fixtures).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// Golden files (default: tests/golden).
+        #[arg(long)]
+        golden: Option<PathBuf>,
+        /// Public keys to trust when checking a package's signature.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+    },
     /// Make a publisher key pair: PREFIX.key (private, PKCS#8 PEM) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files.
@@ -347,6 +381,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Adapter { command: AdapterCommand::Test { component, files, adapter_config } } => {
                 cli::adapter_test::run(&cfg()?, &component, &files, adapter_config.as_deref()).await
+            }
+            Command::Adapter { command: AdapterCommand::New { name, dir, sdk, sdk_git, vendor } } => {
+                let sdk = match (sdk, sdk_git) {
+                    (Some(p), _) => Some(cli::adapter_new::Sdk::Path(p.canonicalize().map_err(|e| anyhow::anyhow!("--sdk {}: {e}", p.display()))?)),
+                    (None, Some(g)) => Some(cli::adapter_new::Sdk::Git(g)),
+                    (None, None) => None,
+                };
+                cli::adapter_new::new(&cfg()?, &name, dir.as_deref(), sdk, &vendor).await
+            }
+            Command::Adapter { command: AdapterCommand::Check { input, fixtures, golden, trust } } => {
+                cli::adapter_check::check(&cfg()?, &input, fixtures.as_deref(), golden.as_deref(), &trust).await
             }
             Command::Adapter { command: AdapterCommand::Keygen { out } } => cli::adapter_pkg::keygen(&out),
             Command::Adapter { command: AdapterCommand::Sign { input, key, unsigned: _, out } } => {

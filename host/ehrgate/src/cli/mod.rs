@@ -8,3 +8,5 @@ pub mod bulk;
 pub mod demo_bulk;
 pub mod adapter_pkg;
 pub mod adapter_admin;
+pub mod adapter_new;
+pub mod adapter_check;
