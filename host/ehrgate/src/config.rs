@@ -67,11 +67,15 @@ pub struct AdapterStoreSettings {
     pub allow_unsigned: bool,
     /// The largest component a package may carry.
     pub max_component_mb: u64,
+    /// `ehrgate serve` installs packages (`*.ehrpkg`) dropped here.
+    pub watch_dir: Option<PathBuf>,
+    /// ... and activates them at once.
+    pub activate_on_drop: bool,
 }
 
 impl Default for AdapterStoreSettings {
     fn default() -> Self {
-        AdapterStoreSettings { dir: None, trusted_keys: vec![], allow_unsigned: false, max_component_mb: 32 }
+        AdapterStoreSettings { dir: None, trusted_keys: vec![], allow_unsigned: false, max_component_mb: 32, watch_dir: None, activate_on_drop: false }
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`package`]: the package file (component + manifest + detached signature);
 //! - [`sign`]: ed25519 publisher keys, signing, and the gateway's [`TrustStore`];
 //! - [`store`]: the on-disk store `<dir>/<name>/<version>/` and which version is active;
+//! - [`watch`]: a watched directory of packages;
 //! - [`manager`]: install (verify, compile, check describe() against the manifest,
 //!   store), activate (compile first, then one atomic swap in the runtime's
 //!   [`ehrgate_runtime::Registry`]), roll back, disable, list — each audited.
@@ -15,6 +16,7 @@ pub mod manager;
 pub mod package;
 pub mod sign;
 pub mod store;
+pub mod watch;
 
 pub use manager::{Baseline, Installed, Listing, Manager, ManagerConfig, Swap, VersionInfo, check_package};
 pub use package::{Manifest, Package};

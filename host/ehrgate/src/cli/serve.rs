@@ -211,6 +211,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     drop(flow);
+    if let Some(dir) = &cfg.adapter_store.watch_dir {
+        let wc = ehrgate_lifecycle::watch::WatchConfig { dir: dir.clone(), poll: Duration::from_millis(500), activate: cfg.adapter_store.activate_on_drop };
+        tasks.push(ehrgate_lifecycle::watch::spawn(wc, manager.clone(), stop_rx.clone()).with_context(|| format!("adapter_store.watch_dir {}", dir.display()))?);
+        announce(&format!("ehrgate: adapter packages dropped into {} are installed{}", dir.display(), if cfg.adapter_store.activate_on_drop { " and activated" } else { "" }));
+    }
     if let Some(ac) = admin_cfg {
         let (bound, task) = ehrgate_admin::bind(ac, manager.clone(), audit.clone(), stop_rx.clone()).await?;
         announce(&format!("ehrgate: admin on http://{bound}"));
