@@ -5,14 +5,17 @@
 //! 2. the reference adapter's map-hl7 on an ADT message through the component, against
 //!    the same mapping called natively (ratio);
 //! 3. HL7v2 parser throughput (MB/s) over the shared samples: ehrgate-sdk's parser
-//!    against the hl7-parser and rust-hl7 crates.
+//!    against the hl7-parser and rust-hl7 crates;
+//! 4. adapter versions: the compile time of each shipped adapter, the memory a
+//!    second live version of one adapter holds, and the registry's swap itself.
+//!    (The swap under MLLP load, with ACK latency, is scripts/bench-swap.)
 //!
 //! Each figure is the median of several rounds; the machines are noisy.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ehrgate_runtime::{AdapterSettings, Hl7Message, Runtime, RuntimeConfig};
+use ehrgate_runtime::{AdapterSettings, Hl7Message, Registry, Runtime, RuntimeConfig};
 use ehrgate_sdk::{Adapter as _, Hl7Input};
 
 const ROUNDS: usize = 15;
@@ -181,4 +184,44 @@ async fn main() {
     println!("  ehrgate-sdk parse + PID-3.1 and PID-5.1 lookups  {:>9.0} MB/s", mb / ours_access.as_secs_f64());
     println!("  hl7-parser 0.3 parse_message                     {:>9.0} MB/s", mb / hl7p.as_secs_f64());
     println!("  rust-hl7 0.5 Message::try_from                   {:>9.0} MB/s", mb / rhl7.as_secs_f64());
+    println!();
+
+    // --- adapter versions ------------------------------------------------------
+    println!("adapter versions (compile = Component::new + link + describe(), median of 3)");
+    for name in ["reference", "epic", "oracle-health", "meditech", "mirth", "rhapsody", "cloverleaf"] {
+        let bytes = std::fs::read(ehrgate_testkit::guest(&format!("ehrgate-adapter-{name}"))).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            black_box(runtime.load(name, &bytes, AdapterSettings::default()).await.expect("load"));
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!("  compile {name:<14} {:>6.0} KiB  {:>9.0} ms", bytes.len() as f64 / 1024.0, median(times));
+    }
+    let next = std::fs::read(ehrgate_testkit::guest("ehrgate-guest-reference-next")).unwrap();
+    let rss_before = rss_mb();
+    let v2 = runtime.load("reference-next", &next, AdapterSettings::default()).await.expect("load 0.9.0");
+    let rss_after = rss_mb();
+    println!("  a second live version of reference (0.9.0 beside 0.1.0) holds {:.1} MiB RSS", rss_after - rss_before);
+    let registry = Registry::new();
+    registry.activate("reference", adapter.clone());
+    let mut swaps = Vec::new();
+    for i in 0..2000 {
+        let a = if i % 2 == 0 { v2.clone() } else { adapter.clone() };
+        let t = Instant::now();
+        black_box(registry.activate("reference", a));
+        swaps.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let lookups = per_iter(100_000, || {
+        black_box(registry.route("reference"));
+    });
+    println!("  registry swap (pointer replacement under the write lock)    {:>7.2} us", median(swaps));
+    println!("  registry lookup per map group (read lock, two Arc clones)   {:>7.3} us", us(lookups));
+}
+
+/// Resident set size of this process, MiB.
+fn rss_mb() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
 }

@@ -278,7 +278,8 @@ async fn main() {
     let mut failed = false;
     for (i, t) in a.targets.iter().enumerate() {
         let tag = format!("{}t{i}", a.run);
-        let tp = throughput(t, &a, &tag).await;
+        // --messages 0: the latency run only.
+        let tp = if a.messages == 0 { Ok(f64::NAN) } else { throughput(t, &a, &tag).await };
         let lt = latency(t, &a, &tag).await;
         match (tp, lt) {
             (Ok(tp), Ok((lat, late))) => println!(
