@@ -227,6 +227,27 @@ enum AdapterCommand {
         #[arg(long)]
         trust: Vec<PathBuf>,
     },
+    /// Push a package to an OCI registry (oci://host[:port]/repo:tag); prints the
+    /// manifest digest to pin it by.
+    Push {
+        package: PathBuf,
+        target: String,
+        /// Plain HTTP (loopback registries always use it).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Pull a package from an OCI registry (oci://host/repo:tag or @sha256:...).
+    Pull {
+        source: String,
+        /// Refuse anything but this manifest digest (sha256:...).
+        #[arg(long)]
+        digest: Option<String>,
+        /// Output file (default: NAME-VERSION.ehrpkg).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        plain_http: bool,
+    },
     /// Make a publisher key pair: PREFIX.key (private, PKCS#8 PEM) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files.
@@ -392,6 +413,10 @@ fn main() -> ExitCode {
             }
             Command::Adapter { command: AdapterCommand::Check { input, fixtures, golden, trust } } => {
                 cli::adapter_check::check(&cfg()?, &input, fixtures.as_deref(), golden.as_deref(), &trust).await
+            }
+            Command::Adapter { command: AdapterCommand::Push { package, target, plain_http } } => cli::adapter_pkg::push(&package, &target, plain_http).await,
+            Command::Adapter { command: AdapterCommand::Pull { source, digest, out, plain_http } } => {
+                cli::adapter_pkg::pull(&cfg()?, &source, digest.as_deref(), out.as_deref(), plain_http).await
             }
             Command::Adapter { command: AdapterCommand::Keygen { out } } => cli::adapter_pkg::keygen(&out),
             Command::Adapter { command: AdapterCommand::Sign { input, key, unsigned: _, out } } => {

@@ -6,6 +6,7 @@
 //! - [`sign`]: ed25519 publisher keys, signing, and the gateway's [`TrustStore`];
 //! - [`store`]: the on-disk store `<dir>/<name>/<version>/` and which version is active;
 //! - [`watch`]: a watched directory of packages;
+//! - [`oci`]: push and pull packages through an OCI registry;
 //! - [`manager`]: install (verify, compile, check describe() against the manifest,
 //!   store), activate (compile first, then one atomic swap in the runtime's
 //!   [`ehrgate_runtime::Registry`]), roll back, disable, list — each audited.
@@ -13,6 +14,7 @@
 //! A refused package never touches what is serving.
 
 pub mod manager;
+pub mod oci;
 pub mod package;
 pub mod sign;
 pub mod store;
@@ -57,6 +59,10 @@ pub enum PackageError {
     Invalid(String),
     #[error("key: {0}")]
     Key(String),
+    #[error("registry: {0}")]
+    Registry(String),
+    #[error("the registry served digest {found}, not the pinned {expected}: refusing it")]
+    PinnedDigest { expected: String, found: String },
     #[error("adapter store: {0}")]
     Store(String),
 }
@@ -80,6 +86,8 @@ impl PackageError {
             PackageError::NoPrevious(_) => "no-previous",
             PackageError::Invalid(_) => "invalid",
             PackageError::Key(_) => "key",
+            PackageError::Registry(_) => "registry",
+            PackageError::PinnedDigest { .. } => "digest-mismatch",
             PackageError::Store(_) => "store",
         }
     }

@@ -1,4 +1,5 @@
-//! `ehrgate adapter keygen | sign | verify`: publisher keys and packages, offline.
+//! `ehrgate adapter keygen | sign | verify | push | pull`: publisher keys and
+//! packages, offline or through an OCI registry.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,34 @@ pub async fn verify(cfg: &Config, package: &Path, extra_keys: &[PathBuf]) -> any
         }
         Err(e) => {
             println!("refused ({}): {e}", e.code());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Push a package to an OCI registry and print its digest.
+pub async fn push(package: &Path, target: &str, plain_http: bool) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(package).with_context(|| format!("read {}", package.display()))?;
+    let pkg = Package::read(&bytes, u64::MAX).with_context(|| format!("{} is not a package", package.display()))?;
+    let digest = ehrgate_lifecycle::oci::push(&pkg, target, plain_http).await?;
+    println!("pushed {} {} to {target}", pkg.manifest.name, pkg.manifest.version);
+    println!("digest {digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pull a package from an OCI registry into a file (install it with `adapter install`).
+pub async fn pull(cfg: &Config, source: &str, digest: Option<&str>, out: Option<&Path>, plain_http: bool) -> anyhow::Result<ExitCode> {
+    let max = cfg.adapter_store.max_component_mb.max(1) << 20;
+    match ehrgate_lifecycle::oci::pull(source, digest, plain_http, max).await {
+        Ok((pkg, got)) => {
+            let m = &pkg.manifest;
+            let out = out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{}-{}.ehrpkg", m.name, m.version)));
+            std::fs::write(&out, pkg.to_bytes()).with_context(|| format!("write {}", out.display()))?;
+            println!("pulled {} {} ({got}) into {}", m.name, m.version, out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("refused ({}): {e}", e.code());
             Ok(ExitCode::from(1))
         }
     }
