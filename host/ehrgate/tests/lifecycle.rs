@@ -392,3 +392,26 @@ fn shadow_mode_writes_differences_and_nothing_of_the_candidate_into_silver() {
     assert_eq!(d["same"], d["ar"]);
     assert_eq!(d["different"], 0);
 }
+
+#[test]
+fn a_route_pinned_to_a_version_keeps_it_while_another_becomes_active() {
+    let dir = workdir("lifecycle-pin");
+    setup(&dir.0, "");
+    let cfg = std::fs::read_to_string(dir.0.join("ehrgate.toml")).unwrap()
+        + "\n[[listeners.mllp]]\nname = \"pinned\"\nbind = \"127.0.0.1:0\"\nadapter = \"reference@0.1.0\"\n";
+    std::fs::write(dir.0.join("ehrgate.toml"), cfg).unwrap();
+    let pkg = signed_next(&dir.0);
+    let (mut gw, mllp, admin) = start(&dir.0);
+    let pinned = gw.port("mllp listener pinned");
+    let (code, out, err) = admin_cli(&dir.0, &admin, &["install", pkg.to_str().unwrap(), "--activate"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    stream_all_aa(mllp, "FOLLOW", 20);
+    stream_all_aa(pinned, "PIN", 20);
+    gw.stop();
+    let followed = versions_by_message(&dir.0, "FOLLOW");
+    let pinned = versions_by_message(&dir.0, "PIN");
+    assert_eq!(followed.len(), 20);
+    assert_eq!(pinned.len(), 20);
+    assert!(followed.values().all(|v| v == "reference@0.9.0"), "the route naming `reference` follows the active version: {followed:?}");
+    assert!(pinned.values().all(|v| v == "reference@0.1.0"), "the route pinned to reference@0.1.0 keeps it: {pinned:?}");
+}
