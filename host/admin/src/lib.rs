@@ -228,7 +228,14 @@ async fn clear_candidate(State(s): State<Arc<Shared>>, axum::Extension(Caller(wh
 }
 
 /// Start the admin server; it stops when `shutdown` changes.
-pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, mut shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+    cfg.check()?;
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
+    start(listener, cfg, manager, audit, shutdown)
+}
+
+/// Serve on a listener bound beforehand (after [`AdminConfig::check`]).
+pub fn start(listener: tokio::net::TcpListener, cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, mut shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
     cfg.check()?;
     let digest: [u8; 32] = Sha256::digest(cfg.token.as_bytes()).into();
     let token_id = hex::encode(&Sha256::digest(digest)[..4]);
@@ -242,7 +249,6 @@ pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditS
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
     let app = Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(shared);
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
     let addr = listener.local_addr().map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
     let task = tokio::spawn(async move {
         let stop = async move {

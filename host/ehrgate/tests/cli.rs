@@ -165,3 +165,54 @@ fn adapter_test_runs_each_vendor_component_over_its_fixtures_and_matches_the_gol
     }
     assert!(compared >= 15, "compared {compared} fixture files");
 }
+
+#[test]
+fn sql_into_a_reader_that_stops_early_is_not_a_crash() {
+    let dir = std::env::temp_dir().join(format!("ehrgate-cli-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ehrgate"))
+        .current_dir(&dir)
+        .args(["sql", "SELECT value FROM range(200000)", "--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe (as `| head -1` does).
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(&first, b"value\n");
+    assert!(out.status.success(), "exit {:?}: {}", out.status, text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn sql_on_a_lake_without_quarantine_rows_counts_zero() {
+    let dir = std::env::temp_dir().join(format!("ehrgate-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir).args(["sql", "SELECT count(*) AS n FROM quarantine_records", "--format", "csv"]).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "n\n0\n");
+}
+
+#[test]
+fn ingest_refuses_devices_instead_of_reading_forever() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ehrgate")).args(["ingest", "/dev/zero"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`ehrgate ingest /dev/zero` still running after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not a regular file"), "{}", text(&out.stderr));
+}

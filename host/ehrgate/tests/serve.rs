@@ -207,7 +207,8 @@ fn post_to(port: u16, source: &str, secret: &str, ts: i64, body: &str, extra: &[
     let script = r#"
 import hashlib, hmac, json, sys, urllib.request, urllib.error
 port, source, secret, ts, body, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode(), sys.argv[4], sys.argv[5].encode(), json.loads(sys.argv[6])
-sig = "sha256=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+digest = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+sig = "sha256=" + (digest.upper() if extra.pop("__upper_hex", None) else digest)
 headers = {"X-Ehrgate-Timestamp": ts, "X-Ehrgate-Signature": sig, "X-Ehrgate-Event-Id": "evt-1", "Content-Type": "application/fhir+json"}
 headers.update(extra)
 req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events/{source}", data=body, method="POST", headers=headers)
@@ -239,6 +240,9 @@ fn webhooks_accept_good_signatures_and_refuse_wrong_or_replayed_ones() {
     assert_eq!(post_event(port, SECRET, now - 3600, patient), 401, "an hour-old signed request is a replay");
     assert_eq!(post_event(port, SECRET, now, patient), 202);
     assert_eq!(post_event(port, SECRET, now, patient), 409, "the same signed request again, within the window");
+    assert_eq!(post_to(port, "cdc", SECRET, now, patient, &[("__upper_hex", "1")]), 409, "the same signature in upper-case hex is the same request");
+    assert_eq!(post_event(port, SECRET, i64::MIN, patient), 401, "an absurd timestamp is refused, not a crash");
+    assert_eq!(post_event(port, SECRET, i64::MAX, patient), 401);
     assert_eq!(post_event(port, SECRET, now, r#"{"not":"fhir"}"#), 422, "durable, but rejected by the adapter");
     let (_, printed) = gw.stop_with_output();
     assert!(printed.iter().any(|l| l.contains("webhook refused")), "refusals are logged");
@@ -345,4 +349,43 @@ fn a_mirth_http_sender_keeps_its_channel_metadata_as_provenance() {
     assert_eq!(bronze[0]["n"], 1);
     // Only the forwarded headers travel: no credentials in the lake.
     assert!(!files_contain(&dir.0, b"c2VjcmV0"), "the Authorization header is not stored");
+}
+
+/// `ehrgate serve` that must fail to start: (exit code, stderr).
+fn serve_fails(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ehrgate"));
+    cmd.current_dir(dir).args(["serve", "--config", "ehrgate.toml"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn startup_errors_name_their_cause_and_exit_2_before_anything_starts() {
+    // A taken port.
+    let dir = workdir("startup-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(dir.0.join("ehrgate.toml"), format!("[[listeners.mllp]]\nname = \"adt\"\nbind = \"127.0.0.1:{port}\"\n")).unwrap();
+    let (code, err) = serve_fails(&dir.0, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("listener adt: cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("Cannot drop a runtime"), "{err}");
+    assert!(!dir.0.join("ehrgate-wal").exists(), "the write-ahead log was not even opened");
+
+    // An unset env: secret and an inline one.
+    let dir = workdir("startup-secret");
+    let hook = "[listeners.webhooks]\nbind = \"127.0.0.1:0\"\n[[listeners.webhooks.sources]]\nname = \"cdc\"\n";
+    std::fs::write(dir.0.join("ehrgate.toml"), format!("{hook}secret = \"env:EHRGATE_TEST_UNSET_SECRET\"\n")).unwrap();
+    let (code, err) = serve_fails(&dir.0, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("webhook source cdc") && err.contains("EHRGATE_TEST_UNSET_SECRET is not set"), "{err}");
+    std::fs::write(dir.0.join("ehrgate.toml"), format!("{hook}secret = \"inline-secret-value-0123456789\"\n")).unwrap();
+    let (code, err) = serve_fails(&dir.0, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("never written inline") && !err.contains("inline-secret-value"), "the cause, never the value: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    drop(taken);
 }

@@ -59,20 +59,54 @@ pub struct WebhookConfig {
 struct Shared {
     sources: HashMap<String, WebhookSource>,
     flow: Flow,
-    /// Signatures accepted within their window, per source: a second delivery of
-    /// the same signed request is a replay.
-    seen: Mutex<HashMap<(String, String), i64>>,
+    replays: Replays,
 }
 
-impl Shared {
-    /// Record `signature` as used; false if it already was (within its window).
-    fn first_use(&self, source: &WebhookSource, signature: &str, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let window = source.window.as_secs() as i64;
+/// Signed requests seen within their window, keyed by source and the decoded
+/// signature bytes (so a change of hex case is the same request). A request is
+/// recorded as seen only once it is durable: until then it is "in flight", and
+/// if storing it fails it is forgotten, so the sender's retry is taken.
+#[derive(Default)]
+pub(crate) struct Replays(Mutex<HashMap<(String, Vec<u8>), (i64, bool)>>);
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Begin {
+    /// Not seen: go on, then call [`Replays::finish`].
+    New,
+    /// The same request is being stored right now.
+    InFlight,
+    /// Already stored: a replay.
+    Seen,
+}
+
+impl Replays {
+    pub(crate) fn begin(&self, source: &str, signature: &[u8], now: i64, window: Duration) -> Begin {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let window = window.as_secs() as i64;
         if seen.len() > 4096 {
-            seen.retain(|_, ts| now - *ts <= window * 2);
+            seen.retain(|_, (ts, _)| now.saturating_sub(*ts) <= window.saturating_mul(2));
         }
-        seen.insert((source.name.clone(), signature.to_string()), now).is_none()
+        match seen.get(&(source.to_string(), signature.to_vec())) {
+            Some((_, true)) => Begin::Seen,
+            Some((_, false)) => Begin::InFlight,
+            None => {
+                seen.insert((source.to_string(), signature.to_vec()), (now, false));
+                Begin::New
+            }
+        }
+    }
+
+    /// The request is durable (`stored`), or it is not and is forgotten.
+    pub(crate) fn finish(&self, source: &str, signature: &[u8], stored: bool) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (source.to_string(), signature.to_vec());
+        if stored {
+            if let Some(e) = seen.get_mut(&key) {
+                e.1 = true;
+            }
+        } else {
+            seen.remove(&key);
+        }
     }
 }
 
@@ -85,7 +119,8 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn verify(source: &WebhookSource, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<(), &'static str> {
+/// Check the signature and the timestamp; returns the decoded signature bytes.
+fn verify(source: &WebhookSource, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<Vec<u8>, &'static str> {
     let ts = headers.get("x-ehrgate-timestamp").and_then(|v| v.to_str().ok()).ok_or("missing X-Ehrgate-Timestamp")?;
     let ts: i64 = ts.trim().parse().map_err(|_| "X-Ehrgate-Timestamp is not unix seconds")?;
     let sig = headers.get("x-ehrgate-signature").and_then(|v| v.to_str().ok()).ok_or("missing X-Ehrgate-Signature")?;
@@ -97,10 +132,11 @@ fn verify(source: &WebhookSource, headers: &HeaderMap, body: &[u8], now_secs: i6
     mac.update(body);
     // Constant-time comparison.
     mac.verify_slice(&sig).map_err(|_| "signature does not match")?;
-    if (now_secs - ts).unsigned_abs() > source.window.as_secs() {
+    // abs_diff cannot overflow, whatever timestamp a sender claims.
+    if now_secs.abs_diff(ts) > source.window.as_secs() {
         return Err("timestamp outside the replay window");
     }
-    Ok(())
+    Ok(sig)
 }
 
 fn forwarded(patterns: &[String], name: &str) -> bool {
@@ -129,14 +165,22 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
         return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("no webhook source named `{source}`")}));
     };
     let now = ehrgate_lake::now_micros() / 1_000_000;
-    if let Err(why) = verify(src, &headers, &body, now) {
-        tracing::warn!(%source, "webhook refused: {why}");
-        return json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": why}));
-    }
-    let signature = headers.get("x-ehrgate-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !shared.first_use(src, signature, now) {
-        tracing::warn!(%source, "webhook refused: the same signed request was already received");
-        return json(StatusCode::CONFLICT, serde_json::json!({"error": "this signed request was already received (replay)"}));
+    let signature = match verify(src, &headers, &body, now) {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::warn!(%source, "webhook refused: {why}");
+            return json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": why}));
+        }
+    };
+    match shared.replays.begin(&src.name, &signature, now, src.window) {
+        Begin::New => {}
+        Begin::Seen => {
+            tracing::warn!(%source, "webhook refused: the same signed request was already received");
+            return json(StatusCode::CONFLICT, serde_json::json!({"error": "this signed request was already received (replay)"}));
+        }
+        Begin::InFlight => {
+            return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "the same signed request is being stored; retry shortly").into_response();
+        }
     }
     let event_id = headers.get("x-ehrgate-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let raw = if src.forward_headers.is_empty() { body.to_vec() } else { with_headers(src, &headers, &body) };
@@ -148,6 +192,8 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
         raw,
     };
     let outcome = shared.flow.submit(inbound).await.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
+    // Seen only once durable: a request that could not be stored may be retried.
+    shared.replays.finish(&src.name, &signature, !matches!(outcome, Outcome::Failed(_)));
     match outcome {
         Outcome::Accepted => json(StatusCode::ACCEPTED, serde_json::json!({"status": "accepted"})),
         Outcome::Rejected { kind, message, location } => json(
@@ -159,10 +205,15 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
 }
 
 /// Bind and serve until `shutdown` turns true.
-pub async fn bind(cfg: WebhookConfig, flow: Flow, mut shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub async fn bind(cfg: WebhookConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
+    start(listener, cfg, flow, shutdown)
+}
+
+/// Serve on a listener bound beforehand.
+pub fn start(listener: tokio::net::TcpListener, cfg: WebhookConfig, flow: Flow, mut shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, seen: Mutex::new(HashMap::new()) });
+    let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, replays: Replays::default() });
     let app = Router::new()
         .route("/v1/events/{source}", post(event))
         .route("/healthz", get(|| async { "ok" }))
@@ -182,6 +233,32 @@ pub async fn bind(cfg: WebhookConfig, flow: Flow, mut shutdown: watch::Receiver<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_a_replay_only_once_stored_and_hex_case_does_not_matter() {
+        let r = Replays::default();
+        let w = Duration::from_secs(300);
+        let sig = hex::decode("ab12").unwrap();
+        assert_eq!(r.begin("cdc", &sig, 100, w), Begin::New);
+        assert_eq!(r.begin("cdc", &hex::decode("AB12").unwrap(), 100, w), Begin::InFlight, "the decoded bytes are the key");
+        // Storing failed (503): the sender's retry must be taken.
+        r.finish("cdc", &sig, false);
+        assert_eq!(r.begin("cdc", &sig, 101, w), Begin::New);
+        r.finish("cdc", &sig, true);
+        assert_eq!(r.begin("cdc", &sig, 102, w), Begin::Seen);
+        assert_eq!(r.begin("other", &sig, 102, w), Begin::New, "per source");
+    }
+
+    #[test]
+    fn absurd_timestamps_are_refused_without_overflow() {
+        let s = src();
+        for ts in [i64::MIN, i64::MAX, i64::MIN + 1] {
+            let mut h = HeaderMap::new();
+            h.insert("x-ehrgate-timestamp", ts.to_string().parse().unwrap());
+            h.insert("x-ehrgate-signature", sign(&s.secret, ts, b"{}").parse().unwrap());
+            assert_eq!(verify(&s, &h, b"{}", 1_700_000_000), Err("timestamp outside the replay window"));
+        }
+    }
 
     fn src() -> WebhookSource {
         WebhookSource { name: "cdc".into(), secret: b"s3cret".to_vec(), adapter: "reference".into(), window: Duration::from_secs(300), forward_headers: vec![] }
@@ -214,7 +291,7 @@ mod tests {
     fn signatures_and_the_replay_window() {
         let body = br#"{"resourceType":"Patient","id":"p1"}"#;
         let now = 1_800_000_000;
-        assert_eq!(verify(&src(), &headers(now, &sign(b"s3cret", now, body)), body, now), Ok(()));
+        assert!(verify(&src(), &headers(now, &sign(b"s3cret", now, body)), body, now).is_ok());
         assert_eq!(verify(&src(), &headers(now, &sign(b"other", now, body)), body, now), Err("signature does not match"));
         assert_eq!(verify(&src(), &headers(now, &sign(b"s3cret", now, body)), b"{}", now), Err("signature does not match"));
         // The signature covers the timestamp: moving it invalidates the signature.

@@ -46,6 +46,12 @@ fn print_report(r: &Report) {
 
 /// `ehrgate ingest [--adapter A] <file>...`
 pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    // Devices, pipes and directories are refused before anything starts: reading
+    // /dev/zero or a FIFO nobody writes to would never end.
+    for f in files {
+        let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
+        anyhow::ensure!(meta.is_file(), "{} is not a regular file (a directory, device or pipe); give files to ingest", f.display());
+    }
     let (lake, pipeline, audit_task) = pipeline(cfg, adapter).await?;
     eprintln!("ingest: {} files through {} into {}", files.len(), pipeline.adapter().label(), lake.storage().describe());
     let started = Instant::now();
@@ -122,11 +128,17 @@ pub async fn sql(cfg: &Config, query: &str, format: OutFormat) -> anyhow::Result
         OutFormat::Json => sql::Format::Json,
         OutFormat::Csv => sql::Format::Csv,
     };
-    print!("{}", sql::render(&batches, f)?);
+    let mut text = sql::render(&batches, f)?;
     if matches!(format, OutFormat::Table) {
-        println!();
+        text.push('\n');
     }
-    Ok(ExitCode::SUCCESS)
+    // A reader that stops early (`| head`) is not an error.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        r => r.map(|_| ExitCode::SUCCESS).context("writing the result"),
+    }
 }
 
 /// `ehrgate quarantine list [--all]`

@@ -19,6 +19,7 @@ use ehrgate_ingest::{Flow, FlowConfig, LakeAudit, PipelineSource};
 use ehrgate_runtime::Registry;
 use ehrgate_lake::Lake;
 use ehrgate_wal::{GroupCommit, Log, LogConfig};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{AckKind, Config, FramingKind, MllpEntry};
@@ -74,6 +75,47 @@ fn mllp_config(e: &MllpEntry, i: usize) -> anyhow::Result<MllpConfig> {
     Ok(c)
 }
 
+/// The lake's own threads. A tokio runtime must not be dropped inside another
+/// one's thread (it panics), so this shuts it down in the background when it
+/// goes, on every path, an early error return included.
+struct LakeThreads(Option<tokio::runtime::Runtime>);
+
+impl LakeThreads {
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("running").handle().clone()
+    }
+}
+
+impl Drop for LakeThreads {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The webhook listener's settings, secrets resolved (checked before anything starts).
+fn webhook_config(w: &crate::config::WebhookEntry) -> anyhow::Result<WebhookConfig> {
+    let mut sources = Vec::new();
+    for s in &w.sources {
+        let secret = s.secret.resolve().with_context(|| format!("webhook source {}", s.name))?;
+        anyhow::ensure!(
+            secret.len() >= 16,
+            "webhook source {}: the secret is {} bytes; use at least 16 random bytes (anyone could sign with a short or empty one)",
+            s.name,
+            secret.len()
+        );
+        sources.push(WebhookSource {
+            name: s.name.clone(),
+            secret: secret.into_bytes(),
+            adapter: s.adapter.clone(),
+            window: Duration::from_secs(s.window_s.unwrap_or(300)),
+            forward_headers: s.forward_headers.clone(),
+        });
+    }
+    Ok(WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20) })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -107,17 +149,37 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
-    let (audit, audit_task) = LakeAudit::new(lake.clone());
-    let audit: Arc<dyn ehrgate_runtime::AuditSink> = Arc::new(audit);
-    let (runtime, connections) = adapters::runtime(cfg, audit.clone())?;
-    let runtime = Arc::new(runtime);
-
+    let webhook_cfg = match &cfg.listeners.webhooks {
+        Some(w) => Some(webhook_config(w)?),
+        None => None,
+    };
     let mut mllp_entries: Vec<MllpConfig> = cfg.listeners.mllp.iter().enumerate().map(|(i, e)| mllp_config(e, i)).collect::<anyhow::Result<_>>()?;
     let nothing_configured = mllp_entries.is_empty() && cfg.listeners.drops.is_empty() && cfg.listeners.webhooks.is_none();
     if nothing_configured {
         mllp_entries.push(MllpConfig::new("mllp", addr("127.0.0.1:2575", "default listener")?, "reference"));
     }
+    // Every port is bound before the write-ahead log is opened and replayed: a
+    // taken port stops the start with its cause, before anything has happened.
+    let bind = |what: String, at: SocketAddr| async move {
+        TcpListener::bind(at).await.with_context(|| format!("{what}: cannot listen on {at} (is another process using it?)"))
+    };
+    let mut mllp_listeners = Vec::new();
+    for m in &mllp_entries {
+        mllp_listeners.push(bind(format!("listener {}", m.name), m.bind).await?);
+    }
+    let webhook_listener = match &webhook_cfg {
+        Some(w) => Some(bind("webhooks".into(), w.bind).await?),
+        None => None,
+    };
+    let admin_listener = match &admin_cfg {
+        Some(a) => Some(bind("admin server".into(), a.bind).await?),
+        None => None,
+    };
+    let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
+    let (audit, audit_task) = LakeAudit::new(lake.clone());
+    let audit: Arc<dyn ehrgate_runtime::AuditSink> = Arc::new(audit);
+    let (runtime, connections) = adapters::runtime(cfg, audit.clone())?;
+    let runtime = Arc::new(runtime);
 
     // Every adapter something names is served from the registry: the version the
     // adapter store says is active, else the configured (or built-in) one.
@@ -150,22 +212,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         eprintln!("fault injection: every lake commit waits {d:?} (EHRGATE_FAULT_SLOW_COMMIT_MS)");
     }
     // Lake commits get threads of their own (see FlowConfig::lake_runtime).
-    let lake_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("ehrgate-lake")
-        .enable_all()
-        .build()
-        .context("starting the lake's threads")?;
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, lake_runtime: Some(lake_rt.handle().clone()), ..Default::default() };
+    let lake_rt = LakeThreads(Some(
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("ehrgate-lake").enable_all().build().context("starting the lake's threads")?,
+    ));
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, lake_runtime: Some(lake_rt.handle()), ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for m in mllp_entries {
+    for (m, listener) in mllp_entries.into_iter().zip(mllp_listeners) {
         let (name, default) = (m.name.clone(), m.router.default.clone().unwrap_or_else(|| "(routes only)".into()));
         let tls = if m.tls.is_some() { ", TLS" } else { "" };
-        let (bound, task) = mllp::bind(m, flow.clone(), stop_rx.clone()).await.with_context(|| format!("listener {name}: cannot listen"))?;
+        let (bound, task) = mllp::start(listener, m, flow.clone(), stop_rx.clone()).with_context(|| format!("listener {name}: cannot listen"))?;
         announce(&format!("ehrgate: mllp listener {name} on {bound} (adapter {default}){tls}"));
         tasks.push(task);
     }
@@ -187,26 +246,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         announce(&format!("ehrgate: drop {} watching {} (adapter {})", d.name, d.dir.display(), d.adapter));
         tasks.push(watcher.spawn(stop_rx.clone()));
     }
-    if let Some(w) = &cfg.listeners.webhooks {
-        let mut sources = Vec::new();
-        for s in &w.sources {
-            let secret = s.secret.resolve().with_context(|| format!("webhook source {}", s.name))?;
-            anyhow::ensure!(
-                secret.len() >= 16,
-                "webhook source {}: the secret is {} bytes; use at least 16 random bytes (anyone could sign with a short or empty one)",
-                s.name,
-                secret.len()
-            );
-            sources.push(WebhookSource {
-                name: s.name.clone(),
-                secret: secret.into_bytes(),
-                adapter: s.adapter.clone(),
-                window: Duration::from_secs(s.window_s.unwrap_or(300)),
-                forward_headers: s.forward_headers.clone(),
-            });
-        }
-        let wc = WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20) };
-        let (bound, task) = webhook::bind(wc, flow.clone(), stop_rx.clone()).await.context("webhooks: cannot listen")?;
+    if let (Some(wc), Some(listener)) = (webhook_cfg, webhook_listener) {
+        let (bound, task) = webhook::start(listener, wc, flow.clone(), stop_rx.clone()).context("webhooks: cannot listen")?;
         announce(&format!("ehrgate: webhooks on http://{bound}/v1/events/{{source}}"));
         tasks.push(task);
     }
@@ -216,8 +257,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(ehrgate_lifecycle::watch::spawn(wc, manager.clone(), stop_rx.clone()).with_context(|| format!("adapter_store.watch_dir {}", dir.display()))?);
         announce(&format!("ehrgate: adapter packages dropped into {} are installed{}", dir.display(), if cfg.adapter_store.activate_on_drop { " and activated" } else { "" }));
     }
-    if let Some(ac) = admin_cfg {
-        let (bound, task) = ehrgate_admin::bind(ac, manager.clone(), audit.clone(), stop_rx.clone()).await?;
+    if let (Some(ac), Some(listener)) = (admin_cfg, admin_listener) {
+        let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), stop_rx.clone())?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);
     }
@@ -244,8 +285,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     flow_tasks.finish().await;
-    // Its tasks are done; a runtime must not be dropped inside another one's thread.
-    lake_rt.shutdown_background();
+    drop(lake_rt);
     ticker.abort();
     drop(manager);
     drop(registry);

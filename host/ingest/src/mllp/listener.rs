@@ -69,6 +69,12 @@ impl MllpConfig {
 /// address (port 0 picks a free one) and the accept loop's task.
 pub async fn bind(cfg: MllpConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(cfg.bind).await?;
+    start(listener, cfg, flow, shutdown)
+}
+
+/// Serve on a listener bound beforehand (so that a taken port is found before
+/// anything else starts).
+pub fn start(listener: TcpListener, cfg: MllpConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let task = tokio::spawn(accept_loop(listener, Arc::new(cfg), flow, shutdown));
     Ok((addr, task))

@@ -7,4 +7,4 @@ pub mod frame;
 mod listener;
 pub mod tls;
 
-pub use listener::{AckMode, MllpConfig, bind};
+pub use listener::{AckMode, MllpConfig, bind, start};
