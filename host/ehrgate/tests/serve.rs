@@ -389,3 +389,59 @@ fn startup_errors_name_their_cause_and_exit_2_before_anything_starts() {
     assert!(!err.contains("panicked"), "{err}");
     drop(taken);
 }
+
+/// Raw bytes to an MLLP listener; every framed reply until the gateway closes
+/// the connection (or `replies` arrived).
+fn raw_mllp(port: u16, wire: &[u8], replies: usize) -> Vec<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(wire).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut out = Vec::new();
+    while out.len() < replies {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        got.extend_from_slice(&buf[..n]);
+        while let (Some(a), Some(b)) = (got.iter().position(|&c| c == 0x0b), got.windows(2).position(|w| w == [0x1c, 0x0d])) {
+            out.push(text(&got[a + 1..b]));
+            got.drain(..b + 2);
+        }
+    }
+    out
+}
+
+fn msa(ack: &str) -> String {
+    ack.split('\r').find(|s| s.starts_with("MSA|")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_partial_frame_then_a_new_start_block_is_not_merged_and_an_oversized_frame_gets_a_nak() {
+    let dir = workdir("framing");
+    config(&dir.0, "max_message_bytes = 2000\n");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    let msg = |id: &str, pad: usize| format!("MSH|^~\\&|S|F|R|F|20240101||ADT^A01|{id}|P|2.5.1\rPID|1||{id}-P^^^H^MR||Doe^{}\r", "J".repeat(pad));
+    // A sender that gave up half way through a frame and started again.
+    let mut wire = vec![0x0b];
+    wire.extend(msg("HALF1", 0).as_bytes()[..30].iter());
+    wire.push(0x0b);
+    wire.extend(msg("WHOLE1", 0).as_bytes());
+    wire.extend([0x1c, 0x0d]);
+    let acks = raw_mllp(port, &wire, 1);
+    assert_eq!(acks.len(), 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|WHOLE1"), "one ACK, for the whole message: {}", acks[0]);
+    // A frame over max_message_bytes: a NAK naming it, then the connection closes.
+    let mut wire = vec![0x0b];
+    wire.extend(msg("HUGE1", 5000).as_bytes());
+    wire.extend([0x1c, 0x0d]);
+    let acks = raw_mllp(port, &wire, 2);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert!(msa(&acks[0]).starts_with("MSA|AR|HUGE1|"), "AR, matched to the message: {}", acks[0]);
+    gw.stop();
+    let rows = sql(&dir.0, "SELECT control_id FROM bronze_hl7_messages");
+    assert_eq!(rows, vec![serde_json::json!({"control_id": "WHOLE1"})], "the abandoned and the refused frames are not stored; the whole one is, alone");
+}

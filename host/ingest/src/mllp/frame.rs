@@ -52,6 +52,11 @@ pub enum Frame {
     Message(Vec<u8>),
     /// Bytes outside any frame were skipped (how many).
     Skipped(usize),
+    /// A frame was abandoned: a new start block came before its end block (the
+    /// sender gave up on it and started again). Its bytes (how many) are dropped,
+    /// never merged into the next message; the sender gets no ACK for it and
+    /// resends.
+    Abandoned(usize),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +87,13 @@ impl Decoder {
         Decoder { framing, max: max_message_bytes, buf: Vec::with_capacity(64 * 1024), scanned: 0 }
     }
 
+    /// The first bytes of the frame being received (to answer a frame that is
+    /// too large with a NAK the sender can match to its message).
+    pub fn pending_prefix(&self, n: usize) -> &[u8] {
+        let body = self.framing.start.len().min(self.buf.len());
+        &self.buf[body..self.buf.len().min(body + n)]
+    }
+
     pub fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
@@ -104,9 +116,20 @@ impl Decoder {
         }
         let body = start.len();
         let from = self.scanned.max(body);
-        match find(&self.buf[from..], &self.framing.end) {
-            Some(i) => {
-                let end = from + i;
+        let end_at = find(&self.buf[from..], &self.framing.end).map(|i| from + i);
+        // A start block before the end block: resynchronise on it.
+        let limit = end_at.unwrap_or(self.buf.len());
+        if let Some(i) = find(&self.buf[from..limit], start) {
+            let restart = from + i;
+            self.buf.drain(..restart);
+            self.scanned = 0;
+            return Ok(Some(Frame::Abandoned(restart)));
+        }
+        match end_at {
+            // A complete frame over the limit (it arrived in one read) is as
+            // refused as one still growing.
+            Some(end) if end - body > self.max => Err(TooLarge { limit: self.max }),
+            Some(end) => {
                 let msg = self.buf[body..end].to_vec();
                 self.buf.drain(..end + self.framing.end.len());
                 self.scanned = 0;
@@ -116,8 +139,9 @@ impl Decoder {
                 if self.buf.len() - body > self.max {
                     return Err(TooLarge { limit: self.max });
                 }
-                // The end block may straddle the next read.
-                self.scanned = self.buf.len().saturating_sub(self.framing.end.len() - 1).max(body);
+                // The end (or a start) block may straddle the next read.
+                let keep = self.framing.end.len().max(start.len()) - 1;
+                self.scanned = self.buf.len().saturating_sub(keep).max(body);
                 Ok(None)
             }
         }
@@ -175,9 +199,32 @@ mod tests {
     }
 
     #[test]
+    fn a_new_start_block_abandons_a_partial_frame() {
+        let mut d = Decoder::new(Framing::mllp(), 1000);
+        d.extend(b"\x0bMSH|partial");
+        assert_eq!(frames(&mut d), vec![]);
+        d.extend(b"\x0bMSH|whole\x1c\x0d");
+        assert_eq!(frames(&mut d), vec![Frame::Abandoned(12), Frame::Message(b"MSH|whole".to_vec())]);
+        // In one read, and with a multi-byte start block split across reads.
+        let mut d = Decoder::new(Framing::mllp(), 1000);
+        d.extend(b"\x0bA\x0bB\x1c\x0d");
+        assert_eq!(frames(&mut d), vec![Frame::Abandoned(2), Frame::Message(b"B".to_vec())]);
+        let f = Framing::custom("0202", "0303").unwrap();
+        let mut d = Decoder::new(f, 1000);
+        d.extend(b"\x02\x02MSH|partial\x02");
+        assert_eq!(frames(&mut d), vec![]);
+        d.extend(b"\x02MSH|whole\x03\x03");
+        assert_eq!(frames(&mut d), vec![Frame::Abandoned(13), Frame::Message(b"MSH|whole".to_vec())]);
+    }
+
+    #[test]
     fn too_large_without_an_end_block() {
         let mut d = Decoder::new(Framing::mllp(), 10);
         d.extend(b"\x0b0123456789ABC");
         assert_eq!(d.next_frame(), Err(TooLarge { limit: 10 }));
+        assert_eq!(d.pending_prefix(4), b"0123");
+        let mut d = Decoder::new(Framing::mllp(), 10);
+        d.extend(b"\x0b0123456789ABC\x1c\x0d");
+        assert_eq!(d.next_frame(), Err(TooLarge { limit: 10 }), "complete, but too large");
     }
 }

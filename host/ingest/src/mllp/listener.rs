@@ -128,6 +128,8 @@ enum Owed {
     One(AckContext, oneshot::Receiver<Outcome>),
     /// A batch frame: a batch of ACKs, one per message.
     Batch(AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>),
+    /// An answer known at once (a frame refused before it was stored).
+    Now(AckContext, Outcome),
 }
 
 async fn connection<S>(stream: S, peer: SocketAddr, cfg: &MllpConfig, flow: Flow, mut shutdown: watch::Receiver<bool>)
@@ -148,6 +150,7 @@ where
                     let outcome = rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
                     reply(&framing, mode, honour, &ctx, &[outcome])
                 }
+                Owed::Now(ctx, outcome) => reply(&framing, mode, honour, &ctx, &[outcome]),
                 Owed::Batch(header, items) => {
                     let mut outcomes = Vec::with_capacity(items.len());
                     let mut ctxs = Vec::with_capacity(items.len());
@@ -198,6 +201,9 @@ where
             match decoder.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Skipped(k))) => tracing::debug!(listener = %cfg.name, %peer, "skipped {k} bytes outside any frame"),
+                Ok(Some(Frame::Abandoned(k))) => {
+                    tracing::warn!(listener = %cfg.name, %peer, "a frame of {k} bytes had no end block before the next start block: dropped (not acknowledged; the sender resends it)")
+                }
                 Ok(Some(Frame::Message(bytes))) => {
                     let owed = submit_frame(cfg, &flow, bytes).await;
                     // Waits while the peer has max_in_flight ACKs unread; a writer that
@@ -207,7 +213,12 @@ where
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(listener = %cfg.name, %peer, "{e}; closing the connection (raise max_message_bytes if such messages are expected)");
+                    tracing::warn!(listener = %cfg.name, %peer, "{e}; answering AR and closing the connection (raise max_message_bytes if such messages are expected)");
+                    // A NAK the sender can match (MSH-10 from the frame's first bytes),
+                    // so that it stops resending and alerts instead.
+                    let ctx = AckContext::fallback(decoder.pending_prefix(4096));
+                    let why = format!("message larger than this listener's limit of {} bytes; not stored", cfg.max_message_bytes);
+                    let _ = owed_tx.send(Owed::Now(ctx, Outcome::Failed(why))).await;
                     break 'read;
                 }
             }
