@@ -37,6 +37,7 @@ fn the_shared_corpus_over_mllp_gets_one_correct_ack_per_message() {
     assert_eq!(lines.len(), files.len(), "one answer per file");
     let mut total = 0;
     let mut errors = 0;
+    let mut rejected = 0;
     for (file, line) in files.iter().zip(&lines) {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let acks: Vec<(String, String)> = line["acks"].as_array().unwrap().iter().map(|a| (a[0].as_str().unwrap().into(), a[1].as_str().unwrap().into())).collect();
@@ -51,10 +52,23 @@ fn the_shared_corpus_over_mllp_gets_one_correct_ack_per_message() {
                 for ((code, id), m) in acks.iter().zip(&batch.messages) {
                     // Enhanced mode (MSH-15 set) is answered with accept ACKs.
                     let enhanced = m.get("MSH-15").is_some_and(|v| !v.trim().is_empty());
-                    // Valid messages are accepted: mapped, or stored for a mapping to
-                    // come (unsupported types are AA with a note, never AE).
-                    let expect = if enhanced { "CA" } else { "AA" };
+                    // HL7 v2.5.1 2.9.2: a header without MSH-9, MSH-10 or a known MSH-12
+                    // is rejected (AR / CR)...
+                    let field = |f: &str| m.get(f).unwrap_or_default().trim().to_string();
+                    let known = ["2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9", "2.9.1"];
+                    let bad_header = field("MSH-9").is_empty() || field("MSH-10").is_empty() || !known.contains(&field("MSH-12.1").as_str());
+                    // ... other valid messages are accepted: mapped, or stored for a
+                    // mapping to come (unsupported types are AA with a note, never AE).
+                    let expect = match (enhanced, bad_header) {
+                        (true, true) => "CR",
+                        (true, false) => "CA",
+                        (false, true) => "AR",
+                        (false, false) => "AA",
+                    };
                     assert_eq!(code, expect, "{name} {id}");
+                    if bad_header {
+                        rejected += 1;
+                    }
                 }
                 total += acks.len();
             }
@@ -71,8 +85,10 @@ fn the_shared_corpus_over_mllp_gets_one_correct_ack_per_message() {
     assert_eq!(stat(&stopped, "committed") as usize, total);
     // Every message is in bronze as received; every AE is in quarantine.
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages") as usize, total);
-    let quarantined = count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE error_kind <> 'unsupported'") as usize;
+    let quarantined = count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE error_kind <> 'unsupported' AND error_kind NOT LIKE 'rejected-%'") as usize;
     assert_eq!(quarantined, errors, "each AE has its quarantine row");
+    let refused = count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE error_kind LIKE 'rejected-%'") as usize;
+    assert_eq!(refused, rejected, "each AR for a bad header has its quarantine row (stored, reprocessable)");
     let malformed = files.iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("malformed_")).count();
     assert_eq!(errors, malformed, "exactly the corpus's malformed files are refused");
     assert!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient") > 10);
@@ -444,4 +460,37 @@ fn a_partial_frame_then_a_new_start_block_is_not_merged_and_an_oversized_frame_g
     gw.stop();
     let rows = sql(&dir.0, "SELECT control_id FROM bronze_hl7_messages");
     assert_eq!(rows, vec![serde_json::json!({"control_id": "WHOLE1"})], "the abandoned and the refused frames are not stored; the whole one is, alone");
+}
+
+#[test]
+fn invalid_headers_get_the_acks_hl7_chapter_2_asks_for() {
+    let dir = workdir("headers");
+    config(&dir.0, "");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    let frame = |m: &str| [&[0x0bu8][..], m.as_bytes(), &[0x1c, 0x0d]].concat();
+    let one = |m: &str| {
+        let acks = raw_mllp(port, &frame(m), 1);
+        assert_eq!(acks.len(), 1, "{m:?}: {acks:?}");
+        acks[0].clone()
+    };
+    let a = one("MSH|^~\\&|\r");
+    assert!(msa(&a).starts_with("MSA|AR|"), "only the delimiters: {a}");
+    assert!(a.contains("|101^Required field missing^HL70357|"), "{a}");
+    let a = one("MSH|^~\\&|S|F|R|F|20240101||ADT^A01||P|2.5.1\rPID|1||X^^^H^MR\r");
+    assert!(msa(&a).starts_with("MSA|AR|"), "no MSH-10: {a}");
+    let a = one("MSH|^~\\&|S|F|R|F|20240101||ADT^A01|V99|P|9.9\rPID|1||X^^^H^MR\r");
+    assert!(msa(&a).starts_with("MSA|AR|V99|") && a.contains("|203^Unsupported version id^HL70357|"), "unknown version: {a}");
+    let a = one("MSHa^~\\&aSaFaRaFa20240101aaADT^A01aL1aPa2.5.1\rPIDa1aaX^^^H^MR\r");
+    assert!(a.starts_with("MSH|^~\\&|") && (msa(&a).starts_with("MSA|AR|") || msa(&a).starts_with("MSA|AE|")), "a letter as field separator: refused, in readable delimiters: {a}");
+    // An ACK sent in gets no ACK: the one reply on this connection is for the
+    // message after it.
+    let wire = [frame("MSH|^~\\&|S|F|R|F|20240101||ACK|A1|P|2.5.1\rMSA|AA|X1\r"), frame("MSH|^~\\&|S|F|R|F|20240101||ADT^A01|OK1|P|2.5.1\rPID|1||OK1-P^^^H^MR||Doe^J\r")].concat();
+    // (Were the ACK answered, that answer would come first.)
+    let acks = raw_mllp(port, &wire, 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|OK1"), "{}", acks[0]);
+    gw.stop();
+    // Every one of them is stored and quarantined, nothing lost.
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages"), 6);
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE error_kind LIKE 'rejected-%'"), 5);
 }

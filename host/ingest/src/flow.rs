@@ -383,7 +383,7 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
             && let Some(u) = units.iter().find(|u| u.bronze.record_id == q.id)
             && let Some((message, location)) = &u.parse_error
         {
-            q.error_kind = "invalid-input".into();
+            q.error_kind = crate::units::error_kind(u);
             q.error_message = message.clone();
             q.location = location.clone();
         }

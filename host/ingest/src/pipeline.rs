@@ -149,7 +149,7 @@ impl Pipeline {
             let (ok, bad): (Vec<&Unit>, Vec<&Unit>) = chunk.iter().partition(|u| u.parse_error.is_none());
             for u in bad {
                 let (message, location) = u.parse_error.clone().expect("partitioned on it");
-                quarantined.push(self.quarantine_row(u, "invalid-input", message, location));
+                quarantined.push(self.quarantine_row(u, &crate::units::error_kind(u), message, location));
             }
             for (u, result) in ok.iter().zip(self.map_hl7_chunk(&ok).await) {
                 self.collect(&[u], result, &mut silver, &mut quarantined);

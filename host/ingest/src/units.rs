@@ -34,6 +34,50 @@ pub struct Unit {
     /// Set when the unit could not even be split out (a malformed HL7 file): it goes
     /// straight to quarantine with this error and location.
     pub parse_error: Option<(String, Option<String>)>,
+    /// Set with `parse_error` when a live message's header is unacceptable (HL7
+    /// v2.5.1 chapter 2: the receiver validates MSH-9, MSH-10, MSH-12 and rejects
+    /// with AR): the HL7 table 0357 error code.
+    pub reject: Option<u16>,
+}
+
+/// The quarantine kind of a unit that did not parse or was rejected:
+/// `invalid-input`, or `rejected-<HL7 table 0357 code>` (answered AR).
+pub fn error_kind(u: &Unit) -> String {
+    match u.reject {
+        Some(code) => format!("rejected-{code}"),
+        None => "invalid-input".into(),
+    }
+}
+
+/// HL7 versions this gateway accepts in MSH-12 (its first component).
+pub const HL7_VERSIONS: &[&str] = &["2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9", "2.9.1"];
+
+/// What is wrong with a parsed message's header, if anything: (HL7 table 0357
+/// code, location, sentence).
+pub fn header_problem(m: &hl7::Message) -> Option<(u16, &'static str, String)> {
+    let sep = m.msh().delimiters().field;
+    if sep.is_alphanumeric() || sep.is_whitespace() {
+        return Some((102, "MSH-1", format!("the field separator is `{}`; it must be a punctuation character such as `|`", sep.escape_debug())));
+    }
+    let code = m.message_code().trim();
+    if code.is_empty() {
+        return Some((101, "MSH-9", "MSH-9 (message type) is required".into()));
+    }
+    if code.eq_ignore_ascii_case("ACK") {
+        return Some((200, "MSH-9", "an acknowledgement is not a message to process; acknowledgements are not acknowledged".into()));
+    }
+    if m.control_id().trim().is_empty() {
+        return Some((101, "MSH-10", "MSH-10 (message control id) is required: without it the sender cannot match this acknowledgement".into()));
+    }
+    let version = m.get("MSH-12.1").unwrap_or_default();
+    let version = version.trim();
+    if version.is_empty() {
+        return Some((101, "MSH-12", "MSH-12 (version id) is required".into()));
+    }
+    if !HL7_VERSIONS.contains(&version) {
+        return Some((203, "MSH-12", format!("HL7 version `{}` is not supported (supported: {})", version.chars().take(20).collect::<String>(), HL7_VERSIONS.join(", "))));
+    }
+    None
 }
 
 fn is_ndjson(path: &Path) -> bool {
@@ -58,18 +102,44 @@ fn hl7_detail(m: &hl7::Message) -> BronzeDetail {
 /// to quarantine with the parser's error.
 pub fn hl7_unit(raw: Vec<u8>, source: &str, received_at: Micros, seq: u64) -> Unit {
     let text = hl7::decode_bytes(&raw).into_owned();
-    let (detail, parse_error) = match hl7::Message::parse(&text) {
-        Ok(m) => (hl7_detail(&m), None),
-        Err(e) => (BronzeDetail::Hl7 { control_id: None, sender: None, message_type: None }, Some((e.message.clone(), e.location.clone()))),
+    let (detail, parse_error, reject) = match hl7::Message::parse(&text) {
+        Ok(m) => match header_problem(&m) {
+            None => (hl7_detail(&m), None, None),
+            Some((code, location, why)) => (hl7_detail(&m), Some((why, Some(location.to_string()))), Some(code)),
+        },
+        Err(e) => (BronzeDetail::Hl7 { control_id: None, sender: None, message_type: None }, Some((e.message.clone(), e.location.clone())), None),
     };
-    Unit { kind: UnitKind::Hl7, bronze: BronzeRow::new(raw, source, received_at, seq, detail), text, parse_error }
+    Unit { kind: UnitKind::Hl7, bronze: BronzeRow::new(raw, source, received_at, seq, detail), text, parse_error, reject }
 }
 
 /// One webhook / CDC event body from `source` (bronze source `webhook:<source>`).
 pub fn event_unit(raw: Vec<u8>, source: &str, event_id: Option<String>, received_at: Micros, seq: u64) -> Unit {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let bronze = BronzeRow::new(raw, &format!("webhook:{source}"), received_at, seq, BronzeDetail::Event { event_id });
-    Unit { kind: UnitKind::Event, text, bronze, parse_error: None }
+    Unit { kind: UnitKind::Event, text, bronze, parse_error: None, reject: None }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    fn problem(msg: &str) -> Option<(u16, &'static str)> {
+        header_problem(&hl7::Message::parse(msg).unwrap()).map(|(c, l, _)| (c, l))
+    }
+
+    #[test]
+    fn the_header_checks_of_hl7_chapter_2() {
+        assert_eq!(problem("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\r"), None);
+        assert_eq!(problem("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.3\r"), None);
+        assert_eq!(problem("MSH|^~\\&|\r"), Some((101, "MSH-9")), "only the delimiters");
+        assert_eq!(problem("MSH|^~\\&|A|B|C|D|20240101||ADT^A01||P|2.5\r"), Some((101, "MSH-10")));
+        assert_eq!(problem("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|9.9\r"), Some((203, "MSH-12")));
+        assert_eq!(problem("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|\r"), Some((101, "MSH-12")));
+        assert_eq!(problem("MSH|^~\\&|A|B|C|D|20240101||ACK|1|P|2.5\rMSA|AA|9\r"), Some((200, "MSH-9")));
+        if let Ok(m) = hl7::Message::parse("MSHa^~\\&aAaBaCaDa20240101aaADT^A01a1aPa2.5\r") {
+            assert_eq!(header_problem(&m).map(|(c, l, _)| (c, l)), Some((102, "MSH-1")), "a letter as field separator");
+        }
+    }
 }
 
 /// Read a file into units, each with its bronze row (received now).
@@ -95,6 +165,7 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
                     text,
                     bronze: BronzeRow::new(l.to_vec(), &source, received_at, i as u64, detail),
                     parse_error: None,
+                    reject: None,
                 }
             })
             .collect());
@@ -120,6 +191,7 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
                 text: m.raw().to_string(),
                 bronze: BronzeRow::new(received(m.raw()), &source, received_at, i as u64, hl7_detail(m)),
                 parse_error: None,
+                reject: None,
             })
             .collect(),
         Err(e) => {
@@ -129,6 +201,7 @@ pub fn read_file(path: &Path, received_at: Micros) -> std::io::Result<Vec<Unit>>
                 text: text.to_string(),
                 bronze: BronzeRow::new(bytes.clone(), &source, received_at, 0, detail),
                 parse_error: Some((e.message.clone(), e.location.clone())),
+                reject: None,
             }]
         }
     })

@@ -386,7 +386,7 @@ impl Ctx {
                 BronzeRow::new(raw.to_vec(), &format!("file:{name}"), now_micros(), line, detail)
             }
         };
-        Unit { kind: UnitKind::Fhir, text, bronze, parse_error: None }
+        Unit { kind: UnitKind::Fhir, text, bronze, parse_error: None, reject: None }
     }
 }
 
@@ -433,7 +433,7 @@ mod tests {
 
     fn unit(text: &str) -> Unit {
         let detail = BronzeDetail::Ndjson { export_id: None, file: "f".into(), line: 1, resource_type: None };
-        Unit { kind: UnitKind::Fhir, text: text.into(), bronze: BronzeRow::new(text.as_bytes().to_vec(), "s", 0, 1, detail), parse_error: None }
+        Unit { kind: UnitKind::Fhir, text: text.into(), bronze: BronzeRow::new(text.as_bytes().to_vec(), "s", 0, 1, detail), parse_error: None, reject: None }
     }
 
     #[test]

@@ -36,6 +36,11 @@ fn raw_field(m: &Message, n: usize) -> String {
 
 impl AckContext {
     pub fn from_message(m: &Message) -> AckContext {
+        // A letter (or digit) as field separator would make an unreadable ACK:
+        // answer with the standard delimiters.
+        if m.delimiters().field.is_alphanumeric() || m.delimiters().field.is_whitespace() {
+            return AckContext { version: "2.5.1".into(), ..AckContext::fallback(m.raw().as_bytes()) };
+        }
         AckContext {
             delimiters: *m.delimiters(),
             sending_app: raw_field(m, 3),
@@ -45,7 +50,8 @@ impl AckContext {
             trigger: m.trigger_event().to_string(),
             control_id: m.control_id().to_string(),
             processing_id: raw_field(m, 11),
-            version: m.version().to_string(),
+            // An ACK needs a version: the sender's, else 2.5.1.
+            version: Some(m.version().trim().to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| "2.5.1".into()),
             accept_ack: Some(raw_field(m, 15)).filter(|s| !s.trim().is_empty()),
         }
     }
@@ -145,6 +151,11 @@ fn clean(text: &str, d: &Delimiters) -> String {
 /// and `honour_conditions` is set (enhanced mode, MSH-15 NE / ER on success / SU on
 /// error).
 pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Option<String> {
+    let rejected = rejected_code(outcome);
+    // An acknowledgement sent in is stored and quarantined, never acknowledged.
+    if rejected == Some(200) {
+        return None;
+    }
     let d = &ctx.delimiters;
     let (f, c) = (d.field, d.component);
     let code = match (&ctx.accept_ack, outcome) {
@@ -155,10 +166,13 @@ pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Op
         (None, Outcome::Rejected { kind, .. }) if kind == "unsupported" => "AA",
         // The adapter's upstream was unavailable: the sender should send it again.
         (None, Outcome::Rejected { kind, .. }) if kind == "transient" => "AR",
+        // The header failed the receiver's checks (HL7 v2.5.1 2.9.2): reject.
+        (None, Outcome::Rejected { .. }) if rejected.is_some() => "AR",
         (None, Outcome::Rejected { .. }) => "AE",
         (None, Outcome::Failed(_)) => "AR",
         (Some(_), Outcome::Accepted) => "CA",
         (Some(_), Outcome::Rejected { kind, .. }) if kind == "unsupported" => "CA",
+        (Some(_), Outcome::Rejected { .. }) if rejected.is_some() => "CR",
         (Some(_), Outcome::Rejected { .. }) => "CE",
         (Some(_), Outcome::Failed(_)) => "CR",
     };
@@ -197,7 +211,7 @@ pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Op
     }
     out.push('\r');
     if code != "AA" && code != "CA" {
-        out.push_str(&err_segment(ctx, location_of(outcome)));
+        out.push_str(&err_segment(ctx, location_of(outcome), rejected.unwrap_or(207)));
     }
     Some(out)
 }
@@ -209,20 +223,43 @@ fn location_of(outcome: &Outcome) -> Option<&str> {
     }
 }
 
-/// ERR with the location (when known) and code 207 (application internal error,
-/// HL7 table 0357), severity E.
-fn err_segment(ctx: &AckContext, location: Option<&str>) -> String {
+/// The HL7 table 0357 code of a header rejection (quarantine kind `rejected-NNN`).
+fn rejected_code(outcome: &Outcome) -> Option<u16> {
+    match outcome {
+        Outcome::Rejected { kind, .. } => kind.strip_prefix("rejected-").and_then(|c| c.parse().ok()),
+        _ => None,
+    }
+}
+
+fn code_text(code: u16) -> &'static str {
+    match code {
+        100 => "Segment sequence error",
+        101 => "Required field missing",
+        102 => "Data type error",
+        103 => "Table value not found",
+        200 => "Unsupported message type",
+        201 => "Unsupported event code",
+        202 => "Unsupported processing id",
+        203 => "Unsupported version id",
+        _ => "Application internal error",
+    }
+}
+
+/// ERR with the location (when known) and the HL7 table 0357 code (207,
+/// application internal error, unless the header was rejected), severity E.
+fn err_segment(ctx: &AckContext, location: Option<&str>, code: u16) -> String {
+    let text = code_text(code);
     let d = &ctx.delimiters;
     let (f, c, s) = (d.field, d.component, d.subcomponent);
     let loc = location.map(|l| err_location(l, d)).unwrap_or_default();
     let version: Vec<u32> = ctx.version.split('.').take(2).map(|p| p.parse::<u32>().unwrap_or(0)).collect();
     if version >= vec![2, 5] {
         // v2.5+: ERR-2 error location, ERR-3 error code, ERR-4 severity.
-        format!("ERR{f}{f}{loc}{f}207{c}Application internal error{c}HL70357{f}E\r")
+        format!("ERR{f}{f}{loc}{f}{code}{c}{text}{c}HL70357{f}E\r")
     } else {
         // Earlier versions: ERR-1 "error code and location" (segment^seq^field^code).
         let loc = if loc.is_empty() { format!("{c}{c}") } else { loc };
-        format!("ERR{f}{loc}{c}207{s}Application internal error{s}HL70357\r")
+        format!("ERR{f}{loc}{c}{code}{s}{text}{s}HL70357\r")
     }
 }
 
@@ -275,6 +312,19 @@ mod tests {
         let out = Outcome::Rejected { kind: "invalid-input".into(), message: "bad".into(), location: Some("PV1-2".into()) };
         let ack = build(&ctx(&msg), &out, false).unwrap();
         assert!(ack.contains("\rERR|PV1^1^2^207&Application internal error&HL70357\r"), "{ack}");
+    }
+
+    #[test]
+    fn rejected_headers_get_ar_with_their_code_and_acks_get_no_ack() {
+        let out = Outcome::Rejected { kind: "rejected-203".into(), message: "HL7 version `9.9` is not supported".into(), location: Some("MSH-12".into()) };
+        let ack = build(&ctx(ADT), &out, false).unwrap();
+        assert!(ack.contains("\rMSA|AR|MSG00001|"), "{ack}");
+        assert!(ack.contains("\rERR||MSH^1^12|203^Unsupported version id^HL70357|E\r"), "{ack}");
+        let out = Outcome::Rejected { kind: "rejected-101".into(), message: "MSH-10 is required".into(), location: Some("MSH-10".into()) };
+        let enhanced = ADT.replace("|P|2.5.1", "|P|2.5.1|||AL|NE");
+        assert!(build(&ctx(&enhanced), &out, true).unwrap().contains("MSA|CR|"), "enhanced mode: CR");
+        let out = Outcome::Rejected { kind: "rejected-200".into(), message: "an acknowledgement".into(), location: Some("MSH-9".into()) };
+        assert_eq!(build(&ctx(ADT), &out, false), None, "no ACK to an ACK");
     }
 
     #[test]
