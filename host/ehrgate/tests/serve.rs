@@ -494,3 +494,28 @@ fn invalid_headers_get_the_acks_hl7_chapter_2_asks_for() {
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages"), 6);
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM quarantine_records WHERE error_kind LIKE 'rejected-%'"), 5);
 }
+
+#[test]
+fn one_bad_message_in_a_batch_is_refused_alone_and_a_wrong_trailer_count_is_reported() {
+    let dir = workdir("batch");
+    config(&dir.0, "");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    let msg = |id: &str| format!("MSH|^~\\&|S|F|R|F|20240101||ADT^A01|{id}|P|2.5.1\rPID|1||{id}-P^^^H^MR||Doe^J\r");
+    // The middle message's MSH has no encoding characters: it cannot be parsed.
+    let batch = format!("BHS|^~\\&|S|F|R|F|20240101||||BATCH7\r{}MSH|\rPID|1||BAD-P\r{}BTS|5\r", msg("B1"), msg("B3"));
+    let wire = [&[0x0bu8][..], batch.as_bytes(), &[0x1c, 0x0d]].concat();
+    let replies = raw_mllp(port, &wire, 1);
+    assert_eq!(replies.len(), 1);
+    let reply = &replies[0];
+    let msas: Vec<&str> = reply.split('\r').filter(|s| s.starts_with("MSA|")).collect();
+    assert_eq!(msas.len(), 3, "one ACK per message: {reply}");
+    assert!(msas[0].starts_with("MSA|AA|B1"), "{reply}");
+    assert!(msas[1].starts_with("MSA|AE|"), "{reply}");
+    assert!(msas[2].starts_with("MSA|AA|B3"), "{reply}");
+    assert!(reply.contains("\rBTS|3|trailer count 5 but 3 messages received\r"), "{reply}");
+    gw.stop();
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages"), 3);
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient"), 2);
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM quarantine_records"), 1);
+}

@@ -141,7 +141,7 @@ fn err_location(location: &str, d: &Delimiters) -> String {
     out
 }
 
-fn clean(text: &str, d: &Delimiters) -> String {
+pub(crate) fn clean(text: &str, d: &Delimiters) -> String {
     // Free text in an ACK: drop anything that would read as a delimiter.
     let specials = [d.field, d.component, d.repetition, d.escape, d.subcomponent, '\r', '\n'];
     text.chars().map(|ch| if specials.contains(&ch) { ' ' } else { ch }).take(200).collect()

@@ -126,8 +126,9 @@ async fn accept_loop(listener: TcpListener, cfg: Arc<MllpConfig>, flow: Flow, mu
 /// What the writer half owes the peer, in the order the frames arrived.
 enum Owed {
     One(AckContext, oneshot::Receiver<Outcome>),
-    /// A batch frame: a batch of ACKs, one per message.
-    Batch(AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>),
+    /// A batch frame: a batch of ACKs, one per message, and a note for BTS-2 (a
+    /// trailer count that disagrees with the messages received).
+    Batch(AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>, Option<String>),
     /// An answer known at once (a frame refused before it was stored).
     Now(AckContext, Outcome),
 }
@@ -151,14 +152,14 @@ where
                     reply(&framing, mode, honour, &ctx, &[outcome])
                 }
                 Owed::Now(ctx, outcome) => reply(&framing, mode, honour, &ctx, &[outcome]),
-                Owed::Batch(header, items) => {
+                Owed::Batch(header, items, note) => {
                     let mut outcomes = Vec::with_capacity(items.len());
                     let mut ctxs = Vec::with_capacity(items.len());
                     for (ctx, rx) in items {
                         outcomes.push(rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into())));
                         ctxs.push(ctx);
                     }
-                    batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes)
+                    batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes, note.as_deref())
                 }
             };
             if let Some(bytes) = bytes {
@@ -247,18 +248,28 @@ fn is_batch(text: &str) -> bool {
 /// Submit one frame's message(s) to the flow; returns what the peer is owed.
 async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
     let text = hl7::decode_bytes(&bytes);
-    if is_batch(&text)
-        && let Ok(batch) = hl7::parse_batch(&text)
-    {
-        let header = batch.batch_headers.first().or(batch.file_header.as_ref()).map(|h| header_ctx(h)).unwrap_or_default();
-        let mut items = Vec::with_capacity(batch.messages.len());
-        let subs: Vec<(AckContext, Option<String>, Vec<u8>)> =
-            batch.messages.iter().map(|m| (AckContext::from_message(m), cfg.router.pick(m).map(str::to_owned), m.raw().as_bytes().to_vec())).collect();
-        for (ctx, adapter, raw) in subs {
-            let rx = flow.submit(inbound(cfg, adapter.as_deref(), raw)).await;
-            items.push((ctx, rx));
+    if is_batch(&text) {
+        if let Some(envelope) = split_batch(&text) {
+            let mut items = Vec::with_capacity(envelope.messages.len());
+            for raw in &envelope.messages {
+                // Each message on its own: one that does not parse is stored and
+                // answered AE in its place; the others are processed as usual.
+                let (ctx, adapter) = match hl7::Message::parse(raw) {
+                    Ok(m) => (AckContext::from_message(&m), cfg.router.pick(&m).map(str::to_owned)),
+                    Err(_) => (AckContext::fallback(raw.as_bytes()), cfg.router.default.clone()),
+                };
+                let rx = flow.submit(inbound(cfg, adapter.as_deref(), raw.as_bytes().to_vec())).await;
+                items.push((ctx, rx));
+            }
+            let note = match envelope.declared {
+                Some(n) if n != envelope.messages.len() => {
+                    tracing::warn!(listener = %cfg.name, "a batch's trailer declares {n} messages but it holds {}", envelope.messages.len());
+                    Some(format!("trailer count {n} but {} messages received", envelope.messages.len()))
+                }
+                _ => None,
+            };
+            return Owed::Batch(envelope.header, items, note);
         }
-        return Owed::Batch(header, items);
     }
     let (ctx, adapter) = match hl7::Message::parse(&text) {
         Ok(m) => (AckContext::from_message(&m), cfg.router.pick(&m).map(str::to_owned)),
@@ -268,6 +279,77 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
     };
     let rx = flow.submit(inbound(cfg, adapter.as_deref(), bytes)).await;
     Owed::One(ctx, rx)
+}
+
+/// A batch frame split into its messages without parsing them (so that one bad
+/// message cannot take the others with it).
+struct Envelope {
+    header: AckContext,
+    messages: Vec<String>,
+    /// BTS-1 (summed over batches), else FTS-1.
+    declared: Option<usize>,
+}
+
+/// Split FHS/BHS ... BTS/FTS at each MSH; each message keeps its bytes exactly as
+/// received (its slice of the frame, line ends included). `None` when it holds no
+/// message, or a segment comes before the first MSH (then the frame is handled as
+/// one message, and refused).
+fn split_batch(text: &str) -> Option<Envelope> {
+    let text = text.trim_start_matches('\u{feff}');
+    let mut header: Option<AckContext> = None;
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let (mut bts, mut fts) = (None::<usize>, None::<usize>);
+    let count = |line: &str| -> Option<usize> {
+        let sep = line.get(3..)?.chars().next()?;
+        line[3 + sep.len_utf8()..].split(sep).next()?.trim().parse().ok()
+    };
+    // The envelope itself must be sound (as the SDK's batch parser requires): a
+    // broken envelope refuses the whole frame; a broken message only itself.
+    let (mut in_batch, mut closed, mut first) = (false, false, true);
+    let mut pos = 0;
+    while pos < text.len() {
+        let len = text[pos..].find(['\r', '\n']).unwrap_or(text.len() - pos);
+        let line = &text[pos..pos + len];
+        let mut end = pos + len;
+        while end < text.len() && matches!(text.as_bytes()[end], b'\r' | b'\n') {
+            end += 1;
+        }
+        if !line.trim().is_empty() && closed {
+            return None; // something after FTS
+        }
+        let was_first = first;
+        first = first && line.trim().is_empty();
+        match line.get(..3) {
+            _ if line.trim().is_empty() => {}
+            Some("FHS") if !was_first => return None,
+            Some("BHS") if in_batch => return None,
+            Some("FHS") | Some("BHS") => {
+                in_batch |= line.starts_with("BHS");
+                if line.starts_with("BHS") || header.is_none() {
+                    header = hl7::Message::parse(&format!("MSH{}", &line[3..])).ok().map(|m| header_ctx(m.msh()));
+                }
+            }
+            Some("BTS") => {
+                in_batch = false;
+                bts = Some(bts.unwrap_or(0) + count(line).unwrap_or(0));
+            }
+            Some("FTS") => {
+                closed = true;
+                fts = count(line);
+            }
+            Some("MSH") => spans.push((pos, end)),
+            _ => match spans.last_mut() {
+                Some(span) => span.1 = end,
+                None => return None,
+            },
+        }
+        pos = end;
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    let messages = spans.into_iter().map(|(a, b)| text[a..b].to_string()).collect();
+    Some(Envelope { header: header.unwrap_or_default(), messages, declared: bts.or(fts) })
 }
 
 /// The batch header's sender/receiver, for the batch ACK's BHS.
@@ -295,7 +377,7 @@ fn reply(framing: &Framing, mode: AckMode, honour: bool, ctx: &AckContext, outco
     }
 }
 
-fn batch_reply(framing: &Framing, mode: AckMode, honour: bool, header: &AckContext, ctxs: &[AckContext], outcomes: &[Outcome]) -> Option<Vec<u8>> {
+fn batch_reply(framing: &Framing, mode: AckMode, honour: bool, header: &AckContext, ctxs: &[AckContext], outcomes: &[Outcome], note: Option<&str>) -> Option<Vec<u8>> {
     if mode == AckMode::Commit {
         return Some(framing.wrap(&[commit_byte(outcomes)]));
     }
@@ -320,6 +402,10 @@ fn batch_reply(framing: &Framing, mode: AckMode, honour: bool, header: &AckConte
             n += 1;
         }
     }
-    out.push_str(&format!("BTS{f}{n}\r"));
+    match note {
+        // BTS-2, the batch comment: what was wrong with the batch as a whole.
+        Some(note) => out.push_str(&format!("BTS{f}{n}{f}{}\r", ack::clean(note, d))),
+        None => out.push_str(&format!("BTS{f}{n}\r")),
+    }
     Some(framing.wrap(out.as_bytes()))
 }
