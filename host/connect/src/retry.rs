@@ -9,6 +9,11 @@ use crate::config::RetryConfig;
 /// Longest pause a Retry-After may impose.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// A Retry-After further away than this is not a plan but a server's mistake (an
+/// epoch timestamp sent as delta-seconds, say): it is ignored, and the caller
+/// backs off as usual.
+pub const ABSURD_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// Methods that can be repeated without changing the result.
 pub fn idempotent_method(method: &str) -> bool {
     matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS")
@@ -25,15 +30,21 @@ pub fn failure_status(status: u16) -> bool {
     status == 408 || (500..600).contains(&status)
 }
 
-/// `Retry-After` as delta-seconds or an HTTP-date, relative to `now`; capped.
+/// `Retry-After` as delta-seconds or an HTTP-date, relative to `now`; capped at
+/// [`MAX_RETRY_AFTER`]. Beyond [`ABSURD_RETRY_AFTER`] it is the server's error:
+/// logged and ignored (`None`), so the caller's normal backoff applies.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     let d = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(v.parse().ok()?)
+        Duration::from_secs(v.parse().unwrap_or(u64::MAX))
     } else {
         let at = httpdate::parse_http_date(v).ok()?;
         at.duration_since(now).unwrap_or(Duration::ZERO)
     };
+    if d > ABSURD_RETRY_AFTER {
+        tracing::warn!("ignoring an absurd Retry-After of {} s from the server (more than a day); backing off as usual", d.as_secs());
+        return None;
+    }
     Some(d.min(MAX_RETRY_AFTER))
 }
 
@@ -55,7 +66,10 @@ mod tests {
         let date = httpdate::fmt_http_date(now + Duration::from_secs(42));
         assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(42)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::ZERO), "a past date means now");
-        assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("7200", now), Some(MAX_RETRY_AFTER), "long, but plausible: capped");
+        assert_eq!(parse_retry_after("999999", now), None, "over a day: the server's error, ignored");
+        assert_eq!(parse_retry_after("1733300000", now), None, "an epoch timestamp sent as delta-seconds");
+        assert_eq!(parse_retry_after("99999999999999999999999", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
     }

@@ -77,6 +77,11 @@ enum Command {
         /// Bulk export: Retry-After (seconds) on an in-progress status poll.
         #[arg(long, default_value_t = 1)]
         retry_after: u64,
+        /// Bulk export: every export gets an error file with one OperationOutcome for
+        /// N failed resources, and N as its manifest count (as SMART's reference
+        /// server does).
+        #[arg(long)]
+        error_count: Option<u64>,
     },
     /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...).
     Sql {
@@ -437,8 +442,8 @@ fn main() -> ExitCode {
             Command::Adapter { command: AdapterCommand::Action { component, name, input, adapter_config, attempts } } => {
                 cli::adapter_test::action(&cfg()?, &component, &name, &input, adapter_config.as_deref(), attempts).await
             }
-            Command::Sandbox { port, patients, seed, flavor, lines_per_file, export_polls, retry_after } => {
-                let opts = cli::sandbox::Args { port, patients, seed, lines_per_file, export_polls, retry_after };
+            Command::Sandbox { port, patients, seed, flavor, lines_per_file, export_polls, retry_after, error_count } => {
+                let opts = cli::sandbox::Args { port, patients, seed, lines_per_file, export_polls, retry_after, error_count };
                 cli::sandbox::run(opts, &flavor).await
             }
             Command::Demo { data } => cli::demo::demo(&cfg()?, data).await,

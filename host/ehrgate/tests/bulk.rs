@@ -626,3 +626,48 @@ fn peak_memory_stays_flat_with_ten_times_the_data() {
     assert!(n10 >= 9 * n1, "the second export has about ten times the data: {n1} vs {n10}");
     assert!(r10 < r1 + 60.0, "peak RSS grew from {r1:.1} MB to {r10:.1} MB with 10x the data");
 }
+
+/// `ehrgate bulk export` that must end within `secs` (a 15-minute pause would not).
+fn export_within(dir: &Path, secs: u64) -> String {
+    let mut child = command(dir, &["bulk", "export", "--connection", "ehr"], &[]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the export did not end within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn an_error_files_count_is_advisory_and_an_absurd_retry_after_is_ignored() {
+    // (a) The error entry counts the failed resources (4), the file holds one
+    // OperationOutcome: it is read once, lands as one export-error row, nothing is
+    // called truncated, and the watermark moves.
+    {
+        let sb = start_sandbox(&["--patients", "20", "--export-polls", "1", "--retry-after", "1", "--error-count", "4"]);
+        let dir = workdir("error-count", &sb, "");
+        let stdout = export_within(&dir.0, 300);
+        assert!(stdout.contains("complete"), "{stdout}");
+        let q = quarantine(&dir.0);
+        let kinds: Vec<&str> = q.iter().map(|r| r["error_kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, vec!["export-error"], "{q:?}");
+        let status = text(&command(&dir.0, &["bulk", "status", "--connection", "ehr"], &[]).output().unwrap().stdout);
+        assert!(status.contains("next _since"), "the watermark moved: {status}");
+    }
+    // (b) An epoch timestamp sent as Retry-After delta-seconds: ignored (normal
+    // backoff), not a 15-minute pause.
+    {
+        let sb = sandbox(20, 1000, 1, 1);
+        let dir = workdir("absurd-retry-after", &sb, "");
+        fault(&sb, Some("GET"), "/_bulk/status", "429;retry-after=1733300000;times=1");
+        let stdout = export_within(&dir.0, 120);
+        assert!(stdout.contains("complete"), "{stdout}");
+        let stats: Value = serde_json::from_str(&admin(&sb, "GET", "/stats", None)).unwrap();
+        assert_eq!(stats["faults_applied"], 1, "the absurd Retry-After was served: {stats}");
+    }
+}

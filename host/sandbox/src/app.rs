@@ -78,6 +78,10 @@ pub struct SandboxOptions {
     pub export_retry_after_secs: u64,
     /// Lines per NDJSON file before a type is split into several files.
     pub ndjson_lines_per_file: usize,
+    /// Every export gets an error file holding one OperationOutcome for this many
+    /// failed resources, with this number as the error entry's `count` (as SMART's
+    /// reference server does; the file has one line).
+    pub error_count: Option<u64>,
     pub clients: Vec<ClientRegistration>,
     /// Faults from the start (see README).
     pub faults: Vec<FaultRule>,
@@ -95,6 +99,7 @@ impl Default for SandboxOptions {
             export_polls: 2,
             export_retry_after_secs: 1,
             ndjson_lines_per_file: 1000,
+            error_count: None,
             clients: vec![ClientRegistration {
                 client_id: DEMO_CLIENT_ID.into(),
                 jwks: None,

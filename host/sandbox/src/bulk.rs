@@ -245,6 +245,11 @@ fn kick_off(app: &App, headers: &HeaderMap, req: Result<ExportRequest, Response>
     if matches!(scope, Scope::System) && !req.patients.is_empty() {
         return outcome(400, "not-supported", "the `patient` parameter is for Patient- and Group-level exports only");
     }
+    if let Some(n) = app.opts.error_count {
+        // As SMART's reference server: one OperationOutcome for the failed
+        // resources, and their number as the error entry's count.
+        errors.push(issue_line("error", "processing", &format!("{n} resources could not be exported")));
+    }
     let allowed: &[&str] = if matches!(scope, Scope::System) { TYPES } else { PATIENT_TYPES };
     let types: Vec<String> = match &req.types {
         None => allowed.iter().map(|t| t.to_string()).collect(),
@@ -395,7 +400,8 @@ pub async fn status(State(app): State<Arc<App>>, Path(job_id): Path<String>) -> 
     let error: Vec<Value> = if job.errors.is_empty() {
         vec![]
     } else {
-        vec![json!({"type": "OperationOutcome", "url": format!("{base}/_bulk/file/{job_id}/errors.ndjson"), "count": job.errors.len()})]
+        let count = app.opts.error_count.unwrap_or(job.errors.len() as u64);
+        vec![json!({"type": "OperationOutcome", "url": format!("{base}/_bulk/file/{job_id}/errors.ndjson"), "count": count})]
     };
     let mut manifest = json!({
         "transactionTime": format_instant(job.transaction_ms),

@@ -22,6 +22,7 @@ pub struct Args {
     pub lines_per_file: usize,
     pub export_polls: u32,
     pub retry_after: u64,
+    pub error_count: Option<u64>,
 }
 
 pub async fn run(a: Args, flavor_name: &str) -> anyhow::Result<ExitCode> {
@@ -33,6 +34,7 @@ pub async fn run(a: Args, flavor_name: &str) -> anyhow::Result<ExitCode> {
         ndjson_lines_per_file: a.lines_per_file.max(1),
         export_polls: a.export_polls,
         export_retry_after_secs: a.retry_after,
+        error_count: a.error_count,
         ..Default::default()
     };
     ehrgate_sandbox::run(opts).await.map_err(|e| anyhow::anyhow!("sandbox: {e}"))?;

@@ -196,8 +196,12 @@ async fn read_once(ctx: &Arc<Ctx>, kind: FileKind, entry: &FileEntry, key: &str,
     if let Some((n, _)) = &torn {
         return Ok(ReadEnd::Short { why: format!("line {n} is cut short (the body ended inside it)"), torn });
     }
+    // The Bulk Data IG's count is advisory on error files (servers put the
+    // number of failed resources there, not the OperationOutcomes in the file):
+    // only output files are held to it.
     if let Some(count) = entry.count
         && resources_seen < count
+        && !matches!(kind, FileKind::Error)
     {
         return Ok(ReadEnd::Short { torn: None, why: format!("the manifest says {count} resources, the body held {resources_seen}") });
     }
