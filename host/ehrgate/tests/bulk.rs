@@ -470,6 +470,23 @@ fn expired_files_lead_to_a_fresh_kick_off() {
 }
 
 #[test]
+fn exports_given_up_on_are_deleted_on_the_server() {
+    // Every file download answers 410 (expired) while the status URL still answers:
+    // each export is abandoned for a fresh one, three times, then the run gives up.
+    let sb = sandbox(10, 1000, 1, 1);
+    let dir = workdir("abandoned", &sb, "");
+    fault(&sb, Some("GET"), "/_bulk/file", "410");
+    let out = command(&dir.0, &["bulk", "export", "--connection", "ehr"], &[]).output().unwrap();
+    assert!(!out.status.success(), "the run gives up");
+    assert!(text(&out.stderr).contains("gave up after 3 kick-offs"), "{}", text(&out.stderr));
+    let stats: Value = serde_json::from_str(&admin(&sb, "GET", "/stats", None)).unwrap();
+    let by_route = stats["by_route"].as_object().unwrap();
+    let count = |prefix: &str| -> u64 { by_route.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.as_u64().unwrap()).sum() };
+    assert_eq!(count("GET /$export"), 3, "{by_route:?}");
+    assert_eq!(count("DELETE /_bulk/status/"), 3, "every export it started and abandoned is released: {by_route:?}");
+}
+
+#[test]
 fn cancel_deletes_the_export_on_the_server() {
     let sb = sandbox(10, 1000, 100_000, 1);
     let dir = workdir("cancel", &sb, "");

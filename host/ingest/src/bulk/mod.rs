@@ -267,6 +267,11 @@ pub async fn run_export(
             }
             Err(BulkError::Expired(why)) => {
                 on_status(&format!("the export has expired on the server ({why}); kicking off a fresh export (rows already in are merged again, not duplicated)"));
+                // Release what was started: the abandoned export is deleted on the
+                // server (best effort) before it is forgotten here.
+                if let Err(e) = protocol::delete(&conn, &cur.status_url, &scopes).await {
+                    tracing::debug!("DELETE of an abandoned export's status URL failed: {e}");
+                }
                 forget_current(&state).await?;
                 progress.files_total.store(0, std::sync::atomic::Ordering::Relaxed);
                 progress.files_done.store(0, std::sync::atomic::Ordering::Relaxed);
