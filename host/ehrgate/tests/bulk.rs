@@ -688,3 +688,25 @@ fn an_error_files_count_is_advisory_and_an_absurd_retry_after_is_ignored() {
         assert_eq!(stats["faults_applied"], 1, "the absurd Retry-After was served: {stats}");
     }
 }
+
+#[test]
+fn a_connection_allowing_smart_v2_scopes_exports() {
+    // The connection allows `system/*.rs` (SMART v2, what SMART's reference server
+    // grants); the bulk client declares `system/*.read`: it asks for `system/*.rs`.
+    let sb = sandbox(10, 1000, 1, 1);
+    let dir = workdir("smart-v2", &sb, "");
+    let toml = std::fs::read_to_string(dir.0.join("ehrgate.toml")).unwrap().replace("scopes = [\"system/*.read\"]", "scopes = [\"system/*.rs\"]");
+    assert!(toml.contains("system/*.rs"));
+    std::fs::write(dir.0.join("ehrgate.toml"), toml).unwrap();
+    let (id, stdout, _) = export(&dir.0, &[]);
+    assert!(stdout.contains(&format!("export {id} complete")));
+    assert_silver_is(&dir.0, &sandbox_counts(&sb));
+    // A connection that allows nothing the caller needs: a sentence, not a Rust Debug form.
+    let toml = std::fs::read_to_string(dir.0.join("ehrgate.toml")).unwrap().replace("scopes = [\"system/*.rs\"]", "scopes = [\"system/*.c\"]");
+    std::fs::write(dir.0.join("ehrgate.toml"), toml).unwrap();
+    let out = command(&dir.0, &["bulk", "export", "--connection", "ehr"], &[]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("refused before sending: no scope the caller declares is allowed"), "{err}");
+    assert!(!err.contains("Denied("), "{err}");
+}

@@ -88,3 +88,15 @@ pub enum LoadError {
     #[error("`{what}` failed its describe() check: {message}")]
     Describe { what: String, message: String },
 }
+
+/// An outbound request's failure as a sentence (the generated type's own Display
+/// is its Debug form).
+pub fn http_error_text(e: &crate::bindings::HttpError) -> String {
+    use crate::bindings::HttpError;
+    match e {
+        HttpError::Denied(m) => format!("refused before sending: {m}"),
+        HttpError::Unavailable(m) => format!("the server is unavailable: {m}"),
+        HttpError::Timeout => "the request timed out".to_string(),
+        HttpError::Invalid(m) => format!("invalid request: {m}"),
+    }
+}

@@ -31,7 +31,7 @@ pub use bindings::types::{AdapterError, AdapterInfo, ConnectionNeed, Hl7Message,
 pub use bindings::{HttpError, HttpRequest, HttpResponse};
 pub use contract::{ContractVersion, SUPPORTED_CONTRACTS};
 pub use engine::{Runtime, RuntimeConfig};
-pub use error::{CallError, Limit, LoadError};
+pub use error::{CallError, Limit, LoadError, http_error_text};
 pub use grants::{Grant, Grants};
 pub use limits::Limits;
 pub use loaded::{Adapter, AdapterSettings};

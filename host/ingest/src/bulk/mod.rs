@@ -40,7 +40,7 @@ pub enum BulkError {
     State(String),
     #[error("{0}")]
     Busy(String),
-    #[error("{0}: {1}")]
+    #[error("{0}: {text}", text = ehrgate_runtime::http_error_text(.1))]
     Http(String, HttpError),
     #[error("the server refused: {0}")]
     Refused(String),
