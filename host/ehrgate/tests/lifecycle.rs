@@ -279,6 +279,10 @@ fn the_admin_api_needs_its_token_stays_on_loopback_and_audits_every_call() {
     let (status, body) = http(port, "POST", "/v1/adapters/reference/rollback", Some(TOKEN), b"");
     assert_eq!(status, 409, "nothing to roll back to: {body}");
     assert!(body.contains("no-previous"), "{body}");
+    // Names and versions reach store paths: nothing but what a manifest could hold.
+    let (status, body) = http(port, "POST", "/v1/adapters/..%2F..%2Fetc/activate", Some(TOKEN), br#"{"version": "../../x"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"invalid\""), "{body}");
     gw.stop();
     let rows = sql(&dir.0, "SELECT method, path, outcome FROM audit_access_log WHERE action = 'admin.call'");
     let mut outcomes: Vec<String> = rows.iter().map(|r| format!("{} {} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
@@ -289,6 +293,7 @@ fn the_admin_api_needs_its_token_stays_on_loopback_and_audits_every_call() {
             "GET /v1/adapters allowed: 200",
             "GET /v1/adapters denied: 401 no bearer token",
             "GET /v1/adapters denied: 401 wrong token",
+            "POST /v1/adapters/..%2F..%2Fetc/activate failed: 400",
             "POST /v1/adapters/reference/rollback denied: 401 wrong token",
             "POST /v1/adapters/reference/rollback failed: 409",
         ],

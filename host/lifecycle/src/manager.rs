@@ -252,6 +252,7 @@ impl Manager {
 
     /// Make `version` the active version of `name`.
     pub async fn activate(&self, name: &str, version: &str, who: &str) -> Result<Swap, PackageError> {
+        check_ref(name, Some(version))?;
         let _op = self.ops.lock().await;
         let target = format!("{name}@{version}");
         if self.registry.active_version(name).as_deref() == Some(version) && !self.store.state(name)?.disabled {
@@ -309,6 +310,7 @@ impl Manager {
 
     /// Go back to the version that was active before the current one.
     pub async fn rollback(&self, name: &str, who: &str) -> Result<Swap, PackageError> {
+        check_ref(name, None)?;
         let state = self.store.state(name)?;
         let Some(previous) = state.previous.clone() else {
             let e = PackageError::NoPrevious(name.into());
@@ -322,6 +324,7 @@ impl Manager {
     /// `percent` of the units, or in shadow (every unit mapped by both, only the
     /// active version's output written, differences in `ops/shadow_diffs`).
     pub async fn set_candidate(&self, name: &str, version: &str, mode: CandidateMode, who: &str) -> Result<CandidateState, PackageError> {
+        check_ref(name, Some(version))?;
         let _op = self.ops.lock().await;
         let target = format!("{name}@{version}");
         let refuse = |e: PackageError| {
@@ -360,6 +363,7 @@ impl Manager {
 
     /// End a canary or shadow trial: every unit goes to the active version.
     pub async fn clear_candidate(&self, name: &str, who: &str) -> Result<(), PackageError> {
+        check_ref(name, None)?;
         let _op = self.ops.lock().await;
         let mut state = self.store.state(name)?;
         let was = state.candidate.take();
@@ -376,6 +380,7 @@ impl Manager {
     /// Stop serving `name`: its units are quarantined (AE, kept, reprocessable)
     /// and its file drops wait, until a version is activated again.
     pub async fn disable(&self, name: &str, who: &str) -> Result<(), PackageError> {
+        check_ref(name, None)?;
         let _op = self.ops.lock().await;
         if self.registry.active_version(name).is_none() {
             let e = PackageError::Unknown(name.into());
@@ -547,6 +552,20 @@ pub async fn check_package(runtime: &Runtime, trust: &TrustStore, max_component:
     let what = format!("{}@{} (package)", pkg.manifest.name, pkg.manifest.version);
     let adapter = compile(runtime, settings, &what, &pkg.manifest.name, &pkg.component, Some(&pkg)).await?;
     Ok((pkg, signer, adapter, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Names and versions reach store paths: only what a manifest could hold.
+fn check_ref(name: &str, version: Option<&str>) -> Result<(), PackageError> {
+    let ok_name = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok_name {
+        return Err(PackageError::Invalid(format!("`{}` is not an adapter name (1-64 ASCII letters, digits, `-`, `_`)", name.chars().take(80).collect::<String>().escape_debug())));
+    }
+    if let Some(v) = version
+        && (semver::Version::parse(v).is_err() || v.len() > 64)
+    {
+        return Err(PackageError::Invalid(format!("`{}` is not a version (e.g. 1.2.0)", v.chars().take(80).collect::<String>().escape_debug())));
+    }
+    Ok(())
 }
 
 fn base_signer(b: &Baseline) -> String {
