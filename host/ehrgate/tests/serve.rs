@@ -519,3 +519,28 @@ fn one_bad_message_in_a_batch_is_refused_alone_and_a_wrong_trailer_count_is_repo
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient"), 2);
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM quarantine_records"), 1);
 }
+
+#[test]
+fn a_drop_file_that_grows_while_it_is_ingested_is_ingested_again_whole() {
+    let dir = workdir("drops-growing");
+    let drops = dir.0.join("inbox");
+    config(&dir.0, &format!("\n[[listeners.drops]]\nname = \"slow\"\ndir = \"{}\"\nstable_ms = 200\npoll_ms = 50\n", drops.display()));
+    std::fs::create_dir_all(&drops).unwrap();
+    // The gateway pauses after ingesting a file, before moving it aside: the
+    // writer's second part comes during that pause.
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_FAULT_DROP_PAUSE_MS", "3000")]);
+    let line = |i: u32| format!("{{\"resourceType\":\"Patient\",\"id\":\"grow-{i}\",\"meta\":{{\"lastUpdated\":\"2024-01-01T00:00:00Z\"}}}}\n");
+    let file = drops.join("slow.ndjson");
+    std::fs::write(&file, (0..3).map(line).collect::<String>()).unwrap();
+    gw.wait_for("slow.ndjson: committed 3/3 units", Duration::from_secs(60));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all((3..5).map(line).collect::<String>().as_bytes()).unwrap();
+    }
+    gw.wait_for("changed while it was being ingested", Duration::from_secs(60));
+    gw.wait_for("slow.ndjson: ingested 5 units", Duration::from_secs(60));
+    gw.stop();
+    assert_eq!(count(&dir.0, "SELECT count(DISTINCT id) AS n FROM silver_patient WHERE id LIKE 'grow-%'"), 5, "nothing of the second part is lost");
+    assert!(drops.join("processed/slow.ndjson").is_file());
+}

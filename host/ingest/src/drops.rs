@@ -39,6 +39,9 @@ pub struct DropConfig {
     pub ledger: PathBuf,
     /// Units committed per step (memory bound and progress granularity).
     pub chunk: usize,
+    /// Fault injection for tests: wait this long after ingesting a file, before
+    /// checking it did not change and moving it aside.
+    pub pause_before_move: Option<Duration>,
 }
 
 impl DropConfig {
@@ -53,6 +56,7 @@ impl DropConfig {
             processed_dir: None,
             ledger: state_dir.join("drops").join(format!("{name}.jsonl")),
             chunk: 5_000,
+            pause_before_move: None,
         }
     }
 
@@ -69,6 +73,8 @@ pub enum DropError {
     Ingest { name: String, source: crate::pipeline::IngestError },
     #[error("drop {name}: adapter `{adapter}` is disabled or not installed; the file stays in the drop and is tried again")]
     Disabled { name: String, adapter: String },
+    #[error("drop {name}: {file} changed while it was being ingested (its writer was still writing); it stays in the drop and is ingested again, whole, once it is stable. Writers should write under a temporary name and rename, or use done markers (done_suffix)")]
+    Changed { name: String, file: String },
 }
 
 struct Seen {
@@ -265,6 +271,17 @@ impl DropWatcher {
             let report = pipeline.ingest(chunk).await.map_err(|source| DropError::Ingest { name: self.cfg.name.clone(), source })?;
             committed += n;
             tracing::info!(drop = %self.cfg.name, %file, "{file}: committed {committed}/{total} units ({} resources, {} quarantined)", report.resources, report.quarantined);
+        }
+        if let Some(d) = self.cfg.pause_before_move {
+            tracing::warn!(drop = %self.cfg.name, "fault injection: pausing {d:?} before moving {file} aside");
+            tokio::time::sleep(d).await;
+        }
+        // A writer that paused longer than `stable` and went on: what was read is
+        // not the whole file. Leave it (and the ledger) alone; once it is stable it
+        // is ingested again, whole (silver merges the part already in).
+        let now = std::fs::metadata(path).map_err(io(format!("look at {file} again")))?;
+        if now.len() != meta.len() || now.len() != key.1 || now.modified().ok() != meta.modified().ok() {
+            return Err(DropError::Changed { name: self.cfg.name.clone(), file });
         }
         // Ledger first, then the move: a crash in between leaves a file the ledger
         // knows, which the next poll moves aside.

@@ -241,6 +241,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         if let Some(v) = d.chunk {
             dc.chunk = v;
         }
+        dc.pause_before_move = std::env::var("EHRGATE_FAULT_DROP_PAUSE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
         let source = PipelineSource::Live { lake: lake.clone(), adapters: registry.clone(), name: d.adapter.clone() };
         let watcher = DropWatcher::with_source(dc, source)?;
         announce(&format!("ehrgate: drop {} watching {} (adapter {})", d.name, d.dir.display(), d.adapter));
