@@ -544,3 +544,27 @@ fn a_drop_file_that_grows_while_it_is_ingested_is_ingested_again_whole() {
     assert_eq!(count(&dir.0, "SELECT count(DISTINCT id) AS n FROM silver_patient WHERE id LIKE 'grow-%'"), 5, "nothing of the second part is lost");
     assert!(drops.join("processed/slow.ndjson").is_file());
 }
+
+#[test]
+fn one_non_utf8_byte_does_not_corrupt_the_utf8_names_of_a_message() {
+    let dir = workdir("encoding");
+    config(&dir.0, "");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    // UTF-8 names, and one Windows-1252 byte (é) in the street.
+    let mut msg = "MSH|^~\\&|S|F|R|F|20240101||ADT^A01|ENC1|P|2.5.1\rPID|1||ENC1-P^^^H^MR||Müller^Jörg||19800101|M|||Rue de l'".as_bytes().to_vec();
+    msg.extend_from_slice(b"\xe9glise 1^^Paris\r");
+    let wire = [&[0x0bu8][..], &msg, &[0x1c, 0x0d]].concat();
+    let acks = raw_mllp(port, &wire, 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|ENC1"), "{}", acks[0]);
+    gw.stop();
+    let rows = sql(&dir.0, "SELECT resource FROM silver_patient");
+    assert_eq!(rows.len(), 1);
+    let p: serde_json::Value = serde_json::from_str(rows[0]["resource"].as_str().unwrap()).unwrap();
+    assert_eq!(p["name"][0]["family"], "Müller", "{p}");
+    assert_eq!(p["name"][0]["given"][0], "Jörg", "{p}");
+    assert_eq!(p["address"][0]["line"][0], "Rue de l'église 1", "{p}");
+    // Bronze keeps the bytes as received.
+    let raw = sql(&dir.0, "SELECT encode(raw, 'hex') AS h FROM bronze_hl7_messages");
+    assert!(raw[0]["h"].as_str().unwrap().contains("e9676c697365"), "the 0xE9 byte as received");
+}

@@ -170,6 +170,16 @@ pub(crate) fn decode_bytes(bytes: &[u8]) -> Cow<'_, str> {
     let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(b) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(b.iter().map(|&x| cp1252_char(x)).collect()),
+        // Valid UTF-8 stays as it is; only the bytes that are not UTF-8 are read as
+        // Windows-1252. (Decoding the whole message as cp1252 because of one
+        // stray byte would turn every UTF-8 name in it into mojibake.)
+        Err(_) => {
+            let mut out = String::with_capacity(b.len() + 8);
+            for chunk in b.utf8_chunks() {
+                out.push_str(chunk.valid());
+                out.extend(chunk.invalid().iter().map(|&x| cp1252_char(x)));
+            }
+            Cow::Owned(out)
+        }
     }
 }

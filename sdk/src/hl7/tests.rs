@@ -895,6 +895,11 @@ fn decode_bytes_utf8_bom_and_cp1252() {
     let m = one(&text);
     assert_eq!(get(&m, "MSH-4"), s("ELAB–3"));
     assert_eq!(get(&m, "MSH-3"), s("GHH LAB"));
+
+    // One stray cp1252 byte does not turn the message's UTF-8 into mojibake.
+    let mut mixed = "PID|1||X||Müller^Jörg||".as_bytes().to_vec();
+    mixed.extend_from_slice(b"\xe9t\xe9");
+    assert_eq!(decode_bytes(&mixed), "PID|1||X||Müller^Jörg||été");
 }
 
 #[test]
