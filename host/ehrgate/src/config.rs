@@ -221,7 +221,11 @@ pub struct MllpEntry {
     pub ack: AckKind,
     pub max_message_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    /// Connections at once from one peer address (default 32).
+    pub max_connections_per_peer: Option<usize>,
     pub idle_timeout_s: Option<u64>,
+    /// A frame must be complete within this long of its first byte (default 60).
+    pub frame_timeout_s: Option<u64>,
     pub max_in_flight: Option<usize>,
     /// Follow MSH-15 (NE / ER / SU) for enhanced-mode accept ACKs; by default every
     /// frame gets a reply.

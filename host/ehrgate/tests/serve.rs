@@ -568,3 +568,51 @@ fn one_non_utf8_byte_does_not_corrupt_the_utf8_names_of_a_message() {
     let raw = sql(&dir.0, "SELECT encode(raw, 'hex') AS h FROM bronze_hl7_messages");
     assert!(raw[0]["h"].as_str().unwrap().contains("e9676c697365"), "the 0xE9 byte as received");
 }
+
+#[test]
+fn a_trickling_sender_is_cut_off_and_one_peer_cannot_take_every_connection() {
+    use std::io::{Read, Write};
+    let dir = workdir("slowloris");
+    config(&dir.0, "frame_timeout_s = 2\nmax_connections_per_peer = 3\n");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+
+    // Slow loris: a frame's bytes one at a time, every 300 ms. The idle timer
+    // (600 s) would never fire; the frame timeout does, within a few seconds.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let started = std::time::Instant::now();
+    let frame = b"\x0bMSH|^~\\&|S|F|R|F|20240101||ADT^A01|SLOW1|P|2.5.1\rPID|1||SLOW";
+    let mut cut_off = false;
+    for b in frame.iter() {
+        if s.write_all(&[*b]).is_err() {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300)); // the attacker's pace
+        if started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    if !cut_off {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        cut_off = matches!(s.read(&mut [0u8; 16]), Ok(0) | Err(_));
+    }
+    assert!(cut_off, "the trickling connection was closed");
+    gw.wait_for("was not complete within 2s of its first byte", Duration::from_secs(30));
+
+    // Three idle connections from 127.0.0.1 take its share; a fourth is closed at
+    // once; the first three still work.
+    let idle: Vec<std::net::TcpStream> = (0..3).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    let mut fourth = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fourth.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(matches!(fourth.read(&mut [0u8; 16]), Ok(0) | Err(_)), "the fourth connection from one address is closed");
+    gw.wait_for("3 connections from this address already", Duration::from_secs(10));
+    let mut first = &idle[0];
+    first.write_all(b"\x0bMSH|^~\\&|S|F|R|F|20240101||ADT^A01|PEER1|P|2.5.1\rPID|1||PEER1-P^^^H^MR\r\x1c\x0d").unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut ack = vec![0u8; 4096];
+    let n = first.read(&mut ack).unwrap();
+    assert!(text(&ack[..n]).contains("MSA|AA|PEER1"), "{}", text(&ack[..n]));
+    drop(idle);
+    gw.stop();
+}

@@ -65,6 +65,12 @@ fn mllp_config(e: &MllpEntry, i: usize) -> anyhow::Result<MllpConfig> {
     if let Some(v) = e.idle_timeout_s {
         c.idle_timeout = Duration::from_secs(v);
     }
+    if let Some(v) = e.max_connections_per_peer {
+        c.max_connections_per_peer = v;
+    }
+    if let Some(v) = e.frame_timeout_s {
+        c.frame_timeout = Duration::from_secs(v.max(1));
+    }
     if let Some(v) = e.max_in_flight {
         c.max_in_flight = v;
     }

@@ -94,6 +94,11 @@ impl Decoder {
         &self.buf[body..self.buf.len().min(body + n)]
     }
 
+    /// Bytes of a frame not yet complete are buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     pub fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

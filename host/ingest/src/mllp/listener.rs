@@ -1,5 +1,6 @@
 //! The MLLP listener and its connections.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +36,18 @@ pub struct MllpConfig {
     pub ack: AckMode,
     pub router: Router,
     pub max_message_bytes: usize,
+    /// Connections at once; past it a new connection is closed at once (and
+    /// logged). See also `max_connections_per_peer`.
     pub max_connections: usize,
+    /// Connections at once from one peer address, so that one sender (or one
+    /// attacker) cannot take every slot.
+    pub max_connections_per_peer: usize,
+    /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// A frame, once its first byte arrived, must be complete within this long,
+    /// however slowly its bytes trickle in (a slow-loris sender cannot hold a
+    /// connection by sending a byte now and then).
+    pub frame_timeout: Duration,
     /// Messages a connection may have sent before reading their ACKs.
     pub max_in_flight: usize,
     /// Follow MSH-15's conditions for enhanced-mode accept ACKs (NE: none, ER: only
@@ -57,7 +68,9 @@ impl MllpConfig {
             router: Router { rules: Vec::new(), default: Some(adapter.into()) },
             max_message_bytes: 16 << 20,
             max_connections: 256,
+            max_connections_per_peer: 32,
             idle_timeout: Duration::from_secs(600),
+            frame_timeout: Duration::from_secs(60),
             max_in_flight: 64,
             honour_msh15: false,
             tls: None,
@@ -82,6 +95,7 @@ pub fn start(listener: TcpListener, cfg: MllpConfig, flow: Flow, shutdown: watch
 
 async fn accept_loop(listener: TcpListener, cfg: Arc<MllpConfig>, flow: Flow, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let per_peer: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -97,6 +111,10 @@ async fn accept_loop(listener: TcpListener, cfg: Arc<MllpConfig>, flow: Flow, mu
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(listener = %cfg.name, %peer, "connection limit of {} reached; closing the new connection", cfg.max_connections);
+            continue;
+        };
+        let Some(peer_slot) = PeerSlot::take(&per_peer, peer.ip(), cfg.max_connections_per_peer) else {
+            tracing::warn!(listener = %cfg.name, %peer, "{} connections from this address already; closing the new one", cfg.max_connections_per_peer);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -115,12 +133,43 @@ async fn accept_loop(listener: TcpListener, cfg: Arc<MllpConfig>, flow: Flow, mu
                 }
             }
             drop(slot);
+            drop(peer_slot);
         });
         while conns.try_join_next().is_some() {}
     }
     // Stop accepting; let open connections finish the messages they sent.
     drop(listener);
     while conns.join_next().await.is_some() {}
+}
+
+/// One connection's share of its peer address's limit, given back on drop.
+struct PeerSlot {
+    map: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    fn take(map: &Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { map: map.clone(), ip })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// What the writer half owes the peer, in the order the frames arrived.
@@ -181,13 +230,24 @@ where
 
     let mut decoder = Decoder::new(cfg.framing.clone(), cfg.max_message_bytes);
     let mut buf = vec![0u8; 64 * 1024];
+    // When the frame being received must be complete: set by its first byte, not
+    // moved by later ones.
+    let mut frame_deadline: Option<tokio::time::Instant> = None;
     'read: loop {
+        let wait = match frame_deadline {
+            Some(d) => d.saturating_duration_since(tokio::time::Instant::now()).min(cfg.idle_timeout),
+            None => cfg.idle_timeout,
+        };
         let n = tokio::select! {
-            r = tokio::time::timeout(cfg.idle_timeout, rd.read(&mut buf)) => match r {
+            r = tokio::time::timeout(wait, rd.read(&mut buf)) => match r {
                 Ok(Ok(0)) => break,
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => {
                     tracing::debug!(listener = %cfg.name, %peer, "read failed: {e}");
+                    break;
+                }
+                Err(_) if frame_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+                    tracing::warn!(listener = %cfg.name, %peer, "a frame was not complete within {:?} of its first byte; closing the connection", cfg.frame_timeout);
                     break;
                 }
                 Err(_) => {
@@ -224,6 +284,11 @@ where
                 }
             }
         }
+        frame_deadline = match (decoder.has_partial(), frame_deadline) {
+            (false, _) => None,
+            (true, Some(d)) => Some(d),
+            (true, None) => Some(tokio::time::Instant::now() + cfg.frame_timeout),
+        };
     }
     drop(owed_tx);
     let _ = writer.await;
