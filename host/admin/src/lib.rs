@@ -235,7 +235,7 @@ pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditS
 }
 
 /// Serve on a listener bound beforehand (after [`AdminConfig::check`]).
-pub fn start(listener: tokio::net::TcpListener, cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, mut shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+pub fn start(listener: tokio::net::TcpListener, cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
     cfg.check()?;
     let digest: [u8; 32] = Sha256::digest(cfg.token.as_bytes()).into();
     let token_id = hex::encode(&Sha256::digest(digest)[..4]);
@@ -250,13 +250,6 @@ pub fn start(listener: tokio::net::TcpListener, cfg: AdminConfig, manager: Arc<M
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
     let app = Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(shared);
     let addr = listener.local_addr().map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop).await {
-            tracing::error!("admin server failed: {e}");
-        }
-    });
+    let task = tokio::spawn(ehrgate_httpd::serve(listener, app, ehrgate_httpd::HttpLimits { max_connections: 64, ..Default::default() }, "admin", shutdown));
     Ok((addr, task))
 }

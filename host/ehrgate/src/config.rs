@@ -268,6 +268,12 @@ fn reference() -> String {
 pub struct WebhookEntry {
     pub bind: String,
     pub max_body_bytes: Option<usize>,
+    /// Connections at once (default 256); more are closed at once.
+    pub max_connections: Option<usize>,
+    /// Request headers must arrive within this long (default 10).
+    pub header_timeout_s: Option<u64>,
+    /// A whole request, body included, within this long (default 60).
+    pub request_timeout_s: Option<u64>,
     #[serde(default)]
     pub sources: Vec<WebhookSourceEntry>,
 }

@@ -376,6 +376,23 @@ enum AdapterCommand {
     },
 }
 
+/// Raise the soft limit on open files to the hard limit: a gateway holds many
+/// sockets, and running out of descriptors must not be what an ordinary
+/// `ulimit -n 1024` decides.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit / setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+                tracing::warn!("could not raise the open-files limit from {} to {}", r.rlim_cur, r.rlim_max);
+            }
+        }
+    }
+}
+
 impl GatewayArgs {
     fn remote(&self) -> cli::adapter_admin::Remote {
         cli::adapter_admin::Remote { gateway: self.gateway.clone(), token: self.token.clone() }
@@ -395,6 +412,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

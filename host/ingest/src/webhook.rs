@@ -54,6 +54,8 @@ pub struct WebhookConfig {
     pub bind: SocketAddr,
     pub sources: Vec<WebhookSource>,
     pub max_body_bytes: usize,
+    /// Connection cap, header and request timeouts.
+    pub limits: ehrgate_httpd::HttpLimits,
 }
 
 struct Shared {
@@ -211,7 +213,7 @@ pub async fn bind(cfg: WebhookConfig, flow: Flow, shutdown: watch::Receiver<bool
 }
 
 /// Serve on a listener bound beforehand.
-pub fn start(listener: tokio::net::TcpListener, cfg: WebhookConfig, flow: Flow, mut shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub fn start(listener: tokio::net::TcpListener, cfg: WebhookConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, replays: Replays::default() });
     let app = Router::new()
@@ -219,14 +221,8 @@ pub fn start(listener: tokio::net::TcpListener, cfg: WebhookConfig, flow: Flow, 
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .with_state(shared);
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!("webhook server failed: {e}");
-        }
-    });
+    let limits = cfg.limits;
+    let task = tokio::spawn(ehrgate_httpd::serve(listener, app, limits, "webhooks", shutdown));
     Ok((addr, task))
 }
 

@@ -119,7 +119,13 @@ fn webhook_config(w: &crate::config::WebhookEntry) -> anyhow::Result<WebhookConf
             forward_headers: s.forward_headers.clone(),
         });
     }
-    Ok(WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20) })
+    let d = ehrgate_httpd::HttpLimits::default();
+    let limits = ehrgate_httpd::HttpLimits {
+        max_connections: w.max_connections.unwrap_or(d.max_connections),
+        header_timeout: w.header_timeout_s.map(|s| Duration::from_secs(s.max(1))).unwrap_or(d.header_timeout),
+        request_timeout: w.request_timeout_s.map(|s| Duration::from_secs(s.max(1))).unwrap_or(d.request_timeout),
+    };
+    Ok(WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20), limits })
 }
 
 async fn shutdown_signal() {
