@@ -616,3 +616,62 @@ fn a_trickling_sender_is_cut_off_and_one_peer_cannot_take_every_connection() {
     drop(idle);
     gw.stop();
 }
+
+#[test]
+fn half_sent_http_requests_cannot_take_the_gateway_down() {
+    use std::io::{Read, Write};
+    let dir = workdir("fd-dos");
+    config(
+        &dir.0,
+        "\n[listeners.webhooks]\nbind = \"127.0.0.1:0\"\nmax_connections = 50\nheader_timeout_s = 2\n[[listeners.webhooks.sources]]\nname = \"cdc\"\nsecret = \"env:EHRGATE_TEST_WEBHOOK_SECRET\"\n",
+    );
+    const SECRET: &str = "correct horse battery staple";
+    // 256 open files at most (soft and hard): 400 half-sent requests would use
+    // them all up without a connection cap.
+    let mut gw = Gateway::start_limited(&dir.0, &[("EHRGATE_TEST_WEBHOOK_SECRET", SECRET)], Some(256));
+    let mllp = gw.port("mllp listener adt");
+    let hooks = gw.port("ehrgate: webhooks on");
+    let mut attack = Vec::new();
+    for _ in 0..400 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", hooks)) {
+            let _ = s.write_all(b"POST /v1/events/cdc HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Ehrgate-Timestamp: 1");
+            attack.push(s);
+        }
+    }
+    gw.wait_for("connection limit of 50 reached", Duration::from_secs(30));
+    // MLLP senders are still served while the attack holds its connections.
+    let out = Command::new("python3").arg(peer_script()).args(["--port", &mllp.to_string(), "stream", "--count", "50", "--prefix", "DOS"]).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).lines().filter(|l| l.ends_with(" AA")).count() == 50, "{}", text(&out.stdout));
+    // The half-sent requests the server took (the first ones) are closed once their
+    // headers are late (2 s), not held for ever.
+    attack[0].set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut b = [0u8; 256];
+    assert!(attack[0].read(&mut b).is_ok(), "the first held connection was closed by the server within 20 s");
+    drop(attack);
+    // And the webhook port serves again.
+    assert_eq!(post_event(hooks, SECRET, unix_now(), r#"{"resourceType":"Patient","id":"after-dos"}"#), 202);
+    gw.stop();
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages"), 50);
+}
+
+#[test]
+fn the_gateway_raises_its_soft_open_files_limit_to_the_hard_limit() {
+    let dir = workdir("nofile");
+    config(&dir.0, "");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&dir.0)
+        .args(["-c", "ulimit -S -n 64 && exec \"$0\" serve --config ehrgate.toml", env!("CARGO_BIN_EXE_ehrgate")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("ehrgate: ready")));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let nums: Vec<&str> = row.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums[0], nums[1], "soft = hard: {row}");
+    assert_ne!(nums[0], "64", "{row}");
+}

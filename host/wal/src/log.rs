@@ -15,7 +15,7 @@ pub enum WalError {
     TooLarge { dir: PathBuf, len: usize, max: usize },
     #[error("write-ahead log in {dir}: {0}", dir = .1.display())]
     Corrupt(String, PathBuf),
-    #[error("write-ahead log in {dir}: an earlier write failed ({why}); appends are refused until a restart re-reads the log")]
+    #[error("write-ahead log in {dir}: an earlier write failed ({why}) and the segment could not be repaired yet; the next append tries again")]
     Poisoned { dir: PathBuf, why: String },
 }
 
@@ -54,9 +54,14 @@ pub struct Log {
     file_len: u64,
     next_seq: u64,
     checkpoint: u64,
-    /// Set when a write or fsync failed: the file's state is unknown (after a failed
-    /// fsync Linux may have dropped the dirty pages), so nothing more is appended.
+    /// Set when a write or fsync failed: the file's state past `file_len` is
+    /// unknown (after a failed fsync Linux may have dropped the dirty pages). The
+    /// next append first repairs it: the segment is reopened and cut back to
+    /// `file_len`, the length of what was last made durable (and acknowledged).
     poisoned: Option<String>,
+    /// Failure injection for tests: the next roll or write fails.
+    #[cfg(test)]
+    fail_next: Option<&'static str>,
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -128,7 +133,18 @@ impl Log {
                 (f, 0)
             }
         };
-        let log = Log { dir: dir.to_path_buf(), cfg, segments, file, file_len, next_seq, checkpoint, poisoned: None };
+        let log = Log {
+            dir: dir.to_path_buf(),
+            cfg,
+            segments,
+            file,
+            file_len,
+            next_seq,
+            checkpoint,
+            poisoned: None,
+            #[cfg(test)]
+            fail_next: None,
+        };
         Ok((log, replay))
     }
 
@@ -144,19 +160,24 @@ impl Log {
     /// Append `payloads` and make them durable; returns the sequence number of the
     /// first one (the rest follow consecutively).
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<u64, WalError> {
-        if let Some(why) = &self.poisoned {
-            return Err(WalError::Poisoned { dir: self.dir.clone(), why: why.clone() });
+        if let Some(why) = self.poisoned.clone() {
+            // A transient failure (no space, no file descriptors) must not stop the
+            // gateway for good: repair, then go on.
+            if let Err(e) = self.repair() {
+                return Err(WalError::Poisoned { dir: self.dir.clone(), why: format!("{why}; repair: {e}") });
+            }
+            tracing::warn!(dir = %self.dir.display(), "write-ahead log repaired after a failed write ({why}); appending again");
+            self.poisoned = None;
         }
         for p in payloads {
             if p.as_ref().len() > self.cfg.max_record_bytes {
                 return Err(WalError::TooLarge { dir: self.dir.clone(), len: p.as_ref().len(), max: self.cfg.max_record_bytes });
             }
         }
-        if self.file_len >= self.cfg.segment_bytes
-            && let Err(e) = self.roll()
-        {
-            self.poisoned = Some(e.to_string());
-            return Err(e);
+        // A roll that fails (no space, no descriptors) leaves the current segment
+        // as it was: the append is refused, and the next one tries to roll again.
+        if self.file_len >= self.cfg.segment_bytes {
+            self.roll()?;
         }
         let first = self.next_seq;
         let size: usize = payloads.iter().map(|p| HEADER + p.as_ref().len()).sum();
@@ -172,7 +193,7 @@ impl Log {
             buf.extend_from_slice(&seq.to_le_bytes());
             buf.extend_from_slice(p);
         }
-        if let Err(e) = self.file.write_all(&buf).and_then(|_| self.file.sync_data()) {
+        if let Err(e) = self.write_durably(&buf) {
             // Fail-stop: a later append must not follow a half-written record, and
             // after a failed fsync the file's contents are not known. On restart, open
             // cuts a torn tail; the failed records were never acknowledged.
@@ -184,7 +205,35 @@ impl Log {
         Ok(first)
     }
 
+    fn write_durably(&mut self, buf: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_next == Some("write") {
+            self.fail_next = None;
+            // Half the bytes reach the file, then the disk is full.
+            self.file.write_all(&buf[..buf.len() / 2])?;
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "injected: no space left on device"));
+        }
+        self.file.write_all(buf)?;
+        self.file.sync_data()
+    }
+
+    /// Cut the open segment back to what was last made durable, through a fresh
+    /// descriptor, and make that durable.
+    fn repair(&mut self) -> io::Result<()> {
+        let path = &self.segments.last().expect("an open segment").path;
+        let f = OpenOptions::new().append(true).open(path)?;
+        f.set_len(self.file_len)?;
+        f.sync_all()?;
+        self.file = f;
+        Ok(())
+    }
+
     fn roll(&mut self) -> Result<(), WalError> {
+        #[cfg(test)]
+        if self.fail_next == Some("roll") {
+            self.fail_next = None;
+            return Err(self.io("create segment")(io::Error::other("injected: too many open files")));
+        }
         let path = self.dir.join(segment_name(self.next_seq));
         self.file = create_segment(&self.dir, &path).map_err(self.io("create segment"))?;
         self.file_len = 0;
@@ -198,6 +247,17 @@ impl Log {
         if seq <= self.checkpoint {
             return Ok(());
         }
+        // Segments whose records are all in their final store go first: that frees
+        // space before the checkpoint file (which needs some) is written, so a full
+        // disk recovers. Deleting before recording is safe: a restart replays from
+        // the older checkpoint what is left, and what is gone is in the lake.
+        // (A segment can go when the next one starts at or below seq + 1; the open
+        // segment always stays.)
+        while self.segments.len() > 1 && self.segments[1].first_seq <= seq + 1 {
+            // Delete first: a segment that could not be deleted stays known.
+            fs::remove_file(&self.segments[0].path).map_err(self.io("delete segment"))?;
+            self.segments.remove(0);
+        }
         let tmp = self.dir.join("checkpoint.tmp");
         let write = || -> io::Result<()> {
             let mut f = File::create(&tmp)?;
@@ -208,13 +268,6 @@ impl Log {
         };
         write().map_err(self.io("write checkpoint"))?;
         self.checkpoint = seq;
-        // A segment can go when the next one starts at or below checkpoint + 1 (all
-        // of its records are <= checkpoint). The open segment always stays.
-        while self.segments.len() > 1 && self.segments[1].first_seq <= seq + 1 {
-            // Delete first: a segment that could not be deleted stays known.
-            fs::remove_file(&self.segments[0].path).map_err(self.io("delete segment"))?;
-            self.segments.remove(0);
-        }
         Ok(())
     }
 
@@ -289,6 +342,26 @@ mod tests {
 
     fn small() -> LogConfig {
         LogConfig { segment_bytes: 100, max_record_bytes: 1000 }
+    }
+
+    #[test]
+    fn a_failed_roll_or_write_is_repaired_by_the_next_append_and_nothing_acknowledged_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+        assert_eq!(log.append(&[[1u8; 90]]).unwrap(), 1);
+        // No descriptor for a new segment: refused, not fail-stop.
+        log.fail_next = Some("roll");
+        assert!(log.append(&[[2u8; 10]]).is_err());
+        assert_eq!(log.append(&[[3u8; 10]]).unwrap(), 2, "the next append rolls and goes on");
+        // The disk fills half way through a write: refused; the next append cuts
+        // the half-written record off and goes on.
+        log.fail_next = Some("write");
+        assert!(log.append(&[[4u8; 40], [5u8; 40]]).is_err());
+        assert_eq!(log.append(&[[6u8; 10]]).unwrap(), 3);
+        drop(log);
+        let (_, replay) = Log::open(dir.path(), small()).unwrap();
+        let got: Vec<(u64, u8)> = replay.iter().map(|r| (r.seq, r.payload[0])).collect();
+        assert_eq!(got, vec![(1, 1), (2, 3), (3, 6)], "exactly the acknowledged records, no torn data");
     }
 
     #[test]

@@ -52,7 +52,20 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Gateway {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ehrgate"));
+        Self::start_limited(dir, env, None)
+    }
+
+    /// Started under `ulimit -n nofile` (soft and hard), as a service manager
+    /// might set it.
+    pub fn start_limited(dir: &Path, env: &[(&str, &str)], nofile: Option<u32>) -> Gateway {
+        let mut cmd = match nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_ehrgate")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_ehrgate")]);
+                c
+            }
+        };
         cmd.current_dir(dir).args(["serve", "--config", "ehrgate.toml"]).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.env("EHRGATE_LOG", "warn,ehrgate_ingest=info,deltalake_core=error,buoyant_kernel=off,delta_kernel=off");
         for (k, v) in env {
