@@ -52,6 +52,18 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
     Ok(())
 }
 
+/// The folders in `dir` (not hidden ones: installs in progress).
+fn subdirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -131,14 +143,7 @@ impl Store {
 
     /// Installed versions of `name`, oldest first (semantic version order).
     pub fn versions(&self, name: &str) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.dir.join(name))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
+        let mut v = subdirs(&self.dir.join(name));
         v.sort_by(|a, b| match (semver::Version::parse(a), semver::Version::parse(b)) {
             (Ok(x), Ok(y)) => x.cmp(&y),
             _ => a.cmp(b),
@@ -148,14 +153,7 @@ impl Store {
 
     /// Names with anything in the store.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
+        let mut v = subdirs(&self.dir);
         v.sort();
         v
     }
