@@ -675,3 +675,25 @@ fn the_gateway_raises_its_soft_open_files_limit_to_the_hard_limit() {
     assert_eq!(nums[0], nums[1], "soft = hard: {row}");
     assert_ne!(nums[0], "64", "{row}");
 }
+
+#[test]
+fn a_message_stamped_in_2099_does_not_pin_its_record() {
+    let dir = workdir("future");
+    config(&dir.0, "");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    // The update's own time: a few seconds from now (MSH-7 has second precision).
+    let now = text(&Command::new("date").args(["-u", "-d", "+5 seconds", "+%Y%m%d%H%M%S"]).output().unwrap().stdout).trim().to_string();
+    let msg = |ts: &str, id: &str, family: &str| {
+        format!("\x0bMSH|^~\\&|S|F|R|F|{ts}+0000||ADT^A08|{id}|P|2.5.1\rEVN|A08|{ts}+0000\rPID|1||FUT-P^^^H^MR||{family}^Ann||19800101|F\r\x1c\x0d")
+    };
+    let acks = raw_mllp(port, msg("20991231000000", "F1", "Future").as_bytes(), 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|F1"), "{}", acks[0]);
+    let acks = raw_mllp(port, msg(&now, "F2", "Current").as_bytes(), 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|F2"), "{}", acks[0]);
+    gw.stop();
+    let rows = sql(&dir.0, "SELECT resource FROM silver_patient");
+    assert_eq!(rows.len(), 1);
+    let p: serde_json::Value = serde_json::from_str(rows[0]["resource"].as_str().unwrap()).unwrap();
+    assert_eq!(p["name"][0]["family"], "Current", "the later update wins over the one stamped in 2099: {p}");
+}

@@ -205,7 +205,8 @@ impl SilverRow {
     }
 
     /// Extract the typed columns from a resource's JSON. `fallback_ts` is used when
-    /// the resource has no usable meta.lastUpdated (e.g. the receipt time).
+    /// the resource has no usable meta.lastUpdated (e.g. the receipt time), or one
+    /// more than [`FUTURE_TOLERANCE_MICROS`] ahead of now.
     pub fn from_json(json: &str, adapter: &str, lineage: &str, fallback_ts: Micros) -> Result<SilverRow, LakeError> {
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| LakeError::Invalid(format!("adapter output is not JSON: {e}")))?;
         let s = |p: &[&str]| at(&v, p).and_then(|x| x.as_str()).map(str::to_owned);
@@ -243,7 +244,14 @@ impl SilverRow {
             &["authoredOn"],
             &["birthDate"],
         ]);
-        let source_ts = s(&["meta", "lastUpdated"]).and_then(|t| parse_fhir_time(&t)).unwrap_or(fallback_ts);
+        let mut source_ts = s(&["meta", "lastUpdated"]).and_then(|t| parse_fhir_time(&t)).unwrap_or(fallback_ts);
+        // A version stamped more than a day ahead (MSH-7 in 2099, lastUpdated
+        // 9999-12-31) would win against every later update for ever: it is taken
+        // as of its receipt instead, and said so.
+        if source_ts > fallback_ts.max(now_micros()).saturating_add(FUTURE_TOLERANCE_MICROS) {
+            tracing::warn!(%lineage, "{resource_type} stamped more than a day in the future: ordered by its receipt time instead");
+            source_ts = fallback_ts;
+        }
         Ok(SilverRow {
             patient_ref,
             encounter_ref,
@@ -264,6 +272,9 @@ impl SilverRow {
         })
     }
 }
+
+/// How far ahead of now (or of its receipt) a version's source time may be.
+pub const FUTURE_TOLERANCE_MICROS: Micros = 24 * 3600 * 1_000_000;
 
 /// FHIR date / dateTime / instant to microseconds UTC. Partial dates take the start
 /// of the period (`2024` -> 2024-01-01T00:00:00Z); a time without an offset is read
@@ -453,6 +464,12 @@ mod tests {
         assert_eq!(r.source_ts, parse_fhir_time("2024-01-03T00:00:00Z").unwrap());
         assert_eq!(r.effective_at, parse_fhir_time("2024-01-02T03:04:05Z"));
         assert!(SilverRow::from_json(r#"{"id":"x"}"#, "a", "l", 0).is_err());
+        // Stamped far in the future: ordered by its receipt time.
+        let now = now_micros();
+        let far = SilverRow::from_json(r#"{"resourceType":"Patient","id":"p","meta":{"lastUpdated":"9999-12-31T00:00:00Z"}}"#, "a", "l", now).unwrap();
+        assert_eq!(far.source_ts, now);
+        let soon = SilverRow::from_json(r#"{"resourceType":"Patient","id":"p","meta":{"lastUpdated":"2020-01-01T00:00:00Z"}}"#, "a", "l", now).unwrap();
+        assert_eq!(soon.source_ts, parse_fhir_time("2020-01-01T00:00:00Z").unwrap());
         assert!(SilverRow::from_json(r#"{"resourceType":"../x","id":"x"}"#, "a", "l", 0).is_err());
     }
 }
