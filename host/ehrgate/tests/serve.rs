@@ -154,6 +154,48 @@ fn kill_9_during_a_10k_stream_loses_no_acked_message_and_resends_do_not_duplicat
     assert_eq!((rows[0]["n"].as_u64().unwrap(), rows[0]["d"].as_u64().unwrap()), (N, N), "every message exactly once in silver");
     let encounters = count(&dir.0, "SELECT count(*) AS n FROM silver_encounter");
     assert_eq!(encounters, N);
+    // Bronze: the replayed units that were committed before the kill are not
+    // appended again (a unit sent twice by the client is two receipts, two ids).
+    let b = sql(&dir.0, "SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM bronze_hl7_messages");
+    assert_eq!(b[0]["n"], b[0]["d"], "no record id twice in bronze after the replay");
+    assert!(b[0]["d"].as_u64().unwrap() >= N);
+}
+
+#[test]
+fn a_replay_of_units_already_in_the_lake_adds_no_second_bronze_or_quarantine_row() {
+    let dir = workdir("replay-once");
+    config(&dir.0, "");
+    // Units reach the lake, then the kill comes before the log's checkpoint.
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_FAULT_SLOW_CHECKPOINT_MS", "600000")]);
+    let port = gw.port("mllp listener adt");
+    // First a message that is quarantined (no PID-3): it is in the first commit.
+    let acks = raw_mllp(port, b"\x0bMSH|^~\\&|S|F|R|F|20240101||ADT^A08|Q1|P|2.5.1\rEVN|A08|20240101\rPID|1||||Doe^J\r\x1c\x0d", 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AE") || msa(&acks[0]).starts_with("MSA|AR"), "{}", acks[0]);
+    let (code, lines) = stream(port, 0, 20, |_| {});
+    assert_eq!(code, 0, "{lines:?}");
+    // The first commit is in the lake; no checkpoint is written (nor any commit
+    // after it: the commit stage waits).
+    let in_lake = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir.0).args(["sql", "SELECT count(*) AS n FROM quarantine_records", "--format", "json"]).output().unwrap();
+        out.status.success() && text(&out.stdout).contains(r#""n":1"#)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !in_lake() {
+        assert!(std::time::Instant::now() < deadline, "the first commit did not reach the lake within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw.kill9();
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let replay = gw.wait_for("write-ahead log:", Duration::from_secs(10));
+    assert!(replay.contains("21 units"), "every unit is replayed (no checkpoint): {replay}");
+    let line = gw.wait_for("replayed units were in bronze already", Duration::from_secs(60));
+    let skipped: u64 = line.split("replay: ").nth(1).and_then(|l| l.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(skipped >= 1, "{line}");
+    gw.stop();
+    let b = sql(&dir.0, "SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM bronze_hl7_messages");
+    assert_eq!((b[0]["n"].as_u64().unwrap(), b[0]["d"].as_u64().unwrap()), (21, 21));
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM quarantine_records"), 1);
+    assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient"), 20);
 }
 
 fn batch_file(prefix: &str, n: usize) -> String {
@@ -205,8 +247,9 @@ fn file_drops_land_exactly_once_even_dropped_twice_or_killed_halfway() {
     let rows = sql(&dir.0, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM silver_patient");
     assert_eq!((rows[0]["n"].as_u64().unwrap(), rows[0]["d"].as_u64().unwrap()), (9300, 9300));
     // Bronze: the re-read after the kill produced the same record ids.
-    let b = sql(&dir.0, "SELECT count(DISTINCT record_id) AS n FROM bronze_hl7_messages");
-    assert_eq!(b[0]["n"].as_u64().unwrap(), 9300);
+    let b = sql(&dir.0, "SELECT count(DISTINCT record_id) AS d, count(*) AS n FROM bronze_hl7_messages");
+    assert_eq!(b[0]["d"].as_u64().unwrap(), 9300);
+    assert_eq!(b[0]["n"].as_u64().unwrap(), 9300, "the chunk committed before the kill is not appended again");
 }
 
 fn unix_now() -> i64 {
@@ -696,4 +739,44 @@ fn a_message_stamped_in_2099_does_not_pin_its_record() {
     assert_eq!(rows.len(), 1);
     let p: serde_json::Value = serde_json::from_str(rows[0]["resource"].as_str().unwrap()).unwrap();
     assert_eq!(p["name"][0]["family"], "Current", "the later update wins over the one stamped in 2099: {p}");
+}
+
+#[test]
+fn an_update_in_the_same_second_as_the_add_wins() {
+    let dir = workdir("same-second");
+    config(&dir.0, "");
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let port = gw.port("mllp listener adt");
+    // MSH-7 with second precision: the A04 and the A08 carry the same time, as
+    // when a registration is corrected at once. Separate connections, separate
+    // commits and a single pipelined frame pair must all keep the A08.
+    let msg = |ty: &str, id: &str, pid: &str, family: &str| {
+        format!("\x0bMSH|^~\\&|S|F|R|F|20240301101010+0000||ADT^{ty}|{id}|P|2.5.1\rEVN|{ty}|20240301101010+0000\rPID|1||{pid}^^^H^MR||{family}^Ann||19800101|F\r\x1c\x0d")
+    };
+    let acks = raw_mllp(port, msg("A04", "S1", "TIE-1", "Added").as_bytes(), 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|S1"), "{}", acks[0]);
+    // (the add is committed before the update arrives: the MERGE decides the tie)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let committed = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir.0).args(["sql", "SELECT resource FROM silver_patient", "--format", "json"]).output().unwrap();
+        out.status.success() && text(&out.stdout).contains("TIE")
+    };
+    while !committed() {
+        assert!(std::time::Instant::now() < deadline, "the A04 was not committed within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let acks = raw_mllp(port, msg("A08", "S2", "TIE-1", "Updated").as_bytes(), 1);
+    assert!(msa(&acks[0]).starts_with("MSA|AA|S2"), "{}", acks[0]);
+    // Both in one frame burst: one commit, the in-batch rule decides.
+    let both = format!("{}{}", msg("A04", "S3", "TIE-2", "Added"), msg("A08", "S4", "TIE-2", "Updated"));
+    let acks = raw_mllp(port, both.as_bytes(), 2);
+    assert!(acks.iter().all(|a| msa(a).starts_with("MSA|AA")), "{acks:?}");
+    gw.stop();
+    let rows = sql(&dir.0, "SELECT resource, receipt_seq FROM silver_patient");
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let p: serde_json::Value = serde_json::from_str(r["resource"].as_str().unwrap()).unwrap();
+        assert_eq!(p["name"][0]["family"], "Updated", "the later arrival wins a same-second tie: {p}");
+        assert!(r["receipt_seq"].as_i64().is_some(), "{r}");
+    }
 }

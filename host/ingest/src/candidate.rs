@@ -89,7 +89,7 @@ mod tests {
     }
 
     fn row(u: &Unit, ty: &str, id: &str, json: &str) -> SilverRow {
-        let mut r = SilverRow::from_json(&format!(r#"{{"resourceType":"{ty}","id":"{id}","x":"{json}"}}"#), "a@1", &u.bronze.lineage(), 0).unwrap();
+        let mut r = SilverRow::from_json(&format!(r#"{{"resourceType":"{ty}","id":"{id}","x":"{json}"}}"#), "a@1", &u.bronze.lineage(), u.bronze.receipt()).unwrap();
         r.resource = json.to_string();
         r
     }

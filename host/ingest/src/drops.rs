@@ -9,8 +9,9 @@
 //! - its rows are committed through the [`Pipeline`] (bronze first, then silver with
 //!   MERGE), then the ledger line is fsynced, then the file is moved to
 //!   `processed/`. A crash before the ledger line re-ingests the file on restart;
-//!   the bronze record ids (from the file's time and line) and silver's MERGE make
-//!   that harmless.
+//!   its bronze record ids (from the file's time and line) are the same, so rows
+//!   bronze and quarantine hold already are not appended again, and silver's MERGE
+//!   ignores versions it has.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -268,7 +269,7 @@ impl DropWatcher {
                 break;
             }
             let n = chunk.len();
-            let report = pipeline.ingest(chunk).await.map_err(|source| DropError::Ingest { name: self.cfg.name.clone(), source })?;
+            let report = pipeline.ingest_once(chunk).await.map_err(|source| DropError::Ingest { name: self.cfg.name.clone(), source })?;
             committed += n;
             tracing::info!(drop = %self.cfg.name, %file, "{file}: committed {committed}/{total} units ({} resources, {} quarantined)", report.resources, report.quarantined);
         }

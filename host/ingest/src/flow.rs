@@ -19,7 +19,7 @@
 //! holds past its checkpoint is mapped and committed again; silver's MERGE makes
 //! that an exactly-once effect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,6 +56,9 @@ pub struct FlowConfig {
     pub commit_group: usize,
     /// Fault injection for tests: wait this long before every lake write.
     pub slow_commit: Option<Duration>,
+    /// Fault injection for tests: wait this long after a lake write, before its
+    /// checkpoint (a kill then leaves units in the lake that the log replays).
+    pub slow_checkpoint: Option<Duration>,
     /// Groups mapped at once.
     pub map_parallel: usize,
     /// Where lake commits run (default: the caller's runtime).
@@ -69,6 +72,7 @@ impl Default for FlowConfig {
             map_group: 256,
             commit_group: 50_000,
             slow_commit: None,
+            slow_checkpoint: None,
             map_parallel: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             lake_runtime: None,
         }
@@ -112,6 +116,8 @@ struct Job {
     /// Its share of the back-pressure budget (replayed units have none), held until
     /// the unit's checkpoint is written; released by drop on every other path.
     permit: Option<OwnedSemaphorePermit>,
+    /// Read back from the log at start: it may be in bronze already.
+    replayed: bool,
 }
 
 struct Durable {
@@ -124,6 +130,8 @@ struct ToCommit {
     permits: Vec<OwnedSemaphorePermit>,
     units: usize,
     bronze: Vec<BronzeRow>,
+    /// Bronze rows of replayed units: appended unless bronze holds them already.
+    bronze_replayed: Vec<BronzeRow>,
     mapped: Mapped,
     shadow: Vec<ShadowDiffRow>,
 }
@@ -177,7 +185,7 @@ impl Flow {
         for r in replay {
             let inbound = Inbound::decode(&r.payload).expect("checked above");
             stats.replayed.fetch_add(1, Ordering::Relaxed);
-            let _ = durable_tx.send(Durable { seq: r.seq, job: Job { inbound, reply: None, permit: None } });
+            let _ = durable_tx.send(Durable { seq: r.seq, job: Job { inbound, reply: None, permit: None, replayed: true } });
         }
         let tasks = vec![
             tokio::spawn(log_stage(rx, wal.clone(), durable_tx, stats.clone(), cfg.map_group)),
@@ -211,7 +219,7 @@ impl Flow {
             }
         };
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.tx.send(Job { inbound, reply: Some(reply), permit }).await
+        if let Err(e) = self.tx.send(Job { inbound, reply: Some(reply), permit, replayed: false }).await
             && let Some(r) = e.0.reply
         {
             let _ = r.send(Outcome::Failed("the gateway is shutting down".into()));
@@ -406,8 +414,11 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
         }
     }
     let n = units.len();
-    let bronze = units.into_iter().map(|u| u.bronze).collect();
-    ToCommit { last_seq, permits, units: n, bronze, mapped, shadow }
+    let (mut bronze, mut bronze_replayed) = (Vec::new(), Vec::new());
+    for (d, u) in batch.iter().zip(units) {
+        if d.job.replayed { bronze_replayed.push(u.bronze) } else { bronze.push(u.bronze) }
+    }
+    ToCommit { last_seq, permits, units: n, bronze, bronze_replayed, mapped, shadow }
 }
 
 async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, stats: Arc<FlowStats>, cfg: FlowConfig) {
@@ -430,12 +441,14 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         let last_seq = groups.iter().map(|g| g.last_seq).max().unwrap_or(0);
         let mut permits = Vec::with_capacity(units);
         let mut bronze = Vec::with_capacity(units);
+        let mut bronze_replayed = Vec::new();
         let mut silver = Vec::new();
         let mut quarantined = Vec::new();
         let mut shadow = Vec::new();
         for g in groups.drain(..) {
             permits.extend(g.permits);
             bronze.extend(g.bronze);
+            bronze_replayed.extend(g.bronze_replayed);
             silver.extend(g.mapped.silver);
             quarantined.extend(g.mapped.quarantined);
             shadow.extend(g.shadow);
@@ -443,16 +456,40 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         // Retry only the writes that failed: bronze is append-only.
-        let (mut b_done, mut s_done, mut q_done) = (bronze.is_empty(), silver.is_empty(), quarantined.is_empty());
+        let (mut b_done, mut s_done, mut q_done) = (bronze.is_empty() && bronze_replayed.is_empty(), silver.is_empty(), quarantined.is_empty());
         let mut d_done = shadow.is_empty();
         loop {
             if let Some(d) = cfg.slow_commit {
                 tokio::time::sleep(d).await;
             }
             let (a, b, c, d) = tokio::join!(
-                async { if b_done { Ok(()) } else { lake.append_bronze(bronze.clone()).await } },
+                async {
+                    if b_done {
+                        Ok(())
+                    } else if bronze_replayed.is_empty() {
+                        lake.append_bronze(bronze.clone()).await
+                    } else {
+                        // A replay after a crash: the units committed before it are
+                        // not appended a second time.
+                        let skipped = lake.append_bronze_once(bronze.clone(), bronze_replayed.clone()).await?;
+                        if skipped > 0 {
+                            tracing::warn!("replay: {skipped} of {} replayed units were in bronze already", bronze_replayed.len());
+                        }
+                        Ok(())
+                    }
+                },
                 async { if s_done { Ok(()) } else { lake.upsert_silver(silver.clone()).await } },
-                async { if q_done { Ok(()) } else { lake.quarantine(quarantined.clone()).await } },
+                async {
+                    if q_done {
+                        Ok(())
+                    } else if bronze_replayed.is_empty() {
+                        lake.quarantine(quarantined.clone()).await
+                    } else {
+                        let replayed: HashSet<&str> = bronze_replayed.iter().map(|b| b.record_id.as_str()).collect();
+                        let (maybe, fresh): (Vec<QuarantineRow>, Vec<QuarantineRow>) = quarantined.iter().cloned().partition(|q| replayed.contains(q.id.as_str()));
+                        lake.quarantine_once(fresh, maybe).await.map(|_| ())
+                    }
+                },
                 async { if d_done { Ok(()) } else { lake.shadow_diffs(shadow.clone()).await } },
             );
             b_done |= a.is_ok();
@@ -473,6 +510,9 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         }
         // The permits (back-pressure) are released only once the log knows: if
         // checkpoints keep failing, the log keeps growing, so listeners must wait.
+        if let Some(d) = cfg.slow_checkpoint {
+            tokio::time::sleep(d).await;
+        }
         let mut failures = 0u32;
         while let Err(e) = wal.checkpoint(last_seq).await {
             failures += 1;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ehrgate_lake::{Lake, LakeError, QuarantineRow, SilverRow, now_micros, quarantine};
+use ehrgate_lake::{Lake, LakeError, QuarantineRow, Receipt, SilverRow, now_micros, quarantine};
 use ehrgate_runtime::{Adapter, AdapterError, CallError, Hl7Message, Output};
 
 use crate::units::{Unit, UnitKind};
@@ -138,6 +138,26 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// [`Pipeline::ingest`] for units that may have been committed before (a drop
+    /// file read again after a crash or a change): those bronze and quarantine
+    /// already hold are not appended again; silver's MERGE ignores a version it
+    /// has. Costs one look-up per table per call.
+    pub async fn ingest_once(&self, units: Vec<Unit>) -> Result<Report, IngestError> {
+        if units.is_empty() {
+            return Ok(Report::default());
+        }
+        let skipped = self.lake.append_bronze_once(Vec::new(), units.iter().map(|u| u.bronze.clone()).collect()).await?;
+        if skipped > 0 {
+            tracing::info!("{skipped} of {} units were in bronze already (read again)", units.len());
+        }
+        let mapped = self.map_units(&units).await;
+        let report = mapped.report(units.len());
+        let (a, b) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine_once(Vec::new(), mapped.quarantined));
+        a?;
+        b?;
+        Ok(report)
+    }
+
     /// Map `units` (nothing is written): silver rows for what mapped, one quarantine
     /// row per unit that did not (its id is the unit's bronze record id).
     pub async fn map_units(&self, units: &[Unit]) -> Mapped {
@@ -218,7 +238,7 @@ impl Pipeline {
         for (i, json) in out.resources.iter().enumerate() {
             let u = if units.len() == 1 { 0 } else { i };
             let unit = units[u];
-            match SilverRow::from_json(json, self.adapter.label(), &unit.bronze.lineage(), unit.bronze.received_at) {
+            match SilverRow::from_json(json, self.adapter.label(), &unit.bronze.lineage(), unit.bronze.receipt()) {
                 Ok(row) => silver.push(row),
                 Err(e) => rejected.entry(u).or_default().push(e.to_string()),
             }
@@ -256,7 +276,7 @@ impl Pipeline {
                     let mut rows = Vec::new();
                     let mut bad = None;
                     for json in &out.resources {
-                        match SilverRow::from_json(json, self.adapter.label(), &lineage, q.quarantined_at) {
+                        match SilverRow::from_json(json, self.adapter.label(), &lineage, Receipt::at(q.quarantined_at)) {
                             Ok(r) => rows.push(r),
                             Err(e) => bad = Some(e.to_string()),
                         }

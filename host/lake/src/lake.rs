@@ -1,6 +1,6 @@
 //! The lake: one handle over every table, with a writer per table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use deltalake::DeltaTable;
@@ -65,6 +65,77 @@ impl Lake {
         }
         let jobs = by.into_iter().map(|(path, (t, rows))| self.submit(path, Rows::Bronze(t, rows)));
         futures::future::try_join_all(jobs).await.map(|_| ())
+    }
+
+    /// Append bronze rows like [`Lake::append_bronze`], leaving out the rows of
+    /// `maybe_present` whose record id bronze already holds: units read again after
+    /// a crash (a log replay, a drop file ingested again) keep their record ids, so
+    /// this keeps every unit in bronze once. Returns how many were left out.
+    pub async fn append_bronze_once(&self, mut rows: Vec<BronzeRow>, maybe_present: Vec<BronzeRow>) -> Result<usize, LakeError> {
+        let known = if maybe_present.is_empty() { HashSet::new() } else { self.bronze_known(&maybe_present).await? };
+        let offered = maybe_present.len();
+        let mut seen = HashSet::new();
+        // (a row offered twice is kept once too)
+        let fresh: Vec<BronzeRow> = maybe_present.into_iter().filter(|r| !known.contains(&r.record_id) && seen.insert(r.record_id.clone())).collect();
+        let skipped = offered - fresh.len();
+        rows.extend(fresh);
+        if !rows.is_empty() {
+            self.append_bronze(rows).await?;
+        }
+        Ok(skipped)
+    }
+
+    /// Quarantine rows like [`Lake::quarantine`], leaving out the rows of
+    /// `maybe_present` whose id the quarantine table holds already (a replayed unit
+    /// that was quarantined before the crash). Returns how many were left out.
+    pub async fn quarantine_once(&self, mut rows: Vec<QuarantineRow>, maybe_present: Vec<QuarantineRow>) -> Result<usize, LakeError> {
+        let mut known = HashSet::new();
+        let path = Table::Quarantine.path();
+        if let Some(table) = if maybe_present.is_empty() { None } else { self.table(path).await? } {
+            let ids: Vec<String> = maybe_present.iter().map(|q| format!("'{}'", q.id.replace('\'', "''"))).collect();
+            for chunk in ids.chunks(1000) {
+                let q = format!("SELECT id FROM {} WHERE id IN ({})", Table::Quarantine.sql_name(), chunk.join(","));
+                for b in crate::sql::query_tables(vec![(path.to_string(), table.clone())], &q).await? {
+                    known.extend(string_column(&b)?);
+                }
+            }
+        }
+        let offered = maybe_present.len();
+        let mut seen = HashSet::new();
+        let fresh: Vec<QuarantineRow> = maybe_present.into_iter().filter(|r| !known.contains(&r.id) && seen.insert(r.id.clone())).collect();
+        let skipped = offered - fresh.len();
+        rows.extend(fresh);
+        if !rows.is_empty() {
+            self.quarantine(rows).await?;
+        }
+        Ok(skipped)
+    }
+
+    /// The record ids among `rows` that their bronze tables hold. Reads the
+    /// `record_id` column of the partitions (ingest dates) and the receipt-time
+    /// range the rows fall in, nothing else.
+    pub async fn bronze_known(&self, rows: &[BronzeRow]) -> Result<HashSet<String>, LakeError> {
+        let mut by: BTreeMap<&'static str, (Table, Vec<&BronzeRow>)> = BTreeMap::new();
+        for r in rows {
+            let t = r.table();
+            by.entry(t.path()).or_insert_with(|| (t, vec![])).1.push(r);
+        }
+        let mut known = HashSet::new();
+        for (path, (t, rows)) in by {
+            let Some(table) = self.table(path).await? else { continue };
+            let wanted: HashSet<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+            let dates: std::collections::BTreeSet<String> = rows.iter().map(|r| format!("'{}'", crate::rows::date_of(r.received_at))).collect();
+            let (lo, hi) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.received_at), hi.max(r.received_at)));
+            let q = format!(
+                "SELECT record_id FROM {} WHERE ingest_date IN ({}) AND received_at >= to_timestamp_micros({lo}) AND received_at <= to_timestamp_micros({hi})",
+                t.sql_name(),
+                dates.into_iter().collect::<Vec<_>>().join(",")
+            );
+            for b in crate::sql::query_tables(vec![(path.to_string(), table)], &q).await? {
+                known.extend(string_column(&b)?.into_iter().filter(|id| wanted.contains(id.as_str())));
+            }
+        }
+        Ok(known)
     }
 
     /// MERGE canonical resources into their silver tables (newer source time wins).
@@ -168,4 +239,17 @@ pub fn snake_to_type(snake: &str) -> String {
             c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect()
+}
+
+/// The first column of a query result, as strings.
+fn string_column(b: &deltalake::arrow::array::RecordBatch) -> Result<Vec<String>, LakeError> {
+    use deltalake::arrow::array::{Array, StringArray, StringViewArray};
+    let col = b.column(0);
+    if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+        Ok(a.iter().flatten().map(str::to_string).collect())
+    } else if let Some(a) = col.as_any().downcast_ref::<StringViewArray>() {
+        Ok(a.iter().flatten().map(str::to_string).collect())
+    } else {
+        Err(LakeError::Sql(format!("ids came back as {}, not strings", col.data_type())))
+    }
 }

@@ -56,6 +56,9 @@ pub struct BronzeRow {
     pub raw: Vec<u8>,
     /// Table-specific columns.
     pub detail: BronzeDetail,
+    /// Orders units received in the same microsecond (the log's sequence number,
+    /// a message's place in its file or a bulk line number); not a column.
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,16 +74,21 @@ impl BronzeRow {
     pub fn new(raw: Vec<u8>, source: &str, received_at: Micros, seq: u64, detail: BronzeDetail) -> Self {
         let content_hash = sha256_hex(&raw);
         let record_id = sha256_hex(format!("{content_hash}|{source}|{received_at}|{seq}").as_bytes())[..32].to_string();
-        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail }
+        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail, seq }
     }
 
     /// A row whose record id depends only on its content, source and `identity`
     /// (e.g. export, file and line), not on when it was read: reading the same line
     /// again gives the same id, so lineage that points at it stays true.
-    pub fn keyed(raw: Vec<u8>, source: &str, received_at: Micros, identity: &str, detail: BronzeDetail) -> Self {
+    pub fn keyed(raw: Vec<u8>, source: &str, received_at: Micros, identity: &str, seq: u64, detail: BronzeDetail) -> Self {
         let content_hash = sha256_hex(&raw);
         let record_id = sha256_hex(format!("{content_hash}|{source}|{identity}").as_bytes())[..32].to_string();
-        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail }
+        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail, seq }
+    }
+
+    /// When this unit arrived, for ordering the versions it produces.
+    pub fn receipt(&self) -> Receipt {
+        Receipt { at: self.received_at, seq: self.seq as i64 }
     }
 
     pub fn table(&self) -> Table {
@@ -157,6 +165,23 @@ pub fn bronze_batch(table: Table, rows: &[BronzeRow]) -> Result<RecordBatch, Lak
 }
 
 /// A canonical FHIR resource ready for silver, with the columns users filter on.
+/// When the unit a silver version came from arrived: the tie-break between two
+/// versions of one resource with the same source time (MSH-7 has second or minute
+/// precision, so an A04 and an A08 sent in the same second tie). Versions are
+/// ordered by (`source_ts`, `received_at`, `receipt_seq`): the later arrival wins a
+/// tie, and a replay of the same unit (same receipt) changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Receipt {
+    pub at: Micros,
+    pub seq: i64,
+}
+
+impl Receipt {
+    pub fn at(at: Micros) -> Receipt {
+        Receipt { at, seq: 0 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SilverRow {
     pub resource_type: String,
@@ -178,13 +203,20 @@ pub struct SilverRow {
     pub lineage: String,
     pub ingested_at: Micros,
     pub resource: String,
+    /// When its unit arrived (columns `received_at`, `receipt_seq`).
+    pub receipt: Receipt,
 }
 
 impl SilverRow {
+    /// The order of versions of one resource: newer wins in the MERGE.
+    pub fn version_key(&self) -> (Micros, Receipt) {
+        (self.source_ts, self.receipt)
+    }
+
     /// A tombstone: `<type>/<id>` was deleted at the source by `source_ts` (it
     /// replaces an older stored version in the MERGE). `resource` keeps only the
     /// type and id.
-    pub fn tombstone(resource_type: &str, id: &str, adapter: &str, source_ts: Micros, lineage: &str) -> SilverRow {
+    pub fn tombstone(resource_type: &str, id: &str, adapter: &str, source_ts: Micros, lineage: &str, receipt: Receipt) -> SilverRow {
         SilverRow {
             resource_type: resource_type.to_string(),
             id: id.to_string(),
@@ -201,13 +233,15 @@ impl SilverRow {
             lineage: lineage.to_string(),
             ingested_at: now_micros(),
             resource: serde_json::json!({"resourceType": resource_type, "id": id}).to_string(),
+            receipt,
         }
     }
 
-    /// Extract the typed columns from a resource's JSON. `fallback_ts` is used when
-    /// the resource has no usable meta.lastUpdated (e.g. the receipt time), or one
+    /// Extract the typed columns from a resource's JSON. The receipt time stands in
+    /// for the source time when the resource has no usable meta.lastUpdated, or one
     /// more than [`FUTURE_TOLERANCE_MICROS`] ahead of now.
-    pub fn from_json(json: &str, adapter: &str, lineage: &str, fallback_ts: Micros) -> Result<SilverRow, LakeError> {
+    pub fn from_json(json: &str, adapter: &str, lineage: &str, receipt: Receipt) -> Result<SilverRow, LakeError> {
+        let fallback_ts = receipt.at;
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| LakeError::Invalid(format!("adapter output is not JSON: {e}")))?;
         let s = |p: &[&str]| at(&v, p).and_then(|x| x.as_str()).map(str::to_owned);
         let resource_type = s(&["resourceType"]).ok_or_else(|| LakeError::Invalid("adapter output has no resourceType".into()))?;
@@ -269,6 +303,7 @@ impl SilverRow {
             resource: json.to_string(),
             resource_type,
             id,
+            receipt,
         })
     }
 }
@@ -314,6 +349,8 @@ pub fn silver_batch(table: &str, rows: &[SilverRow]) -> Result<RecordBatch, Lake
         strings(rows.iter().map(|r| Some(r.lineage.as_str()))),
         times(rows.iter().map(|r| Some(r.ingested_at))),
         strings(rows.iter().map(|r| Some(r.resource.as_str()))),
+        times(rows.iter().map(|r| Some(r.receipt.at))),
+        Arc::new(rows.iter().map(|r| Some(r.receipt.seq)).collect::<Int64Array>()),
     ];
     batch(table, schema::silver_schema(), cols)
 }
@@ -454,7 +491,7 @@ mod tests {
             "code":{"coding":[{"system":"http://loinc.org","code":"1234-5"}]},
             "effectiveDateTime":"2024-01-02T03:04:05Z",
             "meta":{"lastUpdated":"2024-01-03T00:00:00Z","source":"urn:ehrgate:LAB"}}"#;
-        let r = SilverRow::from_json(json, "reference@0.1.0", "bronze/hl7_messages/x", 7).unwrap();
+        let r = SilverRow::from_json(json, "reference@0.1.0", "bronze/hl7_messages/x", Receipt::at(7)).unwrap();
         assert_eq!((r.resource_type.as_str(), r.id.as_str()), ("Observation", "o1"));
         assert_eq!(r.patient_ref.as_deref(), Some("Patient/p1"));
         assert_eq!(r.encounter_ref.as_deref(), Some("Encounter/e1"));
@@ -463,13 +500,13 @@ mod tests {
         assert_eq!(r.status.as_deref(), Some("final"));
         assert_eq!(r.source_ts, parse_fhir_time("2024-01-03T00:00:00Z").unwrap());
         assert_eq!(r.effective_at, parse_fhir_time("2024-01-02T03:04:05Z"));
-        assert!(SilverRow::from_json(r#"{"id":"x"}"#, "a", "l", 0).is_err());
+        assert!(SilverRow::from_json(r#"{"id":"x"}"#, "a", "l", Receipt::at(0)).is_err());
         // Stamped far in the future: ordered by its receipt time.
         let now = now_micros();
-        let far = SilverRow::from_json(r#"{"resourceType":"Patient","id":"p","meta":{"lastUpdated":"9999-12-31T00:00:00Z"}}"#, "a", "l", now).unwrap();
+        let far = SilverRow::from_json(r#"{"resourceType":"Patient","id":"p","meta":{"lastUpdated":"9999-12-31T00:00:00Z"}}"#, "a", "l", Receipt::at(now)).unwrap();
         assert_eq!(far.source_ts, now);
-        let soon = SilverRow::from_json(r#"{"resourceType":"Patient","id":"p","meta":{"lastUpdated":"2020-01-01T00:00:00Z"}}"#, "a", "l", now).unwrap();
+        let soon = SilverRow::from_json(r#"{"resourceType":"Patient","id":"p","meta":{"lastUpdated":"2020-01-01T00:00:00Z"}}"#, "a", "l", Receipt::at(now)).unwrap();
         assert_eq!(soon.source_ts, parse_fhir_time("2020-01-01T00:00:00Z").unwrap());
-        assert!(SilverRow::from_json(r#"{"resourceType":"../x","id":"x"}"#, "a", "l", 0).is_err());
+        assert!(SilverRow::from_json(r#"{"resourceType":"../x","id":"x"}"#, "a", "l", Receipt::at(0)).is_err());
     }
 }

@@ -143,8 +143,16 @@ pub fn silver_schema() -> SchemaRef {
         f("lineage", DataType::Utf8, false),
         f("ingested_at", ts(), false),
         f("resource", DataType::Utf8, false),
+        // When its unit arrived: the tie-break between versions with the same
+        // source_ts (added in 0.2; null in rows written before).
+        f("received_at", ts(), true),
+        f("receipt_seq", DataType::Int64, true),
     ]))
 }
+
+/// Silver columns added after the first release: a table created without them gets
+/// them (nullable) before its next write.
+pub const SILVER_ADDED_COLUMNS: [&str; 2] = ["received_at", "receipt_seq"];
 
 /// `DiagnosticReport` -> `silver/diagnostic_report`.
 pub fn silver_path(resource_type: &str) -> String {

@@ -172,6 +172,9 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         Some(t) => t,
         None => open(path, url, options).await?,
     };
+    if merge && t.version().is_some() {
+        t = add_missing_silver_columns(path, t).await?;
+    }
     let mut attempt = 1;
     loop {
         // (operations consume the table; `t` stays as the base for a retry)
@@ -281,8 +284,33 @@ fn writer_properties() -> WriterProperties {
     b.build()
 }
 
-/// MERGE on id: a row replaces the stored one only when its source timestamp is
-/// newer; new ids are inserted.
+/// A silver table created before a column was added to the silver schema gets it
+/// (nullable, so its old rows read as null) in one commit of its own. Another
+/// writer doing the same at once makes one of the two commits conflict: the table
+/// is then reloaded and, the columns being there, left alone.
+async fn add_missing_silver_columns(path: &str, t: DeltaTable) -> Result<DeltaTable, LakeError> {
+    use deltalake::kernel::{DataType as KernelType, StructField};
+    let has = |t: &DeltaTable, c: &str| t.snapshot().map(|s| s.schema().field(c).is_some()).unwrap_or(true);
+    if schema::SILVER_ADDED_COLUMNS.iter().all(|c| has(&t, c)) {
+        return Ok(t);
+    }
+    let fields = [StructField::nullable("received_at", KernelType::TIMESTAMP), StructField::nullable("receipt_seq", KernelType::LONG)];
+    let missing: Vec<StructField> = fields.into_iter().filter(|f| !has(&t, f.name())).collect();
+    tracing::info!(table = %path, columns = ?missing.iter().map(|f| f.name().clone()).collect::<Vec<_>>(), "adding the silver columns this version writes");
+    match t.clone().add_columns().with_fields(missing).await {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let mut t = t;
+            t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
+            if schema::SILVER_ADDED_COLUMNS.iter().all(|c| has(&t, c)) { Ok(t) } else { Err(LakeError::delta(path, e)) }
+        }
+    }
+}
+
+/// MERGE on id: a row replaces the stored one only when it is a newer version:
+/// a later source timestamp, or the same one and a later receipt (see
+/// [`rows::Receipt`]); a stored row from before the receipt columns existed loses
+/// a tie. New ids are inserted.
 async fn merge_newer(table: DeltaTable, batch: RecordBatch) -> Result<DeltaTable, deltalake::DeltaTableError> {
     let ctx = SessionContext::new();
     let source = ctx.read_batch(batch)?;
@@ -298,7 +326,11 @@ async fn merge_newer(table: DeltaTable, batch: RecordBatch) -> Result<DeltaTable
         // duplicate one.
         .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .when_matched_update(|mut u| {
-            u = u.predicate("source.source_ts > target.source_ts");
+            u = u.predicate(
+                "source.source_ts > target.source_ts OR (source.source_ts = target.source_ts AND (target.received_at IS NULL \
+                 OR source.received_at > target.received_at \
+                 OR (source.received_at = target.received_at AND source.receipt_seq > target.receipt_seq)))",
+            );
             for c in &cols {
                 u = u.update(c.as_str(), format!("source.{c}"));
             }
@@ -314,15 +346,16 @@ async fn merge_newer(table: DeltaTable, batch: RecordBatch) -> Result<DeltaTable
     Ok(table)
 }
 
-/// Within one batch keep, per id, the row with the newest source timestamp, the
-/// first arrival on a tie: the same rule as the MERGE across commits (a row replaces
-/// the stored one only when strictly newer), so the result does not depend on how
-/// rows were batched, and a replay changes nothing.
+/// Within one batch keep, per id, the newest version (source timestamp, then
+/// receipt), the first one on a full tie (a unit mapped twice): the same rule as
+/// the MERGE across commits (a row replaces the stored one only when strictly
+/// newer), so the result does not depend on how rows were batched, and a replay
+/// changes nothing.
 fn dedupe_newest(rows: &[SilverRow]) -> Vec<SilverRow> {
     let mut best: HashMap<&str, usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         match best.get(r.id.as_str()) {
-            Some(&j) if rows[j].source_ts >= r.source_ts => {}
+            Some(&j) if rows[j].version_key() >= r.version_key() => {}
             _ => {
                 best.insert(&r.id, i);
             }
@@ -354,6 +387,7 @@ mod tests {
             lineage: tag.into(),
             ingested_at: 0,
             resource: "{}".into(),
+            receipt: rows::Receipt::at(0),
         }
     }
 
@@ -371,5 +405,13 @@ mod tests {
         ];
         let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage).collect();
         assert_eq!(kept, vec!["a2", "b5", "c", "d3"]);
+    }
+
+    #[test]
+    fn dedupe_breaks_a_source_time_tie_by_receipt() {
+        let at = |id: &str, tag: &str, at: i64, seq: i64| SilverRow { receipt: rows::Receipt { at, seq }, ..row(id, 5, tag) };
+        let rows = vec![at("a", "a-late", 20, 0), at("a", "a-early", 10, 9), at("b", "b1", 10, 1), at("b", "b2", 10, 2), at("b", "b2-replay", 10, 2)];
+        let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage).collect();
+        assert_eq!(kept, vec!["a-late", "b2"]);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::datatypes::Int64Type;
 use deltalake::logstore::object_store::{self, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use ehrgate_lake::{BatchConfig, BronzeDetail, BronzeRow, Lake, SecretRef, SilverRow, Storage};
+use ehrgate_lake::{BatchConfig, BronzeDetail, BronzeRow, Lake, Receipt, SecretRef, SilverRow, Storage};
 
 /// Bronze commits per writer: every one its own commit, so the writers race for
 /// log versions all the time.
@@ -44,6 +44,7 @@ fn patient(id: &str, ts: i64, writer: &str) -> SilverRow {
         lineage: format!("{writer}/{id}/{ts}"),
         ingested_at: 0,
         resource: format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#),
+        receipt: Receipt::at(0),
     }
 }
 

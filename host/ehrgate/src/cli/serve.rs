@@ -223,11 +223,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     if let Some(d) = slow_commit {
         eprintln!("fault injection: every lake commit waits {d:?} (EHRGATE_FAULT_SLOW_COMMIT_MS)");
     }
+    let slow_checkpoint = std::env::var("EHRGATE_FAULT_SLOW_CHECKPOINT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+    if let Some(d) = slow_checkpoint {
+        eprintln!("fault injection: every log checkpoint waits {d:?} after its lake commit (EHRGATE_FAULT_SLOW_CHECKPOINT_MS)");
+    }
     // Lake commits get threads of their own (see FlowConfig::lake_runtime).
     let lake_rt = LakeThreads(Some(
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("ehrgate-lake").enable_all().build().context("starting the lake's threads")?,
     ));
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, lake_runtime: Some(lake_rt.handle()), ..Default::default() };
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 

@@ -365,7 +365,7 @@ fn tombstones(u: &Unit, transaction_micros: i64) -> Result<Vec<SilverRow>, Strin
             [id, ty, ..] if !id.is_empty() && ty.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && ty.chars().all(|c| c.is_ascii_alphanumeric()) => (*id, *ty),
             _ => return Err(format!("entry {i}: request.url is not <Type>/<id>")),
         };
-        rows.push(SilverRow::tombstone(ty, id, "ehrgate-bulk", transaction_micros, &u.bronze.lineage()));
+        rows.push(SilverRow::tombstone(ty, id, "ehrgate-bulk", transaction_micros, &u.bronze.lineage(), u.bronze.receipt()));
     }
     if rows.is_empty() {
         return Err("a deleted-file Bundle without entries".into());
@@ -382,7 +382,7 @@ impl Ctx {
             // line re-read after a crash keeps silver's lineage true.
             Some(export_id) => {
                 let detail = BronzeDetail::Ndjson { export_id: Some(export_id.to_string()), file: key.to_string(), line: line as i64, resource_type };
-                BronzeRow::keyed(raw.to_vec(), &self.source, now_micros(), &format!("{export_id}|{key}|{line}"), detail)
+                BronzeRow::keyed(raw.to_vec(), &self.source, now_micros(), &format!("{export_id}|{key}|{line}"), line, detail)
             }
             None => {
                 let name = std::path::Path::new(key).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| key.to_string());
