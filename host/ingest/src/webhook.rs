@@ -21,8 +21,6 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -112,33 +110,12 @@ impl Replays {
     }
 }
 
-/// The signature a sender puts in `X-Ehrgate-Signature` (for senders and tests).
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+pub use ehrgate_wire::signature::sign;
 
 /// Check the signature and the timestamp; returns the decoded signature bytes.
 fn verify(source: &WebhookSource, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<Vec<u8>, &'static str> {
-    let ts = headers.get("x-ehrgate-timestamp").and_then(|v| v.to_str().ok()).ok_or("missing X-Ehrgate-Timestamp")?;
-    let ts: i64 = ts.trim().parse().map_err(|_| "X-Ehrgate-Timestamp is not unix seconds")?;
-    let sig = headers.get("x-ehrgate-signature").and_then(|v| v.to_str().ok()).ok_or("missing X-Ehrgate-Signature")?;
-    let sig = sig.trim().strip_prefix("sha256=").ok_or("X-Ehrgate-Signature must be sha256=<hex>")?;
-    let sig = hex::decode(sig).map_err(|_| "X-Ehrgate-Signature is not hex")?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&source.secret).expect("HMAC takes any key length");
-    mac.update(ts.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    // Constant-time comparison.
-    mac.verify_slice(&sig).map_err(|_| "signature does not match")?;
-    // abs_diff cannot overflow, whatever timestamp a sender claims.
-    if now_secs.abs_diff(ts) > source.window.as_secs() {
-        return Err("timestamp outside the replay window");
-    }
-    Ok(sig)
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    ehrgate_wire::signature::verify(&source.secret, header("x-ehrgate-timestamp"), header("x-ehrgate-signature"), body, now_secs, source.window.as_secs())
 }
 
 fn forwarded(patterns: &[String], name: &str) -> bool {

@@ -7,7 +7,7 @@
 //! Incremental: the last export's `transactionTime` is the next `_since`.
 
 mod files;
-pub mod ndjson;
+pub use ehrgate_wire::ndjson;
 pub mod progress;
 pub mod protocol;
 pub mod state;

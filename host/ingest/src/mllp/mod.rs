@@ -3,7 +3,7 @@
 //! in order with an HL7 ACK or an MLLP release 2 commit ACK/NAK.
 
 pub mod ack;
-pub mod frame;
+pub use ehrgate_wire::frame;
 mod listener;
 pub mod tls;
 

@@ -91,7 +91,7 @@ impl Decoder {
     /// too large with a NAK the sender can match to its message).
     pub fn pending_prefix(&self, n: usize) -> &[u8] {
         let body = self.framing.start.len().min(self.buf.len());
-        &self.buf[body..self.buf.len().min(body + n)]
+        &self.buf[body..self.buf.len().min(body.saturating_add(n))]
     }
 
     /// Bytes of a frame not yet complete are buffered.
