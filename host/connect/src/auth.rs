@@ -42,6 +42,7 @@ pub(crate) struct Auth {
     /// One token fetch at a time per connection, so a burst shares one token.
     fetching: tokio::sync::Mutex<()>,
     pub token_requests: AtomicU64,
+    egress: std::sync::Arc<crate::egress::Egress>,
 }
 
 #[derive(Serialize)]
@@ -66,7 +67,7 @@ fn unix_now() -> u64 {
 }
 
 impl Auth {
-    pub fn new(name: &str, cfg: &AuthConfig, base_url: &str) -> Result<Auth, ConnectError> {
+    pub fn new(name: &str, cfg: &AuthConfig, base_url: &str, egress: std::sync::Arc<crate::egress::Egress>) -> Result<Auth, ConnectError> {
         let (creds, allowed) = match cfg {
             AuthConfig::None => (Credentials::None, vec![]),
             AuthConfig::SmartBackend { client_id, private_key, alg, kid, token_url, scopes } => {
@@ -94,6 +95,7 @@ impl Auth {
             cache: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             token_requests: AtomicU64::new(0),
+            egress,
         })
     }
 
@@ -169,6 +171,8 @@ impl Auth {
 
     async fn fetch(&self, http: &reqwest::Client, scope: &str) -> Result<(Secret, Duration), HttpError> {
         let token_url = self.token_url(http).await?;
+        // (a discovered token endpoint may name an address outright)
+        self.egress.check_url(&token_url).map_err(|e| HttpError::Denied(e.0))?;
         let mut form: Vec<(&str, String)> = vec![("grant_type", "client_credentials".into())];
         if !scope.is_empty() {
             form.push(("scope", scope.to_string()));
@@ -205,7 +209,10 @@ impl Auth {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| HttpError::Unavailable(format!("token endpoint unreachable: {}", crate::connection::describe(&e))))?;
+            .map_err(|e| match crate::egress::Egress::refusal(&e) {
+                Some(refused) => HttpError::Denied(format!("token endpoint: {refused}")),
+                None => HttpError::Unavailable(format!("token endpoint unreachable: {}", crate::connection::describe(&e))),
+            })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| HttpError::Unavailable(format!("token response: {}", crate::connection::describe(&e))))?;
         if !(200..300).contains(&status) {

@@ -39,6 +39,11 @@ pub struct ConnectionConfig {
     /// Per attempt, including reading the body.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Let the connection's host names resolve to loopback, link-local or cloud
+    /// metadata addresses (refused by default: see `egress`). Addresses written in
+    /// base_url / token_url are allowed without it.
+    #[serde(default)]
+    pub allow_internal: bool,
 }
 
 fn default_concurrency() -> u32 {
@@ -60,6 +65,7 @@ impl ConnectionConfig {
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             timeout_ms: default_timeout(),
+            allow_internal: false,
         }
     }
 }

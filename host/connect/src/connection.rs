@@ -1,5 +1,6 @@
 //! One named upstream: auth, throttle, retries and a breaker around each request.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::ConnectError;
 use crate::auth::Auth;
+use crate::egress::{Egress, GuardedResolver};
 use crate::breaker::{Breaker, BreakerState};
 use crate::config::{ConnectionConfig, RetryConfig};
 use crate::retry::{backoff, failure_status, idempotent_method, parse_retry_after, retryable_status};
@@ -40,6 +42,7 @@ pub struct Connection {
     base_str: String,
     http: reqwest::Client,
     auth: Auth,
+    egress: Arc<Egress>,
     throttle: Throttle,
     breaker: Breaker,
     retry: RetryConfig,
@@ -100,14 +103,22 @@ impl Connection {
         if !matches!(base.scheme(), "http" | "https") || base.query().is_some() {
             return Err(ConnectError::Config(format!("connection `{name}`: base_url must be http(s) without a query")));
         }
+        let mut urls = vec![cfg.base_url.as_str()];
+        match &cfg.auth {
+            crate::config::AuthConfig::SmartBackend { token_url: Some(u), .. } | crate::config::AuthConfig::ClientCredentials { token_url: u, .. } => urls.push(u),
+            _ => {}
+        }
+        let egress = Arc::new(Egress::new(&name, cfg.allow_internal, &urls));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(egress.clone())))
             .connect_timeout(Duration::from_millis(cfg.timeout_ms.clamp(100, 10_000)))
             .build()
             .map_err(|e| ConnectError::Config(format!("connection `{name}`: HTTP client: {e}")))?;
         let base_str = cfg.base_url.trim_end_matches('/').to_string();
         Ok(Connection {
-            auth: Auth::new(&name, &cfg.auth, &base_str)?,
+            auth: Auth::new(&name, &cfg.auth, &base_str, egress.clone())?,
+            egress,
             throttle: Throttle::new(cfg.rate.per_second, cfg.rate.burst, cfg.max_concurrency),
             breaker: Breaker::new(cfg.breaker.failure_threshold, Duration::from_millis(cfg.breaker.open_ms)),
             retry: cfg.retry,
@@ -243,6 +254,7 @@ impl Connection {
 
     /// The attempt loop: breaker, throttle, token, send, classify, retry.
     async fn execute_inner(&self, out: &Outgoing<'_>, declared_scopes: &[String], skip_auth: bool) -> Result<Attempt, HttpError> {
+        self.egress.check_url(&out.url).map_err(|e| HttpError::Denied(e.0))?;
         let scopes = if skip_auth { vec![] } else { self.scopes_for(declared_scopes)? };
         let retryable_request = idempotent_method(out.method.as_str()) || out.idempotency_key.is_some();
         let max_attempts = if retryable_request { self.retry.max_attempts.max(1) } else { 1 };
@@ -342,6 +354,11 @@ impl Connection {
                     }
                 }
                 Ok(Err(e)) => {
+                    if let Some(refused) = Egress::refusal(&e) {
+                        // Not the EHR failing: neither retried nor held against it.
+                        drop(permit);
+                        return Ok(Attempt::Failed(HttpError::Denied(refused)));
+                    }
                     permit.failure();
                     let why = describe(&e);
                     tracing::debug!(connection = %self.name, method = %out.method, attempt, error = %why, "upstream request failed");

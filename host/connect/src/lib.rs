@@ -23,6 +23,7 @@ mod auth;
 mod breaker;
 mod config;
 mod connection;
+pub mod egress;
 mod retry;
 mod scopes;
 mod secret;
