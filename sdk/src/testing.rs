@@ -149,15 +149,34 @@ impl TestHost {
 /// The shared HL7v2 samples (`<shared>/data/hl7`) of the standard message types:
 /// what an interface engine forwards from upstream systems.
 pub fn shared_standard_samples(shared: &Path) -> Vec<PathBuf> {
+    /// The file name prefixes of the samples of [`crate::v2fhir::STANDARD_MESSAGE_TYPES`].
+    const STANDARD_SAMPLE_PREFIXES: &[&str] =
+        &["adt_", "oru_r01", "vxu_v04", "rde_o11", "orm_o01", "oml_o21", "siu_s1", "mdm_t0", "dft_p03"];
     let d = shared.join("data/hl7");
     assert!(d.is_dir(), "shared samples not found at {}", d.display());
     files_in(&d, &["hl7"])
         .into_iter()
         .filter(|p| {
             let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            ["adt_a0", "adt_a1", "adt_a40", "oru_r01", "vxu_v04", "rde_o11"].iter().any(|s| n.starts_with(s))
+            STANDARD_SAMPLE_PREFIXES.iter().any(|s| n.starts_with(s))
         })
         .collect()
+}
+
+/// The constructed samples (`<repo>/tests/data/hl7`, see its SOURCES.md) of the
+/// standard message types no public sample was found for.
+pub fn constructed_samples(repo: &Path) -> Vec<PathBuf> {
+    let d = repo.join("tests/data/hl7");
+    assert!(d.is_dir(), "constructed samples not found at {}", d.display());
+    files_in(&d, &["hl7"])
+}
+
+/// Every sample of the standard message types: the shared public ones and the
+/// constructed ones.
+pub fn standard_samples(shared: &Path, repo: &Path) -> Vec<PathBuf> {
+    let mut v = shared_standard_samples(shared);
+    v.extend(constructed_samples(repo));
+    v
 }
 
 /// A scriptable host for native tests: configuration, state, canned HTTP answers;

@@ -17,5 +17,8 @@ pub fn host(extra: &[(&str, &str)]) -> TestHost {
 /// The shared HL7v2 samples of the standard message types (for engine adapters, which
 /// forward whatever the upstream system sends).
 pub fn shared_standard_samples() -> Vec<PathBuf> {
-    ehrgate_sdk::testing::shared_standard_samples(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+    {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        ehrgate_sdk::testing::standard_samples(&root.join("../shared"), &root)
+    }
 }

@@ -21,7 +21,7 @@ use ehrgate_sdk::{Adapter, AdapterError, AdapterInfo, ConnectionNeed, Hl7Input, 
 use serde_json::{Value, json};
 
 /// The message types this adapter claims (each has golden files).
-pub const MESSAGE_TYPES: &[&str] = &["ADT^A01", "ADT^A03", "ADT^A04", "ADT^A08", "ORU^R01"];
+pub const MESSAGE_TYPES: &[&str] = ehrgate_sdk::v2fhir::STANDARD_MESSAGE_TYPES;
 
 /// Whether `code^trigger` is one of [`MESSAGE_TYPES`].
 pub fn claims(code: &str, trigger: &str) -> bool {

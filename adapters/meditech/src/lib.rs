@@ -16,7 +16,7 @@ use serde_json::Value;
 pub mod uscore;
 
 /// The message types this adapter claims (each has golden files).
-pub const MESSAGE_TYPES: &[&str] = &["ADT^A01", "ADT^A03", "ADT^A08", "ORU^R01"];
+pub const MESSAGE_TYPES: &[&str] = ehrgate_sdk::v2fhir::STANDARD_MESSAGE_TYPES;
 
 /// The site's conventions from configuration; a `Site` is this adapter's mapper
 /// (the SDK's standard mapping plus identifier systems, MRN re-key, concept map).

@@ -19,7 +19,7 @@ use ehrgate_sdk::site::{self, MrnRule, Site, config, config_flag};
 use ehrgate_sdk::{Adapter, AdapterError, AdapterInfo, ConnectionNeed, Hl7Input, Output};
 
 /// The message types this adapter claims (each has golden files).
-pub const MESSAGE_TYPES: &[&str] = &["ADT^A01", "ADT^A03", "ADT^A08", "ORU^R01"];
+pub const MESSAGE_TYPES: &[&str] = ehrgate_sdk::v2fhir::STANDARD_MESSAGE_TYPES;
 
 /// The Millennium site conventions.
 /// The site's conventions from configuration; a `Site` is this adapter's mapper

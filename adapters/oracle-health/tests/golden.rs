@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::{dir, host};
 use ehrgate_adapter_oracle_health::{MESSAGE_TYPES, OracleHealth};
 use ehrgate_sdk::testing::{self, with_host};
@@ -12,11 +14,16 @@ use serde_json::Value;
 #[test]
 fn golden() {
     let inputs = testing::files_in(dir("fixtures"), &["hl7"]);
+    // Every claimed message type has a fixture of this vendor's or, for the types
+    // the vendor sends as the standard has them, a shared sample (golden-shared).
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shared = testing::standard_samples(&root.join("../shared"), &root);
     for t in MESSAGE_TYPES {
         let code = t.split('^').map(str::to_ascii_lowercase).collect::<Vec<_>>().join("_");
-        assert!(inputs.iter().any(|p| p.to_string_lossy().contains(&code)), "no fixture for {t}");
+        assert!(inputs.iter().chain(&shared).any(|p| p.to_string_lossy().contains(&code)), "no fixture or shared sample for {t}");
     }
     with_host(host(&[]), || testing::check_golden::<OracleHealth>(&inputs, &dir("golden")));
+    with_host(host(&[]), || testing::check_golden::<OracleHealth>(&shared, &dir("golden-shared")));
 }
 
 fn map(file: &str, extra: &[(&str, &str)]) -> Vec<Value> {

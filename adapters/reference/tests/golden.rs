@@ -1,4 +1,5 @@
-//! Golden files: every ADT/ORU sample in ../shared/data/hl7 mapped natively by the
+//! Golden files: every sample of a message type the standard mapping claims (ADT,
+//! ORU, ORM, OML^O21, SIU, MDM, DFT, VXU) in ../shared/data/hl7 mapped natively by the
 //! reference adapter must equal `tests/golden/<file>.ndjson` (or `.error`).
 //! Regenerate after an intended change with `EHRGATE_UPDATE_GOLDEN=1` and review the diff.
 
@@ -8,20 +9,20 @@ use ehrgate_adapter_reference::Reference;
 use ehrgate_sdk::testing;
 
 fn inputs() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/hl7");
-    assert!(dir.is_dir(), "shared samples not found at {}", dir.display());
-    testing::files_in(&dir, &["hl7"])
-        .into_iter()
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            ["adt_a0", "adt_a1", "adt_a40", "oru_r01", "malformed_msh", "batch_bhs_two"].iter().any(|s| n.starts_with(s))
-        })
-        .collect()
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let mut v = testing::standard_samples(&shared, &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    // And the malformed headers and a batch: errors and batches have goldens too.
+    v.extend(testing::files_in(&shared.join("data/hl7"), &["hl7"]).into_iter().filter(|p| {
+        let n = p.file_name().unwrap().to_string_lossy();
+        n.starts_with("malformed_msh") || n.starts_with("batch_bhs_two")
+    }));
+    v.sort();
+    v
 }
 
 #[test]
 fn golden() {
     let inputs = inputs();
-    assert!(inputs.len() >= 25, "expected the shared ADT/ORU samples, found {}", inputs.len());
+    assert!(inputs.len() >= 40, "expected the shared ADT/ORU samples, found {}", inputs.len());
     testing::check_golden::<Reference>(&inputs, &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"));
 }

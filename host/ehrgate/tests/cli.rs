@@ -13,17 +13,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// ADT and ORU samples the standard mapping claims (not the malformed ones).
+/// The samples of every message type the standard mapping claims (ADT, ORU, ORM,
+/// OML, SIU, MDM, DFT, VXU), except the one without a message type.
 fn adt_oru_samples() -> Vec<PathBuf> {
-    let v: Vec<PathBuf> = ehrgate_testkit::hl7_samples()
+    let v: Vec<PathBuf> = ehrgate_sdk::testing::standard_samples(&ehrgate_testkit::shared_dir(), &ehrgate_testkit::repo_root())
         .into_iter()
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            (n.starts_with("adt_a0") || n.starts_with("adt_a1") || n.starts_with("adt_a40") || n.starts_with("oru_r01"))
-                && !n.starts_with("malformed")
-        })
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("adt_pid_zin"))
         .collect();
-    assert!(v.len() >= 20, "expected the shared ADT/ORU samples, found {}", v.len());
+    assert!(v.len() >= 35, "expected the shared samples of the standard message types, found {}", v.len());
     v
 }
 

@@ -60,6 +60,75 @@ pub(super) fn map_orders(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> 
     walk(ctx)
 }
 
+/// ORM / OML (orders), DFT (financial transactions: the patient, visit, coverage
+/// and clinical context; FT1 charges are not mapped): PID, then as ORU.
+pub(super) fn map_order_messages(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    if ctx.message.segment("PID").is_none() {
+        ctx.warn("no PID segment: orders have no subject and are not mapped");
+    }
+    if ctx.message.message_code() == "DFT" && ctx.message.segment("FT1").is_some() {
+        ctx.warn("FT1: charges are not mapped (no ChargeItem)");
+    }
+    walk(ctx)
+}
+
+/// SIU: the patient, visit and clinical segments as in ADT, then SCH with its
+/// resources (AIS/AIG/AIL/AIP) as one Appointment.
+pub(super) fn map_siu(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    let Some(sch) = ctx.message.segment("SCH") else {
+        return Err(AdapterError::invalid("SIU without an SCH segment", Some("SCH")));
+    };
+    walk(ctx)?;
+    let v = ctx.mapper.map_appointment(ctx, sch)?;
+    push(ctx, v, usize::MAX);
+    Ok(())
+}
+
+/// MDM: PID (required), PV1, the order (ORC/OBR -> ServiceRequest) and the document
+/// (TXA + its OBX content -> DocumentReference). The OBX segments are the
+/// document's content, not observations.
+pub(super) fn map_mdm(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
+    let (msg, m) = (ctx.message, ctx.mapper);
+    if msg.segment("PID").is_none() {
+        return Err(AdapterError::invalid("MDM without a PID segment", Some("PID")));
+    }
+    if msg.segment("TXA").is_none() {
+        return Err(AdapterError::invalid("MDM without a TXA segment", Some("TXA")));
+    }
+    let mut orc = None;
+    let mut request = None;
+    for (i, seg) in msg.segments().iter().enumerate() {
+        match seg.id() {
+            "PID" => {
+                let v = m.map_patient(ctx, seg)?;
+                ctx.patient_id = id(&push(ctx, v, i));
+            }
+            "PV1" => {
+                let pv2 = msg.segments().get(i + 1).filter(|s| s.id() == "PV2");
+                let v = m.map_encounter(ctx, seg, pv2)?;
+                ctx.encounter_id = id(&push(ctx, v, i));
+            }
+            "ORC" => orc = Some(seg),
+            "OBR" => {
+                let order = m.order(ctx, seg);
+                ctx.order = Some(order.clone());
+                let v = m.map_service_request(ctx, Some(seg), orc, &order)?;
+                request = id(&push(ctx, v, i));
+            }
+            "TXA" => {
+                let v = m.map_document(ctx, seg, request.as_deref())?;
+                push(ctx, v, i);
+            }
+            z if z.starts_with('Z') => {
+                let v = m.map_z_segment(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The first `id` segment after position `i`, before any of `stop`.
 fn following<'s, 'a>(
     segs: &'s [Segment<'a>],
@@ -116,11 +185,20 @@ fn append(resource: &mut Resource, key: &str, item: Value) {
     }
 }
 
+/// An order being mapped: its OBR, the ids of its results, its ServiceRequest and
+/// its specimens.
+struct Group<'s, 'a> {
+    obr: &'s Segment<'a>,
+    results: Vec<String>,
+    request: Option<String>,
+    specimens: Vec<String>,
+}
+
 /// One pass over the segments in order.
 fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
     let (msg, m) = (ctx.message, ctx.mapper);
     let segs = msg.segments();
-    let mut group: Option<(&Segment<'_>, Vec<String>)> = None;
+    let mut group: Option<Group<'_, '_>> = None;
     let mut last_patient: Option<usize> = None;
     let mut last_obs: Option<usize> = None;
     let mut orc: Option<&Segment<'_>> = None;
@@ -145,6 +223,18 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                         other => append(other, "contact", c.to_fhir()),
                     }
                 }
+                let v = m.map_related_person(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            "GT1" => {
+                let v = m.map_guarantor(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            "IN1" => {
+                let insured = m.map_insured(ctx, seg)?;
+                let insured = push(ctx, insured, i);
+                let v = m.map_coverage(ctx, seg, id(&insured).as_deref())?;
+                push(ctx, v, i);
             }
             "PV1" => {
                 let pv2 = segs.get(i + 1).filter(|s| s.id() == "PV2");
@@ -179,17 +269,31 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
             }
             "OBR" => {
                 close_group(ctx, &mut group)?;
-                ctx.order = Some(m.order(ctx, seg));
-                group = Some((seg, Vec::new()));
+                let order = m.order(ctx, seg);
+                ctx.order = Some(order.clone());
+                let v = m.map_service_request(ctx, Some(seg), orc, &order)?;
+                let request = id(&push(ctx, v, i));
+                group = Some(Group { obr: seg, results: Vec::new(), request, specimens: Vec::new() });
                 last_obs = None;
             }
             "OBX" => {
-                let v = m.map_observation(ctx, seg, group.as_ref().map(|g| g.0))?;
+                let v = m.map_observation(ctx, seg, group.as_ref().map(|g| g.obr))?;
                 let p = push(ctx, v, i);
                 if let (Some(g), Some(id)) = (group.as_mut(), id(&p)) {
-                    g.1.push(id);
+                    g.results.push(id);
                 }
                 last_obs = index(p);
+            }
+            "SPM" => {
+                let order = ctx.order.clone();
+                let request = group.as_ref().and_then(|g| g.request.clone());
+                let v = m.map_specimen(ctx, seg, order.as_ref(), request.as_deref())?;
+                if let (Some(g), Some(id)) = (group.as_mut(), id(&push(ctx, v, i))) {
+                    if !g.specimens.contains(&id) {
+                        g.specimens.push(id);
+                    }
+                }
+                last_obs = None;
             }
             "NTE" => {
                 if let Some(o) = last_obs
@@ -223,14 +327,36 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
     close_group(ctx, &mut group)
 }
 
-/// The DiagnosticReport of a finished OBR group.
-fn close_group(
-    ctx: &mut Context<'_, '_>,
-    group: &mut Option<(&Segment<'_>, Vec<String>)>,
-) -> Result<(), AdapterError> {
-    if let Some((obr, results)) = group.take() {
-        let v = ctx.mapper.map_diagnostic_report(ctx, obr, &results)?;
-        push(ctx, v, usize::MAX);
+/// Finish an order: its specimen from OBR-15 when it had no SPM, the specimens on
+/// its ServiceRequest, and in a result message (ORU, OUL) its DiagnosticReport,
+/// `basedOn` the ServiceRequest.
+fn close_group(ctx: &mut Context<'_, '_>, group: &mut Option<Group<'_, '_>>) -> Result<(), AdapterError> {
+    if let Some(mut g) = group.take() {
+        if g.specimens.is_empty()
+            && let Some(order) = ctx.order.clone()
+        {
+            let v = ctx.mapper.map_obr_specimen(ctx, g.obr, &order, g.request.as_deref())?;
+            g.specimens.extend(id(&push(ctx, v, usize::MAX)));
+        }
+        let specimens: Vec<Value> = g.specimens.iter().map(|s| Reference::to("Specimen", s).to_fhir()).collect();
+        if let Some(sr) = &g.request
+            && !specimens.is_empty()
+            && let Some(r) = ctx.find_mut("ServiceRequest", sr)
+        {
+            r["specimen"] = Value::Array(specimens.clone());
+        }
+        if matches!(ctx.message.message_code(), "ORU" | "OUL") {
+            let mut v = ctx.mapper.map_diagnostic_report(ctx, g.obr, &g.results)?;
+            if let Some(r) = v.as_mut() {
+                if let Some(sr) = &g.request {
+                    append(r, "basedOn", Reference::to("ServiceRequest", sr).to_fhir());
+                }
+                for s in &specimens {
+                    append(r, "specimen", s.clone());
+                }
+            }
+            push(ctx, v, usize::MAX);
+        }
     }
     ctx.order = None;
     Ok(())

@@ -2,13 +2,17 @@
 //!
 //! | message | resources |
 //! |---|---|
-//! | ADT A01 A04 A08 | Patient (+ NK1 as `Patient.contact`), Encounter (PV1/PV2), Observation (OBX), AllergyIntolerance (AL1), Condition (DG1), Procedure (PR1) |
+//! | ADT A01 A04 A05 A06 A07 A08 A28 A31 | Patient (+ NK1 as `Patient.contact` and a RelatedPerson), Encounter (PV1/PV2; none for A28/A31 without PV1), Observation (OBX), AllergyIntolerance (AL1), Condition (DG1), Procedure (PR1), RelatedPerson (GT1 guarantor; IN1 insured), Coverage (IN1) |
 //! | ADT A02 | the same; Encounter.location: PV1-3 active, PV1-6 completed |
 //! | ADT A03 | the same; Encounter `finished`, `period.end` from PV1-45 |
 //! | ADT A11 | the same; Encounter `cancelled` (cancel admit) |
 //! | ADT A13 | the same; Encounter `in-progress` again, no `period.end` (cancel discharge) |
-//! | ADT A40 | per PID/MRG pair: the surviving Patient with `link` `replaces`, and the merged one (MRG-1) `active: false` with `link` `replaced-by` |
-//! | ORU R01 | Patient, Encounter (if PV1), an Observation per OBX (NTE -> `note`), a DiagnosticReport per OBR with `result` references |
+//! | ADT A34 A39 A40 | per PID/MRG pair: the surviving Patient with `link` `replaces`, and the merged one (MRG-1) `active: false` with `link` `replaced-by` |
+//! | ORU R01 | Patient, Encounter (if PV1), a ServiceRequest per OBR (ORC/OBR), an Observation per OBX (NTE -> `note`), a Specimen per SPM (else OBR-15), a DiagnosticReport per OBR with `result`, `basedOn` and `specimen` references |
+//! | ORM O01, OML O21 | as ORU without reports: ServiceRequest per OBR, Specimen, Observation (OBX), plus the ADT segments present |
+//! | SIU S12-S15 | Patient, Encounter, Observation, Condition as in ADT, and one Appointment (SCH + AIS/AIG/AIL/AIP) |
+//! | MDM T02 T04 | Patient, Encounter, ServiceRequest (ORC/OBR), one DocumentReference (TXA; each OBX an attachment) |
+//! | DFT P03 | the patient, visit, coverage and clinical segments as in ADT; FT1 charges are not mapped (no ChargeItem) |
 //! | VXU V04 | Patient, Encounter (if PV1), an Immunization per ORC/RXA (+ RXR), Observation per OBX |
 //! | RDE O11 | Patient, Encounter (if PV1), a MedicationRequest per ORC/RXE (+ RXR) (RXO is not mapped) |
 //!
@@ -80,10 +84,13 @@
 pub mod clinical;
 mod context;
 pub mod encounter;
+pub mod financial;
 mod messages;
 pub mod observation;
+pub mod orders;
 pub mod patient;
 pub mod pharmacy;
+pub mod scheduling;
 #[cfg(test)]
 mod tests;
 pub mod types;
@@ -105,8 +112,10 @@ pub type MapResult = Result<Option<Resource>, AdapterError>;
 
 /// The message types the standard mapping handles.
 pub const STANDARD_MESSAGE_TYPES: &[&str] = &[
-    "ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11", "ADT^A13", "ADT^A40",
-    "ORU^R01", "VXU^V04", "RDE^O11",
+    "ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A05", "ADT^A06", "ADT^A07", "ADT^A08",
+    "ADT^A11", "ADT^A13", "ADT^A28", "ADT^A31", "ADT^A34", "ADT^A39", "ADT^A40",
+    "ORU^R01", "VXU^V04", "RDE^O11", "ORM^O01", "OML^O21", "SIU^S12", "SIU^S13", "SIU^S14",
+    "SIU^S15", "MDM^T02", "MDM^T04", "DFT^P03",
 ];
 
 /// A mapping: every method has the standard behaviour; vendors override what differs.
@@ -212,6 +221,52 @@ pub trait Mapper {
         observation::map_diagnostic_report(ctx, obr, results)
     }
 
+    /// NK1 -> RelatedPerson (besides the `Patient.contact` entry).
+    fn map_related_person(&self, ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> MapResult {
+        financial::map_related_person(ctx, nk1)
+    }
+
+    /// GT1 -> RelatedPerson (the guarantor, unless it is the patient).
+    fn map_guarantor(&self, ctx: &mut Context<'_, '_>, gt1: &Segment<'_>) -> MapResult {
+        financial::map_guarantor(ctx, gt1)
+    }
+
+    /// IN1 -> the insured as a RelatedPerson (when not the patient).
+    fn map_insured(&self, ctx: &mut Context<'_, '_>, in1: &Segment<'_>) -> MapResult {
+        financial::map_insured(ctx, in1)
+    }
+
+    /// IN1 -> Coverage; `subscriber`: the insured's RelatedPerson id.
+    fn map_coverage(&self, ctx: &mut Context<'_, '_>, in1: &Segment<'_>, subscriber: Option<&str>) -> MapResult {
+        financial::map_coverage(ctx, in1, subscriber)
+    }
+
+    /// ORC + OBR -> ServiceRequest, keyed like the order's report.
+    fn map_service_request(&self, ctx: &mut Context<'_, '_>, obr: Option<&Segment<'_>>, orc: Option<&Segment<'_>>, order: &Order) -> MapResult {
+        orders::map_service_request(ctx, obr, orc, order)
+    }
+
+    /// SPM -> Specimen; `request`: the order's ServiceRequest id.
+    fn map_specimen(&self, ctx: &mut Context<'_, '_>, spm: &Segment<'_>, order: Option<&Order>, request: Option<&str>) -> MapResult {
+        orders::map_specimen(ctx, spm, order, request)
+    }
+
+    /// OBR-15 -> Specimen, for an order without SPM (v2.3-2.4).
+    fn map_obr_specimen(&self, ctx: &mut Context<'_, '_>, obr: &Segment<'_>, order: &Order, request: Option<&str>) -> MapResult {
+        orders::map_obr_specimen(ctx, obr, order, request)
+    }
+
+    /// SCH (+ AIS/AIG/AIL/AIP) -> Appointment.
+    fn map_appointment(&self, ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResult {
+        scheduling::map_appointment(ctx, sch)
+    }
+
+    /// TXA (+ its OBX content) -> DocumentReference; `based_on`: the order's
+    /// ServiceRequest id.
+    fn map_document(&self, ctx: &mut Context<'_, '_>, txa: &Segment<'_>, based_on: Option<&str>) -> MapResult {
+        scheduling::map_document(ctx, txa, based_on)
+    }
+
     /// AL1 -> AllergyIntolerance.
     fn map_allergy(&self, ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
         clinical::map_allergy(ctx, al1)
@@ -281,6 +336,9 @@ pub fn map_message(mapper: &impl Mapper, input: &Hl7Input) -> Result<Output, Ada
         "ADT" => messages::map_adt(&mut ctx)?,
         "ORU" => messages::map_oru(&mut ctx)?,
         "VXU" | "RDE" => messages::map_orders(&mut ctx)?,
+        "ORM" | "OML" | "DFT" => messages::map_order_messages(&mut ctx)?,
+        "SIU" => messages::map_siu(&mut ctx)?,
+        "MDM" => messages::map_mdm(&mut ctx)?,
         _ => {
             return Err(AdapterError::unsupported(format!(
                 "no standard mapping for {code}^{trigger}"

@@ -1,0 +1,277 @@
+//! Scheduling and documents: SIU (SCH + AIS/AIG/AIL/AIP) -> Appointment, MDM (TXA +
+//! OBX content) -> DocumentReference.
+//!
+//! Maps used (HL7 v2-to-FHIR IG, STU 1):
+//! - "SCH[Appointment]": identifiers SCH-1 (PLAC) / SCH-2 (FILL), status SCH-25
+//!   (filler status, table 0278; else by trigger: S12-S14 booked, S15 cancelled),
+//!   reasonCode SCH-7, appointmentType SCH-8, minutesDuration SCH-9 (SCH-10 in
+//!   minutes or hours), start / end TQ1-7 / TQ1-8 (else SCH-11.4 / SCH-11.5; both
+//!   or neither, as FHIR requires); serviceType AIS-3; participants: the patient, AIP-3 people,
+//!   AIL-3 locations and AIG-3 resources as logical references, status from their
+//!   filler status (AIx-12/13, "Booked" accepted).
+//! - "TXA[DocumentReference]": masterIdentifier TXA-12, type TXA-2 (table 0270),
+//!   docStatus TXA-17 (table 0271), date TXA-4 (else TXA-6), author TXA-5 (else
+//!   TXA-9), content: one attachment per OBX (ED: its type, subtype and Base64
+//!   data; TX/FT/ST: text/plain, the text Base64-encoded), context.encounter.
+
+use serde_json::{Value, json};
+
+use super::types::{text, text_cow};
+use super::{Context, MapResult};
+use crate::adapter::AdapterError;
+use crate::fhir::{Reference, ToFhir};
+use crate::hl7::Segment;
+
+fn appointment_status(sch25: Option<&str>, trigger: &str) -> &'static str {
+    match sch25.map(str::to_ascii_lowercase).as_deref() {
+        Some("booked") => "booked",
+        Some("cancelled" | "canceled") => "cancelled",
+        Some("complete") => "fulfilled",
+        Some("noshow") => "noshow",
+        Some("pending" | "overbook") => "pending",
+        Some("waitlist") => "waitlist",
+        Some("started") => "arrived",
+        Some("deleted") => "entered-in-error",
+        _ if trigger == "S15" => "cancelled",
+        _ => "booked",
+    }
+}
+
+fn participant_status(filler: Option<String>) -> &'static str {
+    match filler.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("cancelled" | "canceled" | "deleted" | "noshow") => "declined",
+        Some("pending" | "waitlist") => "tentative",
+        Some("blocked") => "needs-action",
+        _ => "accepted",
+    }
+}
+
+/// SCH and the resources after it -> Appointment.
+pub fn map_appointment(ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResult {
+    let msg = ctx.message;
+    let placer = ctx.ei_identifier(sch.field(1).rep(1));
+    let filler = ctx.ei_identifier(sch.field(2).rep(1));
+    let Some(key) = filler.clone().or(placer.clone()) else {
+        return Err(AdapterError::invalid("an appointment without an id (SCH-1 or SCH-2)", Some("SCH-2")));
+    };
+    let system = key.system.clone().unwrap_or_else(|| ctx.source_urn());
+    let mut a = json!({
+        "resourceType": "Appointment",
+        "id": ctx.id("Appointment", &system, &[key.value.as_deref().unwrap_or_default()]),
+        "meta": ctx.meta.to_fhir(),
+        "status": appointment_status(text(sch.field(25).component(1)).as_deref(), msg.trigger_event()),
+    });
+    let identifiers: Vec<Value> = [(placer, "PLAC"), (filler, "FILL")].into_iter().filter_map(|(i, t)| i.map(|i| i.with_v2_type(t).to_fhir())).collect();
+    if !identifiers.is_empty() {
+        a["identifier"] = Value::Array(identifiers);
+    }
+    if let Some(r) = ctx.concept_in(sch.field(7).rep(1), "HL70276") {
+        a["reasonCode"] = json!([r.to_fhir()]);
+    }
+    if let Some(t) = ctx.concept_in(sch.field(8).rep(1), "HL70277") {
+        a["appointmentType"] = t.to_fhir();
+    }
+    let minutes = text(sch.field(9).component(1)).and_then(|d| d.parse::<f64>().ok()).map(|d| {
+        match text(sch.field(10).component(1)).map(|u| u.to_ascii_lowercase()).as_deref() {
+            Some("h" | "hr" | "hour" | "hours") => d * 60.0,
+            Some("s" | "sec") => d / 60.0,
+            _ => d,
+        }
+    });
+    if let Some(m) = minutes.filter(|m| *m >= 1.0) {
+        a["minutesDuration"] = (m.round() as u64).into();
+    }
+    // Start and end: TQ1, else SCH-11 (TQ).
+    let tq1 = msg.segment("TQ1");
+    let raw = |s: Option<&Segment<'_>>, f: usize, c: usize| s.and_then(|s| text_cow(s.field(f).component(c)).map(|t| t.into_owned()));
+    let start_raw = raw(tq1, 7, 1).or_else(|| raw(Some(sch), 11, 4));
+    let end_raw = raw(tq1, 8, 1).or_else(|| raw(Some(sch), 11, 5));
+    let start = ctx.instant(start_raw.as_deref(), "TQ1-7");
+    let end = ctx.instant(end_raw.as_deref(), "TQ1-8");
+    // (FHIR: start and end together, or neither; a start alone stays with the
+    // requested duration only)
+    if let (Some(s), Some(e)) = (start, end) {
+        a["start"] = s.into();
+        a["end"] = e.into();
+    }
+    let mut participants = Vec::new();
+    if let Some(p) = ctx.patient_ref() {
+        participants.push(json!({"actor": p.to_fhir(), "status": "accepted"}));
+    }
+    let mut service_types = Vec::new();
+    for seg in msg.segments() {
+        match seg.id() {
+            "AIS" => service_types.extend(ctx.concept(seg.field(3).rep(1)).map(|c| c.to_fhir())),
+            "AIP" => {
+                if let Some(r) = ctx.practitioner(seg.field(3).rep(1)) {
+                    let mut p = json!({"actor": r.to_fhir(), "status": participant_status(text(seg.field(12).component(1)))});
+                    if let Some(role) = ctx.concept(seg.field(4).rep(1)) {
+                        p["type"] = json!([role.to_fhir()]);
+                    }
+                    participants.push(p);
+                }
+            }
+            "AIL" => {
+                if let Some(r) = ctx.location(seg.field(3).rep(1)) {
+                    participants.push(json!({"actor": r.to_fhir(), "status": participant_status(text(seg.field(12).component(1)))}));
+                }
+            }
+            "AIG" => {
+                let resource = seg.field(3).rep(1);
+                if let Some(display) = text(resource.component(2)).or_else(|| text(resource.component(1))) {
+                    let actor = Reference { type_: Some("Device".into()), display: Some(display), ..Default::default() };
+                    participants.push(json!({"actor": actor.to_fhir(), "status": participant_status(text(seg.field(13).component(1)))}));
+                }
+            }
+            _ => {}
+        }
+    }
+    if participants.is_empty() {
+        return Err(AdapterError::invalid("an appointment without a patient or resources (PID, AIP, AIL, AIG)", Some("PID")));
+    }
+    a["participant"] = Value::Array(participants);
+    if !service_types.is_empty() {
+        a["serviceType"] = Value::Array(service_types);
+    }
+    let comments: Vec<String> = msg
+        .segments()
+        .iter()
+        .skip_while(|s| s.id() != "SCH")
+        .skip(1)
+        .skip_while(|s| s.id() == "TQ1")
+        .take_while(|s| s.id() == "NTE")
+        .filter_map(|n| text(n.field(3).component(1)))
+        .collect();
+    if !comments.is_empty() {
+        a["comment"] = comments.join("\n").into();
+    }
+    Ok(Some(a.into()))
+}
+
+fn doc_status(txa17: Option<&str>) -> Option<&'static str> {
+    match txa17 {
+        Some("AU" | "LA") => Some("final"),
+        Some("DI" | "DO" | "IN" | "IP" | "PA") => Some("preliminary"),
+        _ => None,
+    }
+}
+
+/// Base64 (standard alphabet, padded).
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One OBX of a document as an attachment: ED carries its type and (Base64) data;
+/// text types are the document's text.
+fn attachment(obx: &Segment<'_>) -> Option<Value> {
+    let kind = text(obx.field(2).component(1)).unwrap_or_default();
+    match kind.as_str() {
+        "ED" => {
+            let v = obx.field(5).rep(1);
+            let content_type = match (text(v.component(2)), text(v.component(3))) {
+                (Some(t), Some(s)) => format!("{}/{}", t.to_ascii_lowercase(), s.to_ascii_lowercase()),
+                (Some(t), None) => t.to_ascii_lowercase(),
+                _ => "application/octet-stream".into(),
+            };
+            let mut a = json!({"contentType": content_type});
+            let data = v.component(5).raw().trim().to_owned();
+            if !data.is_empty() {
+                let encoding = text(v.component(4)).unwrap_or_default();
+                a["data"] = if encoding.eq_ignore_ascii_case("base64") { data.into() } else { base64(data.as_bytes()).into() };
+            }
+            Some(a)
+        }
+        "TX" | "FT" | "ST" | "CF" => {
+            let lines: Vec<String> = obx.field(5).repetitions().map(|r| r.value().into_owned()).collect();
+            let body = lines.join("\n");
+            (!body.trim().is_empty()).then(|| json!({"contentType": "text/plain; charset=utf-8", "data": base64(body.as_bytes())}))
+        }
+        _ => None,
+    }
+}
+
+/// TXA and the OBX segments after it -> DocumentReference. `based_on`: the order's
+/// ServiceRequest, if there is one.
+pub fn map_document(ctx: &mut Context<'_, '_>, txa: &Segment<'_>, based_on: Option<&str>) -> MapResult {
+    let msg = ctx.message;
+    let unique = ctx.ei_identifier(txa.field(12).rep(1));
+    let (system, key) = match &unique {
+        Some(i) => (i.system.clone().unwrap_or_else(|| ctx.source_urn()), i.value.clone().unwrap_or_default()),
+        None => (ctx.source_urn(), format!("{}/TXA/{}", msg.control_id(), text(txa.field(1).component(1)).unwrap_or_default())),
+    };
+    let content: Vec<Value> = msg
+        .segments()
+        .iter()
+        .skip_while(|s| !std::ptr::eq(s.raw(), txa.raw()))
+        .filter(|s| s.id() == "OBX")
+        .filter_map(attachment)
+        .map(|a| json!({"attachment": a}))
+        .collect();
+    if content.is_empty() {
+        return Err(AdapterError::invalid("a document without content (no OBX with TX, FT, ST or ED)", Some("OBX-5")));
+    }
+    let mut d = json!({
+        "resourceType": "DocumentReference",
+        "id": ctx.id("DocumentReference", &system, &[&key]),
+        "meta": ctx.meta.to_fhir(),
+        "status": "current",
+        "content": content,
+    });
+    if let Some(u) = unique {
+        d["masterIdentifier"] = u.to_fhir();
+    }
+    if let Some(s) = doc_status(text(txa.field(17).component(1)).as_deref()) {
+        d["docStatus"] = s.into();
+    }
+    if let Some(t) = ctx.table_concept(text(txa.field(2).component(1)), "HL70270") {
+        d["type"] = t.to_fhir();
+    }
+    if let Some(p) = ctx.patient_ref() {
+        d["subject"] = p.to_fhir();
+    }
+    let when = text_cow(txa.field(4).component(1)).or_else(|| text_cow(txa.field(6).component(1))).map(|t| t.into_owned());
+    if let Some(t) = ctx.instant(when.as_deref(), "TXA-4") {
+        d["date"] = t.into();
+    }
+    let author = ctx.practitioner(txa.field(5).rep(1)).or_else(|| ctx.practitioner(txa.field(9).rep(1)));
+    if let Some(a) = author {
+        d["author"] = json!([a.to_fhir()]);
+    }
+    let mut context = serde_json::Map::new();
+    if let Some(e) = ctx.encounter_ref() {
+        context.insert("encounter".into(), json!([e.to_fhir()]));
+    }
+    if let Some(sr) = based_on {
+        context.insert("related".into(), json!([{"reference": format!("ServiceRequest/{sr}")}]));
+    }
+    if !context.is_empty() {
+        d["context"] = Value::Object(context);
+    }
+    Ok(Some(d.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"foob"), "Zm9vYg==");
+        assert_eq!(super::base64("Müller\n".as_bytes()), "TcO8bGxlcgo=");
+    }
+}
