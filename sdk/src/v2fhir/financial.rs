@@ -26,9 +26,10 @@ use super::{Context, MapResult};
 use crate::fhir::{Identifier, Reference, ToFhir};
 use crate::hl7::Segment;
 
-/// Relationship codes (table 0063) that mean the patient.
+/// Relationship codes that mean the patient: HL7 table 0063 `SEL`, and `18`, the
+/// X12 / UB-04 code for self that some feeds send (their `01` is spouse).
 fn is_self(code: Option<&str>) -> bool {
-    matches!(code.map(str::to_ascii_uppercase).as_deref(), Some("SEL" | "SELF" | "01" | "18" | "1"))
+    matches!(code.map(str::to_ascii_uppercase).as_deref(), Some("SEL" | "SELF" | "18"))
 }
 
 /// The natural key of a related person: their identifier, else their name and

@@ -395,8 +395,8 @@ fn errors_are_typed_and_located() {
         }
         other => panic!("{other:?}"),
     }
-    match map_message(&Standard, &sample("adt_a28_ghh_v28.hl7")) {
-        Err(AdapterError::Unsupported(m)) => assert!(m.contains("ADT^A28"), "{m}"),
+    match map_message(&Standard, &raw("MSH|^~\\&|A|F|||20200101||ADT^A99|1|P|2.5\nPID|1||1^^^H^MR")) {
+        Err(AdapterError::Unsupported(m)) => assert!(m.contains("ADT^A99"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -521,9 +521,10 @@ fn resources_overridden_as_json_map_the_same() {
 
 #[test]
 fn message_types_list() {
-    assert_eq!(STANDARD_MESSAGE_TYPES.len(), 11);
+    assert_eq!(STANDARD_MESSAGE_TYPES.len(), 27);
     assert!(Standard.supports("ADT", "A40") && Standard.supports("ORU", "R01"));
-    assert!(!Standard.supports("ADT", "A28") && !Standard.supports("ORM", "O01"));
+    assert!(Standard.supports("ADT", "A28") && Standard.supports("ORM", "O01") && Standard.supports("SIU", "S15") && Standard.supports("MDM", "T04"));
+    assert!(!Standard.supports("ADT", "A99") && !Standard.supports("MDM", "T01") && !Standard.supports("QRY", "A19"));
 }
 
 #[test]
@@ -564,3 +565,138 @@ fn immunizations_and_medication_requests() {
     assert_eq!(m["authoredOn"], "2019-11-04T06:27:26+02:15");
 }
 
+
+/// A segment with the given fields at their positions (1-based), the rest empty.
+fn seg(id: &str, fields: &[(usize, &str)]) -> String {
+    let n = fields.iter().map(|(i, _)| *i).max().unwrap_or(0);
+    let mut v = vec![String::new(); n + 1];
+    v[0] = id.to_string();
+    for (i, f) in fields {
+        v[*i] = f.to_string();
+    }
+    v.join("|") + "\r"
+}
+
+#[test]
+fn orders_specimens_and_reports_refer_to_each_other() {
+    let msg = [
+        "MSH|^~\\&|LAB|H|||20240101120000+0000||ORU^R01|9|P|2.5.1\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR"), (5, "Doe^Jo")]),
+        seg("ORC", &[(1, "RE"), (2, "PL-1^LAB"), (3, "FI-1^LAB"), (5, "CM"), (9, "20240101110000+0000"), (12, "77^Grey^Meredith")]),
+        seg("OBR", &[(1, "1"), (2, "PL-1^LAB"), (3, "FI-1^LAB"), (4, "2345-7^Glucose^LN"), (7, "20240101100000+0000"), (25, "F"), (31, "R73.9^Hyperglycemia^I10")]),
+        seg("OBX", &[(1, "1"), (2, "NM"), (3, "2345-7^Glucose^LN"), (5, "95"), (6, "mg/dL"), (11, "F")]),
+        seg("SPM", &[(1, "1"), (2, "S-1&LAB"), (4, "BLD^Blood^HL70487"), (17, "20240101095500+0000"), (18, "20240101100500+0000"), (20, "Y")]),
+    ]
+    .concat();
+    let (rs, _) = map(&raw(&msg));
+    let sr = of_type(&rs, "ServiceRequest")[0];
+    let spec = of_type(&rs, "Specimen")[0];
+    let dr = of_type(&rs, "DiagnosticReport")[0];
+    assert_eq!(sr["status"], "completed", "ORC-5 CM");
+    assert_eq!(sr["intent"], "order");
+    assert_eq!(sr["requester"]["display"], "Meredith Grey");
+    assert_eq!(sr["reasonCode"][0]["coding"][0]["code"], "R73.9");
+    assert_eq!(sr["authoredOn"], "2024-01-01T11:00:00+00:00");
+    let sr_ref = format!("ServiceRequest/{}", sr["id"].as_str().unwrap());
+    let spec_ref = format!("Specimen/{}", spec["id"].as_str().unwrap());
+    assert_eq!(dr["basedOn"][0]["reference"], sr_ref.as_str());
+    assert_eq!(dr["specimen"][0]["reference"], spec_ref.as_str());
+    assert_eq!(sr["specimen"][0]["reference"], spec_ref.as_str());
+    assert_eq!(spec["request"][0]["reference"], sr_ref.as_str());
+    assert_eq!(spec["type"]["coding"][0]["code"], "BLD");
+    assert_eq!(spec["status"], "available");
+    assert_eq!(spec["receivedTime"], "2024-01-01T10:05:00+00:00");
+    assert_ne!(sr["id"], dr["id"], "one order key, a different id per resource type");
+    // An order message: the request, no report.
+    let orm = msg.replace("ORU^R01", "ORM^O01").replace("ORC|RE", "ORC|NW").replace("|CM|", "||");
+    let (rs, _) = map(&raw(&orm));
+    assert_eq!(of_type(&rs, "ServiceRequest")[0]["status"], "active");
+    assert!(of_type(&rs, "DiagnosticReport").is_empty());
+}
+
+#[test]
+fn insurance_guarantors_and_kin() {
+    let msg = [
+        "MSH|^~\\&|ADT|H|||20240101120000+0000||ADT^A04|10|P|2.5.1\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR"), (5, "Doe^Jo"), (7, "19800101"), (8, "F")]),
+        seg("NK1", &[(1, "1"), (2, "Doe^Max"), (3, "SPO^Spouse"), (4, "1 Main St^^Town^ST^11111"), (5, "555-1111")]),
+        seg("GT1", &[(1, "1"), (2, "G-9"), (3, "Doe^Jo"), (11, "SEL")]),
+        seg("GT1", &[(1, "2"), (2, "G-10"), (3, "Roe^Pat"), (6, "555-2222"), (8, "19600101"), (9, "M"), (11, "FTH")]),
+        seg(
+            "IN1",
+            &[
+                (1, "1"),
+                (2, "GOLD^Gold Plan"),
+                (3, "INS-1"),
+                (4, "Acme Health"),
+                (8, "GRP-7"),
+                (9, "Acme Employees"),
+                (12, "20230101"),
+                (13, "20241231"),
+                (16, "Doe^Max"),
+                (17, "SPO"),
+                (18, "19790202"),
+                (19, "1 Main St^^Town^ST^11111"),
+                (36, "POL-123"),
+                (49, "SUB-9"),
+            ],
+        ),
+        seg("IN1", &[(1, "2"), (2, "SELF^Self pay"), (3, "INS-2"), (4, "Self"), (17, "SEL")]),
+    ]
+    .concat();
+    let (rs, _) = map(&raw(&msg));
+    let people = of_type(&rs, "RelatedPerson");
+    let names: Vec<&str> = people.iter().map(|p| p["name"][0]["family"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Doe", "Roe", "Doe"], "kin, the guarantor who is not the patient, the insured spouse");
+    assert_eq!(people[1]["relationship"][0]["coding"][0]["code"], "GUAR");
+    let cov = of_type(&rs, "Coverage");
+    assert_eq!(cov.len(), 2);
+    assert_eq!(cov[0]["payor"][0]["display"], "Acme Health");
+    assert_eq!(cov[0]["identifier"][0]["value"], "POL-123");
+    assert_eq!(cov[0]["subscriberId"], "SUB-9");
+    assert_eq!(cov[0]["period"]["end"], "2024-12-31");
+    assert_eq!(cov[0]["class"][1]["value"], "GRP-7");
+    assert_eq!(cov[0]["subscriber"]["reference"], format!("RelatedPerson/{}", people[2]["id"].as_str().unwrap()).as_str());
+    assert_eq!(cov[1]["subscriber"]["reference"], format!("Patient/{}", of_type(&rs, "Patient")[0]["id"].as_str().unwrap()).as_str());
+    // The same message again: the same ids (natural keys, not positions).
+    let (again, _) = map(&raw(&msg));
+    assert_eq!(rs, again);
+}
+
+#[test]
+fn appointments_and_documents() {
+    let siu = |status: &str| {
+        [
+            "MSH|^~\\&|SCH|H|||20240101120000+0000||SIU^S15|11|P|2.5.1\r".to_string(),
+            seg("SCH", &[(1, "A-1^SCH"), (2, "F-1^SCH"), (7, "CHECKUP^Checkup"), (25, status)]),
+            seg("TQ1", &[(7, "20240105090000+0000"), (8, "20240105093000+0000")]),
+            seg("PID", &[(1, "1"), (3, "P1^^^H^MR"), (5, "Doe^Jo")]),
+            seg("AIP", &[(1, "1"), (3, "77^Grey^Meredith"), (4, "PCP^Primary care"), (12, "Booked")]),
+        ]
+        .concat()
+    };
+    let (rs, _) = map(&raw(&siu("Booked")));
+    let a = of_type(&rs, "Appointment")[0];
+    assert_eq!(a["status"], "booked", "SCH-25 wins over the trigger");
+    assert_eq!(a["start"], "2024-01-05T09:00:00+00:00");
+    assert_eq!(a["participant"].as_array().unwrap().len(), 2);
+    let (rs, _) = map(&raw(&siu("")));
+    assert_eq!(of_type(&rs, "Appointment")[0]["status"], "cancelled", "S15 without a filler status");
+
+    let mdm = [
+        "MSH|^~\\&|DOC|H|||20240101120000+0000||MDM^T02|12|P|2.5.1\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR"), (5, "Doe^Jo")]),
+        seg("TXA", &[(1, "1"), (2, "DS"), (3, "TX"), (4, "20240101115000+0000"), (5, "77^Grey^Meredith"), (12, "DOC-1^DOC"), (17, "AU")]),
+        seg("OBX", &[(1, "1"), (2, "TX"), (5, "Line one~Line two")]),
+        seg("OBX", &[(1, "2"), (2, "ED"), (5, "^application^pdf^Base64^JVBERi0xLjQ=")]),
+    ]
+    .concat();
+    let (rs, _) = map(&raw(&mdm));
+    assert!(of_type(&rs, "Observation").is_empty(), "document content is not observations");
+    let d = of_type(&rs, "DocumentReference")[0];
+    assert_eq!(d["docStatus"], "final");
+    assert_eq!(d["masterIdentifier"]["value"], "DOC-1");
+    assert_eq!(d["content"][0]["attachment"]["data"], "TGluZSBvbmUKTGluZSB0d28=", "the text, Base64");
+    assert_eq!(d["content"][1]["attachment"]["contentType"], "application/pdf");
+    assert_eq!(d["content"][1]["attachment"]["data"], "JVBERi0xLjQ=", "already Base64: kept");
+}
