@@ -32,6 +32,7 @@
 //! ```
 
 pub mod admin;
+pub mod care;
 pub mod clinical;
 pub mod datatypes;
 pub mod datetime;
@@ -41,6 +42,7 @@ mod resource;
 mod write;
 
 pub use admin::*;
+pub use care::*;
 pub use clinical::*;
 pub use datatypes::*;
 pub(crate) use json::prefixed_uri;

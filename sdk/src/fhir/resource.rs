@@ -1,6 +1,7 @@
 //! [`Resource`]: a mapped resource, typed or JSON.
 
 use super::admin::{Encounter, Patient, Task};
+use super::care::{Coverage, RelatedPerson, ServiceRequest, Specimen};
 use super::clinical::{
     AllergyIntolerance, Condition, DiagnosticReport, Immunization, MedicationRequest, Observation,
     Procedure,
@@ -43,6 +44,10 @@ pub enum Resource {
     Procedure(Box<Procedure>),
     Immunization(Box<Immunization>),
     MedicationRequest(Box<MedicationRequest>),
+    RelatedPerson(Box<RelatedPerson>),
+    Coverage(Box<Coverage>),
+    ServiceRequest(Box<ServiceRequest>),
+    Specimen(Box<Specimen>),
     /// Any resource as JSON.
     Json(Value),
 }
@@ -61,6 +66,10 @@ macro_rules! typed {
             Resource::Procedure($r) => $body,
             Resource::Immunization($r) => $body,
             Resource::MedicationRequest($r) => $body,
+            Resource::RelatedPerson($r) => $body,
+            Resource::Coverage($r) => $body,
+            Resource::ServiceRequest($r) => $body,
+            Resource::Specimen($r) => $body,
             Resource::Json($v) => $json,
         }
     };
@@ -92,7 +101,11 @@ from_builders!(
     AllergyIntolerance,
     Procedure,
     Immunization,
-    MedicationRequest
+    MedicationRequest,
+    RelatedPerson,
+    Coverage,
+    ServiceRequest,
+    Specimen
 );
 
 impl From<Value> for Resource {
@@ -155,6 +168,10 @@ fn type_name(r: &Resource) -> &'static str {
         Resource::Procedure(_) => "Procedure",
         Resource::Immunization(_) => "Immunization",
         Resource::MedicationRequest(_) => "MedicationRequest",
+        Resource::RelatedPerson(_) => "RelatedPerson",
+        Resource::Coverage(_) => "Coverage",
+        Resource::ServiceRequest(_) => "ServiceRequest",
+        Resource::Specimen(_) => "Specimen",
         Resource::Json(_) => "",
     }
 }

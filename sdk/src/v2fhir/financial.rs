@@ -18,12 +18,10 @@
 //!   subscriber the patient when IN1-17 is self, else the insured (IN1-16 name,
 //!   IN1-18 birth date, IN1-19 address, IN1-43 gender) as a RelatedPerson.
 
-use serde_json::{Value, json};
-
 use super::patient::gender;
 use super::types::{text, text_cow};
 use super::{Context, MapResult};
-use crate::fhir::{Identifier, Reference, ToFhir};
+use crate::fhir::{CodeableConcept, Coding, Coverage, CoverageClass, HumanName, Identifier, Period, Reference, RelatedPerson};
 use crate::hl7::Segment;
 
 /// Relationship codes that mean the patient: HL7 table 0063 `SEL`, and `18`, the
@@ -34,13 +32,13 @@ fn is_self(code: Option<&str>) -> bool {
 
 /// The natural key of a related person: their identifier, else their name and
 /// birth date, else the segment's set id: scoped by the patient.
-fn person_key(patient: &str, kind: &str, id: Option<String>, name: Option<&Value>, birth: Option<&str>, set_id: &str) -> Vec<String> {
+fn person_key(patient: &str, kind: &str, id: Option<String>, name: Option<&HumanName>, birth: Option<&str>, set_id: &str) -> Vec<String> {
     let mut key = vec![patient.to_owned(), kind.to_owned()];
     match (id, name) {
         (Some(id), _) => key.push(format!("id:{id}")),
         (None, Some(n)) => {
-            key.push(format!("name:{}", n["family"].as_str().unwrap_or_default()));
-            key.push(n["given"].as_array().map(|g| g.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default());
+            key.push(format!("name:{}", n.family.as_deref().unwrap_or_default()));
+            key.push(n.given.join(" "));
             key.push(birth.unwrap_or_default().to_owned());
         }
         (None, None) => key.push(format!("set:{set_id}")),
@@ -48,30 +46,28 @@ fn person_key(patient: &str, kind: &str, id: Option<String>, name: Option<&Value
     key
 }
 
-fn related_person(ctx: &Context<'_, '_>, patient: &str, key: &[String]) -> Value {
+fn related_person(ctx: &Context<'_, '_>, patient: &str, key: &[String]) -> RelatedPerson {
     let parts: Vec<&str> = key.iter().map(String::as_str).collect();
-    json!({
-        "resourceType": "RelatedPerson",
-        "id": ctx.id("RelatedPerson", &ctx.source_urn(), &parts),
-        "meta": ctx.meta.to_fhir(),
-        "patient": Reference::to("Patient", patient).to_fhir(),
-    })
+    RelatedPerson {
+        id: ctx.id("RelatedPerson", &ctx.source_urn(), &parts),
+        meta: ctx.meta.clone(),
+        patient: Reference::to("Patient", patient),
+        ..Default::default()
+    }
 }
 
-fn set(r: &mut Value, key: &str, v: Option<Value>) {
-    if let Some(v) = v.filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
-        r[key] = v;
-    }
+fn period(start: Option<String>, end: Option<String>) -> Option<Period> {
+    (start.is_some() || end.is_some()).then_some(Period { start, end })
 }
 
 /// NK1 -> RelatedPerson. `None` without a patient, or when the NK1 names nobody
 /// (no name, telecom or address: an empty record of kin).
 pub fn map_related_person(ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> MapResult {
     let Some(patient) = ctx.patient_id.clone() else { return Ok(None) };
-    let name = ctx.name(nk1.field(2).rep(1)).map(|n| n.to_fhir());
-    let address: Vec<Value> = nk1.field(4).repetitions().filter_map(|r| ctx.address(r)).map(|a| a.to_fhir()).collect();
-    let mut telecom: Vec<Value> = nk1.field(5).repetitions().filter_map(|r| ctx.telecom(r, Some("home"))).map(|t| t.to_fhir()).collect();
-    telecom.extend(nk1.field(6).repetitions().filter_map(|r| ctx.telecom(r, Some("work"))).map(|t| t.to_fhir()));
+    let name = ctx.name(nk1.field(2).rep(1));
+    let address: Vec<_> = nk1.field(4).repetitions().filter_map(|r| ctx.address(r)).collect();
+    let mut telecom: Vec<_> = nk1.field(5).repetitions().filter_map(|r| ctx.telecom(r, Some("home"))).collect();
+    telecom.extend(nk1.field(6).repetitions().filter_map(|r| ctx.telecom(r, Some("work"))));
     if name.is_none() && address.is_empty() && telecom.is_empty() {
         return Ok(None);
     }
@@ -80,24 +76,16 @@ pub fn map_related_person(ctx: &mut Context<'_, '_>, nk1: &Segment<'_>) -> MapRe
     let set_id = text(nk1.field(1).component(1)).unwrap_or_default();
     let key = person_key(&patient, "NK1", id, name.as_ref(), birth.as_deref(), &set_id);
     let mut r = related_person(ctx, &patient, &key);
-    let identifiers: Vec<Value> = nk1.field(33).repetitions().filter_map(|rep| ctx.identifier(rep)).map(|i| i.to_fhir()).collect();
-    set(&mut r, "identifier", Some(Value::Array(identifiers)));
-    let relationship: Vec<Value> = [ctx.concept_in(nk1.field(3).rep(1), "HL70063"), ctx.concept_in(nk1.field(7).rep(1), "HL70131")]
-        .into_iter()
-        .flatten()
-        .map(|c| c.to_fhir())
-        .collect();
-    set(&mut r, "relationship", Some(Value::Array(relationship)));
-    set(&mut r, "name", name.map(|n| json!([n])));
-    set(&mut r, "telecom", Some(Value::Array(telecom)));
-    set(&mut r, "address", Some(Value::Array(address)));
-    set(&mut r, "gender", text_cow(nk1.field(15).component(1)).and_then(|g| gender(&g)).map(Value::from));
-    set(&mut r, "birthDate", birth.map(Value::from));
+    r.identifier = nk1.field(33).repetitions().filter_map(|rep| ctx.identifier(rep)).collect();
+    r.relationship = [ctx.concept_in(nk1.field(3).rep(1), "HL70063"), ctx.concept_in(nk1.field(7).rep(1), "HL70131")].into_iter().flatten().collect();
+    r.name = name.into_iter().collect();
+    r.telecom = telecom;
+    r.address = address;
+    r.gender = text_cow(nk1.field(15).component(1)).and_then(|g| gender(&g)).map(str::to_owned);
+    r.birth_date = birth;
     let start = ctx.date(text_cow(nk1.field(8).component(1)).as_deref(), "NK1-8");
     let end = ctx.date(text_cow(nk1.field(9).component(1)).as_deref(), "NK1-9");
-    if start.is_some() || end.is_some() {
-        r["period"] = crate::fhir::Period { start, end }.to_fhir();
-    }
+    r.period = period(start, end);
     Ok(Some(r.into()))
 }
 
@@ -109,7 +97,7 @@ pub fn map_guarantor(ctx: &mut Context<'_, '_>, gt1: &Segment<'_>) -> MapResult 
     if is_self(rel.as_deref()) {
         return Ok(None);
     }
-    let name = ctx.name(gt1.field(3).rep(1)).map(|n| n.to_fhir());
+    let name = ctx.name(gt1.field(3).rep(1));
     let ident = gt1.field(2).repetitions().find_map(|r| ctx.identifier(r));
     if name.is_none() && ident.is_none() {
         return Ok(None);
@@ -118,18 +106,23 @@ pub fn map_guarantor(ctx: &mut Context<'_, '_>, gt1: &Segment<'_>) -> MapResult 
     let set_id = text(gt1.field(1).component(1)).unwrap_or_default();
     let key = person_key(&patient, "GT1", ident.as_ref().and_then(|i| i.value.clone()), name.as_ref(), birth.as_deref(), &set_id);
     let mut r = related_person(ctx, &patient, &key);
-    set(&mut r, "identifier", ident.map(|i| json!([i.to_fhir()])));
-    let mut relationship = vec![json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "GUAR", "display": "guarantor"}]})];
-    relationship.extend(ctx.table_concept(rel, "HL70063").map(|c| c.to_fhir()));
-    r["relationship"] = Value::Array(relationship);
-    set(&mut r, "name", name.map(|n| json!([n])));
-    let address: Vec<Value> = gt1.field(5).repetitions().filter_map(|a| ctx.address(a)).map(|a| a.to_fhir()).collect();
-    set(&mut r, "address", Some(Value::Array(address)));
-    let mut telecom: Vec<Value> = gt1.field(6).repetitions().filter_map(|t| ctx.telecom(t, Some("home"))).map(|t| t.to_fhir()).collect();
-    telecom.extend(gt1.field(7).repetitions().filter_map(|t| ctx.telecom(t, Some("work"))).map(|t| t.to_fhir()));
-    set(&mut r, "telecom", Some(Value::Array(telecom)));
-    set(&mut r, "birthDate", birth.map(Value::from));
-    set(&mut r, "gender", text_cow(gt1.field(9).component(1)).and_then(|g| gender(&g)).map(Value::from));
+    r.identifier = ident.into_iter().collect();
+    r.relationship.push(CodeableConcept {
+        coding: vec![Coding {
+            system: Some("http://terminology.hl7.org/CodeSystem/v3-RoleCode".into()),
+            code: Some("GUAR".into()),
+            display: Some("guarantor".into()),
+            ..Default::default()
+        }],
+        text: None,
+    });
+    r.relationship.extend(ctx.table_concept(rel, "HL70063"));
+    r.name = name.into_iter().collect();
+    r.address = gt1.field(5).repetitions().filter_map(|a| ctx.address(a)).collect();
+    r.telecom = gt1.field(6).repetitions().filter_map(|t| ctx.telecom(t, Some("home"))).collect();
+    r.telecom.extend(gt1.field(7).repetitions().filter_map(|t| ctx.telecom(t, Some("work"))));
+    r.birth_date = birth;
+    r.gender = text_cow(gt1.field(9).component(1)).and_then(|g| gender(&g)).map(str::to_owned);
     Ok(Some(r.into()))
 }
 
@@ -141,16 +134,15 @@ pub fn map_insured(ctx: &mut Context<'_, '_>, in1: &Segment<'_>) -> MapResult {
     if rel.is_none() || is_self(rel.as_deref()) {
         return Ok(None);
     }
-    let Some(name) = ctx.name(in1.field(16).rep(1)).map(|n| n.to_fhir()) else { return Ok(None) };
+    let Some(name) = ctx.name(in1.field(16).rep(1)) else { return Ok(None) };
     let birth = ctx.date(text_cow(in1.field(18).component(1)).as_deref(), "IN1-18");
     let key = person_key(&patient, "IN1-16", None, Some(&name), birth.as_deref(), "");
     let mut r = related_person(ctx, &patient, &key);
-    set(&mut r, "relationship", ctx.table_concept(rel, "HL70063").map(|c| json!([c.to_fhir()])));
-    r["name"] = json!([name]);
-    set(&mut r, "birthDate", birth.map(Value::from));
-    let address: Vec<Value> = in1.field(19).repetitions().filter_map(|a| ctx.address(a)).map(|a| a.to_fhir()).collect();
-    set(&mut r, "address", Some(Value::Array(address)));
-    set(&mut r, "gender", text_cow(in1.field(43).component(1)).and_then(|g| gender(&g)).map(Value::from));
+    r.relationship = ctx.table_concept(rel, "HL70063").into_iter().collect();
+    r.name = vec![name];
+    r.birth_date = birth;
+    r.address = in1.field(19).repetitions().filter_map(|a| ctx.address(a)).collect();
+    r.gender = text_cow(in1.field(43).component(1)).and_then(|g| gender(&g)).map(str::to_owned);
     Ok(Some(r.into()))
 }
 
@@ -166,53 +158,54 @@ pub fn map_coverage(ctx: &mut Context<'_, '_>, in1: &Segment<'_>, subscriber: Op
         return Ok(None);
     }
     let policy = text(in1.field(36).component(1));
-    let plan_key = plan.as_ref().and_then(|p| p.coding.first().and_then(|c| c.code.clone())).unwrap_or_default();
+    let plan_coding = plan.as_ref().and_then(|p| p.coding.first());
+    let plan_key = plan_coding.and_then(|c| c.code.clone()).unwrap_or_default();
     let company_key = company_id.as_ref().and_then(|i| i.value.clone()).or(company_name.clone()).unwrap_or_default();
     let key = [patient.as_str(), &company_key, &plan_key, policy.as_deref().unwrap_or_default()];
-    let mut payor = Reference { type_: Some("Organization".into()), display: company_name.clone(), ..Default::default() };
-    if let Some(i) = company_id.clone() {
-        payor.identifier = Some(Box::new(i));
-    }
+    let mut payor = Reference { type_: Some("Organization".into()), display: company_name, ..Default::default() };
     if payor.display.is_none() {
-        payor.display = plan.as_ref().and_then(|p| p.coding.first().and_then(|c| c.display.clone().or(c.code.clone())));
+        payor.display = plan_coding.and_then(|c| c.display.clone().or(c.code.clone()));
     }
-    let mut c = json!({
-        "resourceType": "Coverage",
-        "id": ctx.id("Coverage", &ctx.source_urn(), &key),
-        "meta": ctx.meta.to_fhir(),
-        "status": "active",
-        "beneficiary": Reference::to("Patient", &patient).to_fhir(),
-        "payor": [payor.to_fhir()],
-    });
-    if let Some(p) = policy {
-        c["identifier"] = json!([Identifier::new(None, p).with_v2_type("PLN").to_fhir()]);
-    }
-    set(&mut c, "type", ctx.table_concept(text(in1.field(15).component(1)), "HL70086").map(|t| t.to_fhir()));
+    payor.identifier = company_id.map(Box::new);
+    let class_type = |code: &str, display: &str| CodeableConcept {
+        coding: vec![Coding {
+            system: Some("http://terminology.hl7.org/CodeSystem/coverage-class".into()),
+            code: Some(code.into()),
+            display: Some(display.into()),
+            ..Default::default()
+        }],
+        text: None,
+    };
     let mut class = Vec::new();
-    let class_type = |code: &str, display: &str| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": code, "display": display}]});
-    if let Some(code) = plan.as_ref().and_then(|p| p.coding.first().and_then(|c| c.code.clone())) {
-        let mut v = json!({"type": class_type("plan", "Plan"), "value": code});
-        set(&mut v, "name", plan.as_ref().and_then(|p| p.coding.first().and_then(|c| c.display.clone())).map(Value::from));
-        class.push(v);
+    if let Some(code) = plan_coding.and_then(|c| c.code.clone()) {
+        class.push(CoverageClass { type_: class_type("plan", "Plan"), value: code, name: plan_coding.and_then(|c| c.display.clone()) });
     }
     if let Some(group) = text(in1.field(8).component(1)) {
-        let mut v = json!({"type": class_type("group", "Group"), "value": group});
-        set(&mut v, "name", text(in1.field(9).component(1)).map(Value::from));
-        class.push(v);
+        class.push(CoverageClass { type_: class_type("group", "Group"), value: group, name: text(in1.field(9).component(1)) });
     }
-    set(&mut c, "class", Some(Value::Array(class)));
+    let relationship = text(in1.field(17).component(1));
+    let subscriber = match subscriber {
+        Some(s) => Some(Reference::to("RelatedPerson", s)),
+        None if is_self(relationship.as_deref()) => Some(Reference::to("Patient", &patient)),
+        None => None,
+    };
     let start = ctx.date(text_cow(in1.field(12).component(1)).as_deref(), "IN1-12");
     let end = ctx.date(text_cow(in1.field(13).component(1)).as_deref(), "IN1-13");
-    if start.is_some() || end.is_some() {
-        c["period"] = crate::fhir::Period { start, end }.to_fhir();
-    }
-    set(&mut c, "order", text(in1.field(22).component(1)).and_then(|o| o.parse::<u32>().ok()).filter(|o| *o > 0).map(Value::from));
-    set(&mut c, "relationship", ctx.table_concept(text(in1.field(17).component(1)), "HL70063").map(|r| r.to_fhir()));
-    set(&mut c, "subscriberId", text(in1.field(49).component(1)).map(Value::from));
-    if let Some(s) = subscriber {
-        c["subscriber"] = Reference::to("RelatedPerson", s).to_fhir();
-    } else if is_self(text(in1.field(17).component(1)).as_deref()) {
-        c["subscriber"] = Reference::to("Patient", &patient).to_fhir();
-    }
+    let c = Coverage {
+        id: ctx.id("Coverage", &ctx.source_urn(), &key),
+        meta: ctx.meta.clone(),
+        identifier: policy.map(|p| Identifier::new(None, p).with_v2_type("PLN")).into_iter().collect(),
+        status: "active".into(),
+        type_: ctx.table_concept(text(in1.field(15).component(1)), "HL70086"),
+        subscriber,
+        subscriber_id: text(in1.field(49).component(1)),
+        beneficiary: Reference::to("Patient", &patient),
+        relationship: ctx.table_concept(relationship, "HL70063"),
+        period: period(start, end),
+        payor: vec![payor],
+        class,
+        order: text(in1.field(22).component(1)).and_then(|o| o.parse::<u32>().ok()).filter(|o| *o > 0),
+        extra: Default::default(),
+    };
     Ok(Some(c.into()))
 }

@@ -338,22 +338,34 @@ fn close_group(ctx: &mut Context<'_, '_>, group: &mut Option<Group<'_, '_>>) -> 
             let v = ctx.mapper.map_obr_specimen(ctx, g.obr, &order, g.request.as_deref())?;
             g.specimens.extend(id(&push(ctx, v, usize::MAX)));
         }
-        let specimens: Vec<Value> = g.specimens.iter().map(|s| Reference::to("Specimen", s).to_fhir()).collect();
+        let specimens: Vec<Reference> = g.specimens.iter().map(|s| Reference::to("Specimen", s)).collect();
         if let Some(sr) = &g.request
             && !specimens.is_empty()
-            && let Some(r) = ctx.find_mut("ServiceRequest", sr)
         {
-            r["specimen"] = Value::Array(specimens.clone());
+            // (typed when the standard map made it; JSON from an override)
+            match ctx.resources.iter_mut().find(|r| r.resource_type() == Some("ServiceRequest") && r.id() == Some(sr)) {
+                Some(Resource::ServiceRequest(r)) => r.specimen.extend(specimens.iter().cloned()),
+                Some(other) => other.json_mut()["specimen"] = specimens.iter().map(ToFhir::to_fhir).collect(),
+                None => {}
+            }
         }
         if matches!(ctx.message.message_code(), "ORU" | "OUL") {
             let mut v = ctx.mapper.map_diagnostic_report(ctx, g.obr, &g.results)?;
-            if let Some(r) = v.as_mut() {
-                if let Some(sr) = &g.request {
-                    append(r, "basedOn", Reference::to("ServiceRequest", sr).to_fhir());
+            let based_on = g.request.as_ref().map(|sr| Reference::to("ServiceRequest", sr));
+            match v.as_mut() {
+                Some(Resource::DiagnosticReport(r)) => {
+                    r.based_on.extend(based_on);
+                    r.specimen.extend(specimens);
                 }
-                for s in &specimens {
-                    append(r, "specimen", s.clone());
+                Some(other) => {
+                    if let Some(b) = based_on {
+                        append(other, "basedOn", b.to_fhir());
+                    }
+                    for s in &specimens {
+                        append(other, "specimen", s.to_fhir());
+                    }
                 }
+                None => {}
             }
             push(ctx, v, usize::MAX);
         }

@@ -14,11 +14,9 @@
 //! People are logical references (identifier and display), as everywhere in the
 //! standard mapping: no Practitioner resources are made.
 
-use serde_json::{Value, json};
-
 use super::types::{text, text_cow};
 use super::{Context, MapResult, Order};
-use crate::fhir::ToFhir;
+use crate::fhir::{Choice, Identifier, Reference, ServiceRequest, Specimen, SpecimenCollection};
 use crate::hl7::Segment;
 
 /// ORC-5 order status (HL7 table 0038), else ORC-1 order control (table 0119), to
@@ -43,7 +41,7 @@ pub fn request_status(orc: Option<&Segment<'_>>, default: &str) -> String {
 }
 
 /// ORC + OBR -> ServiceRequest. `None` without a patient (`subject` is required)
-/// or without anything to say what is ordered.
+/// or without an OBR.
 pub fn map_service_request(
     ctx: &mut Context<'_, '_>,
     obr: Option<&Segment<'_>>,
@@ -54,63 +52,33 @@ pub fn map_service_request(
         ctx.warn("an order without a patient: no ServiceRequest mapped");
         return Ok(None);
     };
-    let code = obr.and_then(|o| ctx.concept(o.field(4).rep(1)));
-    if code.is_none() && obr.is_none() {
-        return Ok(None);
-    }
+    let Some(obr) = obr else { return Ok(None) };
     // A result (ORU) reports on an order that is being or has been done.
     let default = if ctx.message.message_code() == "ORU" { "completed" } else { "active" };
-    let mut sr = json!({
-        "resourceType": "ServiceRequest",
-        "id": ctx.id("ServiceRequest", &order.system, &[&order.key]),
-        "meta": ctx.meta.to_fhir(),
-        "status": request_status(orc, default),
-        "intent": "order",
-        "subject": subject.to_fhir(),
-    });
-    let mut identifiers = Vec::new();
+    let mut sr = ServiceRequest {
+        id: ctx.id("ServiceRequest", &order.system, &[&order.key]),
+        meta: ctx.meta.clone(),
+        status: request_status(orc, default),
+        intent: "order".into(),
+        code: ctx.concept(obr.field(4).rep(1)),
+        subject,
+        encounter: ctx.encounter_ref(),
+        ..Default::default()
+    };
     for (n, t) in [(2, "PLAC"), (3, "FILL")] {
         let from_orc = orc.and_then(|s| ctx.ei_identifier(s.field(n).rep(1)));
-        let from_obr = obr.and_then(|s| ctx.ei_identifier(s.field(n).rep(1)));
-        if let Some(id) = from_orc.or(from_obr) {
-            identifiers.push(id.with_v2_type(t).to_fhir());
+        if let Some(id) = from_orc.or_else(|| ctx.ei_identifier(obr.field(n).rep(1))) {
+            sr.identifier.push(id.with_v2_type(t));
         }
-    }
-    if !identifiers.is_empty() {
-        sr["identifier"] = Value::Array(identifiers);
-    }
-    if let Some(c) = code {
-        sr["code"] = c.to_fhir();
-    }
-    if let Some(e) = ctx.encounter_ref() {
-        sr["encounter"] = e.to_fhir();
     }
     let authored = orc.and_then(|o| text_cow(o.field(9).component(1)).map(|t| t.into_owned()));
-    if let Some(t) = ctx.datetime(authored.as_deref(), "ORC-9") {
-        sr["authoredOn"] = t.into();
-    }
-    let requester = orc
-        .and_then(|o| ctx.practitioner(o.field(12).rep(1)))
-        .or_else(|| obr.and_then(|o| ctx.practitioner(o.field(16).rep(1))));
-    if let Some(r) = requester {
-        sr["requester"] = r.to_fhir();
-    }
-    if let Some(obr) = obr {
-        let reasons: Vec<Value> = obr.field(31).repetitions().filter_map(|r| ctx.concept(r)).map(|c| c.to_fhir()).collect();
-        if !reasons.is_empty() {
-            sr["reasonCode"] = Value::Array(reasons);
-        }
-        let priority = text(obr.field(27).component(6)).or_else(|| {
-            ctx.message.segment("TQ1").and_then(|tq1| text(tq1.field(9).component(1)))
-        });
-        if let Some(p) = priority.as_deref().and_then(priority_code) {
-            sr["priority"] = p.into();
-        }
-        let occurrence = text_cow(obr.field(7).component(1)).map(|t| t.into_owned());
-        if let Some(t) = ctx.datetime(occurrence.as_deref(), "OBR-7") {
-            sr["occurrenceDateTime"] = t.into();
-        }
-    }
+    sr.authored_on = ctx.datetime(authored.as_deref(), "ORC-9");
+    sr.requester = orc.and_then(|o| ctx.practitioner(o.field(12).rep(1))).or_else(|| ctx.practitioner(obr.field(16).rep(1)));
+    sr.reason_code = obr.field(31).repetitions().filter_map(|r| ctx.concept(r)).collect();
+    let priority = text(obr.field(27).component(6)).or_else(|| ctx.message.segment("TQ1").and_then(|tq1| text(tq1.field(9).component(1))));
+    sr.priority = priority.as_deref().and_then(priority_code).map(str::to_owned);
+    let occurrence = text_cow(obr.field(7).component(1)).map(|t| t.into_owned());
+    sr.occurrence = ctx.datetime(occurrence.as_deref(), "OBR-7").map(Choice::DateTime);
     Ok(Some(sr.into()))
 }
 
@@ -137,76 +105,44 @@ pub fn map_specimen(ctx: &mut Context<'_, '_>, spm: &Segment<'_>, order: Option<
         (None, Some(o)) => (o.system.clone(), format!("{}/SPM/{set_id}", o.key)),
         (None, None) => (ctx.source_urn(), format!("{}/SPM/{set_id}", ctx.message.control_id())),
     };
-    let mut s = json!({
-        "resourceType": "Specimen",
-        "id": ctx.id("Specimen", &system, &[&key]),
-        "meta": ctx.meta.to_fhir(),
-    });
-    let mut identifiers = Vec::new();
+    let mut s = Specimen { id: ctx.id("Specimen", &system, &[&key]), meta: ctx.meta.clone(), subject: ctx.patient_ref(), ..Default::default() };
     for (c, t) in [(placer, "PGN"), (filler, "FGN")] {
         if let Some(v) = text(c.clone()) {
             let system = super::types::sub(c, 2).and_then(|ns| ctx.mapper.identifier_system(&ns, "", ""));
-            identifiers.push(crate::fhir::Identifier::new(system, v).with_v2_type(t).to_fhir());
+            s.identifier.push(Identifier::new(system, v).with_v2_type(t));
         }
     }
-    if !identifiers.is_empty() {
-        s["identifier"] = Value::Array(identifiers);
-    }
-    if let Some(t) = ctx.concept_in(spm.field(4).rep(1), "HL70487") {
-        s["type"] = t.to_fhir();
-    }
-    if let Some(p) = ctx.patient_ref() {
-        s["subject"] = p.to_fhir();
-    }
-    let mut collection = serde_json::Map::new();
+    s.type_ = ctx.concept_in(spm.field(4).rep(1), "HL70487");
     let collected = text_cow(spm.field(17).component(1)).map(|t| t.into_owned());
-    if let Some(t) = ctx.datetime(collected.as_deref(), "SPM-17") {
-        collection.insert("collectedDateTime".into(), t.into());
-    }
-    if let Some(m) = ctx.concept_in(spm.field(7).rep(1), "HL70488") {
-        collection.insert("method".into(), m.to_fhir());
-    }
-    if let Some(b) = ctx.concept(spm.field(8).rep(1)) {
-        collection.insert("bodySite".into(), b.to_fhir());
-    }
-    if !collection.is_empty() {
-        s["collection"] = Value::Object(collection);
-    }
+    s.collection = Some(SpecimenCollection {
+        collected: ctx.datetime(collected.as_deref(), "SPM-17").map(Choice::DateTime),
+        method: ctx.concept_in(spm.field(7).rep(1), "HL70488"),
+        body_site: ctx.concept(spm.field(8).rep(1)),
+    });
     let received = text_cow(spm.field(18).component(1)).map(|t| t.into_owned());
-    if let Some(t) = ctx.datetime(received.as_deref(), "SPM-18") {
-        s["receivedTime"] = t.into();
-    }
-    match text(spm.field(20).component(1)).as_deref() {
-        Some("Y") => s["status"] = "available".into(),
-        Some("N") => s["status"] = "unavailable".into(),
-        _ => {}
-    }
-    if let Some(r) = request {
-        s["request"] = json!([{"reference": format!("ServiceRequest/{r}")}]);
-    }
+    s.received_time = ctx.datetime(received.as_deref(), "SPM-18");
+    s.status = match text(spm.field(20).component(1)).as_deref() {
+        Some("Y") => Some("available".into()),
+        Some("N") => Some("unavailable".into()),
+        _ => None,
+    };
+    s.request = request.map(|r| Reference::to("ServiceRequest", r)).into_iter().collect();
     Ok(Some(s.into()))
 }
 
 /// OBR-15 (specimen source, v2.3-2.4; withdrawn in v2.7) -> Specimen, when the
 /// order has no SPM. `None` when OBR-15 is empty.
 pub fn map_obr_specimen(ctx: &mut Context<'_, '_>, obr: &Segment<'_>, order: &Order, request: Option<&str>) -> MapResult {
-    let source = obr.field(15);
-    let Some(kind) = ctx.concept_in(source.rep(1), "HL70070") else { return Ok(None) };
-    let mut s = json!({
-        "resourceType": "Specimen",
-        "id": ctx.id("Specimen", &order.system, &[&order.key, "OBR-15"]),
-        "meta": ctx.meta.to_fhir(),
-        "type": kind.to_fhir(),
-    });
-    if let Some(p) = ctx.patient_ref() {
-        s["subject"] = p.to_fhir();
-    }
+    let Some(kind) = ctx.concept_in(obr.field(15).rep(1), "HL70070") else { return Ok(None) };
     let collected = text_cow(obr.field(7).component(1)).map(|t| t.into_owned());
-    if let Some(t) = ctx.datetime(collected.as_deref(), "OBR-7") {
-        s["collection"] = json!({"collectedDateTime": t});
-    }
-    if let Some(r) = request {
-        s["request"] = json!([{"reference": format!("ServiceRequest/{r}")}]);
-    }
+    let s = Specimen {
+        id: ctx.id("Specimen", &order.system, &[&order.key, "OBR-15"]),
+        meta: ctx.meta.clone(),
+        type_: Some(kind),
+        subject: ctx.patient_ref(),
+        collection: Some(SpecimenCollection { collected: ctx.datetime(collected.as_deref(), "OBR-7").map(Choice::DateTime), ..Default::default() }),
+        request: request.map(|r| Reference::to("ServiceRequest", r)).into_iter().collect(),
+        ..Default::default()
+    };
     Ok(Some(s.into()))
 }
