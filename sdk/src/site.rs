@@ -134,8 +134,13 @@ impl Site {
 
     /// The PID-3 repetition that is the MRN under the configured rule.
     pub fn mrn_rep<'a>(&self, pid: &Segment<'a>) -> Option<Rep<'a>> {
+        self.mrn_in(pid.field(3))
+    }
+
+    /// The repetition of a CX list (PID-3, MRG-1) that is the MRN under the rule.
+    pub fn mrn_in<'a>(&self, ids: crate::hl7::Field<'a>) -> Option<Rep<'a>> {
         let rule = self.mrn.as_ref()?;
-        pid.field(3).repetitions().find(|r| {
+        ids.repetitions().find(|r| {
             let matches = |want: &Option<String>, got: Option<String>| match want {
                 None => true,
                 Some(w) => got.is_some_and(|g| g.eq_ignore_ascii_case(w)),
@@ -170,6 +175,28 @@ impl Site {
         } else if let Some(r) = r {
             r.set_id(id);
         }
+    }
+
+    /// The standard MRG map (A40, A34, A39), with the merged patient keyed by the
+    /// configured MRN rule on MRG-1, as the surviving one is on PID-3: the link then
+    /// points at the id the merged patient's own messages gave it.
+    pub fn map_merged_patient(&self, ctx: &mut Context<'_, '_>, mrg: &Segment<'_>, surviving_id: &str) -> MapResult {
+        let mut r = crate::v2fhir::patient::map_merged_patient(ctx, mrg, surviving_id)?;
+        if self.mrn.is_some()
+            && let Some(rep) = self.mrn_in(mrg.field(1))
+            && let Some(value) = text(rep.component(1))
+        {
+            let system = ctx.hd_system(rep.component(4)).unwrap_or_else(|| ctx.source_urn());
+            let id = ctx.id("Patient", &system, &[&value]);
+            if id == surviving_id {
+                ctx.warn("MRG-1 names the surviving patient itself; merge ignored");
+                return Ok(None);
+            }
+            if let Some(r) = r.as_mut() {
+                r.set_id(id);
+            }
+        }
+        Ok(r)
     }
 
     /// The standard PID map, re-keyed on the configured MRN.
@@ -238,6 +265,9 @@ impl crate::v2fhir::Mapper for Site {
     }
     fn map_patient(&self, ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
         Site::map_patient(self, ctx, pid)
+    }
+    fn map_merged_patient(&self, ctx: &mut Context<'_, '_>, mrg: &Segment<'_>, surviving_id: &str) -> MapResult {
+        Site::map_merged_patient(self, ctx, mrg, surviving_id)
     }
     fn finish(&self, ctx: &mut Context<'_, '_>) -> Result<(), crate::adapter::AdapterError> {
         self.apply_concept_map(ctx);
@@ -371,5 +401,27 @@ mod tests {
         assert_eq!(v["code"]["coding"].as_array().unwrap().len(), 1);
         let mut v = serde_json::json!({"code": {"coding": [{"system": "other", "code": "2823"}]}});
         assert_eq!(translate(&mut v, &rules, true), 0);
+    }
+
+    #[test]
+    fn a_merged_patient_is_keyed_by_the_site_mrn_rule_like_the_surviving_one() {
+        let site = Site { mrn: Some(MrnRule { authority: Some("EPI".into()), id_type: None }), ..Default::default() };
+        // The site's MRN (authority EPI) is the second repetition in both PID-3 and
+        // MRG-1; the first is typed MR by another authority (the standard rule's pick).
+        let raw = "MSH|^~\\&|EPIC|H|||20240101120000+0000||ADT^A40|1|P|2.5.1\rPID|1||X-1^^^OTHER^MR~NEW-1^^^EPI^PI\rMRG|X-2^^^OTHER^MR~OLD-1^^^EPI^PI\r";
+        let out = crate::v2fhir::map_message(&site, &crate::adapter::Hl7Input::new(raw)).unwrap();
+        let rs: Vec<serde_json::Value> = out.resources.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+        let (surviving, merged) = (&rs[0], &rs[1]);
+        assert_eq!(merged["active"], false);
+        assert_eq!(surviving["link"][0]["other"]["reference"], format!("Patient/{}", merged["id"].as_str().unwrap()).as_str());
+        // Keyed like a PID whose MRN is OLD-1: the id that patient's own messages got.
+        let own = String::from("MSH|^~\\&|EPIC|H|||20240101120000+0000||ADT^A08|2|P|2.5.1\rPID|1||X-2^^^OTHER^MR~OLD-1^^^EPI^PI\r");
+        let own = crate::v2fhir::map_message(&site, &crate::adapter::Hl7Input::new(own)).unwrap();
+        let own: serde_json::Value = serde_json::from_str(&own.resources[0]).unwrap();
+        assert_eq!(merged["id"], own["id"]);
+        // (the standard rule alone would have keyed it on the first repetition)
+        let std = crate::v2fhir::map_message(&crate::v2fhir::Standard, &crate::adapter::Hl7Input::new(raw)).unwrap();
+        let std: serde_json::Value = serde_json::from_str(&std.resources[1]).unwrap();
+        assert_ne!(std["id"], own["id"]);
     }
 }

@@ -100,6 +100,9 @@ impl Mapper for EpicMapper {
     fn map_patient(&self, ctx: &mut Context<'_, '_>, pid: &Segment<'_>) -> MapResult {
         self.site.map_patient(ctx, pid)
     }
+    fn map_merged_patient(&self, ctx: &mut Context<'_, '_>, mrg: &Segment<'_>, surviving_id: &str) -> MapResult {
+        self.site.map_merged_patient(ctx, mrg, surviving_id)
+    }
     fn map_z_segment(&self, ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> MapResult {
         let target = self.z_target(seg.id());
         let rt = match target {
