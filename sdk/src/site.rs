@@ -182,10 +182,14 @@ impl Site {
     /// points at the id the merged patient's own messages gave it.
     pub fn map_merged_patient(&self, ctx: &mut Context<'_, '_>, mrg: &Segment<'_>, surviving_id: &str) -> MapResult {
         let mut r = crate::v2fhir::patient::map_merged_patient(ctx, mrg, surviving_id)?;
-        if self.mrn.is_some()
-            && let Some(rep) = self.mrn_in(mrg.field(1))
-            && let Some(value) = text(rep.component(1))
-        {
+        if self.mrn.is_none() {
+            return Ok(r);
+        }
+        let Some(rep) = self.mrn_in(mrg.field(1)) else {
+            ctx.warn("MRG-1: no repetition matches the configured MRN authority/type; merged patient keyed by the standard rule");
+            return Ok(r);
+        };
+        if let Some(value) = text(rep.component(1)) {
             let system = ctx.hd_system(rep.component(4)).unwrap_or_else(|| ctx.source_urn());
             let id = ctx.id("Patient", &system, &[&value]);
             if id == surviving_id {

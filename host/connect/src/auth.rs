@@ -150,8 +150,9 @@ impl Auth {
                 .discovered
                 .get_or_try_init(|| async {
                     let url = format!("{}/.well-known/smart-configuration", self.base_url.trim_end_matches('/'));
-                    let resp = http.get(&url).header("accept", "application/json").send().await.map_err(|e| {
-                        HttpError::Unavailable(format!("SMART discovery failed: {}", crate::connection::describe(&e)))
+                    let resp = http.get(&url).header("accept", "application/json").send().await.map_err(|e| match crate::egress::Egress::refusal(&e) {
+                        Some(refused) => HttpError::Denied(format!("SMART discovery: {refused}")),
+                        None => HttpError::Unavailable(format!("SMART discovery failed: {}", crate::connection::describe(&e))),
                     })?;
                     if !resp.status().is_success() {
                         return Err(HttpError::Unavailable(format!("SMART discovery answered {}", resp.status().as_u16())));

@@ -111,6 +111,9 @@ impl Connection {
         let egress = Arc::new(Egress::new(&name, cfg.allow_internal, &urls));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // No proxy from the environment (HTTP(S)_PROXY): a proxy would resolve
+            // the EHR's name itself, past the egress check.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver(egress.clone())))
             .connect_timeout(Duration::from_millis(cfg.timeout_ms.clamp(100, 10_000)))
             .build()

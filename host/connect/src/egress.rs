@@ -7,8 +7,10 @@
 //!
 //! Refused: loopback (`127.0.0.0/8`, `::1`), link-local (`169.254.0.0/16`, where
 //! cloud metadata lives, and `fe80::/10`), the AWS IPv6 metadata address
-//! `fd00:ec2::254`, unspecified, broadcast and multicast addresses, also when
-//! written as IPv4-mapped IPv6. Private ranges (`10/8`, `172.16/12`,
+//! `fd00:ec2::254`, Azure's `168.63.129.16` and Alibaba's `100.100.100.200`,
+//! unspecified, broadcast and multicast addresses, also when written as IPv4-mapped,
+//! IPv4-compatible or NAT64 (`64:ff9b::/96`) IPv6. The HTTP client uses no proxy
+//! (a proxy would resolve names itself, past this check). Private ranges (`10/8`, `172.16/12`,
 //! `192.168/16`, `fc00::/7`) are where hospital EHRs live: allowed.
 //!
 //! Allowed all the same: an address or `localhost` written in the connection's
@@ -25,6 +27,14 @@ pub fn internal(ip: IpAddr) -> Option<&'static str> {
         IpAddr::V6(a) => {
             if let Some(v4) = a.to_ipv4_mapped() {
                 return internal_v4(v4);
+            }
+            // NAT64 (64:ff9b::/96) and the deprecated IPv4-compatible form (::a.b.c.d)
+            // carry an IPv4 address in their last 32 bits.
+            let s = a.segments();
+            if (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[..6] == [0; 6] && !a.is_loopback() && !a.is_unspecified()))
+                && let Some(kind) = internal_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+            {
+                return Some(kind);
             }
             if a.is_loopback() {
                 Some("loopback")
@@ -46,7 +56,8 @@ pub fn internal(ip: IpAddr) -> Option<&'static str> {
 fn internal_v4(a: Ipv4Addr) -> Option<&'static str> {
     if a.is_loopback() {
         Some("loopback")
-    } else if a == Ipv4Addr::new(169, 254, 169, 254) {
+    } else if [Ipv4Addr::new(169, 254, 169, 254), Ipv4Addr::new(168, 63, 129, 16), Ipv4Addr::new(100, 100, 100, 200)].contains(&a) {
+        // AWS, GCP, Azure (169.254.169.254 and its wire server), Alibaba Cloud.
         Some("cloud metadata")
     } else if a.is_link_local() {
         Some("link-local")
@@ -190,6 +201,12 @@ mod tests {
         assert_eq!(kind("::ffff:169.254.169.254"), Some("cloud metadata"));
         assert_eq!(kind("fe80::1"), Some("link-local"));
         assert_eq!(kind("fd00:ec2::254"), Some("cloud metadata"));
+        assert_eq!(kind("168.63.129.16"), Some("cloud metadata"));
+        assert_eq!(kind("100.100.100.200"), Some("cloud metadata"));
+        assert_eq!(kind("64:ff9b::7f00:1"), Some("loopback"), "NAT64 of 127.0.0.1");
+        assert_eq!(kind("64:ff9b::a9fe:a9fe"), Some("cloud metadata"));
+        assert_eq!(kind("::a9fe:a9fe"), Some("cloud metadata"), "IPv4-compatible 169.254.169.254");
+        assert_eq!(kind("64:ff9b::808:808"), None);
         for ok in ["10.1.2.3", "172.16.0.9", "192.168.1.1", "8.8.8.8", "fc00::1", "2001:db8::1"] {
             assert_eq!(kind(ok), None, "{ok}");
         }

@@ -196,6 +196,12 @@ fn twenty_kills_at_random_instants_with_a_log_disk_that_fills_lose_and_duplicate
     eprintln!("chaos: seed {seed} (EHRGATE_CHAOS_SEED={seed} repeats this run), {cycles} cycles");
     let mut rng = Rng(seed);
 
+    // Mounting the small filesystem needs root (CI runs as root); elsewhere the
+    // test says why it did not run.
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("chaos: NOT RUN: it mounts a tmpfs for the write-ahead log and needs root");
+        return;
+    }
     let dir = workdir("chaos");
     let fs = SmallFs::mount(&dir.0.join("logfs"), 4);
     let inbox = dir.0.join("inbox");
@@ -312,7 +318,7 @@ fn twenty_kills_at_random_instants_with_a_log_disk_that_fills_lose_and_duplicate
         dropped.len(),
         full_at_start
     );
-    assert!(a.len() > 100 && w.len() > 20, "enough traffic got through to mean something");
+    assert!(a.len() as u64 > 5 * cycles && w.len() as u64 > cycles, "enough traffic got through to mean something");
     assert!(fills == 0 || refused.load(Ordering::Relaxed) > 0, "a full log disk refused messages (else the test filled the wrong disk)");
     drop(fs);
 }

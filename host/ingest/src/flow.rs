@@ -462,10 +462,16 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             if let Some(d) = cfg.slow_commit {
                 tokio::time::sleep(d).await;
             }
+            // After a failed attempt a write may have landed all the same (a
+            // timeout after the commit): from then on every row is checked.
+            let retry = failures > 0;
             let (a, b, c, d) = tokio::join!(
                 async {
                     if b_done {
                         Ok(())
+                    } else if retry {
+                        let all: Vec<BronzeRow> = bronze.iter().chain(&bronze_replayed).cloned().collect();
+                        lake.append_bronze_once(Vec::new(), all).await.map(|_| ())
                     } else if bronze_replayed.is_empty() {
                         lake.append_bronze(bronze.clone()).await
                     } else {
@@ -482,6 +488,8 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
                 async {
                     if q_done {
                         Ok(())
+                    } else if retry {
+                        lake.quarantine_once(Vec::new(), quarantined.clone()).await.map(|_| ())
                     } else if bronze_replayed.is_empty() {
                         lake.quarantine(quarantined.clone()).await
                     } else {

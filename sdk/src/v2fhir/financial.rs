@@ -10,11 +10,12 @@
 //! - "GT1[RelatedPerson]": identifier GT1-2, name GT1-3, address GT1-5, telecom
 //!   GT1-6 / GT1-7, birthDate GT1-8, gender GT1-9, relationship GT1-11 (table 0063)
 //!   plus `GUAR`; a guarantor who is the patient (`SEL`) is not a RelatedPerson.
-//! - "IN1[Coverage]": identifier IN1-36 (policy number, `PLN`), status `active`,
+//! - "IN1[Coverage]": identifier IN1-36 (policy number), status `active`,
 //!   type IN1-15 (plan type), beneficiary the patient, payor the insurer IN1-3/IN1-4
 //!   (a logical reference, as people and organisations are in the standard
 //!   mapping), class plan IN1-2 and group IN1-8 (IN1-9 its name), period
-//!   IN1-12/IN1-13, order IN1-22, relationship IN1-17, subscriberId IN1-49,
+//!   IN1-12/IN1-13, order IN1-22, relationship IN1-17 (as subscriber-relationship
+//!   codes: self, spouse, child, parent, common, other), subscriberId IN1-49,
 //!   subscriber the patient when IN1-17 is self, else the insured (IN1-16 name,
 //!   IN1-18 birth date, IN1-19 address, IN1-43 gender) as a RelatedPerson.
 
@@ -28,6 +29,31 @@ use crate::hl7::Segment;
 /// X12 / UB-04 code for self that some feeds send (their `01` is spouse).
 fn is_self(code: Option<&str>) -> bool {
     matches!(code.map(str::to_ascii_uppercase).as_deref(), Some("SEL" | "SELF" | "18"))
+}
+
+/// IN1-17 (HL7 table 0063, or X12 / UB-04 codes) -> the code system R4 binds
+/// Coverage.relationship to (subscriber-relationship); `other` with the sent code
+/// as text when it has no equivalent.
+fn subscriber_relationship(code: Option<&str>) -> Option<CodeableConcept> {
+    let code = code?;
+    let (fhir, display) = match code.to_ascii_uppercase().as_str() {
+        "SEL" | "SELF" | "18" => ("self", "Self"),
+        "SPO" | "SPS" | "01" => ("spouse", "Spouse"),
+        "CHD" | "19" => ("child", "Child"),
+        "DOM" | "53" => ("common", "Common Law Spouse"),
+        "PAR" | "MTH" | "FTH" => ("parent", "Parent"),
+        "EME" | "20" => ("other", "Other"),
+        _ => ("other", "Other"),
+    };
+    Some(CodeableConcept {
+        coding: vec![Coding {
+            system: Some("http://terminology.hl7.org/CodeSystem/subscriber-relationship".into()),
+            code: Some(fhir.into()),
+            display: Some(display.into()),
+            ..Default::default()
+        }],
+        text: Some(code.to_owned()),
+    })
 }
 
 /// The natural key of a related person: their identifier, else their name and
@@ -194,17 +220,17 @@ pub fn map_coverage(ctx: &mut Context<'_, '_>, in1: &Segment<'_>, subscriber: Op
     let c = Coverage {
         id: ctx.id("Coverage", &ctx.source_urn(), &key),
         meta: ctx.meta.clone(),
-        identifier: policy.map(|p| Identifier::new(None, p).with_v2_type("PLN")).into_iter().collect(),
+        identifier: policy.map(|p| Identifier::new(None, p)).into_iter().collect(),
         status: "active".into(),
         type_: ctx.table_concept(text(in1.field(15).component(1)), "HL70086"),
         subscriber,
         subscriber_id: text(in1.field(49).component(1)),
         beneficiary: Reference::to("Patient", &patient),
-        relationship: ctx.table_concept(relationship, "HL70063"),
+        relationship: subscriber_relationship(relationship.as_deref()),
         period: period(start, end),
         payor: vec![payor],
         class,
-        order: text(in1.field(22).component(1)).and_then(|o| o.parse::<u32>().ok()).filter(|o| *o > 0),
+        order: text(in1.field(22).component(1)).and_then(|o| o.parse::<u32>().ok()).filter(|o| *o > 0 && *o <= i32::MAX as u32),
         extra: Default::default(),
     };
     Ok(Some(c.into()))

@@ -345,7 +345,11 @@ fn close_group(ctx: &mut Context<'_, '_>, group: &mut Option<Group<'_, '_>>) -> 
             // (typed when the standard map made it; JSON from an override)
             match ctx.resources.iter_mut().find(|r| r.resource_type() == Some("ServiceRequest") && r.id() == Some(sr)) {
                 Some(Resource::ServiceRequest(r)) => r.specimen.extend(specimens.iter().cloned()),
-                Some(other) => other.json_mut()["specimen"] = specimens.iter().map(ToFhir::to_fhir).collect(),
+                Some(other) => {
+                    for s in &specimens {
+                        append(other, "specimen", s.to_fhir());
+                    }
+                }
                 None => {}
             }
         }

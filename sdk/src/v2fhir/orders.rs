@@ -9,14 +9,15 @@
 //! - "SPM[Specimen]": identifiers SPM-2.1 (PGN) / SPM-2.2 (FGN), type SPM-4,
 //!   collection method SPM-7 and body site SPM-8, collectedDateTime SPM-17.1,
 //!   receivedTime SPM-18, status from SPM-20 (availability), request -> the order.
-//! - "OBR[Specimen]" (v2.3-2.4, no SPM): type OBR-15.1, collected OBR-7.
+//! - "OBR[Specimen]" (v2.3-2.4, no SPM): type OBR-15.1 (SPS source), body site
+//!   OBR-15.4, collected OBR-7.
 //!
 //! People are logical references (identifier and display), as everywhere in the
 //! standard mapping: no Practitioner resources are made.
 
-use super::types::{text, text_cow};
+use super::types::{sub, text, text_cow};
 use super::{Context, MapResult, Order};
-use crate::fhir::{Choice, Identifier, Reference, ServiceRequest, Specimen, SpecimenCollection};
+use crate::fhir::{Choice, CodeableConcept, Coding, Identifier, Reference, ServiceRequest, Specimen, SpecimenCollection};
 use crate::hl7::Segment;
 
 /// ORC-5 order status (HL7 table 0038), else ORC-1 order control (table 0119), to
@@ -86,9 +87,10 @@ pub fn map_service_request(
 fn priority_code(p: &str) -> Option<&'static str> {
     match p {
         "S" => Some("stat"),
-        "A" | "P" => Some("asap"),
-        "C" => Some("urgent"),
-        "R" | "T" => Some("routine"),
+        "A" => Some("asap"),
+        "T" => Some("urgent"),
+        "R" => Some("routine"),
+        // (P preop, C callback, PRN as needed: a when, not a priority)
         _ => None,
     }
 }
@@ -133,14 +135,23 @@ pub fn map_specimen(ctx: &mut Context<'_, '_>, spm: &Segment<'_>, order: Option<
 /// OBR-15 (specimen source, v2.3-2.4; withdrawn in v2.7) -> Specimen, when the
 /// order has no SPM. `None` when OBR-15 is empty.
 pub fn map_obr_specimen(ctx: &mut Context<'_, '_>, obr: &Segment<'_>, order: &Order, request: Option<&str>) -> MapResult {
-    let Some(kind) = ctx.concept_in(obr.field(15).rep(1), "HL70070") else { return Ok(None) };
+    // OBR-15 is SPS: its first component (the source, a CWE in subcomponents) is the
+    // type; the fourth (body site, likewise) the collection's body site.
+    let sps = obr.field(15).rep(1);
+    let cwe = |c: crate::hl7::Component<'_>, default: &str| -> Option<CodeableConcept> {
+        let code = sub(c.clone(), 1)?;
+        let system = sub(c.clone(), 3).map_or_else(|| ctx.code_system(default), |s| ctx.code_system(&s));
+        Some(CodeableConcept { coding: vec![Coding { system, code: Some(code), display: sub(c, 2), ..Default::default() }], text: None })
+    };
+    let Some(kind) = cwe(sps.component(1), "HL70070") else { return Ok(None) };
+    let body_site = cwe(sps.component(4), "HL70163");
     let collected = text_cow(obr.field(7).component(1)).map(|t| t.into_owned());
     let s = Specimen {
         id: ctx.id("Specimen", &order.system, &[&order.key, "OBR-15"]),
         meta: ctx.meta.clone(),
         type_: Some(kind),
         subject: ctx.patient_ref(),
-        collection: Some(SpecimenCollection { collected: ctx.datetime(collected.as_deref(), "OBR-7").map(Choice::DateTime), ..Default::default() }),
+        collection: Some(SpecimenCollection { collected: ctx.datetime(collected.as_deref(), "OBR-7").map(Choice::DateTime), body_site, ..Default::default() }),
         request: request.map(|r| Reference::to("ServiceRequest", r)).into_iter().collect(),
         ..Default::default()
     };

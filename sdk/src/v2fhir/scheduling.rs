@@ -8,7 +8,7 @@
 //!   minutes or hours), start / end TQ1-7 / TQ1-8 (else SCH-11.4 / SCH-11.5; both
 //!   or neither, as FHIR requires); serviceType AIS-3; participants: the patient, AIP-3 people,
 //!   AIL-3 locations and AIG-3 resources as logical references, status from their
-//!   filler status (AIx-12/13, "Booked" accepted).
+//!   filler status (AIP-12, AIL-12, AIG-14; "Booked" accepted).
 //! - "TXA[DocumentReference]": masterIdentifier TXA-12, type TXA-2 (table 0270),
 //!   docStatus TXA-17 (table 0271), date TXA-4 (else TXA-6), author TXA-5 (else
 //!   TXA-9), content: one attachment per OBX (ED: its type, subtype and Base64
@@ -32,6 +32,8 @@ fn appointment_status(sch25: Option<&str>, trigger: &str) -> &'static str {
         Some("waitlist") => "waitlist",
         Some("started") => "arrived",
         Some("deleted") => "entered-in-error",
+        Some("dc" | "discontinued") => "cancelled",
+        Some("blocked") => "booked",
         _ if trigger == "S15" => "cancelled",
         _ => "booked",
     }
@@ -78,8 +80,9 @@ pub fn map_appointment(ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResul
             _ => d,
         }
     });
+    // (positiveInt: at most 2^31 - 1)
     if let Some(m) = minutes.filter(|m| *m >= 1.0) {
-        a["minutesDuration"] = (m.round() as u64).into();
+        a["minutesDuration"] = (m.round().min(i32::MAX as f64) as u64).into();
     }
     // Start and end: TQ1, else SCH-11 (TQ).
     let tq1 = msg.segment("TQ1");
@@ -88,11 +91,16 @@ pub fn map_appointment(ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResul
     let end_raw = raw(tq1, 8, 1).or_else(|| raw(Some(sch), 11, 5));
     let start = ctx.instant(start_raw.as_deref(), "TQ1-7");
     let end = ctx.instant(end_raw.as_deref(), "TQ1-8");
-    // (FHIR: start and end together, or neither; a start alone stays with the
-    // requested duration only)
+    // FHIR: start and end together (an end from the start and the duration when
+    // only the start is sent), and only a proposed, cancelled or waitlisted
+    // appointment may have neither (app-3).
+    let end = end.or_else(|| start.as_deref().zip(a["minutesDuration"].as_u64()).and_then(|(s, m)| add_minutes(s, m as i64)));
     if let (Some(s), Some(e)) = (start, end) {
         a["start"] = s.into();
         a["end"] = e.into();
+    } else if !matches!(a["status"].as_str(), Some("proposed" | "cancelled" | "waitlist")) {
+        ctx.warn("an appointment without a start and end (TQ1-7/8, SCH-11) or a duration: status proposed");
+        a["status"] = "proposed".into();
     }
     let mut participants = Vec::new();
     if let Some(p) = ctx.patient_ref() {
@@ -120,7 +128,7 @@ pub fn map_appointment(ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResul
                 let resource = seg.field(3).rep(1);
                 if let Some(display) = text(resource.component(2)).or_else(|| text(resource.component(1))) {
                     let actor = Reference { type_: Some("Device".into()), display: Some(display), ..Default::default() };
-                    participants.push(json!({"actor": actor.to_fhir(), "status": participant_status(text(seg.field(13).component(1)))}));
+                    participants.push(json!({"actor": actor.to_fhir(), "status": participant_status(text(seg.field(14).component(1)))}));
                 }
             }
             _ => {}
@@ -156,6 +164,36 @@ fn doc_status(txa17: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// A FHIR instant (`YYYY-MM-DDThh:mm:ss[.f](Z|+hh:mm)`) plus `minutes`, in the same
+/// offset; `None` if it is not one.
+fn add_minutes(instant: &str, minutes: i64) -> Option<String> {
+    let b = instant.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |a: usize, z: usize| instant.get(a..z)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, s) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let offset = &instant[instant[19..].find(['Z', '+', '-']).map(|i| i + 19)?..];
+    // Days from civil (Howard Hinnant's algorithm) and back.
+    let (yy, mm) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let total = days * 1440 + h * 60 + mi + minutes;
+    let (days, rem) = (total.div_euclid(1440), total.rem_euclid(1440));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{s:02}{offset}", rem / 60, rem % 60))
+}
+
 /// Base64 (standard alphabet, padded).
 fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -181,9 +219,18 @@ fn attachment(obx: &Segment<'_>) -> Option<Value> {
     match kind.as_str() {
         "ED" => {
             let v = obx.field(5).rep(1);
-            let content_type = match (text(v.component(2)), text(v.component(3))) {
-                (Some(t), Some(s)) => format!("{}/{}", t.to_ascii_lowercase(), s.to_ascii_lowercase()),
-                (Some(t), None) => t.to_ascii_lowercase(),
+            // ED-2 is HL7 table 0191 (AP, IM, AU, TEXT...), ED-3 the subtype.
+            let kind = text(v.component(2)).map(|t| match t.to_ascii_uppercase().as_str() {
+                "AP" => "application".to_string(),
+                "IM" => "image".to_string(),
+                "AU" => "audio".to_string(),
+                "TEXT" | "TX" => "text".to_string(),
+                "MULTIPART" => "multipart".to_string(),
+                _ => t.to_ascii_lowercase(),
+            });
+            let content_type = match (kind, text(v.component(3))) {
+                (Some(t), Some(s)) => format!("{t}/{}", s.to_ascii_lowercase()),
+                (Some(t), None) if t == "text" => "text/plain".into(),
                 _ => "application/octet-stream".into(),
             };
             let mut a = json!({"contentType": content_type});
@@ -265,6 +312,14 @@ pub fn map_document(ctx: &mut Context<'_, '_>, txa: &Segment<'_>, based_on: Opti
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn minutes_are_added_across_days_months_and_years() {
+        assert_eq!(super::add_minutes("2024-01-05T09:00:00+02:00", 30).as_deref(), Some("2024-01-05T09:30:00+02:00"));
+        assert_eq!(super::add_minutes("2024-02-28T23:45:10Z", 30).as_deref(), Some("2024-02-29T00:15:10Z"));
+        assert_eq!(super::add_minutes("2023-12-31T23:00:00.5-05:00", 120).as_deref(), Some("2024-01-01T01:00:00-05:00"));
+        assert_eq!(super::add_minutes("2024-01-05", 30), None);
+    }
+
     #[test]
     fn base64_matches_the_standard_alphabet() {
         assert_eq!(super::base64(b""), "");

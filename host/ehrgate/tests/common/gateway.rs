@@ -134,7 +134,17 @@ impl Gateway {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "serve exited with {status}");
         self.seen.extend(self.lines.try_iter());
-        (line, self.seen)
+        (line, std::mem::take(&mut self.seen))
+    }
+}
+
+/// A gateway a failed test leaves behind is killed, not left serving.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
