@@ -2,8 +2,16 @@
 //!
 //! The admin HTTP server inside `ehrgate serve` (DESIGN.md §9): one server for
 //! operators, bound to loopback unless configured otherwise. Everything but
-//! `/healthz` needs `Authorization: Bearer <admin token>`; a missing or wrong
-//! token is answered 401. Every request, allowed or not, is one audit row.
+//! `/healthz`, `/readyz` and `/metrics` needs `Authorization: Bearer <admin token>`;
+//! a missing or wrong token is answered 401. Every request to the API, allowed or
+//! not, is one audit row (health checks and scrapes are not: they are frequent and
+//! reveal no data).
+//!
+//! | call | what |
+//! |---|---|
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /readyz` | 200 when the gateway takes traffic as it should; else 503 and why (replaying the log, the lake not writable, back-pressure holding every listener) |
+//! | `GET /metrics` | Prometheus / OpenMetrics text |
 //!
 //! The adapter lifecycle API (see docs/adapters.md):
 //!
@@ -62,6 +70,26 @@ struct Shared {
     token_id: String,
     manager: Arc<Manager>,
     audit: Arc<dyn AuditSink>,
+    ops: Arc<dyn Ops>,
+}
+
+/// What the operations endpoints report, from the process that serves them.
+pub trait Ops: Send + Sync {
+    /// `Ok` when ready for traffic, else why not.
+    fn ready(&self) -> Result<(), String>;
+    /// The metrics in the OpenMetrics text format.
+    fn metrics(&self) -> String;
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    match s.ops.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.ops.metrics()).into_response()
 }
 
 fn now_ms() -> u64 {
@@ -228,18 +256,25 @@ async fn clear_candidate(State(s): State<Arc<Shared>>, axum::Extension(Caller(wh
 }
 
 /// Start the admin server; it stops when `shutdown` changes.
-pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+pub async fn bind(cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, ops: Arc<dyn Ops>, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
     cfg.check()?;
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
-    start(listener, cfg, manager, audit, shutdown)
+    start(listener, cfg, manager, audit, ops, shutdown)
 }
 
 /// Serve on a listener bound beforehand (after [`AdminConfig::check`]).
-pub fn start(listener: tokio::net::TcpListener, cfg: AdminConfig, manager: Arc<Manager>, audit: Arc<dyn AuditSink>, shutdown: watch::Receiver<bool>) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+pub fn start(
+    listener: tokio::net::TcpListener,
+    cfg: AdminConfig,
+    manager: Arc<Manager>,
+    audit: Arc<dyn AuditSink>,
+    ops: Arc<dyn Ops>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
     cfg.check()?;
     let digest: [u8; 32] = Sha256::digest(cfg.token.as_bytes()).into();
     let token_id = hex::encode(&Sha256::digest(digest)[..4]);
-    let shared = Arc::new(Shared { token_digest: digest, token_id, manager, audit });
+    let shared = Arc::new(Shared { token_digest: digest, token_id, manager, audit, ops });
     let api = Router::new()
         .route("/v1/adapters", get(list).post(install))
         .route("/v1/adapters/{name}/activate", post(activate))
@@ -248,7 +283,12 @@ pub fn start(listener: tokio::net::TcpListener, cfg: AdminConfig, manager: Arc<M
         .route("/v1/adapters/{name}/candidate", post(set_candidate).merge(delete(clear_candidate)))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
-    let app = Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(shared);
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(shared);
     let addr = listener.local_addr().map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;
     let task = tokio::spawn(ehrgate_httpd::serve(listener, app, ehrgate_httpd::HttpLimits { max_connections: 64, ..Default::default() }, "admin", shutdown));
     Ok((addr, task))

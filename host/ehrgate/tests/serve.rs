@@ -780,3 +780,106 @@ fn an_update_in_the_same_second_as_the_add_wins() {
         assert!(r["receipt_seq"].as_i64().is_some(), "{r}");
     }
 }
+const ADMIN_TOKEN: &str = "ops-test-admin-token-0123456789";
+
+fn admin_config(dir: &Path) {
+    config(dir, "\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"env:EHRGATE_ADMIN_TOKEN\"\n");
+}
+
+/// GET `path` on the admin server: (status, body).
+fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// `/metrics` read by the Prometheus client's own OpenMetrics parser: sample name
+/// -> value.
+fn scrape(port: u16) -> serde_json::Map<String, serde_json::Value> {
+    let (status, body) = admin_get(port, "/metrics", None);
+    assert_eq!(status, 200, "no token needed: {body}");
+    // (Python fetches the exposition itself: urllib undoes any chunking)
+    let script = r#"
+import json, sys, urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+print(json.dumps({s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}))
+"#;
+    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
+    assert!(out.status.success(), "the Prometheus parser refused /metrics: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn metrics_agree_with_the_lake_and_health_needs_no_token() {
+    let dir = workdir("metrics");
+    admin_config(&dir.0);
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    let mllp = gw.port("mllp listener adt");
+    let admin = gw.port("admin on");
+    assert_eq!(admin_get(admin, "/healthz", None).0, 200);
+    assert_eq!(admin_get(admin, "/readyz", None).0, 200);
+    assert_eq!(admin_get(admin, "/v1/adapters", None).0, 401, "the API needs the token");
+    assert_eq!(admin_get(admin, "/v1/adapters", Some(ADMIN_TOKEN)).0, 200);
+
+    let (code, lines) = stream(mllp, 0, 40, |_| {});
+    assert_eq!(code, 0, "{lines:?}");
+    // Two messages the adapter refuses (no patient identifier): AE, quarantined.
+    for id in ["BAD1", "BAD2"] {
+        let acks = raw_mllp(mllp, format!("\x0bMSH|^~\\&|S|F|R|F|20240101||ADT^A08|{id}|P|2.5.1\rEVN|A08|20240101\rPID|1||||Doe^J\r\x1c\x0d").as_bytes(), 1);
+        assert!(msa(&acks[0]).starts_with("MSA|AE") || msa(&acks[0]).starts_with("MSA|AR"), "{}", acks[0]);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = scrape(admin);
+        if m["ehrgate_units_committed_total"].as_f64() == Some(42.0) {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "not all committed within 60 s: {m:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    gw.stop();
+    let n = |k: &str| m[k].as_f64().unwrap() as u64;
+    assert_eq!(n("ehrgate_units_received_total"), count(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages"));
+    assert_eq!(n("ehrgate_units_rejected_total"), count(&dir.0, "SELECT count(*) AS n FROM quarantine_records"));
+    assert_eq!(n("ehrgate_units_accepted_total"), 40);
+    assert_eq!(n("ehrgate_units_pending"), 0);
+    assert_eq!(n("ehrgate_ready"), 1);
+}
+
+#[test]
+fn readyz_is_503_while_the_log_is_replayed_and_200_after() {
+    const N: u64 = 10_000;
+    let dir = workdir("readyz");
+    admin_config(&dir.0);
+    let env = [("EHRGATE_ADMIN_TOKEN", ADMIN_TOKEN)];
+    // Every unit reaches the lake, but no checkpoint is written: a restart replays
+    // all of them.
+    let mut gw = Gateway::start(&dir.0, &[env[0], ("EHRGATE_FAULT_SLOW_CHECKPOINT_MS", "600000")]);
+    let mllp = gw.port("mllp listener adt");
+    let (code, lines) = stream_window(mllp, 0, N, 32, |_| {});
+    assert_eq!(code, 0, "{:?}", lines.last());
+    gw.kill9();
+    // Slow lake writes keep the replay going long enough to look at it.
+    let mut gw = Gateway::start(&dir.0, &[env[0], ("EHRGATE_FAULT_SLOW_COMMIT_MS", "1500")]);
+    let admin = gw.port("admin on");
+    let (status, body) = admin_get(admin, "/readyz", None);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("replaying"), "{body}");
+    assert_eq!(admin_get(admin, "/healthz", None).0, 200, "up, though not ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while admin_get(admin, "/readyz", None).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready 180 s after the start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = scrape(admin);
+    assert_eq!(m["ehrgate_units_replayed_total"].as_f64(), Some(N as f64));
+    assert_eq!(m["ehrgate_replay_pending"].as_f64(), Some(0.0));
+    gw.stop();
+}

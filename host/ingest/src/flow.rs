@@ -91,6 +91,10 @@ pub struct FlowStats {
     /// Times a submitter had to wait for room (back-pressure engaged).
     pub waits: AtomicU64,
     pub commit_errors: AtomicU64,
+    /// Units read back from the log at start and not yet committed.
+    pub replay_pending: AtomicU64,
+    /// The last lake write failed (cleared by the next that succeeds).
+    pub lake_failing: std::sync::atomic::AtomicBool,
 }
 
 impl FlowStats {
@@ -107,6 +111,17 @@ impl FlowStats {
             g(&self.waits),
             g(&self.commit_errors)
         )
+    }
+}
+
+/// See [`Flow::room`].
+#[derive(Clone)]
+pub struct Room(Arc<Semaphore>);
+
+impl Room {
+    /// No unit can be submitted now: every listener waits.
+    pub fn full(&self) -> bool {
+        self.0.available_permits() == 0
     }
 }
 
@@ -182,6 +197,7 @@ impl Flow {
                 &undecodable[..undecodable.len().min(5)]
             ));
         }
+        stats.replay_pending.store(replay.len() as u64, Ordering::Relaxed);
         for r in replay {
             let inbound = Inbound::decode(&r.payload).expect("checked above");
             stats.replayed.fetch_add(1, Ordering::Relaxed);
@@ -202,6 +218,12 @@ impl Flow {
 
     pub fn stats(&self) -> &Arc<FlowStats> {
         &self.stats
+    }
+
+    /// Whether back-pressure holds every submitter (no room left), without keeping
+    /// the flow open.
+    pub fn room(&self) -> Room {
+        Room(self.room.clone())
     }
 
     /// Submit a unit. Waits while the gateway is `max_pending` units behind; then
@@ -504,7 +526,12 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             s_done |= b.is_ok();
             q_done |= c.is_ok();
             d_done |= d.is_ok();
-            let Err(e) = a.and(b).and(c).and(d) else { break };
+            let Err(e) = a.and(b).and(c).and(d) else {
+                stats.lake_failing.store(false, Ordering::Relaxed);
+                stats.replay_pending.fetch_sub((bronze_replayed.len() as u64).min(stats.replay_pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                break;
+            };
+            stats.lake_failing.store(true, Ordering::Relaxed);
             // The units stay in the log: a restart replays them.
             stats.commit_errors.fetch_add(1, Ordering::Relaxed);
             failures += 1;

@@ -2,6 +2,7 @@ pub mod adapter_test;
 pub mod lake_cmds;
 pub mod demo;
 pub mod serve;
+pub mod serve_ops;
 pub mod sandbox;
 pub mod demo_mllp;
 pub mod bulk;

@@ -268,6 +268,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         announce(&format!("ehrgate: webhooks on http://{bound}/v1/events/{{source}}"));
         tasks.push(task);
     }
+    let flow_room = flow.room();
     drop(flow);
     if let Some(dir) = &cfg.adapter_store.watch_dir {
         let wc = ehrgate_lifecycle::watch::WatchConfig { dir: dir.clone(), poll: Duration::from_millis(500), activate: cfg.adapter_store.activate_on_drop };
@@ -275,7 +276,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         announce(&format!("ehrgate: adapter packages dropped into {} are installed{}", dir.display(), if cfg.adapter_store.activate_on_drop { " and activated" } else { "" }));
     }
     if let (Some(ac), Some(listener)) = (admin_cfg, admin_listener) {
-        let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), stop_rx.clone())?;
+        let ops = Arc::new(super::serve_ops::ServeOps { stats: stats.clone(), room: flow_room.clone() });
+        let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), ops, stop_rx.clone())?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);
     }

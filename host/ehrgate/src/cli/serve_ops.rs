@@ -1,0 +1,59 @@
+//! What `ehrgate serve` reports on the admin server's `/readyz` and `/metrics`
+//! (docs/serve.md, "Health and metrics").
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ehrgate_ingest::flow::{FlowStats, Room};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+pub struct ServeOps {
+    pub stats: Arc<FlowStats>,
+    pub room: Room,
+}
+
+impl ehrgate_admin::Ops for ServeOps {
+    fn ready(&self) -> Result<(), String> {
+        let replaying = self.stats.replay_pending.load(Ordering::Relaxed);
+        if replaying > 0 {
+            return Err(format!("replaying the write-ahead log ({replaying} units left)"));
+        }
+        if self.stats.lake_failing.load(Ordering::Relaxed) {
+            return Err("the last lake write failed (retrying); units are kept in the write-ahead log".into());
+        }
+        if self.room.full() {
+            return Err("back-pressure: the lake is behind and every listener waits".into());
+        }
+        Ok(())
+    }
+
+    fn metrics(&self) -> String {
+        let s = &self.stats;
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let mut reg = Registry::with_prefix("ehrgate");
+        let counters: [(&str, &str, u64); 8] = [
+            ("units_received", "Units (messages, events) received by the listeners", g(&s.received)),
+            ("units_accepted", "Units mapped and acknowledged positively (MLLP AA, webhook 202)", g(&s.accepted)),
+            ("units_rejected", "Units quarantined: invalid, unsupported or unrouted (MLLP AE/AR)", g(&s.rejected)),
+            ("units_failed", "Units that could not be stored (MLLP AR, webhook 503): the sender resends", g(&s.failed)),
+            ("units_committed", "Units written to the lake and checkpointed", g(&s.committed)),
+            ("units_replayed", "Units read back from the write-ahead log at start", g(&s.replayed)),
+            ("backpressure_waits", "Times a listener waited for room (the lake behind)", g(&s.waits)),
+            ("lake_commit_errors", "Failed lake writes (retried; units stay in the log)", g(&s.commit_errors)),
+        ];
+        for (name, help, v) in counters {
+            reg.register(name, help, ConstCounter::new(v));
+        }
+        let pending = g(&s.received).saturating_sub(g(&s.failed)).saturating_sub(g(&s.committed).saturating_sub(g(&s.replayed)));
+        reg.register("units_pending", "Units received and stored in the log, not yet committed to the lake", ConstGauge::new(pending as i64));
+        reg.register("replay_pending", "Units of the start-up replay not yet committed", ConstGauge::new(g(&s.replay_pending) as i64));
+        reg.register("ready", "1 when /readyz answers 200", ConstGauge::new(i64::from(ehrgate_admin::Ops::ready(self).is_ok())));
+        let mut out = String::new();
+        // (writing to a String cannot fail)
+        let _ = encode(&mut out, &reg);
+        out
+    }
+}
