@@ -11,8 +11,9 @@
 //!   filler status (AIP-12, AIL-12, AIG-14; "Booked" accepted).
 //! - "TXA[DocumentReference]": masterIdentifier TXA-12, type TXA-2 (table 0270),
 //!   docStatus TXA-17 (table 0271), date TXA-4 (else TXA-6), author TXA-5 (else
-//!   TXA-9), content: one attachment per OBX (ED: its type, subtype and Base64
-//!   data; TX/FT/ST: text/plain, the text Base64-encoded), context.encounter.
+//!   TXA-9), content: one attachment per ED OBX (its type, subtype and Base64
+//!   data) and one per run of consecutive TX/FT/ST OBX segments (text/plain, the
+//!   lines joined and Base64-encoded), context.encounter.
 
 use serde_json::{Value, json};
 
@@ -212,8 +213,44 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// One OBX of a document as an attachment: ED carries its type and (Base64) data;
-/// text types are the document's text.
+/// The text of a text-typed OBX (TX, FT, ST, CF; repetitions as lines), `None` for
+/// other types.
+fn text_lines(obx: &Segment<'_>) -> Option<String> {
+    let kind = text(obx.field(2).component(1)).unwrap_or_default();
+    matches!(kind.as_str(), "TX" | "FT" | "ST" | "CF").then(|| obx.field(5).repetitions().map(|r| r.value().into_owned()).collect::<Vec<_>>().join("\n"))
+}
+
+/// The document's attachments: each ED OBX one (its type and Base64 data); each run
+/// of consecutive text OBX segments one text/plain attachment (a report sent a line
+/// per OBX is one text).
+fn attachments<'s, 'a: 's>(obxs: impl Iterator<Item = &'s Segment<'a>>) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut run: Option<String> = None;
+    let flush = |run: &mut Option<String>, out: &mut Vec<Value>| {
+        if let Some(body) = run.take().filter(|b| !b.trim().is_empty()) {
+            out.push(json!({"contentType": "text/plain; charset=utf-8", "data": base64(body.as_bytes())}));
+        }
+    };
+    for obx in obxs {
+        match text_lines(obx) {
+            Some(lines) => match run.as_mut() {
+                Some(body) => {
+                    body.push('\n');
+                    body.push_str(&lines);
+                }
+                None => run = Some(lines),
+            },
+            None => {
+                flush(&mut run, &mut out);
+                out.extend(attachment(obx));
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// One ED OBX of a document as an attachment: its type and (Base64) data.
 fn attachment(obx: &Segment<'_>) -> Option<Value> {
     let kind = text(obx.field(2).component(1)).unwrap_or_default();
     match kind.as_str() {
@@ -241,11 +278,6 @@ fn attachment(obx: &Segment<'_>) -> Option<Value> {
             }
             Some(a)
         }
-        "TX" | "FT" | "ST" | "CF" => {
-            let lines: Vec<String> = obx.field(5).repetitions().map(|r| r.value().into_owned()).collect();
-            let body = lines.join("\n");
-            (!body.trim().is_empty()).then(|| json!({"contentType": "text/plain; charset=utf-8", "data": base64(body.as_bytes())}))
-        }
         _ => None,
     }
 }
@@ -259,12 +291,8 @@ pub fn map_document(ctx: &mut Context<'_, '_>, txa: &Segment<'_>, based_on: Opti
         Some(i) => (i.system.clone().unwrap_or_else(|| ctx.source_urn()), i.value.clone().unwrap_or_default()),
         None => (ctx.source_urn(), format!("{}/TXA/{}", msg.control_id(), text(txa.field(1).component(1)).unwrap_or_default())),
     };
-    let content: Vec<Value> = msg
-        .segments()
-        .iter()
-        .skip_while(|s| !std::ptr::eq(s.raw(), txa.raw()))
-        .filter(|s| s.id() == "OBX")
-        .filter_map(attachment)
+    let content: Vec<Value> = attachments(msg.segments().iter().skip_while(|s| !std::ptr::eq(s.raw(), txa.raw())).filter(|s| s.id() == "OBX"))
+        .into_iter()
         .map(|a| json!({"attachment": a}))
         .collect();
     if content.is_empty() {

@@ -687,7 +687,8 @@ fn appointments_and_documents() {
         "MSH|^~\\&|DOC|H|||20240101120000+0000||MDM^T02|12|P|2.5.1\r".to_string(),
         seg("PID", &[(1, "1"), (3, "P1^^^H^MR"), (5, "Doe^Jo")]),
         seg("TXA", &[(1, "1"), (2, "DS"), (3, "TX"), (4, "20240101115000+0000"), (5, "77^Grey^Meredith"), (12, "DOC-1^DOC"), (17, "AU")]),
-        seg("OBX", &[(1, "1"), (2, "TX"), (5, "Line one~Line two")]),
+        seg("OBX", &[(1, "1"), (2, "TX"), (5, "Line one")]),
+        seg("OBX", &[(1, "1"), (2, "TX"), (5, "Line two")]),
         seg("OBX", &[(1, "2"), (2, "ED"), (5, "^application^pdf^Base64^JVBERi0xLjQ=")]),
     ]
     .concat();
@@ -696,7 +697,8 @@ fn appointments_and_documents() {
     let d = of_type(&rs, "DocumentReference")[0];
     assert_eq!(d["docStatus"], "final");
     assert_eq!(d["masterIdentifier"]["value"], "DOC-1");
-    assert_eq!(d["content"][0]["attachment"]["data"], "TGluZSBvbmUKTGluZSB0d28=", "the text, Base64");
+    assert_eq!(d["content"][0]["attachment"]["data"], "TGluZSBvbmUKTGluZSB0d28=", "the text lines of consecutive OBX segments as one text, Base64");
+    assert_eq!(d["content"].as_array().unwrap().len(), 2);
     assert_eq!(d["content"][1]["attachment"]["contentType"], "application/pdf");
     assert_eq!(d["content"][1]["attachment"]["data"], "JVBERi0xLjQ=", "already Base64: kept");
 }
