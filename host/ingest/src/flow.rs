@@ -528,7 +528,8 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             d_done |= d.is_ok();
             let Err(e) = a.and(b).and(c).and(d) else {
                 stats.lake_failing.store(false, Ordering::Relaxed);
-                stats.replay_pending.fetch_sub((bronze_replayed.len() as u64).min(stats.replay_pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                let done = bronze_replayed.len() as u64;
+                let _ = stats.replay_pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(done)));
                 break;
             };
             stats.lake_failing.store(true, Ordering::Relaxed);

@@ -73,11 +73,7 @@ impl Lake {
     /// this keeps every unit in bronze once. Returns how many were left out.
     pub async fn append_bronze_once(&self, mut rows: Vec<BronzeRow>, maybe_present: Vec<BronzeRow>) -> Result<usize, LakeError> {
         let known = if maybe_present.is_empty() { HashSet::new() } else { self.bronze_known(&maybe_present).await? };
-        let offered = maybe_present.len();
-        let mut seen = HashSet::new();
-        // (a row offered twice is kept once too)
-        let fresh: Vec<BronzeRow> = maybe_present.into_iter().filter(|r| !known.contains(&r.record_id) && seen.insert(r.record_id.clone())).collect();
-        let skipped = offered - fresh.len();
+        let (fresh, skipped) = unseen(maybe_present, &known, |r| &r.record_id);
         rows.extend(fresh);
         if !rows.is_empty() {
             self.append_bronze(rows).await?;
@@ -100,10 +96,7 @@ impl Lake {
                 }
             }
         }
-        let offered = maybe_present.len();
-        let mut seen = HashSet::new();
-        let fresh: Vec<QuarantineRow> = maybe_present.into_iter().filter(|r| !known.contains(&r.id) && seen.insert(r.id.clone())).collect();
-        let skipped = offered - fresh.len();
+        let (fresh, skipped) = unseen(maybe_present, &known, |r| &r.id);
         rows.extend(fresh);
         if !rows.is_empty() {
             self.quarantine(rows).await?;
@@ -239,6 +232,16 @@ pub fn snake_to_type(snake: &str) -> String {
             c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect()
+}
+
+/// The rows whose key is not `known`, each key once (a row offered twice is kept
+/// once too), and how many were left out.
+fn unseen<T>(rows: Vec<T>, known: &HashSet<String>, key: impl Fn(&T) -> &String) -> (Vec<T>, usize) {
+    let offered = rows.len();
+    let mut seen = HashSet::new();
+    let fresh: Vec<T> = rows.into_iter().filter(|r| !known.contains(key(r)) && seen.insert(key(r).clone())).collect();
+    let skipped = offered - fresh.len();
+    (fresh, skipped)
 }
 
 /// The first column of a query result, as strings.

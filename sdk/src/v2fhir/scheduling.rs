@@ -175,23 +175,10 @@ fn add_minutes(instant: &str, minutes: i64) -> Option<String> {
     let num = |a: usize, z: usize| instant.get(a..z)?.parse::<i64>().ok();
     let (y, mo, d, h, mi, s) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
     let offset = &instant[instant[19..].find(['Z', '+', '-']).map(|i| i + 19)?..];
-    // Days from civil (Howard Hinnant's algorithm) and back.
-    let (yy, mm) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let days = super::context::days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(d).ok()?);
     let total = days * 1440 + h * 60 + mi + minutes;
     let (days, rem) = (total.div_euclid(1440), total.rem_euclid(1440));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = super::context::civil_from_days(days);
     Some(format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{s:02}{offset}", rem / 60, rem % 60))
 }
 
