@@ -149,12 +149,17 @@ impl TestHost {
 /// The shared HL7v2 samples (`<shared>/data/hl7`) of the standard message types:
 /// what an interface engine forwards from upstream systems.
 pub fn shared_standard_samples(shared: &Path) -> Vec<PathBuf> {
-    /// The file name prefixes of the samples of [`crate::v2fhir::STANDARD_MESSAGE_TYPES`].
-    const STANDARD_SAMPLE_PREFIXES: &[&str] =
-        &["adt_", "oru_r01", "vxu_v04", "rde_o11", "orm_o01", "oml_o21", "siu_s1", "mdm_t0", "dft_p03"];
     let d = shared.join("data/hl7");
     assert!(d.is_dir(), "shared samples not found at {}", d.display());
-    files_in(&d, &["hl7"])
+    standard(files_in(&d, &["hl7"]))
+}
+
+/// The file name prefixes of the samples of [`crate::v2fhir::STANDARD_MESSAGE_TYPES`].
+const STANDARD_SAMPLE_PREFIXES: &[&str] =
+    &["adt_", "oru_r01", "vxu_v04", "rde_o11", "orm_o01", "oml_o21", "siu_s1", "mdm_t0", "dft_p03"];
+
+fn standard(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    files
         .into_iter()
         .filter(|p| {
             let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -171,10 +176,19 @@ pub fn constructed_samples(repo: &Path) -> Vec<PathBuf> {
     files_in(&d, &["hl7"])
 }
 
-/// Every sample of the standard message types: the shared public ones and the
-/// constructed ones.
+/// The public samples gathered for the newer message types
+/// (`<repo>/tests/data/hl7/public`, see its SOURCES.md), of the standard types.
+pub fn public_samples(repo: &Path) -> Vec<PathBuf> {
+    let d = repo.join("tests/data/hl7/public");
+    assert!(d.is_dir(), "public samples not found at {}", d.display());
+    standard(files_in(&d, &["hl7"]))
+}
+
+/// Every sample of the standard message types: the shared public ones, the public
+/// ones gathered here and the constructed ones.
 pub fn standard_samples(shared: &Path, repo: &Path) -> Vec<PathBuf> {
     let mut v = shared_standard_samples(shared);
+    v.extend(public_samples(repo));
     v.extend(constructed_samples(repo));
     v
 }

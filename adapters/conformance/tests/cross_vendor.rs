@@ -125,7 +125,7 @@ fn one_clinical_fact_gives_the_same_canonical_rows_from_every_vendor() {
     let (base_name, base) = (&vendors[0].0, rows(&vendors[0].1));
     let types: Vec<&str> = base.keys().map(|(t, _)| t.as_str()).collect();
     // Patient and Encounter appear in both messages and MERGE onto one row each.
-    assert_eq!(types, vec!["DiagnosticReport", "Encounter", "Observation", "Patient", "ServiceRequest"], "{base_name}");
+    assert_eq!(types, vec!["DiagnosticReport", "Encounter", "Observation", "Patient", "ServiceRequest", "Specimen"], "{base_name}");
     let patient = base.iter().find(|((t, _), _)| t == "Patient").unwrap();
     assert_eq!(patient.0.1, ehrgate_sdk::ids::resource_id("Patient", MRN_SYS, "100200300"));
     for (name, out) in &vendors[1..] {

@@ -166,14 +166,17 @@ pub struct Specimen {
 /// `Specimen.collection`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpecimenCollection {
+    /// `collectedDateTime` or `collectedPeriod`.
     pub collected: Option<Choice>,
     pub method: Option<CodeableConcept>,
     pub body_site: Option<CodeableConcept>,
+    pub collector: Option<Reference>,
+    pub quantity: Option<Quantity>,
 }
 
 impl SpecimenCollection {
     pub fn is_empty(&self) -> bool {
-        self.collected.is_none() && self.method.is_none() && self.body_site.is_none()
+        self.collected.is_none() && self.method.is_none() && self.body_site.is_none() && self.collector.is_none() && self.quantity.is_none()
     }
 }
 
@@ -181,7 +184,9 @@ impl Members for SpecimenCollection {
     fn members<S: Sink>(&self, s: &mut S) {
         s.obj("bodySite", self.body_site.as_ref());
         s.choice("collected", self.collected.as_ref());
+        s.obj("collector", self.collector.as_ref());
         s.obj("method", self.method.as_ref());
+        s.obj("quantity", self.quantity.as_ref());
     }
 }
 

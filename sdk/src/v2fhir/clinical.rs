@@ -5,7 +5,7 @@ use super::{Context, MapResult};
 use crate::adapter::AdapterError;
 use crate::fhir::{
     AllergyIntolerance, AllergyReaction, Choice, CodeableConcept, Condition, Performer, Procedure,
-    Reference,
+    Reference, ToFhir,
 };
 use crate::hl7::Segment;
 
@@ -207,5 +207,12 @@ pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult 
         performer,
         ..Default::default()
     };
+    let mut p = p;
+    // PR1-25 parent procedure id -> partOf, a logical reference (the parent is
+    // not in the message).
+    if let Some(parent) = ctx.ei_identifier(pr1.field(25).rep(1)) {
+        let r = Reference { type_: Some("Procedure".into()), identifier: Some(Box::new(parent)), ..Default::default() };
+        p.extra.insert("partOf".into(), serde_json::json!([r.to_fhir()]));
+    }
     Ok(Some(p.into()))
 }

@@ -235,3 +235,33 @@ pub fn map_coverage(ctx: &mut Context<'_, '_>, in1: &Segment<'_>, subscriber: Op
     };
     Ok(Some(c.into()))
 }
+
+/// Identifiers of the patient carried outside PID (the FHIR-Converter maps them the
+/// same way; the IG has no IN2, GT1-as-self or DB1 map):
+/// - IN2-6 Medicare number (`MC`), IN2-8 Medicaid case number (`MA`), IN2-10
+///   military id (`MI`), IN2-61 patient member number (CX);
+/// - GT1 when the guarantor is the patient (GT1-11 self): GT1-2 guarantor number
+///   (CX), GT1-12 SSN (`SS`), GT1-19 employee id (CX);
+/// - DB1 when the disabled person is the patient (DB1-2 `PT`): DB1-3 (CX).
+pub fn patient_identifiers(ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> Vec<Identifier> {
+    let mut out = Vec::new();
+    let st = |n: usize, t: &str, system: Option<&str>| text(seg.field(n).component(1)).map(|v| Identifier::new(system.map(str::to_owned), v).with_v2_type(t));
+    match seg.id() {
+        "IN2" => {
+            out.extend(st(6, "MC", None));
+            out.extend(st(8, "MA", None));
+            out.extend(st(10, "MI", None));
+            out.extend(seg.field(61).repetitions().filter_map(|r| ctx.identifier(r)));
+        }
+        "GT1" if is_self(text(seg.field(11).component(1)).as_deref()) => {
+            out.extend(seg.field(2).repetitions().filter_map(|r| ctx.identifier(r)));
+            out.extend(st(12, "SS", Some("http://hl7.org/fhir/sid/us-ssn")));
+            out.extend(seg.field(19).repetitions().filter_map(|r| ctx.identifier(r)));
+        }
+        "DB1" if text(seg.field(2).component(1)).as_deref() == Some("PT") => {
+            out.extend(seg.field(3).repetitions().filter_map(|r| ctx.identifier(r)));
+        }
+        _ => {}
+    }
+    out
+}

@@ -1,6 +1,7 @@
 //! Message-level flows: which segments are mapped, in which order, and how the
 //! resources refer to each other.
 
+use super::billing;
 use super::observation::note;
 use super::{Context, Order};
 use crate::adapter::AdapterError;
@@ -61,13 +62,10 @@ pub(super) fn map_orders(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> 
 }
 
 /// ORM / OML (orders), DFT (financial transactions: the patient, visit, coverage
-/// and clinical context; FT1 charges are not mapped): PID, then as ORU.
+/// and clinical context, and the FT1 charges): PID, then as ORU.
 pub(super) fn map_order_messages(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
     if ctx.message.segment("PID").is_none() {
         ctx.warn("no PID segment: orders have no subject and are not mapped");
-    }
-    if ctx.message.message_code() == "DFT" && ctx.message.segment("FT1").is_some() {
-        ctx.warn("FT1: charges are not mapped (no ChargeItem)");
     }
     walk(ctx)
 }
@@ -79,7 +77,17 @@ pub(super) fn map_siu(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
         return Err(AdapterError::invalid("SIU without an SCH segment", Some("SCH")));
     };
     walk(ctx)?;
-    let v = ctx.mapper.map_appointment(ctx, sch)?;
+    let mut requests = Vec::new();
+    for (i, ais) in ctx.message.segments().iter().enumerate().filter(|(_, s)| s.id() == "AIS") {
+        let v = ctx.mapper.map_appointment_request(ctx, sch, ais)?;
+        requests.extend(id(&push(ctx, v, i)).map(|sr| Reference::to("ServiceRequest", &sr)));
+    }
+    let mut v = ctx.mapper.map_appointment(ctx, sch)?;
+    if let Some(a) = v.as_mut() {
+        for r in requests {
+            append(a, "basedOn", r.to_fhir());
+        }
+    }
     push(ctx, v, usize::MAX);
     Ok(())
 }
@@ -185,6 +193,25 @@ fn append(resource: &mut Resource, key: &str, item: Value) {
     }
 }
 
+/// Add identifiers to the Patient at `patient` (those it does not hold yet).
+fn add_identifiers(ctx: &mut Context<'_, '_>, patient: Option<usize>, ids: Vec<crate::fhir::Identifier>) {
+    let Some(p) = patient else { return };
+    match &mut ctx.resources[p] {
+        Resource::Patient(p) => {
+            for i in ids {
+                if !p.identifier.iter().any(|o| o.value == i.value && o.system == i.system) {
+                    p.identifier.push(i);
+                }
+            }
+        }
+        other => {
+            for i in ids {
+                append(other, "identifier", i.to_fhir());
+            }
+        }
+    }
+}
+
 /// An order being mapped: its OBR, the ids of its results, its ServiceRequest and
 /// its specimens.
 struct Group<'s, 'a> {
@@ -227,9 +254,25 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                 push(ctx, v, i);
             }
             "GT1" => {
+                let ids = m.patient_identifiers(ctx, seg);
+                add_identifiers(ctx, last_patient, ids);
                 let v = m.map_guarantor(ctx, seg)?;
                 push(ctx, v, i);
             }
+            "IN2" | "DB1" => {
+                let ids = m.patient_identifiers(ctx, seg);
+                add_identifiers(ctx, last_patient, ids);
+            }
+            "FT1" if billing::is_charge(seg) => {
+                let mut services = Vec::new();
+                let v = m.map_charged_procedure(ctx, seg)?;
+                services.extend(id(&push(ctx, v, i)).map(|p| Reference::to("Procedure", &p)));
+                let v = m.map_charged_dispense(ctx, seg)?;
+                services.extend(id(&push(ctx, v, i)).map(|d| Reference::to("MedicationDispense", &d)));
+                let v = m.map_charge(ctx, seg, &services)?;
+                push(ctx, v, i);
+            }
+            "FT1" => ctx.warn("FT1 payment (FT1-6 PY): not a charge, not mapped"),
             "IN1" => {
                 let insured = m.map_insured(ctx, seg)?;
                 let insured = push(ctx, insured, i);
@@ -253,6 +296,12 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                         key: id.value?,
                     })
                 });
+                if msg.message_code() == "VXU"
+                    && let Some(order) = ctx.order.clone()
+                {
+                    let v = m.map_service_request(ctx, None, Some(seg), &order)?;
+                    push(ctx, v, i);
+                }
                 last_obs = None;
             }
             "RXA" => {
@@ -317,6 +366,19 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                 let v = m.map_procedure(ctx, seg)?;
                 push(ctx, v, i);
             }
+            "PDA" => {
+                for r in m.map_death(ctx, seg) {
+                    push(ctx, Some(r), i);
+                }
+            }
+            "ACC" => {
+                let v = m.map_accident(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            "RF1" => {
+                let v = m.map_referral(ctx, seg)?;
+                push(ctx, v, i);
+            }
             z if z.starts_with('Z') => {
                 let v = m.map_z_segment(ctx, seg)?;
                 push(ctx, v, i);
@@ -327,16 +389,18 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
     close_group(ctx, &mut group)
 }
 
-/// Finish an order: its specimen from OBR-15 when it had no SPM, the specimens on
-/// its ServiceRequest, and in a result message (ORU, OUL) its DiagnosticReport,
+/// Finish an order: its specimen from the OBR's specimen fields (besides any SPM:
+/// "OBR[Specimen]" yields one per OBR), the specimens on its ServiceRequest, and in a result message (ORU, OUL) its DiagnosticReport,
 /// `basedOn` the ServiceRequest.
 fn close_group(ctx: &mut Context<'_, '_>, group: &mut Option<Group<'_, '_>>) -> Result<(), AdapterError> {
     if let Some(mut g) = group.take() {
-        if g.specimens.is_empty()
-            && let Some(order) = ctx.order.clone()
-        {
+        if let Some(order) = ctx.order.clone() {
             let v = ctx.mapper.map_obr_specimen(ctx, g.obr, &order, g.request.as_deref())?;
-            g.specimens.extend(id(&push(ctx, v, usize::MAX)));
+            if let Some(s) = id(&push(ctx, v, usize::MAX))
+                && !g.specimens.contains(&s)
+            {
+                g.specimens.push(s);
+            }
         }
         let specimens: Vec<Reference> = g.specimens.iter().map(|s| Reference::to("Specimen", s)).collect();
         if let Some(sr) = &g.request
@@ -413,6 +477,8 @@ fn map_merge(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                         Resource::Patient(p) => p.link.push(link),
                         other => append(other, "link", link.to_fhir()),
                     }
+                    let linkage = linkage(ctx, &id, &old);
+                    push(ctx, Some(linkage), pos);
                 }
             }
             z if z.starts_with('Z') => {
@@ -423,4 +489,20 @@ fn map_merge(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
         }
     }
     Ok(())
+}
+
+/// A merge as a Linkage (what FHIR-Converter makes of A40; `Patient.link` says the
+/// same on the two Patients): the surviving patient the `source`, the merged one
+/// `historical`. Keyed by the pair.
+fn linkage(ctx: &Context<'_, '_>, surviving: &str, merged: &str) -> Resource {
+    serde_json::json!({
+        "resourceType": "Linkage",
+        "id": ctx.id("Linkage", "urn:ehrgate:merge", &[surviving, merged]),
+        "meta": ctx.meta.to_fhir(),
+        "item": [
+            {"type": "source", "resource": Reference::to("Patient", surviving).to_fhir()},
+            {"type": "historical", "resource": Reference::to("Patient", merged).to_fhir()},
+        ],
+    })
+    .into()
 }

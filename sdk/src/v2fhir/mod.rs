@@ -2,18 +2,18 @@
 //!
 //! | message | resources |
 //! |---|---|
-//! | ADT A01 A04 A05 A06 A07 A08 A28 A31 | Patient (+ NK1 as `Patient.contact` and a RelatedPerson), Encounter (PV1/PV2; none for A28/A31 without PV1), Observation (OBX), AllergyIntolerance (AL1), Condition (DG1), Procedure (PR1), RelatedPerson (GT1 guarantor; IN1 insured), Coverage (IN1) |
+//! | ADT A01 A04 A05 A06 A07 A08 A28 A31 | Patient (+ NK1 as `Patient.contact` and a RelatedPerson), Encounter (PV1/PV2; none for A28/A31 without PV1), Observation (OBX), AllergyIntolerance (AL1), Condition (DG1), Procedure (PR1), RelatedPerson (GT1 guarantor; IN1 insured), Coverage (IN1), ChargeItem (FT1), Condition/Observation/Procedure (PDA death and autopsy), Observation (ACC accident), ServiceRequest (RF1 referral); the patient's identifiers in IN2, GT1 (self) and DB1 (patient) on the Patient |
 //! | ADT A02 | the same; Encounter.location: PV1-3 active, PV1-6 completed |
 //! | ADT A03 | the same; Encounter `finished`, `period.end` from PV1-45 |
 //! | ADT A11 | the same; Encounter `cancelled` (cancel admit) |
 //! | ADT A13 | the same; Encounter `in-progress` again, no `period.end` (cancel discharge) |
-//! | ADT A34 A39 A40 | per PID/MRG pair: the surviving Patient with `link` `replaces`, and the merged one (MRG-1) `active: false` with `link` `replaced-by` |
-//! | ORU R01 | Patient, Encounter (if PV1), a ServiceRequest per OBR (ORC/OBR), an Observation per OBX (NTE -> `note`), a Specimen per SPM (else OBR-15), a DiagnosticReport per OBR with `result`, `basedOn` and `specimen` references |
+//! | ADT A34 A39 A40 | per PID/MRG pair: the surviving Patient with `link` `replaces`, the merged one (MRG-1) `active: false` with `link` `replaced-by`, and a Linkage of the two (`source`, `historical`) |
+//! | ORU R01 | Patient, Encounter (if PV1), a ServiceRequest per OBR (ORC/OBR), an Observation per OBX (NTE -> `note`), a Specimen per SPM and one from the OBR's specimen fields (OBR-7/8/9/10/14/15), a DiagnosticReport per OBR with `result`, `basedOn` and `specimen` references |
 //! | ORM O01, OML O21 | as ORU without reports: ServiceRequest per OBR, Specimen, Observation (OBX), plus the ADT segments present |
-//! | SIU S12-S15 | Patient, Encounter, Observation, Condition as in ADT, and one Appointment (SCH + AIS/AIG/AIL/AIP) |
+//! | SIU S12-S15 | Patient, Encounter, Observation, Condition as in ADT, a ServiceRequest per AIS, and one Appointment (SCH + AIS/AIG/AIL/AIP) `basedOn` them |
 //! | MDM T02 T04 | Patient, Encounter, ServiceRequest (ORC/OBR), one DocumentReference (TXA; each OBX an attachment) |
-//! | DFT P03 | the patient, visit, coverage and clinical segments as in ADT; FT1 charges are not mapped (no ChargeItem) |
-//! | VXU V04 | Patient, Encounter (if PV1), an Immunization per ORC/RXA (+ RXR), Observation per OBX |
+//! | DFT P03 | the patient, visit, coverage and clinical segments as in ADT; a ChargeItem per FT1 charge, with the Procedure (FT1-25) and MedicationDispense (FT1-29) it bills |
+//! | VXU V04 | Patient, Encounter (if PV1), a ServiceRequest per ORC, an Immunization per ORC/RXA (+ RXR), Observation per OBX |
 //! | RDE O11 | Patient, Encounter (if PV1), a MedicationRequest per ORC/RXE (+ RXR) (RXO is not mapped) |
 //!
 //! **Ids** are deterministic ([`crate::ids`]): a Patient from (identifier system of
@@ -81,10 +81,12 @@
 //! assert_eq!(patient["meta"]["security"][0]["code"], "R");
 //! ```
 
+pub mod billing;
 pub mod clinical;
 mod context;
 pub mod encounter;
 pub mod financial;
+pub mod incidents;
 mod messages;
 pub mod observation;
 pub mod orders;
@@ -261,6 +263,11 @@ pub trait Mapper {
         scheduling::map_appointment(ctx, sch)
     }
 
+    /// AIS (with its SCH) -> the ServiceRequest the appointment is based on.
+    fn map_appointment_request(&self, ctx: &mut Context<'_, '_>, sch: &Segment<'_>, ais: &Segment<'_>) -> MapResult {
+        scheduling::map_appointment_request(ctx, sch, ais)
+    }
+
     /// TXA (+ its OBX content) -> DocumentReference; `based_on`: the order's
     /// ServiceRequest id.
     fn map_document(&self, ctx: &mut Context<'_, '_>, txa: &Segment<'_>, based_on: Option<&str>) -> MapResult {
@@ -280,6 +287,44 @@ pub trait Mapper {
     /// PR1 -> Procedure.
     fn map_procedure(&self, ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult {
         clinical::map_procedure(ctx, pr1)
+    }
+
+    /// FT1 -> ChargeItem; `services`: references to what it bills (the Procedure
+    /// and MedicationDispense made from the same FT1).
+    fn map_charge(&self, ctx: &mut Context<'_, '_>, ft1: &Segment<'_>, services: &[crate::fhir::Reference]) -> MapResult {
+        billing::map_charge(ctx, ft1, services)
+    }
+
+    /// FT1-25 -> the Procedure charged for.
+    fn map_charged_procedure(&self, ctx: &mut Context<'_, '_>, ft1: &Segment<'_>) -> MapResult {
+        billing::map_charged_procedure(ctx, ft1)
+    }
+
+    /// FT1-29 -> the MedicationDispense charged for.
+    fn map_charged_dispense(&self, ctx: &mut Context<'_, '_>, ft1: &Segment<'_>) -> MapResult {
+        billing::map_charged_dispense(ctx, ft1)
+    }
+
+    /// IN2, GT1 (a guarantor who is the patient) and DB1 (a disabled patient):
+    /// identifiers of the patient that these segments carry, added to the Patient.
+    fn patient_identifiers(&self, ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> Vec<crate::fhir::Identifier> {
+        financial::patient_identifiers(ctx, seg)
+    }
+
+    /// PDA -> Condition (causes of death), Observations (certified, autopsy,
+    /// coroner) and Procedures (certification, autopsy).
+    fn map_death(&self, ctx: &mut Context<'_, '_>, pda: &Segment<'_>) -> Vec<Resource> {
+        incidents::map_death(ctx, pda)
+    }
+
+    /// ACC -> Observation (injury incident).
+    fn map_accident(&self, ctx: &mut Context<'_, '_>, acc: &Segment<'_>) -> MapResult {
+        incidents::map_accident(ctx, acc)
+    }
+
+    /// RF1 -> ServiceRequest (a referral).
+    fn map_referral(&self, ctx: &mut Context<'_, '_>, rf1: &Segment<'_>) -> MapResult {
+        orders::map_referral(ctx, rf1)
     }
 
     /// RXA (+ its ORC and RXR) -> Immunization.

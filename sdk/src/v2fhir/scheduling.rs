@@ -8,12 +8,16 @@
 //!   minutes or hours), start / end TQ1-7 / TQ1-8 (else SCH-11.4 / SCH-11.5; both
 //!   or neither, as FHIR requires); serviceType AIS-3; participants: the patient, AIP-3 people,
 //!   AIL-3 locations and AIG-3 resources as logical references, status from their
-//!   filler status (AIP-12, AIL-12, AIG-14; "Booked" accepted).
+//!   filler status (AIP-12, AIL-12, AIG-14; "Booked" accepted); basedOn the
+//!   ServiceRequest of each AIS.
+//! - "SCH[ServiceRequest]" / "AIS[ServiceRequest]": see [`map_appointment_request`].
 //! - "TXA[DocumentReference]": masterIdentifier TXA-12, type TXA-2 (table 0270),
 //!   docStatus TXA-17 (table 0271), date TXA-4 (else TXA-6), author TXA-5 (else
 //!   TXA-9), content: one attachment per ED OBX (its type, subtype and Base64
 //!   data) and one per run of consecutive TX/FT/ST OBX segments (text/plain, the
-//!   lines joined and Base64-encoded), context.encounter.
+//!   lines joined and Base64-encoded); without such OBX (a notification) one
+//!   attachment with only a title (TXA-2) and, for text, the content type (TXA-3);
+//!   context.encounter.
 
 use serde_json::{Value, json};
 
@@ -49,18 +53,89 @@ fn participant_status(filler: Option<String>) -> &'static str {
     }
 }
 
+/// The appointment's key: (system, value) of SCH-2, else SCH-1.
+fn appointment_key(ctx: &Context<'_, '_>, sch: &Segment<'_>) -> Result<(String, String), AdapterError> {
+    let key = ctx.ei_identifier(sch.field(2).rep(1)).or_else(|| ctx.ei_identifier(sch.field(1).rep(1)));
+    let Some(key) = key else {
+        return Err(AdapterError::invalid("an appointment without an id (SCH-1 or SCH-2)", Some("SCH-2")));
+    };
+    Ok((key.system.unwrap_or_else(|| ctx.source_urn()), key.value.unwrap_or_default()))
+}
+
+/// A duration (AIS-7 with its units AIS-8, or SCH-9/10) in minutes.
+fn minutes(amount: Option<String>, unit: Option<String>) -> Option<f64> {
+    let d = amount?.parse::<f64>().ok()?;
+    Some(match unit.map(|u| u.to_ascii_lowercase()).as_deref() {
+        Some("h" | "hr" | "hour" | "hours") => d * 60.0,
+        Some("s" | "sec") => d / 60.0,
+        Some("d" | "day" | "days") => d * 1440.0,
+        _ => d,
+    })
+}
+
+/// AIS -> the ServiceRequest the appointment is based on ("SCH[ServiceRequest]"
+/// and "AIS[ServiceRequest]"): identifiers SCH-26 / SCH-27 (placer / filler order
+/// numbers), code AIS-3, occurrencePeriod AIS-4 (+ the duration AIS-7/AIS-8 for its
+/// end), orderDetail AIS-11 / AIS-12 (supplemental service information), status
+/// from the filler status AIS-10 (else SCH-25; `revoked` for S15), intent `order`.
+/// `None` without a patient or a service.
+pub fn map_appointment_request(ctx: &mut Context<'_, '_>, sch: &Segment<'_>, ais: &Segment<'_>) -> MapResult {
+    let (Some(subject), Some(code)) = (ctx.patient_ref(), ctx.concept(ais.field(3).rep(1))) else { return Ok(None) };
+    let (system, key) = appointment_key(ctx, sch)?;
+    let set_id = text(ais.field(1).component(1)).unwrap_or_else(|| "1".into());
+    let filler = text(ais.field(10).component(1)).or_else(|| text(sch.field(25).component(1)));
+    let status = match appointment_status(filler.as_deref(), ctx.message.trigger_event()) {
+        "cancelled" | "noshow" => "revoked",
+        "fulfilled" => "completed",
+        "entered-in-error" => "entered-in-error",
+        _ => "active",
+    };
+    let mut r = json!({
+        "resourceType": "ServiceRequest",
+        "id": ctx.id("ServiceRequest", &system, &[&key, "AIS", &set_id]),
+        "meta": ctx.meta.to_fhir(),
+        "status": status,
+        "intent": "order",
+        "code": code.to_fhir(),
+        "subject": subject.to_fhir(),
+    });
+    let identifiers: Vec<Value> = [(26, "PLAC"), (27, "FILL")]
+        .into_iter()
+        .filter_map(|(n, t)| ctx.ei_identifier(sch.field(n).rep(1)).map(|i| i.with_v2_type(t).to_fhir()))
+        .collect();
+    if !identifiers.is_empty() {
+        r["identifier"] = Value::Array(identifiers);
+    }
+    let detail: Vec<Value> = [11, 12].into_iter().filter_map(|n| ctx.concept(ais.field(n).rep(1)).map(|c| c.to_fhir())).collect();
+    if !detail.is_empty() {
+        r["orderDetail"] = Value::Array(detail);
+    }
+    let start_raw = text_cow(ais.field(4).component(1)).map(|t| t.into_owned());
+    if let Some(start) = ctx.instant(start_raw.as_deref(), "AIS-4") {
+        let mut period = json!({ "start": start });
+        let end = minutes(text(ais.field(7).component(1)), text(ais.field(8).component(1)))
+            .filter(|m| m.abs() < 1e7)
+            .and_then(|m| add_minutes(&start, m.round() as i64));
+        if let Some(end) = end {
+            period["end"] = end.into();
+        }
+        r["occurrencePeriod"] = period;
+    }
+    if let Some(e) = ctx.encounter_ref() {
+        r["encounter"] = e.to_fhir();
+    }
+    Ok(Some(r.into()))
+}
+
 /// SCH and the resources after it -> Appointment.
 pub fn map_appointment(ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResult {
     let msg = ctx.message;
     let placer = ctx.ei_identifier(sch.field(1).rep(1));
     let filler = ctx.ei_identifier(sch.field(2).rep(1));
-    let Some(key) = filler.clone().or(placer.clone()) else {
-        return Err(AdapterError::invalid("an appointment without an id (SCH-1 or SCH-2)", Some("SCH-2")));
-    };
-    let system = key.system.clone().unwrap_or_else(|| ctx.source_urn());
+    let (system, key) = appointment_key(ctx, sch)?;
     let mut a = json!({
         "resourceType": "Appointment",
-        "id": ctx.id("Appointment", &system, &[key.value.as_deref().unwrap_or_default()]),
+        "id": ctx.id("Appointment", &system, &[&key]),
         "meta": ctx.meta.to_fhir(),
         "status": appointment_status(text(sch.field(25).component(1)).as_deref(), msg.trigger_event()),
     });
@@ -74,13 +149,7 @@ pub fn map_appointment(ctx: &mut Context<'_, '_>, sch: &Segment<'_>) -> MapResul
     if let Some(t) = ctx.concept_in(sch.field(8).rep(1), "HL70277") {
         a["appointmentType"] = t.to_fhir();
     }
-    let minutes = text(sch.field(9).component(1)).and_then(|d| d.parse::<f64>().ok()).map(|d| {
-        match text(sch.field(10).component(1)).map(|u| u.to_ascii_lowercase()).as_deref() {
-            Some("h" | "hr" | "hour" | "hours") => d * 60.0,
-            Some("s" | "sec") => d / 60.0,
-            _ => d,
-        }
-    });
+    let minutes = minutes(text(sch.field(9).component(1)), text(sch.field(10).component(1)));
     // (positiveInt: at most 2^31 - 1)
     if let Some(m) = minutes.filter(|m| *m >= 1.0) {
         a["minutesDuration"] = (m.round().min(i32::MAX as f64) as u64).into();
@@ -237,6 +306,14 @@ fn attachments<'s, 'a: 's>(obxs: impl Iterator<Item = &'s Segment<'a>>) -> Vec<V
     out
 }
 
+/// TXA-3 (content presentation, table 0191) -> a MIME type, for the text kinds.
+fn content_type_of(presentation: &str) -> Option<&'static str> {
+    match presentation.to_ascii_uppercase().as_str() {
+        "TX" | "FT" | "TEXT" => Some("text/plain"),
+        _ => None,
+    }
+}
+
 /// One ED OBX of a document as an attachment: its type and (Base64) data.
 fn attachment(obx: &Segment<'_>) -> Option<Value> {
     let kind = text(obx.field(2).component(1)).unwrap_or_default();
@@ -278,12 +355,21 @@ pub fn map_document(ctx: &mut Context<'_, '_>, txa: &Segment<'_>, based_on: Opti
         Some(i) => (i.system.clone().unwrap_or_else(|| ctx.source_urn()), i.value.clone().unwrap_or_default()),
         None => (ctx.source_urn(), format!("{}/TXA/{}", msg.control_id(), text(txa.field(1).component(1)).unwrap_or_default())),
     };
-    let content: Vec<Value> = attachments(msg.segments().iter().skip_while(|s| !std::ptr::eq(s.raw(), txa.raw())).filter(|s| s.id() == "OBX"))
+    let mut content: Vec<Value> = attachments(msg.segments().iter().skip_while(|s| !std::ptr::eq(s.raw(), txa.raw())).filter(|s| s.id() == "OBX"))
         .into_iter()
         .map(|a| json!({"attachment": a}))
         .collect();
     if content.is_empty() {
-        return Err(AdapterError::invalid("a document without content (no OBX with TX, FT, ST or ED)", Some("OBX-5")));
+        // A notification of a document (T01/T03, or a T04 sent without its text):
+        // FHIR needs one content entry; an attachment without data or url says
+        // "this document, not here" (its type as the title, TXA-3 its content type).
+        ctx.warn("a document without content (no OBX with TX, FT, ST or ED): its metadata only");
+        let title = ctx.concept_in(txa.field(2).rep(1), "HL70270").and_then(|c| c.text.or_else(|| c.coding.first().and_then(|c| c.display.clone().or(c.code.clone()))));
+        let mut a = json!({ "title": title.unwrap_or_else(|| "document".into()) });
+        if let Some(t) = text(txa.field(3).component(1)).and_then(|t| content_type_of(&t)) {
+            a["contentType"] = t.into();
+        }
+        content.push(json!({ "attachment": a }));
     }
     let mut d = json!({
         "resourceType": "DocumentReference",

@@ -417,7 +417,9 @@ fn clinical_segments() {
     let p = of_type(&rs, "Procedure")[0];
     assert_eq!(p["status"], "completed");
     assert_eq!(p["performedDateTime"], "2005-01-25T11:40:00+01:00");
-    assert_eq!(of_type(&rs, "Observation").len(), 1);
+    assert_eq!(p["partOf"][0]["identifier"]["value"], "PR1001", "PR1-25, a logical reference");
+    let obx: Vec<_> = of_type(&rs, "Observation").into_iter().filter(|o| o["code"]["coding"][0]["code"] == "8867-4").collect();
+    assert_eq!(obx.len(), 1);
     let (rs, _) = map(&sample("adt_a01_cerner_hnam_v23.hl7"));
     let c = of_type(&rs, "Condition")[0];
     assert_eq!(
@@ -701,4 +703,149 @@ fn appointments_and_documents() {
     assert_eq!(d["content"].as_array().unwrap().len(), 2);
     assert_eq!(d["content"][1]["attachment"]["contentType"], "application/pdf");
     assert_eq!(d["content"][1]["attachment"]["data"], "JVBERi0xLjQ=", "already Base64: kept");
+}
+
+#[test]
+fn death_accident_and_referral_in_adt() {
+    let (rs, _) = map(&sample("adt_a01_ghh_v28_full.hl7"));
+    let code = |r: &Value| r["code"]["coding"][0]["code"].as_str().unwrap_or_default().to_string();
+    let cause = of_type(&rs, "Condition").into_iter().find(|c| code(c) == "I21").expect("PDA-1 cause of death");
+    assert_eq!(cause["code"]["coding"][0]["system"], "http://hl7.org/fhir/sid/icd-10-cm", "I10");
+    let obs = of_type(&rs, "Observation");
+    let value = |c: &str| obs.iter().find(|o| code(o) == c).map(|o| o["valueBoolean"].clone());
+    assert_eq!(value("PDA-3"), Some(json!(true)), "death certified");
+    assert_eq!(value("85699-7"), Some(json!(true)), "autopsy");
+    assert_eq!(value("74497-9"), Some(json!(false)), "coroner");
+    let autopsy = of_type(&rs, "Procedure").into_iter().find(|p| code(p) == "29240004").unwrap();
+    assert_eq!(autopsy["performedPeriod"]["start"], "2021-11-02T10:30:00+01:15");
+    assert_eq!(autopsy["performer"][0]["actor"]["identifier"]["value"], "002324");
+    let cert = of_type(&rs, "Procedure").into_iter().find(|p| p["code"]["text"] == "Death certification").unwrap();
+    assert_eq!(cert["performer"][0]["actor"]["identifier"]["value"], "005454");
+    let acc = obs.iter().find(|o| code(o) == "11374-6").unwrap();
+    assert_eq!(acc["valueString"], "vehicle acident");
+    assert_eq!(acc["effectiveDateTime"], "2014-03-17");
+    assert_eq!(acc["identifier"][0]["value"], "5348");
+    assert_eq!(acc["component"].as_array().unwrap().len(), 3, "job related, death, police notified");
+    let referral = of_type(&rs, "ServiceRequest").into_iter().find(|r| r["category"][0]["coding"][0]["code"] == "3457005").unwrap();
+    assert_eq!(referral["status"], "draft", "RF1-1 P pending");
+    assert_eq!(referral["priority"], "asap");
+    assert_eq!(referral["reasonCode"][0]["text"], "Patient has a spinal fracture");
+    let ids: Vec<_> = referral["identifier"].as_array().unwrap().iter().map(|i| i["value"].clone()).collect();
+    assert_eq!(ids, vec![json!("123-1"), json!("123-2")]);
+    // The patient's identifiers outside PID: IN2 (Medicare, Medicaid, military,
+    // member number), GT1 as self (number, SSN, employee id), DB1 (the patient).
+    let p = of_type(&rs, "Patient")[0];
+    let values: Vec<&str> = p["identifier"].as_array().unwrap().iter().filter_map(|i| i["value"].as_str()).collect();
+    for v in ["Medicare-12345", "MCN-008", "MI-12345", "PNM1234", "1516", "G-SSN-12", "55121", "DB123"] {
+        assert!(values.contains(&v), "{v} in {values:?}");
+    }
+    let medicare = p["identifier"].as_array().unwrap().iter().find(|i| i["value"] == "Medicare-12345").unwrap();
+    assert_eq!(medicare["type"]["coding"][0]["code"], "MC");
+}
+
+#[test]
+fn a_guarantor_or_disabled_person_who_is_not_the_patient_adds_no_identifier() {
+    let msg = [
+        "MSH|^~\\&|A|F|||20240101120000+0000||ADT^A04|1|P|2.5\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR")]),
+        seg("GT1", &[(1, "1"), (2, "G-9^^^H"), (3, "Doe^Jane"), (11, "SPO"), (12, "999-99-9999")]),
+        seg("DB1", &[(1, "1"), (2, "GT"), (3, "D-9^^^H")]),
+    ]
+    .concat();
+    let (rs, _) = map(&raw(&msg));
+    assert_eq!(of_type(&rs, "Patient")[0]["identifier"].as_array().unwrap().len(), 1);
+    assert_eq!(of_type(&rs, "RelatedPerson")[0]["identifier"][0]["value"], "G-9");
+}
+
+#[test]
+fn charges_bill_their_procedure_and_dispense() {
+    let (rs, warnings) = map(&sample("dft_p03_ghh_v28.hl7"));
+    let charges = of_type(&rs, "ChargeItem");
+    assert_eq!(charges.len(), 2);
+    let first = charges[0];
+    assert_eq!(first["status"], "billable");
+    assert_eq!(first["code"]["coding"][0]["code"], "71045");
+    assert_eq!(first["identifier"][0]["value"], "12345");
+    assert_eq!(first["priceOverride"], json!({"value": 100, "currency": "USD"}));
+    assert_eq!(first["quantity"]["value"], 2);
+    assert_eq!(first["occurrenceDateTime"], "2019-11-22");
+    assert_eq!(first["reason"].as_array().unwrap().len(), 2);
+    let refs: Vec<&str> = first["service"].as_array().unwrap().iter().map(|r| r["reference"].as_str().unwrap()).collect();
+    assert!(refs[0].starts_with("Procedure/") && refs[1].starts_with("MedicationDispense/"), "{refs:?}");
+    let id_of = |r: &Value| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+    let dispense = of_type(&rs, "MedicationDispense")[0];
+    assert_eq!(refs[1], id_of(dispense));
+    assert_eq!(dispense["medicationCodeableConcept"]["coding"][0]["system"], "http://hl7.org/fhir/sid/ndc");
+    assert_eq!(dispense["quantity"]["value"], 5);
+    assert_eq!(dispense["quantity"]["code"], "385049006");
+    assert_eq!(dispense["authorizingPrescription"][0]["identifier"]["value"], "PN-12345");
+    let billed = rs.iter().find(|r| id_of(r) == refs[0]).unwrap();
+    assert_eq!(billed["code"]["coding"][0]["code"], "71045");
+    assert_eq!(billed["status"], "completed");
+    // The second FT1 has no transaction id: keyed by the message and FT1-1.
+    assert_eq!(charges[1]["code"]["coding"][0]["code"], "626.2");
+    assert!(charges[1].get("identifier").is_none());
+    assert!(!warnings.iter().any(|w| w.contains("FT1")), "{warnings:?}");
+    // A payment is not a charge.
+    let msg = [
+        "MSH|^~\\&|A|F|||20240101120000+0000||DFT^P03|1|P|2.5\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR")]),
+        seg("FT1", &[(1, "1"), (2, "T-1"), (4, "20240101"), (6, "PY"), (7, "CASH"), (25, "99213^Visit^C4")]),
+    ]
+    .concat();
+    let (rs, warnings) = map(&raw(&msg));
+    assert!(of_type(&rs, "ChargeItem").is_empty() && of_type(&rs, "Procedure").is_empty());
+    assert!(warnings.iter().any(|w| w.contains("payment")), "{warnings:?}");
+}
+
+#[test]
+fn a_merge_is_also_a_linkage() {
+    let (rs, _) = map(&sample("adt_a40_merge_ntierprise_v28.hl7"));
+    let patients = of_type(&rs, "Patient");
+    let linkage = of_type(&rs, "Linkage")[0];
+    let refs: Vec<(&str, &str)> =
+        linkage["item"].as_array().unwrap().iter().map(|i| (i["type"].as_str().unwrap(), i["resource"]["reference"].as_str().unwrap())).collect();
+    let surviving = format!("Patient/{}", patients[0]["id"].as_str().unwrap());
+    let merged = format!("Patient/{}", patients[1]["id"].as_str().unwrap());
+    assert_eq!(refs, vec![("source", surviving.as_str()), ("historical", merged.as_str())]);
+}
+
+#[test]
+fn immunization_orders_and_appointments_have_their_service_requests() {
+    let (rs, _) = map(&sample("vxu_v04_nist_iz_v251_bom.hl7"));
+    let srs = of_type(&rs, "ServiceRequest");
+    assert_eq!(srs.len(), of_type(&rs, "Immunization").len(), "one per ORC");
+    assert!(srs.iter().all(|r| r.get("code").is_none() && r["status"] == "completed" && r["identifier"].is_array()));
+    let (rs, _) = map(&sample("siu_s12_ghh_v28.hl7"));
+    let sr = of_type(&rs, "ServiceRequest")[0];
+    assert_eq!(sr["code"]["coding"][0]["code"], "76164006", "AIS-3");
+    assert_eq!(sr["occurrencePeriod"], json!({"start": "2021-09-24T09:30:00+02:15", "end": "2021-09-24T10:20:00+02:15"}), "AIS-4 + 50 min");
+    let a = of_type(&rs, "Appointment")[0];
+    assert_eq!(a["basedOn"][0]["reference"], format!("ServiceRequest/{}", sr["id"].as_str().unwrap()));
+}
+
+#[test]
+fn an_obr_gives_a_specimen_and_parents_are_logical_references() {
+    let msg = [
+        "MSH|^~\\&|LAB|H|||20240101120000+0000||ORU^R01|9|P|2.5.1\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR")]),
+        seg("ORC", &[(1, "RE"), (3, "FI-1^LAB"), (8, "PARENT-1&LAB^PARENT-F")]),
+        seg("OBR", &[(1, "1"), (3, "FI-1^LAB"), (4, "2345-7^Glucose^LN"), (7, "20240101100000+0000"), (8, "20240101101000+0000"), (10, "55^Tech^Tina"), (14, "20240101103000+0000")]),
+        seg("OBX", &[(1, "1"), (2, "NM"), (3, "2345-7^Glucose^LN"), (5, "95"), (11, "F")]),
+        seg("SPM", &[(1, "1"), (2, "S-1&LAB"), (3, "S-0&LAB"), (4, "BLD^Blood^HL70487")]),
+    ]
+    .concat();
+    let (rs, _) = map(&raw(&msg));
+    let specimens = of_type(&rs, "Specimen");
+    assert_eq!(specimens.len(), 2, "SPM and OBR");
+    assert_eq!(specimens[0]["parent"][0]["identifier"]["value"], "S-0", "SPM-3");
+    let obr = specimens[1];
+    assert_eq!(obr["collection"]["collectedPeriod"], json!({"start": "2024-01-01T10:00:00+00:00", "end": "2024-01-01T10:10:00+00:00"}));
+    assert_eq!(obr["collection"]["collector"]["identifier"]["value"], "55");
+    assert_eq!(obr["receivedTime"], "2024-01-01T10:30:00+00:00");
+    let dr = of_type(&rs, "DiagnosticReport")[0];
+    assert_eq!(dr["specimen"].as_array().unwrap().len(), 2);
+    let sr = of_type(&rs, "ServiceRequest")[0];
+    assert_eq!(sr["basedOn"][0]["identifier"]["value"], "PARENT-1", "ORC-8 placer");
+    assert_eq!(sr["basedOn"][0]["type"], "ServiceRequest");
 }
