@@ -156,7 +156,7 @@ pub fn shared_standard_samples(shared: &Path) -> Vec<PathBuf> {
 
 /// The file name prefixes of the samples of [`crate::v2fhir::STANDARD_MESSAGE_TYPES`].
 const STANDARD_SAMPLE_PREFIXES: &[&str] =
-    &["adt_", "oru_r01", "vxu_v04", "rde_o11", "orm_o01", "oml_o21", "siu_s1", "mdm_t0", "dft_p03"];
+    &["adt_", "oru_r01", "vxu_v04", "rde_o11", "orm_o01", "oml_o21", "siu_s1", "mdm_t0", "dft_p03", "ras_o17"];
 
 fn standard(files: Vec<PathBuf>) -> Vec<PathBuf> {
     files

@@ -120,12 +120,17 @@ pub struct ServiceRequest {
     pub requester: Option<Reference>,
     pub reason_code: Vec<CodeableConcept>,
     pub specimen: Vec<Reference>,
+    pub based_on: Vec<Reference>,
+    pub category: Vec<CodeableConcept>,
+    pub order_detail: Vec<CodeableConcept>,
     pub extra: Map<String, Value>,
 }
 
 impl Members for ServiceRequest {
     fn members<S: Sink>(&self, s: &mut S) {
         s.str("authoredOn", self.authored_on.as_deref());
+        s.list("basedOn", &self.based_on);
+        s.list("category", &self.category);
         s.obj("code", self.code.as_ref());
         s.obj("encounter", self.encounter.as_ref());
         s.str("id", Some(&self.id));
@@ -133,6 +138,7 @@ impl Members for ServiceRequest {
         s.str("intent", Some(&self.intent));
         s.obj("meta", Some(&self.meta));
         s.choice("occurrence", self.occurrence.as_ref());
+        s.list("orderDetail", &self.order_detail);
         s.str("priority", self.priority.as_deref());
         s.list("reasonCode", &self.reason_code);
         s.obj("requester", self.requester.as_ref());
@@ -160,6 +166,7 @@ pub struct Specimen {
     pub received_time: Option<String>,
     pub request: Vec<Reference>,
     pub collection: Option<SpecimenCollection>,
+    pub parent: Vec<Reference>,
     pub extra: Map<String, Value>,
 }
 
@@ -196,6 +203,7 @@ impl Members for Specimen {
         s.str("id", Some(&self.id));
         s.list("identifier", &self.identifier);
         s.obj("meta", Some(&self.meta));
+        s.list("parent", &self.parent);
         s.str("receivedTime", self.received_time.as_deref());
         s.list("request", &self.request);
         s.str("resourceType", Some("Specimen"));

@@ -33,7 +33,22 @@ pub struct Observation {
     pub specimen: Option<Reference>,
     pub reference_range: Vec<ReferenceRange>,
     pub has_member: Vec<Reference>,
+    pub component: Vec<ObservationComponent>,
     pub extra: Map<String, Value>,
+}
+
+/// `Observation.component`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservationComponent {
+    pub code: CodeableConcept,
+    pub value: Option<Choice>,
+}
+
+impl Members for ObservationComponent {
+    fn members<S: Sink>(&self, s: &mut S) {
+        s.obj("code", Some(&self.code));
+        s.choice("value", self.value.as_ref());
+    }
 }
 
 /// `Observation.referenceRange`.
@@ -60,6 +75,7 @@ impl Members for Observation {
         s.obj("bodySite", self.body_site.as_ref());
         s.list("category", &self.category);
         s.obj("code", Some(&self.code));
+        s.list("component", &self.component);
         s.obj("dataAbsentReason", self.data_absent_reason.as_ref());
         s.choice("effective", self.effective.as_ref());
         s.obj("encounter", self.encounter.as_ref());
@@ -280,6 +296,7 @@ pub struct Procedure {
     pub body_site: Vec<CodeableConcept>,
     pub outcome: Option<CodeableConcept>,
     pub note: Vec<Annotation>,
+    pub part_of: Vec<Reference>,
     pub extra: Map<String, Value>,
 }
 
@@ -311,6 +328,7 @@ impl Members for Procedure {
         s.obj("meta", Some(&self.meta));
         s.list("note", &self.note);
         s.obj("outcome", self.outcome.as_ref());
+        s.list("partOf", &self.part_of);
         s.choice("performed", self.performed.as_ref());
         s.list("performer", &self.performer);
         s.list("reasonCode", &self.reason_code);
@@ -465,6 +483,7 @@ impl Members for MedicationRequest {
 
 to_fhir_via_members!(
     Observation,
+    ObservationComponent,
     ReferenceRange,
     DiagnosticReport,
     Condition,

@@ -498,6 +498,7 @@ mod tests {
                 text: s("< 5"),
             }],
             has_member: vec![reference.clone()],
+            component: vec![ObservationComponent { code: cc.clone(), value: Some(Choice::Boolean(true)) }],
             extra: Default::default(),
         };
         same(&obs);
@@ -608,6 +609,7 @@ mod tests {
             body_site: vec![cc.clone()],
             outcome: Some(cc.clone()),
             note: vec![],
+            part_of: vec![reference.clone()],
             extra: Default::default(),
         });
         same(&Immunization {

@@ -1,11 +1,11 @@
-//! AL1 -> AllergyIntolerance, DG1 -> Condition, PR1 -> Procedure.
+//! AL1 / IAM -> AllergyIntolerance, DG1 -> Condition, PR1 -> Procedure.
 
 use super::types::{text, text_cow};
 use super::{Context, MapResult};
 use crate::adapter::AdapterError;
 use crate::fhir::{
     AllergyIntolerance, AllergyReaction, Choice, CodeableConcept, Condition, Performer, Procedure,
-    Reference, ToFhir,
+    Reference,
 };
 use crate::hl7::Segment;
 
@@ -30,11 +30,52 @@ fn code_key(seg: &Segment<'_>, n: usize) -> String {
 
 /// The standard AL1 map: id from (patient, allergen AL1-3).
 pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
-    let (pid, patient) = patient(ctx, "AL1")?;
+    allergy(ctx, al1, 6).map(|a| a.map(Into::into))
+}
+
+fn verification(code: &str, display: &str) -> CodeableConcept {
+    CodeableConcept::code("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", code, Some(display))
+}
+
+/// IAM (v2.4+, "IAM[AllergyIntolerance]") -> AllergyIntolerance, keyed like AL1 by
+/// (patient, allergen), so an IAM updates the record an earlier AL1 of that
+/// allergen made. IAM-2
+/// to IAM-5 as AL1's fields; identifier IAM-7, onset IAM-11, recordedDate IAM-13;
+/// IAM-17 clinical status (table 0438: C confirmed, I inactive, D/P/S/U
+/// unconfirmed, E erroneous) and the action IAM-6 `D` (delete) set the clinical and
+/// verification status (an entry in error has no clinical status, as FHIR's ait-2
+/// requires).
+pub fn map_allergy_iam(ctx: &mut Context<'_, '_>, iam: &Segment<'_>) -> MapResult {
+    let Some(mut a) = allergy(ctx, iam, 11)? else { return Ok(None) };
+    a.identifier.extend(ctx.ei_identifier(iam.field(7).rep(1)));
+    a.recorded_date = ctx.datetime(text_cow(iam.field(13).component(1)).as_deref(), "IAM-13");
+    let status = text(iam.field(17).component(1));
+    let deleted = text(iam.field(6).component(1)).as_deref() == Some("D");
+    match (deleted, status.as_deref()) {
+        (true, _) | (_, Some("E")) => {
+            a.clinical_status = None;
+            a.verification_status = Some(verification("entered-in-error", "Entered in Error"));
+        }
+        (_, Some("C")) => a.verification_status = Some(verification("confirmed", "Confirmed")),
+        (_, Some("I")) => {
+            a.verification_status = Some(verification("confirmed", "Confirmed"));
+            a.clinical_status = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "inactive", Some("Inactive")));
+        }
+        (_, Some("D" | "P" | "S" | "U")) => a.verification_status = Some(verification("unconfirmed", "Unconfirmed")),
+        _ => {}
+    }
+    Ok(Some(a.into()))
+}
+
+/// AL1 / IAM fields 2-5 (type, allergen, severity, reaction) and the onset in
+/// field `onset`.
+fn allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>, onset: usize) -> Result<Option<AllergyIntolerance>, AdapterError> {
+    let what = al1.id().to_owned();
+    let (pid, patient) = patient(ctx, &what)?;
     let Some(code) = ctx.concept(al1.field(3).rep(1)) else {
         return Err(AdapterError::invalid(
             "allergen code/description is empty",
-            Some("AL1-3"),
+            Some(&format!("{what}-3")),
         ));
     };
     let category = match text_cow(al1.field(2).component(1)).as_deref() {
@@ -84,12 +125,12 @@ pub fn map_allergy(ctx: &mut Context<'_, '_>, al1: &Segment<'_>) -> MapResult {
         code: Some(code),
         patient,
         onset: ctx
-            .datetime(text_cow(al1.field(6).component(1)).as_deref(), "AL1-6")
+            .datetime(text_cow(al1.field(onset).component(1)).as_deref(), &format!("{what}-{onset}"))
             .map(Choice::DateTime),
         reaction: reaction.into_iter().collect(),
         ..Default::default()
     };
-    Ok(Some(a.into()))
+    Ok(Some(a))
 }
 
 /// DG1 and PR1 share a layout: field 2 the (old) coding method, which names the
@@ -211,8 +252,7 @@ pub fn map_procedure(ctx: &mut Context<'_, '_>, pr1: &Segment<'_>) -> MapResult 
     // PR1-25 parent procedure id -> partOf, a logical reference (the parent is
     // not in the message).
     if let Some(parent) = ctx.ei_identifier(pr1.field(25).rep(1)) {
-        let r = Reference { type_: Some("Procedure".into()), identifier: Some(Box::new(parent)), ..Default::default() };
-        p.extra.insert("partOf".into(), serde_json::json!([r.to_fhir()]));
+        p.part_of.push(Reference { type_: Some("Procedure".into()), identifier: Some(Box::new(parent)), ..Default::default() });
     }
     Ok(Some(p.into()))
 }

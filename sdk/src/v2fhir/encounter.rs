@@ -177,3 +177,17 @@ pub fn map_encounter(
     }
     Ok(Some(e.into()))
 }
+
+/// ROL -> an Encounter participant ("ROL[Encounter-PractitionerRole]"): the person
+/// ROL-4, their role ROL-3 (table 0443) as the type, period ROL-5 / ROL-6. `None`
+/// without a person.
+pub fn role(ctx: &mut Context<'_, '_>, rol: &Segment<'_>) -> Option<EncounterParticipant> {
+    let individual = ctx.practitioner(rol.field(4).rep(1))?;
+    let start = ctx.datetime(text_cow(rol.field(5).component(1)).as_deref(), "ROL-5");
+    let end = ctx.datetime(text_cow(rol.field(6).component(1)).as_deref(), "ROL-6");
+    Some(EncounterParticipant {
+        type_: ctx.concept_in(rol.field(3).rep(1), "HL70443").into_iter().collect(),
+        period: (start.is_some() || end.is_some()).then_some(Period { start, end }),
+        individual: Some(individual),
+    })
+}

@@ -24,9 +24,8 @@
 
 use super::types::text;
 use super::{Context, MapResult};
-use crate::fhir::{Choice, CodeableConcept, Coding, Condition, Identifier, Observation, Performer, Period, Procedure, Reference, Resource, ToFhir};
+use crate::fhir::{Choice, CodeableConcept, Coding, Condition, Observation, ObservationComponent, Performer, Period, Procedure, Reference, Resource};
 use crate::hl7::Segment;
-use serde_json::json;
 
 /// The code system for observations that no standard terminology codes: the HL7 v2
 /// field they come from (e.g. `PDA-3`).
@@ -141,7 +140,7 @@ pub fn map_accident(ctx: &mut Context<'_, '_>, acc: &Segment<'_>) -> MapResult {
     let mut o = Observation {
         id: ctx.id("Observation", &system, &[&pid, "ACC", &key]),
         meta: ctx.meta.clone(),
-        identifier: identifier.into_iter().map(|i: Identifier| i).collect(),
+        identifier: identifier.into_iter().collect(),
         status: "final".into(),
         code: coding("http://loinc.org", "11374-6", "Injury incident description"),
         subject: Some(subject),
@@ -151,15 +150,12 @@ pub fn map_accident(ctx: &mut Context<'_, '_>, acc: &Segment<'_>) -> MapResult {
         value: description.map(Choice::String),
         ..Default::default()
     };
-    let components: Vec<_> = [(5, "Accident job related indicator"), (6, "Accident death indicator"), (10, "Police notified indicator")]
+    o.component = [(5, "Accident job related indicator"), (6, "Accident death indicator"), (10, "Police notified indicator")]
         .into_iter()
         .filter_map(|(n, display)| {
             let v = yes_no(acc, n)?;
-            Some(json!({ "code": coding(V2_FIELD, &format!("ACC-{n}"), display).to_fhir(), "valueBoolean": v }))
+            Some(ObservationComponent { code: coding(V2_FIELD, &format!("ACC-{n}"), display), value: Some(Choice::Boolean(v)) })
         })
         .collect();
-    if !components.is_empty() {
-        o.extra.insert("component".into(), components.into());
-    }
     Ok(Some(o.into()))
 }

@@ -2,6 +2,7 @@
 //! resources refer to each other.
 
 use super::billing;
+use super::patient;
 use super::observation::note;
 use super::{Context, Order};
 use crate::adapter::AdapterError;
@@ -47,8 +48,8 @@ pub(super) fn map_oru(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
     walk(ctx)
 }
 
-/// VXU / RDE: PID (required), PV1, then per ORC an RXA (Immunization) or an RXE
-/// (MedicationRequest), with OBX / NTE.
+/// VXU / RDE / RAS: PID (required), PV1, then per ORC an RXA (Immunization; in
+/// RAS a MedicationAdministration) or an RXE (MedicationRequest), with OBX / NTE.
 pub(super) fn map_orders(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
     let msg = ctx.message;
     if msg.segment("PID").is_none() {
@@ -184,6 +185,14 @@ fn push(ctx: &mut Context<'_, '_>, r: Option<Resource>, pos: usize) -> Option<(u
     Some((ctx.resources.len() - 1, id))
 }
 
+/// Add `item` to the list member `key` of a resource given as JSON, unless it is
+/// there already.
+fn append_unique(resource: &mut Resource, key: &str, item: Value) {
+    if !resource.json_mut()[key].as_array().is_some_and(|a| a.contains(&item)) {
+        append(resource, key, item);
+    }
+}
+
 /// Add `item` to the list member `key` of a resource given as JSON.
 fn append(resource: &mut Resource, key: &str, item: Value) {
     let resource = resource.json_mut();
@@ -199,14 +208,33 @@ fn add_identifiers(ctx: &mut Context<'_, '_>, patient: Option<usize>, ids: Vec<c
     match &mut ctx.resources[p] {
         Resource::Patient(p) => {
             for i in ids {
-                if !p.identifier.iter().any(|o| o.value == i.value && o.system == i.system) {
+                if !p.identifier.contains(&i) {
                     p.identifier.push(i);
                 }
             }
         }
         other => {
             for i in ids {
-                append(other, "identifier", i.to_fhir());
+                append_unique(other, "identifier", i.to_fhir());
+            }
+        }
+    }
+}
+
+/// Add general practitioners to the Patient at `patient` (those it does not hold).
+fn add_general_practitioners(ctx: &mut Context<'_, '_>, patient: Option<usize>, gps: Vec<Reference>) {
+    let Some(p) = patient else { return };
+    match &mut ctx.resources[p] {
+        Resource::Patient(p) => {
+            for g in gps {
+                if !p.general_practitioner.contains(&g) {
+                    p.general_practitioner.push(g);
+                }
+            }
+        }
+        other => {
+            for g in gps {
+                append_unique(other, "generalPractitioner", g.to_fhir());
             }
         }
     }
@@ -306,7 +334,11 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
             }
             "RXA" => {
                 let rxr = following(segs, i, "RXR", &["RXA", "ORC", "PID"]);
-                let v = m.map_immunization(ctx, seg, orc, rxr)?;
+                let v = if msg.message_code() == "RAS" {
+                    m.map_medication_administration(ctx, seg, orc, rxr)?
+                } else {
+                    m.map_immunization(ctx, seg, orc, rxr)?
+                };
                 last_obs = None;
                 push(ctx, v, i);
             }
@@ -357,6 +389,34 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
             "AL1" => {
                 let v = m.map_allergy(ctx, seg)?;
                 push(ctx, v, i);
+            }
+            "IAM" => {
+                let v = m.map_allergy_iam(ctx, seg)?;
+                push(ctx, v, i);
+            }
+            "PD1" => {
+                let gps = m.general_practitioners(ctx, seg);
+                add_general_practitioners(ctx, last_patient, gps);
+            }
+            "ROL" if patient::is_primary_care_role(seg) => {
+                let gps = m.general_practitioners(ctx, seg);
+                add_general_practitioners(ctx, last_patient, gps);
+            }
+            "ROL" => {
+                let encounter = ctx.encounter_id.clone();
+                if let Some(p) = m.encounter_role(ctx, seg)
+                    && let Some(e) = encounter
+                {
+                    match ctx.resources.iter_mut().find(|r| r.resource_type() == Some("Encounter") && r.id() == Some(&e)) {
+                        Some(Resource::Encounter(r)) => {
+                            if !r.participant.contains(&p) {
+                                r.participant.push(p);
+                            }
+                        }
+                        Some(other) => append_unique(other, "participant", p.to_fhir()),
+                        None => {}
+                    }
+                }
             }
             "DG1" => {
                 let v = m.map_condition(ctx, seg)?;

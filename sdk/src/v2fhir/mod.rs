@@ -15,6 +15,7 @@
 //! | DFT P03 | the patient, visit, coverage and clinical segments as in ADT; a ChargeItem per FT1 charge, with the Procedure (FT1-25) and MedicationDispense (FT1-29) it bills |
 //! | VXU V04 | Patient, Encounter (if PV1), a ServiceRequest per ORC, an Immunization per ORC/RXA (+ RXR), Observation per OBX |
 //! | RDE O11 | Patient, Encounter (if PV1), a MedicationRequest per ORC/RXE (+ RXR) (RXO is not mapped) |
+//! | RAS O17 | Patient, Encounter (if PV1), a MedicationAdministration per RXA (+ its ORC, RXR), Observation per OBX |
 //!
 //! **Ids** are deterministic ([`crate::ids`]): a Patient from (identifier system of
 //! PID-3's assigning authority, else the source system; PID-3 value), an Encounter
@@ -117,7 +118,7 @@ pub const STANDARD_MESSAGE_TYPES: &[&str] = &[
     "ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A05", "ADT^A06", "ADT^A07", "ADT^A08",
     "ADT^A11", "ADT^A13", "ADT^A28", "ADT^A31", "ADT^A34", "ADT^A39", "ADT^A40",
     "ORU^R01", "VXU^V04", "RDE^O11", "ORM^O01", "OML^O21", "SIU^S12", "SIU^S13", "SIU^S14",
-    "SIU^S15", "MDM^T02", "MDM^T04", "DFT^P03",
+    "SIU^S15", "MDM^T02", "MDM^T04", "DFT^P03", "RAS^O17",
 ];
 
 /// A mapping: every method has the standard behaviour; vendors override what differs.
@@ -279,6 +280,22 @@ pub trait Mapper {
         clinical::map_allergy(ctx, al1)
     }
 
+    /// IAM -> AllergyIntolerance (the same record as an AL1 of that allergen).
+    fn map_allergy_iam(&self, ctx: &mut Context<'_, '_>, iam: &Segment<'_>) -> MapResult {
+        clinical::map_allergy_iam(ctx, iam)
+    }
+
+    /// PD1-3/PD1-4 and ROL (primary care provider) -> `Patient.generalPractitioner`
+    /// references.
+    fn general_practitioners(&self, ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> Vec<crate::fhir::Reference> {
+        patient::general_practitioners(ctx, seg)
+    }
+
+    /// ROL (any other role) -> an `Encounter.participant`.
+    fn encounter_role(&self, ctx: &mut Context<'_, '_>, rol: &Segment<'_>) -> Option<crate::fhir::EncounterParticipant> {
+        encounter::role(ctx, rol)
+    }
+
     /// DG1 -> Condition.
     fn map_condition(&self, ctx: &mut Context<'_, '_>, dg1: &Segment<'_>) -> MapResult {
         clinical::map_condition(ctx, dg1)
@@ -338,6 +355,17 @@ pub trait Mapper {
         pharmacy::map_immunization(ctx, rxa, orc, rxr)
     }
 
+    /// RXA in RAS (+ its ORC and RXR) -> MedicationAdministration.
+    fn map_medication_administration(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        rxa: &Segment<'_>,
+        orc: Option<&Segment<'_>>,
+        rxr: Option<&Segment<'_>>,
+    ) -> MapResult {
+        pharmacy::map_medication_administration(ctx, rxa, orc, rxr)
+    }
+
     /// RXE (+ its ORC and RXR) -> MedicationRequest.
     fn map_medication_request(
         &self,
@@ -380,7 +408,7 @@ pub fn map_message(mapper: &impl Mapper, input: &Hl7Input) -> Result<Output, Ada
     match code {
         "ADT" => messages::map_adt(&mut ctx)?,
         "ORU" => messages::map_oru(&mut ctx)?,
-        "VXU" | "RDE" => messages::map_orders(&mut ctx)?,
+        "VXU" | "RDE" | "RAS" => messages::map_orders(&mut ctx)?,
         "ORM" | "OML" | "DFT" => messages::map_order_messages(&mut ctx)?,
         "SIU" => messages::map_siu(&mut ctx)?,
         "MDM" => messages::map_mdm(&mut ctx)?,

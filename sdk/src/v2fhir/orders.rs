@@ -20,7 +20,7 @@
 
 use super::types::{sub, text, text_cow};
 use super::{Context, MapResult, Order};
-use crate::fhir::{Choice, CodeableConcept, Coding, Identifier, Period, Quantity, Reference, ServiceRequest, Specimen, SpecimenCollection, ToFhir};
+use crate::fhir::{Choice, CodeableConcept, Coding, Identifier, Period, Quantity, Reference, ServiceRequest, Specimen, SpecimenCollection};
 use crate::hl7::Segment;
 
 /// ORC-5 order status (HL7 table 0038), else ORC-1 order control (table 0119), to
@@ -84,8 +84,7 @@ pub fn map_service_request(
     sr.requester = orc.and_then(|o| ctx.practitioner(o.field(12).rep(1))).or_else(|| obr.and_then(|obr| ctx.practitioner(obr.field(16).rep(1))));
     // ORC-8 parent order (EIP: placer, filler) -> basedOn, a logical reference.
     if let Some(parent) = orc.and_then(|o| eip(ctx, o.field(8).component(1))) {
-        let r = Reference { type_: Some("ServiceRequest".into()), identifier: Some(Box::new(parent.with_v2_type("PLAC"))), ..Default::default() };
-        sr.extra.insert("basedOn".into(), serde_json::json!([r.to_fhir()]));
+        sr.based_on.push(Reference { type_: Some("ServiceRequest".into()), identifier: Some(Box::new(parent.with_v2_type("PLAC"))), ..Default::default() });
     }
     let Some(obr) = obr else { return Ok(Some(sr.into())) };
     sr.reason_code = obr.field(31).repetitions().filter_map(|r| ctx.concept(r)).collect();
@@ -153,8 +152,7 @@ pub fn map_specimen(ctx: &mut Context<'_, '_>, spm: &Segment<'_>, order: Option<
     s.request = request.map(|r| Reference::to("ServiceRequest", r)).into_iter().collect();
     // SPM-3 parent specimen id (EIP: placer, filler) -> parent, a logical reference.
     if let Some(parent) = eip(ctx, spm.field(3).component(1)) {
-        let r = Reference { type_: Some("Specimen".into()), identifier: Some(Box::new(parent.with_v2_type("PGN"))), ..Default::default() };
-        s.extra.insert("parent".into(), serde_json::json!([r.to_fhir()]));
+        s.parent.push(Reference { type_: Some("Specimen".into()), identifier: Some(Box::new(parent.with_v2_type("PGN"))), ..Default::default() });
     }
     Ok(Some(s.into()))
 }
@@ -257,9 +255,7 @@ pub fn map_referral(ctx: &mut Context<'_, '_>, rf1: &Segment<'_>) -> MapResult {
         coding: vec![Coding { system: Some("http://snomed.info/sct".into()), code: Some("3457005".into()), display: Some("Patient referral".into()), ..Default::default() }],
         text: None,
     };
-    sr.extra.insert("category".into(), serde_json::json!([category.to_fhir()]));
-    if let Some(t) = ctx.concept_in(rf1.field(3).rep(1), "HL70281") {
-        sr.extra.insert("orderDetail".into(), serde_json::json!([t.to_fhir()]));
-    }
+    sr.category.push(category);
+    sr.order_detail.extend(ctx.concept_in(rf1.field(3).rep(1), "HL70281"));
     Ok(Some(sr.into()))
 }

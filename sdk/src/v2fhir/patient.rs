@@ -218,3 +218,37 @@ pub fn map_merged_patient(
     };
     Ok(Some(p.into()))
 }
+
+/// Whether a ROL names the patient's primary care provider (ROL-3, table 0443:
+/// `PP` primary care provider, `FHCP` family health care professional).
+pub fn is_primary_care_role(rol: &Segment<'_>) -> bool {
+    matches!(text(rol.field(3).component(1)).as_deref(), Some("PP" | "FHCP"))
+}
+
+/// The patient's general practitioners a segment names: PD1-4 (primary care
+/// provider, XCN) and PD1-3 (primary facility, XON, as an Organization) -
+/// "PD1[Patient]"; ROL-4 when ROL-3 is a primary care role -
+/// "ROL[Patient-GeneralPractitioner]". Logical references, as every person and
+/// organisation in the standard mapping.
+pub fn general_practitioners(ctx: &mut Context<'_, '_>, seg: &Segment<'_>) -> Vec<Reference> {
+    match seg.id() {
+        "PD1" => {
+            let mut out: Vec<Reference> = seg.field(4).repetitions().filter_map(|r| ctx.practitioner(r)).collect();
+            for xon in seg.field(3).repetitions() {
+                let name = text(xon.component(1));
+                let id = text(xon.component(10)).or_else(|| text(xon.component(3)));
+                if name.is_some() || id.is_some() {
+                    out.push(Reference {
+                        type_: Some("Organization".into()),
+                        identifier: id.map(|v| Box::new(Identifier::new(None, v))),
+                        display: name,
+                        ..Default::default()
+                    });
+                }
+            }
+            out
+        }
+        "ROL" if is_primary_care_role(seg) => seg.field(4).repetitions().filter_map(|r| ctx.practitioner(r)).collect(),
+        _ => Vec::new(),
+    }
+}

@@ -1,4 +1,5 @@
-//! RXA (+ ORC, RXR) -> Immunization; RXE (+ ORC, RXR) -> MedicationRequest.
+//! RXA (+ ORC, RXR) -> Immunization (VXU) or MedicationAdministration (RAS); RXE
+//! (+ ORC, RXR) -> MedicationRequest.
 
 use super::types::{text, text_cow};
 use super::{Context, MapResult};
@@ -8,7 +9,7 @@ use crate::fhir::{
     Quantity, Reference, ToFhir,
 };
 use crate::hl7::Segment;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn subject(ctx: &Context<'_, '_>, seg: &str) -> Result<(String, Reference), AdapterError> {
     match (&ctx.patient_id, ctx.patient_ref()) {
@@ -239,6 +240,94 @@ pub fn map_medication_request(
             "dispenseRequest".into(),
             json!({"quantity": q, "numberOfRepeatsAllowed": refills}),
         );
+    }
+    Ok(Some(m.into()))
+}
+
+/// RXA in RAS^O17 (+ its ORC and RXR) -> MedicationAdministration. The IG (STU 1)
+/// has "ORC[MedicationAdministration]" for the order part; the RXA fields follow
+/// the segment definition (v2.8 chapter 4): medication RXA-5, effective RXA-3
+/// (a period to RXA-4 when it differs), dose RXA-6/RXA-7, route / site RXR-1 /
+/// RXR-2, performer RXA-10, reasonCode RXA-19 (indication), status RXA-20 (CP / PA
+/// completed, RE / NA not-done; RXA-21 `D` entered-in-error), statusReason RXA-18,
+/// identifiers ORC-2/ORC-3, request the order's MedicationRequest (a logical
+/// reference by its placer number). Id from the filler order, else the placer, with
+/// RXA-1/RXA-2 (a give may be administered in several parts), else (patient,
+/// medication, time).
+pub fn map_medication_administration(
+    ctx: &mut Context<'_, '_>,
+    rxa: &Segment<'_>,
+    orc: Option<&Segment<'_>>,
+    rxr: Option<&Segment<'_>>,
+) -> MapResult {
+    let (pid, subject) = subject(ctx, "RXA")?;
+    let Some(medication) = ctx.concept(rxa.field(5).rep(1)) else {
+        return Err(AdapterError::invalid("administered code is empty", Some("RXA-5")));
+    };
+    let Some(start) = ctx.datetime(text_cow(rxa.field(3).component(1)).as_deref(), "RXA-3") else {
+        return Err(AdapterError::invalid("administration date/time is missing or invalid", Some("RXA-3")));
+    };
+    let end = ctx.datetime(text_cow(rxa.field(4).component(1)).as_deref(), "RXA-4").filter(|e| *e != start);
+    let identifier = order_identifiers(ctx, orc);
+    let part = format!("{}/{}", text(rxa.field(1).component(1)).unwrap_or_default(), text(rxa.field(2).component(1)).unwrap_or_default());
+    let drug = text(rxa.field(5).component(1)).unwrap_or_default();
+    let id = match identifier.iter().find(|i| i.type_.as_ref().and_then(|c| c.coding.first()).is_some_and(|c| c.code.as_deref() == Some("FILL"))).or(identifier.first()) {
+        Some(i) => ctx.id("MedicationAdministration", &i.system.clone().unwrap_or_else(|| ctx.source_urn()), &[i.value.as_deref().unwrap_or_default(), &part]),
+        None => ctx.id("MedicationAdministration", &ctx.source_urn_ref(), &[&pid, &drug, &start]),
+    };
+    let status = match (text_cow(rxa.field(21).component(1)).as_deref(), text_cow(rxa.field(20).component(1)).as_deref()) {
+        (Some("D"), _) => "entered-in-error",
+        (_, Some("RE" | "NA")) => "not-done",
+        _ => "completed",
+    };
+    let mut m = json!({
+        "resourceType": "MedicationAdministration",
+        "id": id,
+        "meta": ctx.meta.to_fhir(),
+        "status": status,
+        "medicationCodeableConcept": medication.to_fhir(),
+        "subject": subject.to_fhir(),
+    });
+    match end {
+        Some(end) => m["effectivePeriod"] = json!({ "start": start, "end": end }),
+        None => m["effectiveDateTime"] = start.into(),
+    }
+    if !identifier.is_empty() {
+        m["identifier"] = Value::Array(identifier.iter().map(ToFhir::to_fhir).collect());
+    }
+    if let Some(e) = ctx.encounter_ref() {
+        m["context"] = e.to_fhir();
+    }
+    if status == "not-done"
+        && let Some(r) = ctx.concept(rxa.field(18).rep(1))
+    {
+        m["statusReason"] = json!([r.to_fhir()]);
+    }
+    let reasons: Vec<Value> = rxa.field(19).repetitions().filter_map(|r| ctx.concept(r)).map(|c| c.to_fhir()).collect();
+    if !reasons.is_empty() {
+        m["reasonCode"] = Value::Array(reasons);
+    }
+    let performers: Vec<Value> = rxa.field(10).repetitions().filter_map(|r| ctx.practitioner(r)).map(|a| json!({ "actor": a.to_fhir() })).collect();
+    if !performers.is_empty() {
+        m["performer"] = Value::Array(performers);
+    }
+    if let Some(placer) = orc.and_then(|o| ctx.ei_identifier(o.field(2).rep(1))) {
+        let r = Reference { type_: Some("MedicationRequest".into()), identifier: Some(Box::new(placer.with_v2_type("PLAC"))), ..Default::default() };
+        m["request"] = r.to_fhir();
+    }
+    let mut dosage = serde_json::Map::new();
+    let dose = text(rxa.field(6).component(1)).filter(|a| a != "999").and_then(|a| ctx.quantity(&a, Some(rxa.field(7).rep(1)).filter(|u| !u.is_empty())));
+    if let Some(d) = dose {
+        dosage.insert("dose".into(), d.to_fhir());
+    }
+    if let Some(r) = rxr.and_then(|r| ctx.concept(r.field(1).rep(1))) {
+        dosage.insert("route".into(), r.to_fhir());
+    }
+    if let Some(s) = rxr.and_then(|r| ctx.concept(r.field(2).rep(1))) {
+        dosage.insert("site".into(), s.to_fhir());
+    }
+    if !dosage.is_empty() {
+        m["dosage"] = Value::Object(dosage);
     }
     Ok(Some(m.into()))
 }

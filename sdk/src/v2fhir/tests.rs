@@ -523,9 +523,9 @@ fn resources_overridden_as_json_map_the_same() {
 
 #[test]
 fn message_types_list() {
-    assert_eq!(STANDARD_MESSAGE_TYPES.len(), 27);
+    assert_eq!(STANDARD_MESSAGE_TYPES.len(), 28);
     assert!(Standard.supports("ADT", "A40") && Standard.supports("ORU", "R01"));
-    assert!(Standard.supports("ADT", "A28") && Standard.supports("ORM", "O01") && Standard.supports("SIU", "S15") && Standard.supports("MDM", "T04"));
+    assert!(Standard.supports("ADT", "A28") && Standard.supports("ORM", "O01") && Standard.supports("SIU", "S15") && Standard.supports("MDM", "T04") && Standard.supports("RAS", "O17"));
     assert!(!Standard.supports("ADT", "A99") && !Standard.supports("MDM", "T01") && !Standard.supports("QRY", "A19"));
 }
 
@@ -848,4 +848,67 @@ fn an_obr_gives_a_specimen_and_parents_are_logical_references() {
     let sr = of_type(&rs, "ServiceRequest")[0];
     assert_eq!(sr["basedOn"][0]["identifier"]["value"], "PARENT-1", "ORC-8 placer");
     assert_eq!(sr["basedOn"][0]["type"], "ServiceRequest");
+}
+
+#[test]
+fn general_practitioners_and_encounter_roles() {
+    let (rs, _) = map(&sample("adt_a01_ghh_v28_full.hl7"));
+    let p = of_type(&rs, "Patient")[0];
+    let gps = p["generalPractitioner"].as_array().unwrap();
+    let ids: Vec<&str> = gps.iter().filter_map(|g| g["identifier"]["value"].as_str()).collect();
+    assert!(ids.contains(&"88"), "PD1-4: {gps:?}");
+    assert!(ids.contains(&"12377H87") && ids.contains(&"121"), "ROL PP: {gps:?}");
+    assert_eq!(ids.iter().filter(|i| **i == "12377H87").count(), 1, "the same ROL twice is one reference");
+    assert!(gps.iter().any(|g| g["type"] == "Organization" && g["display"] == "LINDAS TEST ORGANIZATION"), "PD1-3");
+    let msg = [
+        "MSH|^~\\&|A|F|||20240101120000+0000||ADT^A01|1|P|2.5\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR")]),
+        seg("PV1", &[(1, "1"), (2, "I"), (19, "V1^^^H")]),
+        seg("ROL", &[(1, "1"), (2, "AD"), (3, "AT^Attending^HL70443"), (4, "55^Doc^Jo"), (5, "20240101")]),
+    ]
+    .concat();
+    let (rs, _) = map(&raw(&msg));
+    let part = &of_type(&rs, "Encounter")[0]["participant"];
+    assert_eq!(part[0]["type"][0]["coding"][0]["code"], "AT");
+    assert_eq!(part[0]["individual"]["identifier"]["value"], "55");
+    assert_eq!(part[0]["period"]["start"], "2024-01-01");
+}
+
+#[test]
+fn iam_updates_the_allergy_record() {
+    let base = [
+        "MSH|^~\\&|A|F|||20240101120000+0000||ADT^A60|1|P|2.5\r".to_string(),
+        seg("PID", &[(1, "1"), (3, "P1^^^H^MR")]),
+    ]
+    .concat();
+    let al1 = base.clone().replace("ADT^A60", "ADT^A08") + &seg("AL1", &[(1, "1"), (2, "DA"), (3, "PCN^Penicillin^L"), (4, "SV")]);
+    let iam = base.replace("ADT^A60", "ADT^A08")
+        + &seg("IAM", &[(1, "1"), (2, "DA"), (3, "PCN^Penicillin^L"), (4, "SV"), (5, "Hives"), (6, "A"), (7, "IAM-77"), (11, "20200101"), (13, "20200105"), (17, "C")]);
+    let (a, _) = map(&raw(&al1));
+    let (rs, warnings) = map(&raw(&iam));
+    let i = of_type(&rs, "AllergyIntolerance")[0];
+    assert_eq!(i["id"], of_type(&a, "AllergyIntolerance")[0]["id"], "one record per (patient, allergen)");
+    assert_eq!(i["identifier"][0]["value"], "IAM-77");
+    assert_eq!(i["onsetDateTime"], "2020-01-01");
+    assert_eq!(i["recordedDate"], "2020-01-05");
+    assert_eq!(i["verificationStatus"]["coding"][0]["code"], "confirmed");
+    assert_eq!(i["clinicalStatus"]["coding"][0]["code"], "active");
+    assert!(warnings.iter().all(|w| !w.contains("IAM-6")), "the action code is not read as a date: {warnings:?}");
+    let deleted = iam.replace("|A|IAM-77|", "|D|IAM-77|");
+    let (rs, _) = map(&raw(&deleted));
+    let i = of_type(&rs, "AllergyIntolerance")[0];
+    assert_eq!(i["verificationStatus"]["coding"][0]["code"], "entered-in-error");
+    assert!(i.get("clinicalStatus").is_none(), "ait-2");
+}
+
+#[test]
+fn ras_gives_medication_administrations() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/hl7/public/ras_o17_rs7_v25.hl7");
+    let (rs, _) = map(&Hl7Input::new(std::fs::read_to_string(path).unwrap()));
+    let m = of_type(&rs, "MedicationAdministration")[0];
+    assert_eq!(m["status"], "completed", "RXA-20 CP");
+    assert_eq!(m["medicationCodeableConcept"]["coding"][0]["code"], "1191");
+    assert_eq!(m["dosage"]["dose"]["value"], 100);
+    assert_eq!(m["effectiveDateTime"], "2024-03-15", "no UTC offset known: the date only");
+    assert_eq!(m["subject"]["reference"], format!("Patient/{}", of_type(&rs, "Patient")[0]["id"].as_str().unwrap()));
 }

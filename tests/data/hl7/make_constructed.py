@@ -67,6 +67,7 @@ made = {
     'mdm_t04_from_simhosp_v23.hl7': relabel(read('mdm_t02_simhosp_v23_long.hl7'), 'MDM^T04', 'T04'),
     'oml_o21_from_orm_lab_v23.hl7': relabel(read('orm_o01_lab_v23_bom.hl7'), 'OML^O21^OML_O21'),
     'dft_p03_from_orm_ghh_v26.hl7': relabel(read('orm_o01_ghh_v26_bom.hl7'), 'DFT^P03^DFT_P03', drop=('ORC', 'OBR')),
+    'ras_o17_from_vxu_nist_v251.hl7': relabel(read('vxu_v04_nist_iz_v251_bom.hl7'), 'RAS^O17^RAS_O17'),
 }
 for name, text in made.items():
     open(name, 'w', newline='').write(text)
