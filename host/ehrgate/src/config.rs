@@ -38,6 +38,9 @@ pub struct Config {
     /// Installed adapter packages and the publisher keys they must be signed by.
     #[serde(default)]
     pub adapter_store: AdapterStoreSettings,
+    /// `ehrgate serve`: events that trigger adapter actions (docs/workflows.md).
+    #[serde(default)]
+    pub workflows: Vec<ehrgate_workflows::WorkflowSpec>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,6 +105,34 @@ enum Command {
         #[command(subcommand)]
         command: LakeCommand,
     },
+    /// Workflows: events that trigger adapter actions (docs/workflows.md).
+    Workflow {
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// The configured workflows.
+    List,
+    /// Runs and their current state, oldest trigger first.
+    Runs {
+        /// Only runs in this state: pending, retrying, succeeded, failed, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs triggered in the last: 30m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Per workflow: runs, success and error rates, event-to-completion latency
+    /// (p50/p95/p99) and the share completed within the SLA.
+    Kpi {
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -480,6 +508,11 @@ fn main() -> ExitCode {
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {
                 cli::lake_cmds::quarantine_reprocess(&cfg()?, id, adapter, &with).await
             }
+            Command::Workflow { command: WorkflowCommand::List } => cli::workflow::list(&cfg()?),
+            Command::Workflow { command: WorkflowCommand::Runs { status, workflow, since } } => {
+                cli::workflow::runs(&cfg()?, status.as_deref(), workflow.as_deref(), since.as_deref()).await
+            }
+            Command::Workflow { command: WorkflowCommand::Kpi { since } } => cli::workflow::kpi(&cfg()?, since.as_deref()).await,
             Command::Lake { command: LakeCommand::Optimize } => cli::lake_cmds::optimize(&cfg()?).await,
             Command::Lake { command: LakeCommand::Vacuum { retention_hours, dry_run } } => {
                 cli::lake_cmds::vacuum(&cfg()?, retention_hours, dry_run).await

@@ -9,8 +9,9 @@
 //!    A unit that cannot be made durable is answered `Failed` (HL7 AR).
 //! 2. **map**: maps groups through their adapters; answers each submitter with
 //!    `Accepted` or `Rejected` (AA / AE): the unit is durable either way.
-//! 3. **commit**: writes bronze, silver and quarantine rows, then checkpoints the
-//!    log up to the last unit written. Failed writes are retried (the units stay in
+//! 3. **commit**: writes bronze, silver and quarantine rows (and the workflow runs
+//!    the units triggered, see [`crate::triggers`]), then checkpoints the log up to
+//!    the last unit written. Failed writes are retried (the units stay in
 //!    the log); nothing is dropped.
 //!
 //! Back-pressure: at most `max_pending` units may be between submission and
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, ShadowDiffRow, now_micros};
+use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow, now_micros};
 use ehrgate_runtime::{CandidateMode, Routed};
 use ehrgate_wal::{GroupCommit, Record};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::inbound::Inbound;
 use crate::pipeline::{Mapped, Pipeline};
 use crate::resolve::Resolve;
+use crate::triggers::TriggerHook;
 
 /// What became of a submitted unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct FlowConfig {
     pub map_parallel: usize,
     /// Where lake commits run (default: the caller's runtime).
     pub lake_runtime: Option<tokio::runtime::Handle>,
+    /// Workflows: the runs units trigger are recorded with them.
+    pub triggers: Option<TriggerHook>,
 }
 
 impl Default for FlowConfig {
@@ -75,6 +79,7 @@ impl Default for FlowConfig {
             slow_checkpoint: None,
             map_parallel: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             lake_runtime: None,
+            triggers: None,
         }
     }
 }
@@ -149,6 +154,8 @@ struct ToCommit {
     bronze_replayed: Vec<BronzeRow>,
     mapped: Mapped,
     shadow: Vec<ShadowDiffRow>,
+    /// Workflow runs the accepted units triggered.
+    runs: Vec<WorkflowRunRow>,
 }
 
 /// The entry point for listeners. Cheap to clone.
@@ -205,7 +212,7 @@ impl Flow {
         }
         let tasks = vec![
             tokio::spawn(log_stage(rx, wal.clone(), durable_tx, stats.clone(), cfg.map_group)),
-            tokio::spawn(map_stage(durable_rx, commit_tx, lake.clone(), adapters, stats.clone(), cfg.map_group, cfg.map_parallel)),
+            tokio::spawn(map_stage(durable_rx, commit_tx, lake.clone(), adapters, stats.clone(), cfg.map_group, cfg.map_parallel, cfg.triggers.clone())),
             match &cfg.lake_runtime {
                 // Delta commits (Parquet encoding, MERGE) are CPU-heavy: on their own
                 // threads they do not hold up the threads that read sockets and ACK.
@@ -310,6 +317,7 @@ async fn map_stage(
     stats: Arc<FlowStats>,
     group: usize,
     parallel: usize,
+    triggers: Option<TriggerHook>,
 ) {
     use futures::StreamExt;
     let mut inflight = futures::stream::FuturesOrdered::new();
@@ -354,7 +362,7 @@ async fn map_stage(
                             routes.insert(name.clone(), r);
                         }
                     }
-                    inflight.push_back(tokio::spawn(map_group(batch, lake.clone(), routes, stats.clone())));
+                    inflight.push_back(tokio::spawn(map_group(batch, lake.clone(), routes, stats.clone(), triggers.clone())));
                 }
             }
         }
@@ -362,7 +370,7 @@ async fn map_stage(
 }
 
 /// Map one group and answer its submitters.
-async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<String, Routed>, stats: Arc<FlowStats>) -> ToCommit {
+async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<String, Routed>, stats: Arc<FlowStats>, triggers: Option<TriggerHook>) -> ToCommit {
     let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
     let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
     let mut mapped = Mapped::default();
@@ -435,12 +443,24 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
             let _ = r.send(outcome);
         }
     }
+    // The workflow runs the accepted units trigger, decided here, in log order.
+    let mut runs = Vec::new();
+    if let Some(TriggerHook(t)) = &triggers {
+        let mut by_unit: HashMap<&str, Vec<&SilverRow>> = HashMap::new();
+        for r in &mapped.silver {
+            by_unit.entry(r.lineage.as_str()).or_default().push(r);
+        }
+        for u in units.iter().filter(|u| !rejected.contains_key(u.bronze.record_id.as_str())) {
+            let resources = by_unit.get(u.bronze.record_id.as_str()).map(Vec::as_slice).unwrap_or_default();
+            runs.extend(t.triggered(u, resources));
+        }
+    }
     let n = units.len();
     let (mut bronze, mut bronze_replayed) = (Vec::new(), Vec::new());
     for (d, u) in batch.iter().zip(units) {
         if d.job.replayed { bronze_replayed.push(u.bronze) } else { bronze.push(u.bronze) }
     }
-    ToCommit { last_seq, permits, units: n, bronze, bronze_replayed, mapped, shadow }
+    ToCommit { last_seq, permits, units: n, bronze, bronze_replayed, mapped, shadow, runs }
 }
 
 async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>, wal: GroupCommit, stats: Arc<FlowStats>, cfg: FlowConfig) {
@@ -467,7 +487,9 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         let mut silver = Vec::new();
         let mut quarantined = Vec::new();
         let mut shadow = Vec::new();
+        let mut runs = Vec::new();
         for g in groups.drain(..) {
+            runs.extend(g.runs);
             permits.extend(g.permits);
             bronze.extend(g.bronze);
             bronze_replayed.extend(g.bronze_replayed);
@@ -480,6 +502,12 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         // Retry only the writes that failed: bronze is append-only.
         let (mut b_done, mut s_done, mut q_done) = (bronze.is_empty() && bronze_replayed.is_empty(), silver.is_empty(), quarantined.is_empty());
         let mut d_done = shadow.is_empty();
+        // Runs recorded before (a resent or replayed trigger) are not recorded again.
+        let runs = match &cfg.triggers {
+            Some(TriggerHook(t)) if !runs.is_empty() => t.unseen(runs),
+            _ => Vec::new(),
+        };
+        let mut w_done = runs.is_empty();
         loop {
             if let Some(d) = cfg.slow_commit {
                 tokio::time::sleep(d).await;
@@ -487,7 +515,7 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             // After a failed attempt a write may have landed all the same (a
             // timeout after the commit): from then on every row is checked.
             let retry = failures > 0;
-            let (a, b, c, d) = tokio::join!(
+            let (a, b, c, d, w) = tokio::join!(
                 async {
                     if b_done {
                         Ok(())
@@ -521,12 +549,14 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
                     }
                 },
                 async { if d_done { Ok(()) } else { lake.shadow_diffs(shadow.clone()).await } },
+                async { if w_done { Ok(()) } else { lake.workflow_runs(runs.clone()).await } },
             );
             b_done |= a.is_ok();
             s_done |= b.is_ok();
             q_done |= c.is_ok();
             d_done |= d.is_ok();
-            let Err(e) = a.and(b).and(c).and(d) else {
+            w_done |= w.is_ok();
+            let Err(e) = a.and(b).and(c).and(d).and(w) else {
                 stats.lake_failing.store(false, Ordering::Relaxed);
                 let done = bronze_replayed.len() as u64;
                 let _ = stats.replay_pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(done)));
@@ -561,6 +591,11 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         }
         stats.committed.fetch_add(units as u64, Ordering::Relaxed);
         drop(permits);
+        if let Some(TriggerHook(t)) = &cfg.triggers
+            && !runs.is_empty()
+        {
+            t.recorded(runs);
+        }
     }
 }
 

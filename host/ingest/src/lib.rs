@@ -23,11 +23,13 @@ mod pipeline;
 pub mod candidate;
 mod resolve;
 pub mod route;
+pub mod triggers;
 mod units;
 pub mod webhook;
 
 pub use audit::LakeAudit;
 pub use flow::{Flow, FlowConfig, FlowStats, FlowTasks, Outcome};
+pub use triggers::{TriggerHook, Triggers};
 pub use inbound::{Inbound, InboundKind};
 pub use resolve::{PipelineSource, Resolve};
 pub use pipeline::{IngestError, Mapped, Pipeline, Report, ReprocessReport, event_source};

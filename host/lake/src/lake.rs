@@ -7,7 +7,7 @@ use deltalake::DeltaTable;
 use tokio::sync::oneshot;
 
 use crate::error::LakeError;
-use crate::rows::{AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow};
+use crate::rows::{AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
 use crate::schema::{self, Table};
 use crate::storage::Storage;
 use crate::writer::{self, BatchConfig, Rows, Submission, WriterHandle};
@@ -161,6 +161,14 @@ impl Lake {
             return Ok(());
         }
         self.submit(Table::ShadowDiffs.path(), Rows::ShadowDiffs(rows)).await
+    }
+
+    /// States of workflow runs (`ops/workflow_runs`, append-only).
+    pub async fn workflow_runs(&self, rows: Vec<WorkflowRunRow>) -> Result<(), LakeError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.submit(Table::WorkflowRuns.path(), Rows::WorkflowRuns(rows)).await
     }
 
     /// Open a table for reading; `None` when it does not exist yet.

@@ -470,6 +470,70 @@ pub fn shadow_diff_batch(rows: &[ShadowDiffRow]) -> Result<RecordBatch, LakeErro
     batch(t.path(), t.schema(), cols)
 }
 
+/// One state of a workflow run (`ops/workflow_runs`, append-only): a run's current
+/// state is its row with the latest `recorded_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRunRow {
+    pub run_id: String,
+    pub recorded_at: Micros,
+    pub workflow: String,
+    /// `pending`, `retrying`, `succeeded`, `failed` (dead letter) or `cancelled`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// What triggered it: `ADT^A03`, ...
+    pub trigger: String,
+    /// The trigger unit's bronze source and record id.
+    pub source: String,
+    pub lineage: String,
+    /// When the trigger unit arrived (the SLA clock starts here).
+    pub received_at: Micros,
+    pub patient_ref: Option<String>,
+    pub encounter_ref: Option<String>,
+    pub adapter: String,
+    pub action: String,
+    /// The action's input (JSON: references, no PHI).
+    pub input: String,
+    pub next_attempt_at: Option<Micros>,
+    pub completed_at: Option<Micros>,
+    pub error: Option<String>,
+    /// The action's result (JSON: what it created in the EHR).
+    pub response: Option<String>,
+}
+
+impl WorkflowRunRow {
+    /// Whether no more attempts will be made.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+    }
+}
+
+pub fn workflow_run_batch(rows: &[WorkflowRunRow]) -> Result<RecordBatch, LakeError> {
+    let t = Table::WorkflowRuns;
+    let cols: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| Some(r.run_id.as_str()))),
+        times(rows.iter().map(|r| Some(r.recorded_at))),
+        Arc::new(rows.iter().map(|r| Some(date_of(r.recorded_at))).collect::<StringArray>()),
+        strings(rows.iter().map(|r| Some(r.workflow.as_str()))),
+        strings(rows.iter().map(|r| Some(r.status.as_str()))),
+        Arc::new(rows.iter().map(|r| Some(r.attempts)).collect::<Int64Array>()),
+        strings(rows.iter().map(|r| Some(r.trigger.as_str()))),
+        strings(rows.iter().map(|r| Some(r.source.as_str()))),
+        strings(rows.iter().map(|r| Some(r.lineage.as_str()))),
+        times(rows.iter().map(|r| Some(r.received_at))),
+        strings(rows.iter().map(|r| r.patient_ref.as_deref())),
+        strings(rows.iter().map(|r| r.encounter_ref.as_deref())),
+        strings(rows.iter().map(|r| Some(r.adapter.as_str()))),
+        strings(rows.iter().map(|r| Some(r.action.as_str()))),
+        strings(rows.iter().map(|r| Some(r.input.as_str()))),
+        times(rows.iter().map(|r| r.next_attempt_at)),
+        times(rows.iter().map(|r| r.completed_at)),
+        strings(rows.iter().map(|r| r.error.as_deref())),
+        strings(rows.iter().map(|r| r.response.as_deref())),
+    ];
+    batch(t.path(), t.schema(), cols)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

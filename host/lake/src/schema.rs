@@ -23,10 +23,12 @@ pub enum Table {
     Quarantine,
     Audit,
     ShadowDiffs,
+    WorkflowRuns,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents, Table::Quarantine, Table::Audit, Table::ShadowDiffs];
+    pub const ALL: [Table; 7] =
+        [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents, Table::Quarantine, Table::Audit, Table::ShadowDiffs, Table::WorkflowRuns];
 
     /// Path under the root.
     pub fn path(self) -> &'static str {
@@ -37,6 +39,7 @@ impl Table {
             Table::Quarantine => "quarantine/records",
             Table::Audit => "audit/access_log",
             Table::ShadowDiffs => "ops/shadow_diffs",
+            Table::WorkflowRuns => "ops/workflow_runs",
         }
     }
 
@@ -95,13 +98,34 @@ impl Table {
                 f("active_error", DataType::Utf8, true),
                 f("candidate_error", DataType::Utf8, true),
             ])),
+            Table::WorkflowRuns => Arc::new(Schema::new(vec![
+                f("run_id", DataType::Utf8, false),
+                f("recorded_at", ts(), false),
+                f("ingest_date", DataType::Utf8, false),
+                f("workflow", DataType::Utf8, false),
+                f("status", DataType::Utf8, false),
+                f("attempts", DataType::Int64, false),
+                f("trigger", DataType::Utf8, false),
+                f("source", DataType::Utf8, false),
+                f("lineage", DataType::Utf8, false),
+                f("received_at", ts(), false),
+                f("patient_ref", DataType::Utf8, true),
+                f("encounter_ref", DataType::Utf8, true),
+                f("adapter", DataType::Utf8, false),
+                f("action", DataType::Utf8, false),
+                f("input", DataType::Utf8, false),
+                f("next_attempt_at", ts(), true),
+                f("completed_at", ts(), true),
+                f("error", DataType::Utf8, true),
+                f("response", DataType::Utf8, true),
+            ])),
         }
     }
 
     /// Partition columns.
     pub fn partitions(self) -> &'static [&'static str] {
         match self {
-            Table::BronzeHl7 | Table::BronzeNdjson | Table::BronzeEvents | Table::Audit | Table::ShadowDiffs => &["ingest_date"],
+            Table::BronzeHl7 | Table::BronzeNdjson | Table::BronzeEvents | Table::Audit | Table::ShadowDiffs | Table::WorkflowRuns => &["ingest_date"],
             Table::Quarantine => &[],
         }
     }

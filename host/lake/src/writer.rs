@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use crate::error::LakeError;
-use crate::rows::{self, AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow};
+use crate::rows::{self, AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
 use crate::schema::{self, Table};
 
 /// When a writer commits.
@@ -52,6 +52,7 @@ pub(crate) enum Rows {
     Quarantine(Vec<QuarantineRow>),
     Audit(Vec<AuditRow>),
     ShadowDiffs(Vec<ShadowDiffRow>),
+    WorkflowRuns(Vec<WorkflowRunRow>),
 }
 
 impl Rows {
@@ -62,6 +63,7 @@ impl Rows {
             Rows::Quarantine(r) => r.len(),
             Rows::Audit(r) => r.len(),
             Rows::ShadowDiffs(r) => r.len(),
+            Rows::WorkflowRuns(r) => r.len(),
         }
     }
 
@@ -72,6 +74,7 @@ impl Rows {
             (Rows::Quarantine(a), Rows::Quarantine(b)) => a.extend(b),
             (Rows::Audit(a), Rows::Audit(b)) => a.extend(b),
             (Rows::ShadowDiffs(a), Rows::ShadowDiffs(b)) => a.extend(b),
+            (Rows::WorkflowRuns(a), Rows::WorkflowRuns(b)) => a.extend(b),
             _ => unreachable!("one writer per table receives one kind of rows"),
         }
     }
@@ -167,6 +170,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         Rows::Quarantine(r) => (rows::quarantine_batch(r)?, Table::Quarantine.partitions(), false),
         Rows::Audit(r) => (rows::audit_batch(r)?, Table::Audit.partitions(), false),
         Rows::ShadowDiffs(r) => (rows::shadow_diff_batch(r)?, Table::ShadowDiffs.partitions(), false),
+        Rows::WorkflowRuns(r) => (rows::workflow_run_batch(r)?, Table::WorkflowRuns.partitions(), false),
     };
     let mut t = match table.take() {
         Some(t) => t,

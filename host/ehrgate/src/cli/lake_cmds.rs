@@ -12,7 +12,7 @@ use ehrgate_lake::{Lake, maintenance, quarantine, sql};
 use crate::adapters;
 use crate::config::Config;
 
-fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
+pub fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
     Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.eager_batch()).context("opening the lake")?))
 }
 

@@ -11,3 +11,4 @@ pub mod adapter_pkg;
 pub mod adapter_admin;
 pub mod adapter_new;
 pub mod adapter_check;
+pub mod workflow;

@@ -203,6 +203,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     if let Some(w) = &cfg.listeners.webhooks {
         names.extend(w.sources.iter().map(|s| s.adapter.clone()));
     }
+    for w in &cfg.workflows {
+        w.check().map_err(|e| anyhow::anyhow!("[[workflows]]: {e}"))?;
+        names.insert(w.adapter.clone());
+    }
     let registry = Arc::new(Registry::new());
     let manager = Arc::new(adapters::manager(cfg, &runtime, registry.clone(), audit.clone())?);
     let names: Vec<String> = names.into_iter().collect();
@@ -231,12 +235,33 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let lake_rt = LakeThreads(Some(
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("ehrgate-lake").enable_all().build().context("starting the lake's threads")?,
     ));
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), ..Default::default() };
+    // Workflows: the runs' states are read before the log replays, so a replayed
+    // trigger is recognised as a run recorded already.
+    let engine = if cfg.workflows.is_empty() {
+        None
+    } else {
+        let attempt_delay = std::env::var("EHRGATE_FAULT_SLOW_ACTION_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        if let Some(d) = attempt_delay {
+            eprintln!("fault injection: every workflow attempt waits {d:?} first (EHRGATE_FAULT_SLOW_ACTION_MS)");
+        }
+        let opts = ehrgate_workflows::EngineOptions { attempt_delay, ..Default::default() };
+        let runner: Arc<dyn ehrgate_workflows::ActionRunner> = registry.clone();
+        let engine = ehrgate_workflows::Engine::open(lake.clone(), cfg.workflows.clone(), runner, opts).await.context("reading ops/workflow_runs")?;
+        for w in &cfg.workflows {
+            eprintln!("workflow {}: on {} -> {}.{} ({} open runs)", w.name, w.on.join(", "), w.adapter, w.action, engine.open_runs());
+        }
+        Some(engine)
+    };
+    let triggers = engine.clone().map(|e| ehrgate_ingest::TriggerHook(e as Arc<dyn ehrgate_ingest::Triggers>));
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers, ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(e) = &engine {
+        tasks.push(e.spawn(stop_rx.clone()));
+    }
     for (m, listener) in mllp_entries.into_iter().zip(mllp_listeners) {
         let (name, default) = (m.name.clone(), m.router.default.clone().unwrap_or_else(|| "(routes only)".into()));
         let tls = if m.tls.is_some() { ", TLS" } else { "" };
@@ -276,7 +301,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         announce(&format!("ehrgate: adapter packages dropped into {} are installed{}", dir.display(), if cfg.adapter_store.activate_on_drop { " and activated" } else { "" }));
     }
     if let (Some(ac), Some(listener)) = (admin_cfg, admin_listener) {
-        let ops = Arc::new(super::serve_ops::ServeOps { stats: stats.clone(), room: flow_room.clone() });
+        let ops = Arc::new(super::serve_ops::ServeOps { stats: stats.clone(), room: flow_room.clone(), workflows: engine.clone() });
         let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), ops, stop_rx.clone())?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);

@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 pub struct ServeOps {
     pub stats: Arc<FlowStats>,
     pub room: Room,
+    pub workflows: Option<Arc<ehrgate_workflows::Engine>>,
 }
 
 impl ehrgate_admin::Ops for ServeOps {
@@ -51,6 +52,20 @@ impl ehrgate_admin::Ops for ServeOps {
         reg.register("units_pending", "Units received and stored in the log, not yet committed to the lake", ConstGauge::new(pending as i64));
         reg.register("replay_pending", "Units of the start-up replay not yet committed", ConstGauge::new(g(&s.replay_pending) as i64));
         reg.register("ready", "1 when /readyz answers 200", ConstGauge::new(i64::from(ehrgate_admin::Ops::ready(self).is_ok())));
+        if let Some(e) = &self.workflows {
+            let w = &e.stats;
+            let counters: [(&str, &str, u64); 5] = [
+                ("workflow_runs_triggered", "Workflow runs triggered and recorded", g(&w.triggered)),
+                ("workflow_attempts", "Workflow action attempts", g(&w.attempts)),
+                ("workflow_runs_succeeded", "Workflow runs that succeeded", g(&w.succeeded)),
+                ("workflow_runs_failed", "Workflow runs that failed (dead letter)", g(&w.failed)),
+                ("workflow_retries", "Workflow attempts that failed transiently and were scheduled again", g(&w.retries)),
+            ];
+            for (name, help, v) in counters {
+                reg.register(name, help, ConstCounter::new(v));
+            }
+            reg.register("workflow_runs_open", "Workflow runs pending or retrying", ConstGauge::new(e.open_runs() as i64));
+        }
         let mut out = String::new();
         // (writing to a String cannot fail)
         let _ = encode(&mut out, &reg);
