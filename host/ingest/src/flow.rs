@@ -451,7 +451,7 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
             by_unit.entry(r.lineage.as_str()).or_default().push(r);
         }
         for u in units.iter().filter(|u| !rejected.contains_key(u.bronze.record_id.as_str())) {
-            let resources = by_unit.get(u.bronze.record_id.as_str()).map(Vec::as_slice).unwrap_or_default();
+            let resources = by_unit.get(u.bronze.lineage().as_str()).map(Vec::as_slice).unwrap_or_default();
             runs.extend(t.triggered(u, resources));
         }
     }

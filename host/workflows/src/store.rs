@@ -18,6 +18,9 @@ fn column(b: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef, LakeEr
 
 /// Every state row (all of a run's history), in no particular order.
 pub async fn all_rows(lake: &Lake) -> Result<Vec<WorkflowRunRow>, LakeError> {
+    if lake.table(Table::WorkflowRuns.path()).await?.is_none() {
+        return Ok(Vec::new());
+    }
     let batches = sql::query_one(lake, Table::WorkflowRuns.path(), &format!("SELECT {COLUMNS} FROM ops_workflow_runs")).await?;
     let mut out = Vec::new();
     for b in &batches {

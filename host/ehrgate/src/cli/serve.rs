@@ -329,6 +329,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     flow_tasks.finish().await;
+    // (the engine holds the adapters, which hold the audit writer's sender)
+    drop(engine);
     drop(lake_rt);
     ticker.abort();
     drop(manager);

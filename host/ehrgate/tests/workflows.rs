@@ -1,0 +1,204 @@
+//! End to end: `ehrgate serve` with a discharge workflow against the sandbox EHR
+//! (`ehrgate sandbox`). An ADT^A03 over MLLP yields exactly the two Tasks of its
+//! encounter in the EHR, also when (a) the first POST answers 503, (b) the gateway
+//! is killed with SIGKILL after the ACK and before the action, then restarted, (c)
+//! the same A03 is sent twice, (d) the EHR is down for 10 s. The Tasks are counted
+//! by the sandbox itself (its `/_sandbox/stats`), read with Python's urllib.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::gateway::{Gateway, ehrgate, text, workdir};
+use common::{Sandbox, start_sandbox};
+
+const PY: &str = r#"
+import json, sys, urllib.request
+base, op = sys.argv[1], sys.argv[2]
+admin = "/".join(base.split("/", 3)[:3]) + "/_sandbox"
+def call(url, data=None, headers={}, method=None):
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(req) as r:
+        return r.read()
+if op == "fault":
+    body = json.dumps({"method": "POST", "path_prefix": "/Task", "fault": sys.argv[3]}).encode()
+    call(admin + "/faults", body, {"Content-Type": "application/json"})
+    print("ok")
+elif op == "clear":
+    call(admin + "/faults", None, {}, "DELETE")
+    print("ok")
+elif op == "stats":
+    print(call(admin + "/stats").decode())
+"#;
+
+fn py(base: &str, args: &[&str]) -> String {
+    let out = Command::new("python3").args(["-c", PY, base]).args(args).output().unwrap();
+    assert!(out.status.success(), "python {args:?}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// Tasks the sandbox EHR holds.
+fn tasks(sb: &Sandbox) -> u64 {
+    let stats: serde_json::Value = serde_json::from_str(&py(&sb.base, &["stats"])).unwrap();
+    stats["resources"]["Task"].as_u64().unwrap_or(0)
+}
+
+/// Wait until the sandbox holds `n` Tasks (or fail after `within`).
+fn wait_tasks(sb: &Sandbox, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let have = tasks(sb);
+        assert!(have <= n, "{have} Tasks, more than the {n} expected");
+        if have == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{have} Tasks after {within:?}, expected {n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn config(dir: &Path, base: &str) {
+    let toml = format!(
+        r#"
+[lake]
+commit_age_ms = 100
+
+[[connections]]
+name = "ehr"
+base_url = "{base}"
+auth = {{ kind = "client_credentials", client_id = "ehrgate-demo", client_secret = "env:EHRGATE_TEST_EHR_SECRET", token_url = "{base}/token", scopes = ["system/Task.write", "system/Task.read"] }}
+retry = {{ max_attempts = 1, base_ms = 50, cap_ms = 100 }}
+
+[adapters.epic]
+component = "epic"
+grants = [{{ connection = "ehr", methods = ["GET", "POST"], paths = ["/Task", "/Task/*"] }}]
+
+[[listeners.mllp]]
+name = "adt"
+bind = "127.0.0.1:0"
+adapter = "epic"
+
+[[workflows]]
+name = "discharge-follow-up"
+on = ["ADT^A03"]
+when = {{ "PV1-2" = ["I"] }}
+adapter = "epic"
+action = "discharge-checklist"
+retry = {{ max_attempts = 100, base_ms = 100, cap_ms = 1000 }}
+"#
+    );
+    std::fs::write(dir.join("ehrgate.toml"), toml).unwrap();
+}
+
+fn a03(control: &str, visit: &str) -> Vec<u8> {
+    let msg = format!(
+        "MSH|^~\\&|EPIC|GHH|EHRGATE|GHH|20240101120000+0000||ADT^A03|{control}|P|2.5.1\rEVN|A03|20240101120000+0000\r\
+         PID|1||MRN-{visit}^^^GHH^MR||Doe^Jo||19700101|F\rPV1|1|I|W^1^1||||||||||||||||{visit}^^^GHH^VN|||||||||||||||||||||||||20240101080000+0000|20240101120000+0000\r"
+    );
+    let mut wire = vec![0x0b];
+    wire.extend_from_slice(msg.as_bytes());
+    wire.extend_from_slice(&[0x1c, 0x0d]);
+    wire
+}
+
+/// One message to the MLLP listener; its ACK's MSA-1.
+fn send(port: u16, wire: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(wire).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(2).any(|w| w == [0x1c, 0x0d]) {
+        let n = s.read(&mut buf).expect("an ACK");
+        assert!(n > 0, "the gateway closed without an ACK");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let ack = text(&got);
+    ack.split('\r').find(|l| l.starts_with("MSA|")).and_then(|l| l.split('|').nth(1)).unwrap_or_default().to_string()
+}
+
+fn start(dir: &Path, env: &[(&str, &str)]) -> (Gateway, u16) {
+    let mut env = env.to_vec();
+    env.push(("EHRGATE_TEST_EHR_SECRET", "sandbox-demo-secret"));
+    let mut gw = Gateway::start(dir, &env);
+    let port = gw.port("mllp listener adt");
+    (gw, port)
+}
+
+/// `ehrgate workflow runs` lines (run id, workflow, status, attempts...).
+fn runs(dir: &Path, status: Option<&str>) -> Vec<String> {
+    let mut args = vec!["workflow", "runs"];
+    if let Some(s) = status {
+        args.extend(["--status", s]);
+    }
+    text(&ehrgate(dir, &args).stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_discharge_creates_its_two_tasks_exactly_once_through_faults_resends_kills_and_an_outage() {
+    let sb = start_sandbox(&["--patients", "1"]);
+    let dir = workdir("workflows");
+    config(&dir.0, &sb.base);
+    let (mut gw, port) = start(&dir.0, &[]);
+    gw.wait_for("workflow discharge-follow-up: on ADT^A03 -> epic.discharge-checklist", Duration::from_secs(5));
+    assert_eq!(tasks(&sb), 0);
+
+    // (a) The first POST answers 503: retried, two Tasks.
+    assert_eq!(py(&sb.base, &["fault", "503;times=1"]), "ok");
+    assert_eq!(send(port, &a03("C1", "V1")), "AA");
+    wait_tasks(&sb, 2, Duration::from_secs(60));
+
+    // (c) The same A03 again (resent: a new control id), then another discharge:
+    // once that one's Tasks are there, the resend has created nothing.
+    assert_eq!(send(port, &a03("C1-RESENT", "V1")), "AA");
+    assert_eq!(send(port, &a03("C2", "V2")), "AA");
+    wait_tasks(&sb, 4, Duration::from_secs(60));
+    // An outpatient discharge does not meet the condition (PV1-2 = I).
+    let outpatient = String::from_utf8(a03("C-OUT", "V-OUT")).unwrap().replace("PV1|1|I|", "PV1|1|O|");
+    assert_eq!(send(port, outpatient.as_bytes()), "AA");
+
+    // (b) Killed after the ACK, before the action (every attempt waits 3 s first).
+    gw.kill9();
+    let (gw, port) = start(&dir.0, &[("EHRGATE_FAULT_SLOW_ACTION_MS", "3000")]);
+    assert_eq!(send(port, &a03("C3", "V3")), "AA");
+    gw.kill9();
+    assert_eq!(tasks(&sb), 4, "killed before the action: nothing was sent");
+    let (gw, port) = start(&dir.0, &[]);
+    wait_tasks(&sb, 6, Duration::from_secs(60));
+
+    // (d) The EHR is down for 10 s: the run retries, then succeeds.
+    assert_eq!(py(&sb.base, &["fault", "503"]), "ok");
+    let down = Instant::now();
+    assert_eq!(send(port, &a03("C4", "V4")), "AA");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runs(&dir.0, Some("retrying")).is_empty() {
+        assert!(Instant::now() < deadline, "no run is retrying while the EHR is down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(down.elapsed()));
+    assert_eq!(tasks(&sb), 6, "nothing created while the EHR was down");
+    assert_eq!(py(&sb.base, &["clear"]), "ok");
+    wait_tasks(&sb, 8, Duration::from_secs(60));
+
+    // The runs table agrees with the sandbox: four runs, all succeeded, one per
+    // encounter, the last after several attempts.
+    let line = gw.stop();
+    assert!(line.contains("stopped"), "{line}");
+    let _ = port;
+    let all = runs(&dir.0, None);
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(runs(&dir.0, Some("succeeded")).len(), 4, "{all:?}");
+    let outage = all.last().unwrap();
+    let attempts: u32 = outage.split("attempts").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(attempts > 1, "the outage's run was attempted more than once: {outage}");
+    // Each run succeeded once: the resent A03 and the replayed one after the kill
+    // were recognised as recorded runs, not run again.
+    assert_eq!(common::gateway::count(&dir.0, "SELECT count(*) AS n FROM ops_workflow_runs WHERE status = 'succeeded'"), 4);
+    let kpi = text(&ehrgate(&dir.0, &["workflow", "kpi"]).stdout);
+    assert!(kpi.contains("runs 4 succeeded 4 failed 0"), "{kpi}");
+    assert!(kpi.contains("within the 300 s SLA: 100.0%"), "{kpi}");
+    assert_eq!(tasks(&sb), 8);
+}
