@@ -47,17 +47,33 @@ pub trait ActionRunner: Send + Sync {
     fn run<'a>(&'a self, adapter: &'a str, action: &'a str, input: &'a str) -> ActionFuture<'a>;
 }
 
+/// Run `action` on a loaded adapter: its `transient` error is worth a retry,
+/// anything else is not.
+pub async fn run_on(adapter: &ehrgate_runtime::Adapter, action: &str, input: &str) -> Result<String, Failure> {
+    use ehrgate_runtime::{AdapterError, CallError};
+    match adapter.run_action(action, input).await {
+        Ok(out) => Ok(out),
+        Err(CallError::Adapter { error: AdapterError::Transient(why), .. }) => Err(Failure::Transient(why)),
+        Err(e) => Err(Failure::Permanent(e.to_string())),
+    }
+}
+
 impl ActionRunner for ehrgate_runtime::Registry {
     fn run<'a>(&'a self, adapter: &'a str, action: &'a str, input: &'a str) -> ActionFuture<'a> {
         Box::pin(async move {
-            use ehrgate_runtime::{AdapterError, CallError};
             // Not loaded (being swapped, disabled for now): later.
             let Some(a) = self.get(adapter) else { return Err(Failure::Transient(format!("adapter `{adapter}` is not loaded"))) };
-            match a.run_action(action, input).await {
-                Ok(out) => Ok(out),
-                Err(CallError::Adapter { error: AdapterError::Transient(why), .. }) => Err(Failure::Transient(why)),
-                Err(e) => Err(Failure::Permanent(e.to_string())),
-            }
+            run_on(&a, action, input).await
+        })
+    }
+}
+
+/// Adapters by name (the demo's flow routes through such a map too).
+impl ActionRunner for HashMap<String, ehrgate_runtime::Adapter> {
+    fn run<'a>(&'a self, adapter: &'a str, action: &'a str, input: &'a str) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let Some(a) = self.get(adapter) else { return Err(Failure::Permanent(format!("no adapter `{adapter}`"))) };
+            run_on(a, action, input).await
         })
     }
 }

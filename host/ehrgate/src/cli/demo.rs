@@ -94,6 +94,9 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     super::demo_bulk::run(cfg, lake.clone(), pipeline.clone()).await?;
     super::lake_cmds::finish(pipeline, audit_task).await;
 
+    // 4. A workflow: discharges create follow-up Tasks in the EHR.
+    super::demo_workflow::run(cfg, lake.clone()).await?;
+
     async fn show(lake: &ehrgate_lake::Lake, title: &str, q: String) {
         if q.len() <= 200 {
             println!("{title}\n  $ ehrgate sql \"{q}\"");

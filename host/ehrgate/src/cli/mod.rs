@@ -12,3 +12,4 @@ pub mod adapter_admin;
 pub mod adapter_new;
 pub mod adapter_check;
 pub mod workflow;
+pub mod demo_workflow;
