@@ -74,11 +74,33 @@ struct Shared {
 }
 
 /// What the operations endpoints report, from the process that serves them.
+/// The answer to an operation on a workflow run: the run's new state (JSON), or
+/// an HTTP status and why not.
+pub type RunOpFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>;
+
 pub trait Ops: Send + Sync {
     /// `Ok` when ready for traffic, else why not.
     fn ready(&self) -> Result<(), String>;
     /// The metrics in the OpenMetrics text format.
     fn metrics(&self) -> String;
+    /// `op` (`retry` or `cancel`) on workflow run `id`.
+    fn workflow_run<'a>(&'a self, id: &'a str, op: &'a str) -> RunOpFuture<'a> {
+        let _ = (id, op);
+        Box::pin(async { Err((404, "no workflows are configured on this gateway".to_string())) })
+    }
+}
+
+async fn workflow_run(State(s): State<Arc<Shared>>, Path((id, op)): Path<(String, String)>) -> Response {
+    if !matches!(op.as_str(), "retry" | "cancel") {
+        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": "not-found", "message": "POST .../retry or .../cancel"}))).into_response();
+    }
+    match s.ops.workflow_run(&id, &op).await {
+        Ok(run) => axum::Json(run).into_response(),
+        Err((status, why)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, axum::Json(serde_json::json!({"error": status.canonical_reason().unwrap_or("error").to_ascii_lowercase(), "message": why}))).into_response()
+        }
+    }
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
@@ -281,6 +303,7 @@ pub fn start(
         .route("/v1/adapters/{name}/rollback", post(rollback))
         .route("/v1/adapters/{name}/disable", post(disable))
         .route("/v1/adapters/{name}/candidate", post(set_candidate).merge(delete(clear_candidate)))
+        .route("/v1/workflows/runs/{id}/{op}", post(workflow_run))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
     let app = Router::new()

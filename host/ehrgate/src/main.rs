@@ -133,6 +133,19 @@ enum WorkflowCommand {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Start a failed or cancelled run again (attempts from zero, a new deadline),
+    /// on the running gateway.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
+    /// Stop a run that is not final (between its attempts), on the running gateway.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        gw: GatewayArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -513,6 +526,8 @@ fn main() -> ExitCode {
                 cli::workflow::runs(&cfg()?, status.as_deref(), workflow.as_deref(), since.as_deref()).await
             }
             Command::Workflow { command: WorkflowCommand::Kpi { since } } => cli::workflow::kpi(&cfg()?, since.as_deref()).await,
+            Command::Workflow { command: WorkflowCommand::Retry { id, gw } } => cli::adapter_admin::workflow_run(&gw.remote(), &id, "retry").await,
+            Command::Workflow { command: WorkflowCommand::Cancel { id, gw } } => cli::adapter_admin::workflow_run(&gw.remote(), &id, "cancel").await,
             Command::Lake { command: LakeCommand::Optimize } => cli::lake_cmds::optimize(&cfg()?).await,
             Command::Lake { command: LakeCommand::Vacuum { retention_hours, dry_run } } => {
                 cli::lake_cmds::vacuum(&cfg()?, retention_hours, dry_run).await

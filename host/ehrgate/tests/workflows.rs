@@ -65,6 +65,10 @@ fn config(dir: &Path, base: &str) {
 [lake]
 commit_age_ms = 100
 
+[admin]
+bind = "127.0.0.1:0"
+token = "env:EHRGATE_TEST_ADMIN_TOKEN"
+
 [[connections]]
 name = "ehr"
 base_url = "{base}"
@@ -123,6 +127,7 @@ fn send(port: u16, wire: &[u8]) -> String {
 fn start(dir: &Path, env: &[(&str, &str)]) -> (Gateway, u16) {
     let mut env = env.to_vec();
     env.push(("EHRGATE_TEST_EHR_SECRET", "sandbox-demo-secret"));
+    env.push(("EHRGATE_TEST_ADMIN_TOKEN", "workflow-test-admin-token"));
     let mut gw = Gateway::start(dir, &env);
     let port = gw.port("mllp listener adt");
     (gw, port)
@@ -182,6 +187,21 @@ fn a_discharge_creates_its_two_tasks_exactly_once_through_faults_resends_kills_a
     assert_eq!(tasks(&sb), 6, "nothing created while the EHR was down");
     assert_eq!(py(&sb.base, &["clear"]), "ok");
     wait_tasks(&sb, 8, Duration::from_secs(60));
+
+    // An operator cannot cancel a run that has succeeded (the admin API answers 409;
+    // retry and cancel themselves are tested on the engine, host/workflows/tests).
+    let mut gw = gw;
+    let admin = gw.port("admin on");
+    let first = runs(&dir.0, Some("succeeded"))[0].split_whitespace().next().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_ehrgate"))
+        .current_dir(&dir.0)
+        .args(["workflow", "cancel", &first, "--gateway", &format!("http://127.0.0.1:{admin}"), "--token", "env:EHRGATE_TEST_ADMIN_TOKEN"])
+        .env("EHRGATE_TEST_ADMIN_TOKEN", "workflow-test-admin-token")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("409") && err.contains("succeeded already"), "{err}");
 
     // The runs table agrees with the sandbox: four runs, all succeeded, one per
     // encounter, the last after several attempts.

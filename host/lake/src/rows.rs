@@ -494,6 +494,9 @@ pub struct WorkflowRunRow {
     pub action: String,
     /// The action's input (JSON: references, no PHI).
     pub input: String,
+    /// No attempt after this (the trigger's arrival plus the workflow's deadline;
+    /// a manual retry sets it again).
+    pub deadline_at: Micros,
     pub next_attempt_at: Option<Micros>,
     pub completed_at: Option<Micros>,
     pub error: Option<String>,
@@ -526,6 +529,7 @@ pub fn workflow_run_batch(rows: &[WorkflowRunRow]) -> Result<RecordBatch, LakeEr
         strings(rows.iter().map(|r| Some(r.adapter.as_str()))),
         strings(rows.iter().map(|r| Some(r.action.as_str()))),
         strings(rows.iter().map(|r| Some(r.input.as_str()))),
+        times(rows.iter().map(|r| Some(r.deadline_at))),
         times(rows.iter().map(|r| r.next_attempt_at)),
         times(rows.iter().map(|r| r.completed_at)),
         strings(rows.iter().map(|r| r.error.as_deref())),

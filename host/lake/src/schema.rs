@@ -114,6 +114,7 @@ impl Table {
                 f("adapter", DataType::Utf8, false),
                 f("action", DataType::Utf8, false),
                 f("input", DataType::Utf8, false),
+                f("deadline_at", ts(), false),
                 f("next_attempt_at", ts(), true),
                 f("completed_at", ts(), true),
                 f("error", DataType::Utf8, true),

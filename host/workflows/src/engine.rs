@@ -40,7 +40,7 @@ pub enum Failure {
     Permanent(String),
 }
 
-type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<String, Failure>> + Send + 'a>>;
+pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<String, Failure>> + Send + 'a>>;
 
 /// Runs an adapter's action (the registry of loaded adapters does, in `serve`).
 pub trait ActionRunner: Send + Sync {
@@ -110,11 +110,26 @@ impl Default for EngineOptions {
     }
 }
 
+/// What an operator may do to a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// A failed or cancelled run starts again: attempts from zero, a new deadline.
+    Retry,
+    /// A run not yet final stops: no more attempts.
+    Cancel,
+}
+
+/// Why a [`Control`] was refused: an HTTP status and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub u16, pub String);
+
 enum Cmd {
     /// Recorded runs to start.
     Start(Vec<WorkflowRunRow>),
     /// An attempt ended: the state it recorded.
     Done(WorkflowRunRow),
+    /// An operator's retry or cancel.
+    Control(String, Control, tokio::sync::oneshot::Sender<Result<WorkflowRunRow, Refused>>),
 }
 
 pub struct Engine {
@@ -167,6 +182,11 @@ impl Engine {
     /// Runs reaching a final state from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Finished> {
         self.finished.subscribe()
+    }
+
+    /// The lake the runs are recorded in.
+    pub fn lake(&self) -> &Arc<Lake> {
+        &self.lake
     }
 
     /// Runs not yet final.
@@ -229,6 +249,19 @@ impl Engine {
                             }
                             engine.lock().insert(row.run_id.clone(), row);
                         }
+                        Some(Cmd::Control(id, op, reply)) => {
+                            let result = if inflight.contains(&id) {
+                                Err(Refused(409, "an attempt is under way; try again in a moment".into()))
+                            } else {
+                                engine.control(&id, op).await
+                            };
+                            if let Ok(row) = &result
+                                && !row.is_final()
+                            {
+                                due.push(Reverse((0, row.run_id.clone())));
+                            }
+                            let _ = reply.send(result);
+                        }
                         None => break,
                     },
                     _ = tokio::time::sleep(wait) => {}
@@ -239,6 +272,46 @@ impl Engine {
                 let _ = t.await;
             }
         })
+    }
+
+    /// Retry or cancel run `id` (between its attempts): its new state, recorded.
+    pub async fn operate(&self, id: &str, op: Control) -> Result<WorkflowRunRow, Refused> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Cmd::Control(id.to_string(), op, tx)).map_err(|_| Refused(503, "the workflow engine has stopped".into()))?;
+        rx.await.map_err(|_| Refused(503, "the workflow engine has stopped".into()))?
+    }
+
+    /// The new state of run `id` after `op` (called by the loop, no attempt under way).
+    async fn control(&self, id: &str, op: Control) -> Result<WorkflowRunRow, Refused> {
+        let Some(run) = self.lock().get(id).cloned() else { return Err(Refused(404, format!("no workflow run {id}"))) };
+        let now = now_micros();
+        let mut next = run.clone();
+        next.recorded_at = now.max(run.recorded_at + 1);
+        match op {
+            Control::Cancel if run.is_final() => return Err(Refused(409, format!("run {id} is {} already", run.status))),
+            Control::Cancel => {
+                next.status = "cancelled".into();
+                next.completed_at = Some(now);
+                next.next_attempt_at = None;
+            }
+            Control::Retry if !matches!(run.status.as_str(), "failed" | "cancelled") => {
+                return Err(Refused(409, format!("run {id} is {}: only a failed or cancelled run is retried", run.status)));
+            }
+            Control::Retry => {
+                let deadline_s = self.specs.iter().find(|s| s.name == run.workflow).map(|s| s.deadline_s).unwrap_or(24 * 3600);
+                next.status = "pending".into();
+                next.attempts = 0;
+                next.completed_at = None;
+                next.next_attempt_at = None;
+                next.error = None;
+                next.response = None;
+                next.deadline_at = now.saturating_add((deadline_s as i64).saturating_mul(1_000_000));
+            }
+        }
+        self.lake.workflow_runs(vec![next.clone()]).await.map_err(|e| Refused(503, format!("recording the run failed: {e}")))?;
+        self.lock().insert(id.to_string(), next.clone());
+        tracing::info!(run = %id, "workflow run {}", if op == Control::Retry { "retried" } else { "cancelled" });
+        Ok(next)
     }
 
     /// One attempt of `run`; records the state it ends in, then reports it.
@@ -254,9 +327,8 @@ impl Engine {
         let mut next = run.clone();
         next.attempts += 1;
         next.next_attempt_at = None;
-        let deadline = run.received_at.saturating_add((spec.deadline_s as i64).saturating_mul(1_000_000));
-        let outcome = if now_micros() > deadline {
-            Err(Failure::Permanent(format!("the deadline ({} s after the trigger) passed", spec.deadline_s)))
+        let outcome = if now_micros() > run.deadline_at {
+            Err(Failure::Permanent(format!("the deadline ({} s) passed", spec.deadline_s)))
         } else {
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             self.runner.run(&run.adapter, &run.action, &run.input).await

@@ -102,6 +102,7 @@ mod tests {
             adapter: "epic".into(),
             action: "a".into(),
             input: "{}".into(),
+            deadline_at: i64::MAX,
             next_attempt_at: None,
             completed_at: completed,
             error: None,

@@ -22,5 +22,5 @@ pub mod spec;
 pub mod store;
 pub mod trigger;
 
-pub use engine::{ActionRunner, Engine, EngineOptions, Failure, Finished};
+pub use engine::{ActionRunner, Control, Engine, EngineOptions, Failure, Finished, Refused};
 pub use spec::{RetrySpec, WorkflowSpec};

@@ -9,7 +9,7 @@ use ehrgate_lake::{Lake, LakeError, Table, WorkflowRunRow, sql};
 
 const COLUMNS: &str = "run_id, CAST(recorded_at AS BIGINT) AS recorded_at, workflow, status, attempts, \"trigger\", source, lineage, \
     CAST(received_at AS BIGINT) AS received_at, patient_ref, encounter_ref, adapter, action, input, \
-    CAST(next_attempt_at AS BIGINT) AS next_attempt_at, CAST(completed_at AS BIGINT) AS completed_at, error, response";
+    CAST(deadline_at AS BIGINT) AS deadline_at, CAST(next_attempt_at AS BIGINT) AS next_attempt_at, CAST(completed_at AS BIGINT) AS completed_at, error, response";
 
 fn column(b: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef, LakeError> {
     let c = b.column_by_name(name).ok_or_else(|| LakeError::Sql(format!("ops/workflow_runs has no column {name}")))?;
@@ -33,7 +33,7 @@ pub async fn all_rows(lake: &Lake) -> Result<Vec<WorkflowRunRow>, LakeError> {
         let (run_id, recorded_at, workflow, status, attempts) = (s("run_id")?, i("recorded_at")?, s("workflow")?, s("status")?, i("attempts")?);
         let (trigger, source, lineage, received_at) = (s("trigger")?, s("source")?, s("lineage")?, i("received_at")?);
         let (patient_ref, encounter_ref, adapter, action, input) = (s("patient_ref")?, s("encounter_ref")?, s("adapter")?, s("action")?, s("input")?);
-        let (next_attempt_at, completed_at, error, response) = (i("next_attempt_at")?, i("completed_at")?, s("error")?, s("response")?);
+        let (deadline_at, next_attempt_at, completed_at, error, response) = (i("deadline_at")?, i("next_attempt_at")?, i("completed_at")?, s("error")?, s("response")?);
         let opt_s = |a: &StringArray, k: usize| (!a.is_null(k)).then(|| a.value(k).to_string());
         let opt_i = |a: &Int64Array, k: usize| (!a.is_null(k)).then(|| a.value(k));
         for k in 0..b.num_rows() {
@@ -52,6 +52,7 @@ pub async fn all_rows(lake: &Lake) -> Result<Vec<WorkflowRunRow>, LakeError> {
                 adapter: adapter.value(k).into(),
                 action: action.value(k).into(),
                 input: input.value(k).into(),
+                deadline_at: deadline_at.value(k),
                 next_attempt_at: opt_i(&next_attempt_at, k),
                 completed_at: opt_i(&completed_at, k),
                 error: opt_s(&error, k),

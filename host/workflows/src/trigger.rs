@@ -70,6 +70,7 @@ pub fn evaluate(specs: &[WorkflowSpec], unit: &Unit, resources: &[&SilverRow]) -
             adapter: spec.adapter.clone(),
             action: spec.action.clone(),
             input: Value::Object(input).to_string(),
+            deadline_at: unit.bronze.received_at.saturating_add((spec.deadline_s as i64).saturating_mul(1_000_000)),
             next_attempt_at: None,
             completed_at: None,
             error: None,

@@ -65,6 +65,13 @@ pub async fn disable(r: &Remote, name: &str) -> anyhow::Result<ExitCode> {
     call(r, "POST", &format!("/v1/adapters/{name}/disable"), Body::None).await
 }
 
+/// `ehrgate workflow retry | cancel ID`: through the running gateway, which owns
+/// the runs.
+pub async fn workflow_run(r: &Remote, id: &str, op: &str) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') && !id.is_empty(), "`{id}` is not a run id (see `ehrgate workflow runs`)");
+    call(r, "POST", &format!("/v1/workflows/runs/{id}/{op}"), Body::None).await
+}
+
 pub async fn list(r: &Remote) -> anyhow::Result<ExitCode> {
     call(r, "GET", "/v1/adapters", Body::None).await
 }

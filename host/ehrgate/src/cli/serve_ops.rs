@@ -31,6 +31,17 @@ impl ehrgate_admin::Ops for ServeOps {
         Ok(())
     }
 
+    fn workflow_run<'a>(&'a self, id: &'a str, op: &'a str) -> ehrgate_admin::RunOpFuture<'a> {
+        Box::pin(async move {
+            let Some(engine) = &self.workflows else { return Err((404, "no workflows are configured on this gateway".to_string())) };
+            let op = if op == "retry" { ehrgate_workflows::Control::Retry } else { ehrgate_workflows::Control::Cancel };
+            match engine.operate(id, op).await {
+                Ok(run) => Ok(serde_json::json!({"run_id": run.run_id, "workflow": run.workflow, "status": run.status, "attempts": run.attempts})),
+                Err(ehrgate_workflows::Refused(status, why)) => Err((status, why)),
+            }
+        })
+    }
+
     fn metrics(&self) -> String {
         let s = &self.stats;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
