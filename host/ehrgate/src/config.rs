@@ -356,6 +356,8 @@ mod tests {
         assert_eq!(cfg.connections.len(), 1);
         assert_eq!(cfg.adapters["epic"].grants.0.len(), 1);
         assert_eq!(cfg.wal.max_pending, 100_000);
+        assert_eq!(cfg.workflows.len(), 1);
+        assert!(cfg.workflows[0].check().is_ok());
     }
 
     #[test]
