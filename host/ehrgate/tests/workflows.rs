@@ -74,6 +74,8 @@ name = "ehr"
 base_url = "{base}"
 auth = {{ kind = "client_credentials", client_id = "ehrgate-demo", client_secret = "env:EHRGATE_TEST_EHR_SECRET", token_url = "{base}/token", scopes = ["system/Task.write", "system/Task.read"] }}
 retry = {{ max_attempts = 1, base_ms = 50, cap_ms = 100 }}
+# two POSTs per discharge: 50 discharges/s need 100 requests/s (the default is 20)
+rate = {{ per_second = 250, burst = 50 }}
 
 [adapters.epic]
 component = "epic"
@@ -221,4 +223,72 @@ fn a_discharge_creates_its_two_tasks_exactly_once_through_faults_resends_kills_a
     assert!(kpi.contains("runs 4 succeeded 4 failed 0"), "{kpi}");
     assert!(kpi.contains("within the 300 s SLA: 100.0%"), "{kpi}");
     assert_eq!(tasks(&sb), 8);
+}
+
+/// Load: 1,000 discharges at 50/s over one MLLP connection, 5% of the Task POSTs
+/// failing (every 20th) and a 10 s EHR outage in the middle: every encounter ends
+/// with exactly its two Tasks, the runs table agrees with the sandbox, and the
+/// share within the SLA is reported.
+#[test]
+fn a_thousand_discharges_at_fifty_per_second_through_failures_and_an_outage() {
+    use std::io::{Read, Write};
+    const N: usize = 1000;
+    let sb = start_sandbox(&["--patients", "1"]);
+    let dir = workdir("workflows-load");
+    config(&dir.0, &sb.base);
+    let (mut gw, port) = start(&dir.0, &[]);
+    gw.wait_for("workflow discharge-follow-up", Duration::from_secs(5));
+    assert_eq!(py(&sb.base, &["fault", "503;every=20"]), "ok");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    let (mut buf, mut chunk, mut aa) = (Vec::new(), [0u8; 4096], 0);
+    let mut outage: Option<Instant> = None;
+    for i in 0..N {
+        // 50 per second: message i leaves at i x 20 ms.
+        let at = started + Duration::from_millis(20 * i as u64);
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        if i == N / 2 {
+            // The EHR goes down for 10 s (every POST 503; the 5% rule after it).
+            assert_eq!(py(&sb.base, &["clear"]), "ok");
+            assert_eq!(py(&sb.base, &["fault", "503"]), "ok");
+            outage = Some(Instant::now());
+        }
+        if let Some(o) = outage
+            && o.elapsed() >= Duration::from_secs(10)
+        {
+            assert_eq!(py(&sb.base, &["clear"]), "ok");
+            assert_eq!(py(&sb.base, &["fault", "503;every=20"]), "ok");
+            outage = None;
+        }
+        s.write_all(&a03(&format!("L{i}"), &format!("LV{i}"))).unwrap();
+        loop {
+            if let Some(end) = buf.windows(2).position(|w| w == [0x1c, 0x0d]) {
+                let reply: Vec<u8> = buf.drain(..end + 2).collect();
+                aa += usize::from(text(&reply).contains("MSA|AA|"));
+                break;
+            }
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "the gateway closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let sent_in = started.elapsed();
+    if let Some(o) = outage {
+        std::thread::sleep(Duration::from_secs(10).saturating_sub(o.elapsed()));
+        assert_eq!(py(&sb.base, &["clear"]), "ok");
+    }
+    assert_eq!(aa, N, "every discharge acknowledged AA");
+    wait_tasks(&sb, 2 * N as u64, Duration::from_secs(300));
+    let stats: serde_json::Value = serde_json::from_str(&py(&sb.base, &["stats"])).unwrap();
+    assert!(stats["faults_applied"].as_u64().unwrap() > 50, "the EHR failed POSTs: {stats}");
+    gw.stop();
+    assert_eq!(common::gateway::count(&dir.0, "SELECT count(DISTINCT run_id) AS n FROM ops_workflow_runs"), N as u64);
+    assert_eq!(common::gateway::count(&dir.0, "SELECT count(*) AS n FROM ops_workflow_runs WHERE status = 'succeeded'"), N as u64, "each run succeeded once");
+    assert!(common::gateway::count(&dir.0, "SELECT count(*) AS n FROM ops_workflow_runs WHERE status = 'retrying'") > 0, "some runs retried");
+    let kpi = text(&ehrgate(&dir.0, &["workflow", "kpi"]).stdout);
+    eprintln!("sent {N} A03 in {:.1} s; {kpi}", sent_in.as_secs_f64());
+    assert!(kpi.contains(&format!("runs {N} succeeded {N} failed 0")), "{kpi}");
+    assert!(kpi.contains("within the 300 s SLA: 100.0%"), "{kpi}");
+    assert_eq!(tasks(&sb), 2 * N as u64, "none twice");
 }

@@ -52,6 +52,9 @@ impl RetryAfter {
 pub struct FaultSpec {
     pub fault: Fault,
     pub times: Option<u64>,
+    /// Rules only: applies to every Nth matching request (`every=20`: 5%), the
+    /// Nth first.
+    pub every: Option<u64>,
 }
 
 impl std::str::FromStr for FaultSpec {
@@ -64,15 +67,18 @@ impl std::str::FromStr for FaultSpec {
         let head = parts.next().unwrap_or("");
         let (kind, value) = head.split_once('=').map(|(k, v)| (k.trim(), Some(v.trim()))).unwrap_or((head, None));
         let mut times = None;
+        let mut every = None;
         let mut retry_after = None;
         for p in parts.filter(|p| !p.is_empty()) {
             let (k, v) = p.split_once('=').ok_or_else(|| format!("fault parameter `{p}` is not key=value"))?;
             let n: u64 = v.trim().parse().map_err(|_| format!("fault parameter `{k}` needs a whole number"))?;
             match k.trim() {
                 "times" => times = Some(n),
+                "every" if n > 0 => every = Some(n),
+                "every" => return Err("fault parameter `every` needs a number above 0".to_string()),
                 "retry-after" => retry_after = Some(RetryAfter::Seconds(n)),
                 "retry-after-date" => retry_after = Some(RetryAfter::DateIn(n)),
-                other => return Err(format!("unknown fault parameter `{other}` (times, retry-after, retry-after-date)")),
+                other => return Err(format!("unknown fault parameter `{other}` (times, every, retry-after, retry-after-date)")),
             }
         }
         let fault = match kind {
@@ -93,7 +99,7 @@ impl std::str::FromStr for FaultSpec {
                 }
             },
         };
-        Ok(FaultSpec { fault, times })
+        Ok(FaultSpec { fault, times, every })
     }
 }
 
@@ -113,7 +119,8 @@ pub struct FaultRule {
 /// Rules with their remaining counts.
 #[derive(Debug, Default)]
 pub struct FaultBook {
-    rules: Vec<(FaultRule, FaultSpec, Option<u64>)>,
+    /// (rule, its spec, uses left, matching requests seen)
+    rules: Vec<(FaultRule, FaultSpec, Option<u64>, u64)>,
     /// How often each header spec has been applied (for `times=N` in headers).
     header_uses: std::collections::HashMap<String, u64>,
 }
@@ -122,7 +129,7 @@ impl FaultBook {
     pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
         let spec: FaultSpec = rule.fault.parse()?;
         let left = spec.times;
-        self.rules.push((rule, spec, left));
+        self.rules.push((rule, spec, left, 0));
         Ok(())
     }
 
@@ -143,10 +150,14 @@ impl FaultBook {
             }
             return Ok(None);
         }
-        for (rule, spec, left) in &mut self.rules {
+        for (rule, spec, left, seen) in &mut self.rules {
             let method_ok = rule.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method));
             let path_ok = rule.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
             if method_ok && path_ok && left.is_none_or(|n| n > 0) {
+                *seen += 1;
+                if spec.every.is_some_and(|e| *seen % e != 0) {
+                    continue;
+                }
                 if let Some(n) = left {
                     *n -= 1;
                 }
@@ -189,7 +200,9 @@ mod tests {
     #[test]
     fn grammar() {
         let s: FaultSpec = "429;retry-after=2;times=1".parse().unwrap();
-        assert_eq!(s, FaultSpec { fault: Fault::Status { code: 429, retry_after: Some(RetryAfter::Seconds(2)) }, times: Some(1) });
+        assert_eq!(s, FaultSpec { fault: Fault::Status { code: 429, retry_after: Some(RetryAfter::Seconds(2)) }, times: Some(1), every: None });
+        assert_eq!("503;every=20".parse::<FaultSpec>().unwrap().every, Some(20));
+        assert!("503;every=0".parse::<FaultSpec>().is_err());
         assert_eq!("slow=250".parse::<FaultSpec>().unwrap().fault, Fault::Slow(Duration::from_millis(250)));
         assert_eq!(
             "503;retry-after-date=3".parse::<FaultSpec>().unwrap().fault,
@@ -211,6 +224,11 @@ mod tests {
         assert!(b.pick(None, "GET", "/Observation").unwrap().is_none());
         assert!(b.pick(None, "GET", "/Patient/1").unwrap().is_some());
         assert!(b.pick(None, "GET", "/Patient/1").unwrap().is_none());
+        // every=4: the 4th, 8th... matching request.
+        b.clear();
+        b.add(FaultRule { method: Some("POST".into()), path_prefix: Some("/Task".into()), fault: "503;every=4".into() }).unwrap();
+        let hits: Vec<bool> = (0..8).map(|_| b.pick(None, "POST", "/Task").unwrap().is_some()).collect();
+        assert_eq!(hits, [false, false, false, true, false, false, false, true]);
     }
 
     #[test]

@@ -327,6 +327,7 @@ impl Engine {
         let mut next = run.clone();
         next.attempts += 1;
         next.next_attempt_at = None;
+        let t0 = std::time::Instant::now();
         let outcome = if now_micros() > run.deadline_at {
             Err(Failure::Permanent(format!("the deadline ({} s) passed", spec.deadline_s)))
         } else {
@@ -359,6 +360,7 @@ impl Engine {
                 next.error = Some(why);
             }
         }
+        let action_time = t0.elapsed();
         // The state is in the lake before anything acts on it.
         let mut wait = Duration::from_millis(200);
         while let Err(e) = self.lake.workflow_runs(vec![next.clone()]).await {
@@ -366,6 +368,7 @@ impl Engine {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+        tracing::debug!(run = %next.run_id, status = %next.status, ?action_time, record_time = ?(t0.elapsed() - action_time), "workflow attempt");
         match next.status.as_str() {
             "succeeded" => self.stats.succeeded.fetch_add(1, Ordering::Relaxed),
             "failed" => self.stats.failed.fetch_add(1, Ordering::Relaxed),

@@ -202,39 +202,28 @@ fn append(resource: &mut Resource, key: &str, item: Value) {
     }
 }
 
-/// Add identifiers to the Patient at `patient` (those it does not hold yet).
-fn add_identifiers(ctx: &mut Context<'_, '_>, patient: Option<usize>, ids: Vec<crate::fhir::Identifier>) {
+/// Add `items` to the list member `key` of the Patient at `patient` (`list` on the
+/// typed builder), those it does not hold yet.
+fn add_to_patient<T: PartialEq + ToFhir>(
+    ctx: &mut Context<'_, '_>,
+    patient: Option<usize>,
+    key: &str,
+    list: fn(&mut crate::fhir::Patient) -> &mut Vec<T>,
+    items: Vec<T>,
+) {
     let Some(p) = patient else { return };
     match &mut ctx.resources[p] {
         Resource::Patient(p) => {
-            for i in ids {
-                if !p.identifier.contains(&i) {
-                    p.identifier.push(i);
+            let list = list(p);
+            for item in items {
+                if !list.contains(&item) {
+                    list.push(item);
                 }
             }
         }
         other => {
-            for i in ids {
-                append_unique(other, "identifier", i.to_fhir());
-            }
-        }
-    }
-}
-
-/// Add general practitioners to the Patient at `patient` (those it does not hold).
-fn add_general_practitioners(ctx: &mut Context<'_, '_>, patient: Option<usize>, gps: Vec<Reference>) {
-    let Some(p) = patient else { return };
-    match &mut ctx.resources[p] {
-        Resource::Patient(p) => {
-            for g in gps {
-                if !p.general_practitioner.contains(&g) {
-                    p.general_practitioner.push(g);
-                }
-            }
-        }
-        other => {
-            for g in gps {
-                append_unique(other, "generalPractitioner", g.to_fhir());
+            for item in items {
+                append_unique(other, key, item.to_fhir());
             }
         }
     }
@@ -283,13 +272,13 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
             }
             "GT1" => {
                 let ids = m.patient_identifiers(ctx, seg);
-                add_identifiers(ctx, last_patient, ids);
+                add_to_patient(ctx, last_patient, "identifier", |p| &mut p.identifier, ids);
                 let v = m.map_guarantor(ctx, seg)?;
                 push(ctx, v, i);
             }
             "IN2" | "DB1" => {
                 let ids = m.patient_identifiers(ctx, seg);
-                add_identifiers(ctx, last_patient, ids);
+                add_to_patient(ctx, last_patient, "identifier", |p| &mut p.identifier, ids);
             }
             "FT1" if billing::is_charge(seg) => {
                 let mut services = Vec::new();
@@ -394,13 +383,9 @@ fn walk(ctx: &mut Context<'_, '_>) -> Result<(), AdapterError> {
                 let v = m.map_allergy_iam(ctx, seg)?;
                 push(ctx, v, i);
             }
-            "PD1" => {
+            "PD1" | "ROL" if seg.id() == "PD1" || patient::is_primary_care_role(seg) => {
                 let gps = m.general_practitioners(ctx, seg);
-                add_general_practitioners(ctx, last_patient, gps);
-            }
-            "ROL" if patient::is_primary_care_role(seg) => {
-                let gps = m.general_practitioners(ctx, seg);
-                add_general_practitioners(ctx, last_patient, gps);
+                add_to_patient(ctx, last_patient, "generalPractitioner", |p| &mut p.general_practitioner, gps);
             }
             "ROL" => {
                 let encounter = ctx.encounter_id.clone();
