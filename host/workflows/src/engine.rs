@@ -106,7 +106,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { parallel: 16, attempt_delay: None }
+        EngineOptions { parallel: 64, attempt_delay: None }
     }
 }
 
