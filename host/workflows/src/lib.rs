@@ -23,4 +23,4 @@ pub mod store;
 pub mod trigger;
 
 pub use engine::{ActionRunner, Control, Engine, EngineOptions, Failure, Finished, Refused};
-pub use spec::{RetrySpec, WorkflowSpec};
+pub use spec::{ResourceTrigger, RetrySpec, WorkflowSpec};

@@ -9,8 +9,8 @@ use serde::Deserialize;
 /// ```toml
 /// [[workflows]]
 /// name = "discharge-follow-up"
-/// on = ["ADT^A03"]
-/// when = { "PV1-2" = ["I", "E"] }      # optional: field values that must match
+/// on = ["ADT^A03"]                   # and/or: on_resource = [{ type = "Encounter", status = ["finished"] }]
+/// when = { "PV1-2" = ["I", "E"] }      # optional: field values that must match (HL7 triggers)
 /// adapter = "epic"
 /// action = "discharge-checklist"
 /// retry = { max_attempts = 8, base_ms = 500, cap_ms = 30000 }
@@ -21,8 +21,15 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
     pub name: String,
-    /// HL7 message types (`ADT^A03`) that trigger it, from any source.
+    /// HL7 message types (`ADT^A03`) that trigger it, from the units that go
+    /// through the flow (MLLP listeners, webhooks).
+    #[serde(default)]
     pub on: Vec<String>,
+    /// Mapped FHIR resources that trigger it, from any unit of the flow (an
+    /// Encounter `finished` from a webhook event, say): the resource's type and the
+    /// statuses that count (empty: any).
+    #[serde(default)]
+    pub on_resource: Vec<ResourceTrigger>,
     /// Conditions: an HL7 path (`PV1-2`, `PV1-3.1`) and the values it may have
     /// (any of them; `*` any non-empty value). All must hold.
     #[serde(default)]
@@ -50,6 +57,16 @@ fn deadline_s() -> u64 {
 
 fn sla_s() -> u64 {
     300
+}
+
+/// A FHIR resource trigger: `{ type = "Encounter", status = ["finished"] }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceTrigger {
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    #[serde(default)]
+    pub status: Vec<String>,
 }
 
 /// Retries of transient failures: exponential backoff from `base_ms` to `cap_ms`
@@ -92,14 +109,23 @@ impl RetrySpec {
 }
 
 impl WorkflowSpec {
+    /// What triggers it, for people: `ADT^A03, Encounter:finished`.
+    pub fn triggers(&self) -> String {
+        let resources = self.on_resource.iter().map(|t| if t.status.is_empty() { t.resource_type.clone() } else { format!("{}:{}", t.resource_type, t.status.join("|")) });
+        self.on.iter().cloned().chain(resources).collect::<Vec<_>>().join(", ")
+    }
+
     /// What is wrong with it, if anything (checked when the gateway starts).
     pub fn check(&self) -> Result<(), String> {
         let bad_name = self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if bad_name {
             return Err(format!("workflow name `{}`: use letters, digits, `-` and `_`", self.name));
         }
-        if self.on.is_empty() {
-            return Err(format!("workflow `{}`: `on` names no message type", self.name));
+        if self.on.is_empty() && self.on_resource.is_empty() {
+            return Err(format!("workflow `{}`: `on` names no message type and `on_resource` no resource", self.name));
+        }
+        if let Some(t) = self.on_resource.iter().find(|t| t.resource_type.is_empty() || !t.resource_type.bytes().all(|b| b.is_ascii_alphabetic())) {
+            return Err(format!("workflow `{}`: `{}` is not a FHIR resource type", self.name, t.resource_type));
         }
         for t in &self.on {
             let ok = t.split_once('^').is_some_and(|(c, e)| c.len() == 3 && !e.is_empty() && !e.contains('^'));
@@ -138,6 +164,10 @@ mod tests {
     fn specs_are_checked() {
         let ok: WorkflowSpec = serde_json::from_value(serde_json::json!({"name": "d", "on": ["ADT^A03"], "adapter": "epic", "action": "discharge-checklist"})).unwrap();
         assert!(ok.check().is_ok());
+        let by_resource: WorkflowSpec = serde_json::from_value(serde_json::json!({"name": "d", "on_resource": [{"type": "Encounter", "status": ["finished"]}], "adapter": "epic", "action": "x"})).unwrap();
+        assert!(by_resource.check().is_ok());
+        let bad: WorkflowSpec = serde_json::from_value(serde_json::json!({"name": "d", "on_resource": [{"type": "../x"}], "adapter": "epic", "action": "x"})).unwrap();
+        assert!(bad.check().is_err());
         assert_eq!(ok.sla_s, 300);
         for (field, value) in [("on", serde_json::json!(["A03"])), ("on", serde_json::json!([])), ("name", serde_json::json!("a b")), ("input", serde_json::json!([1]))] {
             let mut v = serde_json::to_value(serde_json::json!({"name": "d", "on": ["ADT^A03"], "adapter": "epic", "action": "x"})).unwrap();

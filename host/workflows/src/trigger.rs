@@ -3,14 +3,19 @@
 //!
 //! Rules:
 //! - an HL7 unit of a message type in `on`, whose fields meet every `when`
-//!   condition, triggers the workflow, from any source (MLLP, file drop, webhook);
+//!   condition, triggers the workflow; so does any unit (an HL7 message, a webhook
+//!   event) that maps to a resource `on_resource` names, in one of its statuses
+//!   (the Encounter that a webhook reports `finished`): the units that go through
+//!   the flow, from MLLP listeners and webhooks (file drops and bulk exports do not
+//!   trigger workflows yet);
 //! - the action's input is the unit's own mapped Patient and Encounter (`patient`,
 //!   `encounter` references) plus the workflow's `input` members: an A03 carries its
 //!   PID and PV1, so it does not wait for (or need) the A01 before it;
 //! - no Encounter mapped from the unit: no run (a warning), as the action is keyed
 //!   on the encounter;
-//! - the run id is a UUIDv5 of (workflow, message type, encounter): the same event
-//!   resent, replayed or re-read is the same run, and runs once.
+//! - the run id is a UUIDv5 of (workflow, message type or `Type:status`,
+//!   encounter): the same event resent, replayed or re-read is the same run, and
+//!   runs once; an Encounter reported `finished` again is the same run.
 
 use ehrgate_ingest::{Unit, UnitKind};
 use ehrgate_lake::{BronzeDetail, SilverRow, WorkflowRunRow, now_micros};
@@ -35,49 +40,71 @@ fn conditions_hold(spec: &WorkflowSpec, unit: &Unit) -> bool {
 
 /// The runs `unit` triggers among `specs`; `resources` are what it mapped to.
 pub fn evaluate(specs: &[WorkflowSpec], unit: &Unit, resources: &[&SilverRow]) -> Vec<WorkflowRunRow> {
-    if unit.kind != UnitKind::Hl7 {
-        return Vec::new();
-    }
-    let BronzeDetail::Hl7 { message_type: Some(message_type), .. } = &unit.bronze.detail else { return Vec::new() };
+    let message_type = match (&unit.kind, &unit.bronze.detail) {
+        (UnitKind::Hl7, BronzeDetail::Hl7 { message_type: Some(t), .. }) => Some(t.as_str()),
+        _ => None,
+    };
     let first = |t: &str| resources.iter().find(|r| r.resource_type == t && !r.deleted).map(|r| format!("{t}/{}", r.id));
     let mut runs = Vec::new();
-    for spec in specs.iter().filter(|s| s.on.iter().any(|t| t == message_type)) {
-        if !conditions_hold(spec, unit) {
-            continue;
+    for spec in specs {
+        // HL7: the message type, then the field conditions.
+        if let Some(mt) = message_type
+            && spec.on.iter().any(|t| t == mt)
+            && conditions_hold(spec, unit)
+        {
+            match first("Encounter") {
+                Some(encounter) => runs.push(run(spec, unit, mt, encounter, first("Patient"))),
+                None => tracing::warn!(workflow = %spec.name, record = %unit.bronze.record_id, "{mt} mapped to no Encounter: no run"),
+            }
         }
-        let Some(encounter) = first("Encounter") else {
-            tracing::warn!(workflow = %spec.name, record = %unit.bronze.record_id, "{message_type} mapped to no Encounter: no run");
-            continue;
-        };
-        let patient = first("Patient");
-        let mut input = spec.input.as_ref().and_then(Value::as_object).cloned().unwrap_or_else(Map::new);
-        input.insert("encounter".into(), Value::String(encounter.clone()));
-        if let Some(p) = &patient {
-            input.insert("patient".into(), Value::String(p.clone()));
+        // A resource in a status that counts.
+        for t in &spec.on_resource {
+            for r in resources.iter().filter(|r| r.resource_type == t.resource_type && !r.deleted) {
+                let status = r.status.as_deref().unwrap_or_default();
+                if !t.status.is_empty() && !t.status.iter().any(|s| s == status) {
+                    continue;
+                }
+                let encounter = if r.resource_type == "Encounter" { Some(format!("Encounter/{}", r.id)) } else { r.encounter_ref.clone() };
+                let Some(encounter) = encounter else {
+                    tracing::warn!(workflow = %spec.name, record = %unit.bronze.record_id, "a {} with no encounter: no run", r.resource_type);
+                    continue;
+                };
+                let trigger = format!("{}:{status}", r.resource_type);
+                runs.push(run(spec, unit, &trigger, encounter, r.patient_ref.clone().or_else(|| first("Patient"))));
+            }
         }
-        runs.push(WorkflowRunRow {
-            run_id: ehrgate_sdk::ids::resource_id_parts("WorkflowRun", RUN_SYSTEM, &[&spec.name, message_type, &encounter]),
-            recorded_at: now_micros(),
-            workflow: spec.name.clone(),
-            status: "pending".into(),
-            attempts: 0,
-            trigger: message_type.clone(),
-            source: unit.bronze.source.clone(),
-            lineage: unit.bronze.record_id.clone(),
-            received_at: unit.bronze.received_at,
-            patient_ref: patient,
-            encounter_ref: Some(encounter),
-            adapter: spec.adapter.clone(),
-            action: spec.action.clone(),
-            input: Value::Object(input).to_string(),
-            deadline_at: unit.bronze.received_at.saturating_add((spec.deadline_s as i64).saturating_mul(1_000_000)),
-            next_attempt_at: None,
-            completed_at: None,
-            error: None,
-            response: None,
-        });
     }
     runs
+}
+
+/// A pending run of `spec` for `encounter`, triggered by `trigger` in `unit`.
+fn run(spec: &WorkflowSpec, unit: &Unit, trigger: &str, encounter: String, patient: Option<String>) -> WorkflowRunRow {
+    let mut input = spec.input.as_ref().and_then(Value::as_object).cloned().unwrap_or_else(Map::new);
+    input.insert("encounter".into(), Value::String(encounter.clone()));
+    if let Some(p) = &patient {
+        input.insert("patient".into(), Value::String(p.clone()));
+    }
+    WorkflowRunRow {
+        run_id: ehrgate_sdk::ids::resource_id_parts("WorkflowRun", RUN_SYSTEM, &[&spec.name, trigger, &encounter]),
+        recorded_at: now_micros(),
+        workflow: spec.name.clone(),
+        status: "pending".into(),
+        attempts: 0,
+        trigger: trigger.to_string(),
+        source: unit.bronze.source.clone(),
+        lineage: unit.bronze.record_id.clone(),
+        received_at: unit.bronze.received_at,
+        patient_ref: patient,
+        encounter_ref: Some(encounter),
+        adapter: spec.adapter.clone(),
+        action: spec.action.clone(),
+        input: Value::Object(input).to_string(),
+        deadline_at: unit.bronze.received_at.saturating_add((spec.deadline_s as i64).saturating_mul(1_000_000)),
+        next_attempt_at: None,
+        completed_at: None,
+        error: None,
+        response: None,
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +116,7 @@ mod tests {
         WorkflowSpec {
             name: "discharge".into(),
             on: vec!["ADT^A03".into()],
+            on_resource: Vec::new(),
             when: when.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect(),
             adapter: "epic".into(),
             action: "discharge-checklist".into(),
@@ -141,5 +169,29 @@ mod tests {
         assert!(evaluate(&[spec(&[])], &unit(&A03.replace("ADT^A03", "ADT^A01")), &refs).is_empty());
         let no_enc = rows(&[("Patient", "p1")]);
         assert!(evaluate(&[spec(&[])], &unit(A03), &no_enc.iter().collect::<Vec<_>>()).is_empty());
+    }
+
+    #[test]
+    fn a_finished_encounter_from_a_webhook_triggers_once() {
+        let mut s = spec(&[]);
+        s.on.clear();
+        s.on_resource = vec![crate::spec::ResourceTrigger { resource_type: "Encounter".into(), status: vec!["finished".into()] }];
+        let enc = |status: &str| {
+            SilverRow::from_json(
+                &format!(r#"{{"resourceType":"Encounter","id":"e9","status":"{status}","subject":{{"reference":"Patient/p9"}}}}"#),
+                "epic@1",
+                "l",
+                Receipt::at(0),
+            )
+            .unwrap()
+        };
+        let event = ehrgate_ingest::event_unit(b"{}".to_vec(), "epic-events", Some("ev1".into()), 5, 1);
+        let (done, open) = (enc("finished"), enc("in-progress"));
+        let runs = evaluate(&[s.clone()], &event, &[&done]);
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].trigger.as_str(), runs[0].patient_ref.as_deref(), runs[0].encounter_ref.as_deref()), ("Encounter:finished", Some("Patient/p9"), Some("Encounter/e9")));
+        assert!(evaluate(&[s.clone()], &event, &[&open]).is_empty(), "not finished yet");
+        let again = ehrgate_ingest::event_unit(b"{}".to_vec(), "epic-events", Some("ev2".into()), 9, 2);
+        assert_eq!(evaluate(&[s], &again, &[&done])[0].run_id, runs[0].run_id, "reported finished again: the same run");
     }
 }

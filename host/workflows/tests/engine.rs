@@ -32,6 +32,7 @@ fn spec(name: &str, retry: RetrySpec) -> WorkflowSpec {
     WorkflowSpec {
         name: name.into(),
         on: vec!["ADT^A03".into()],
+        on_resource: Vec::new(),
         when: Default::default(),
         adapter: "epic".into(),
         action: "discharge-checklist".into(),

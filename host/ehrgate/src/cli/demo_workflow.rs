@@ -60,6 +60,7 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>) -> anyhow::Result<()> {
     let spec = WorkflowSpec {
         name: "discharge-follow-up".into(),
         on: vec!["ADT^A03".into()],
+        on_resource: Vec::new(),
         when: BTreeMap::from([("PV1-2".to_string(), vec!["I".to_string()])]),
         adapter: "epic".into(),
         action: "discharge-checklist".into(),

@@ -248,7 +248,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         let runner: Arc<dyn ehrgate_workflows::ActionRunner> = registry.clone();
         let engine = ehrgate_workflows::Engine::open(lake.clone(), cfg.workflows.clone(), runner, opts).await.context("reading ops/workflow_runs")?;
         for w in &cfg.workflows {
-            eprintln!("workflow {}: on {} -> {}.{} ({} open runs)", w.name, w.on.join(", "), w.adapter, w.action, engine.open_runs());
+            eprintln!("workflow {}: on {} -> {}.{} ({} open runs)", w.name, w.triggers(), w.adapter, w.action, engine.open_runs());
         }
         Some(engine)
     };

@@ -19,7 +19,7 @@ pub fn list(cfg: &Config) -> anyhow::Result<ExitCode> {
         println!(
             "{}: on {}{} -> {}.{}; {} attempts, deadline {} s, SLA {} s",
             w.name,
-            w.on.join(", "),
+            w.triggers(),
             if when.is_empty() { String::new() } else { format!(" when {}", when.join(" and ")) },
             w.adapter,
             w.action,
