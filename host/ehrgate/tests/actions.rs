@@ -13,41 +13,18 @@ fn text(b: &[u8]) -> String {
 
 mod common;
 
-use common::{Sandbox, start_sandbox};
+use common::{Sandbox, sandbox_py, start_sandbox};
 
 fn sandbox() -> Sandbox {
     start_sandbox(&["--patients", "3"])
 }
 
-const PY: &str = r#"
-import base64, json, sys, urllib.request
-base, op = sys.argv[1], sys.argv[2]
-admin = base.split("/", 3)[:3]
-admin = "/".join(admin) + "/_sandbox"
-def call(url, data=None, headers={}, method=None):
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    with urllib.request.urlopen(req) as r:
-        return r.read()
-if op == "fault":
-    body = json.dumps({"method": "POST", "path_prefix": "/Task", "fault": sys.argv[3]}).encode()
-    call(admin + "/faults", body, {"Content-Type": "application/json"})
-    print("ok")
-elif op == "tasks":
-    basic = base64.b64encode(b"ehrgate-demo:sandbox-demo-secret").decode()
-    tok = json.loads(call(base + "/token", b"grant_type=client_credentials&scope=system%2FTask.read",
-        {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"}))["access_token"]
-    bundle = json.loads(call(base + "/Task?patient=" + sys.argv[3] + "&_count=100", None, {"Authorization": "Bearer " + tok}))
-    codes = sorted(e["resource"]["code"]["coding"][0]["code"] for e in bundle.get("entry", []))
-    print(json.dumps(codes))
-elif op == "posts":
-    stats = json.loads(call(admin + "/stats"))
-    print(json.dumps(stats))
-"#;
-
 fn py(args: &[&str]) -> String {
-    let out = Command::new("python3").args(["-c", PY]).args(args).output().unwrap();
-    assert!(out.status.success(), "python {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
+    match args {
+        [base, "posts"] => sandbox_py(base, &["stats"]),
+        [base, rest @ ..] => sandbox_py(base, rest),
+        [] => unreachable!(),
+    }
 }
 
 fn config(dir: &Path, base: &str) -> PathBuf {

@@ -12,31 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::gateway::{Gateway, ehrgate, text, workdir};
-use common::{Sandbox, start_sandbox};
-
-const PY: &str = r#"
-import json, sys, urllib.request
-base, op = sys.argv[1], sys.argv[2]
-admin = "/".join(base.split("/", 3)[:3]) + "/_sandbox"
-def call(url, data=None, headers={}, method=None):
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    with urllib.request.urlopen(req) as r:
-        return r.read()
-if op == "fault":
-    body = json.dumps({"method": "POST", "path_prefix": "/Task", "fault": sys.argv[3]}).encode()
-    call(admin + "/faults", body, {"Content-Type": "application/json"})
-    print("ok")
-elif op == "clear":
-    call(admin + "/faults", None, {}, "DELETE")
-    print("ok")
-elif op == "stats":
-    print(call(admin + "/stats").decode())
-"#;
+use common::{Sandbox, sandbox_py, start_sandbox};
 
 fn py(base: &str, args: &[&str]) -> String {
-    let out = Command::new("python3").args(["-c", PY, base]).args(args).output().unwrap();
-    assert!(out.status.success(), "python {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
+    sandbox_py(base, args)
 }
 
 /// Tasks the sandbox EHR holds.

@@ -20,6 +20,11 @@ pub fn date_of(micros: Micros) -> String {
     chrono::DateTime::from_timestamp_micros(micros).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "1970-01-01".into())
 }
 
+/// `YYYY-MM-DDThh:mm:ss.sssZ` of a timestamp.
+pub fn rfc3339(micros: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);

@@ -145,16 +145,6 @@ pub struct Engine {
     opts: EngineOptions,
 }
 
-/// A pseudo-random number in [0, 1) (jitter only: no need for a real generator).
-fn jitter(seed: &str, attempt: i64) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ now_micros() as u64 ^ (attempt as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in seed.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    (h >> 11) as f64 / (1u64 << 53) as f64
-}
-
 impl Engine {
     /// The engine for `specs`, with the runs' states read from the lake. Start it
     /// with [`Engine::spawn`].
@@ -344,7 +334,7 @@ impl Engine {
                 next.response = Some(out);
             }
             Err(Failure::Transient(why)) if (next.attempts as u64) < u64::from(spec.retry.max_attempts) => {
-                let wait = spec.retry.backoff_ms(next.attempts as u32, jitter(&run.run_id, next.attempts)) as i64 * 1000;
+                let wait = spec.retry.backoff_ms(next.attempts as u32, rand::random::<f64>()) as i64 * 1000;
                 next.status = "retrying".into();
                 next.next_attempt_at = Some(now + wait);
                 next.error = Some(why);

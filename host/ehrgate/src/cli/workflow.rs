@@ -55,12 +55,8 @@ async fn runs_since(cfg: &Config, since: Option<&str>) -> anyhow::Result<Vec<Wor
     Ok(runs)
 }
 
-/// `YYYY-MM-DD hh:mm:ss.mmm` UTC.
 fn time(micros: Option<i64>) -> String {
-    let Some(m) = micros else { return "-".into() };
-    let (secs, ms) = (m.div_euclid(1_000_000), m.rem_euclid(1_000_000) / 1000);
-    let (d, s) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    format!("{} {:02}:{:02}:{:02}.{ms:03}", ehrgate_lake::date_of(d * 86_400 * 1_000_000), s / 3600, s % 3600 / 60, s % 60)
+    micros.map(ehrgate_lake::rfc3339).unwrap_or_else(|| "-".into())
 }
 
 /// `ehrgate workflow runs [--status S] [--workflow W] [--since 1h]`

@@ -410,7 +410,7 @@ pub async fn cancel(conn: &Connection, state_dir: &std::path::Path, connection: 
 }
 
 fn progress_now() -> String {
-    chrono::DateTime::from_timestamp_micros(ehrgate_lake::now_micros()).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+    ehrgate_lake::rfc3339(ehrgate_lake::now_micros())
 }
 
 /// Prints `progress.line()` through `out` every `every` until the returned handle is

@@ -75,8 +75,7 @@ impl Progress {
 }
 
 fn chrono_now() -> String {
-    let micros = ehrgate_lake::now_micros();
-    chrono::DateTime::from_timestamp_micros(micros).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+    ehrgate_lake::rfc3339(ehrgate_lake::now_micros())
 }
 
 pub fn thousands(n: u64) -> String {
