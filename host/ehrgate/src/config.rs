@@ -41,6 +41,9 @@ pub struct Config {
     /// `ehrgate serve`: events that trigger adapter actions (docs/workflows.md).
     #[serde(default)]
     pub workflows: Vec<ehrgate_workflows::WorkflowSpec>,
+    /// `ehrgate serve`: the agent door, an HTTP and MCP listener for agents and
+    /// pipelines (docs/agent-door.md). None: no door.
+    pub agent_door: Option<ehrgate_door::DoorSettings>,
 }
 
 #[derive(Debug, Deserialize)]

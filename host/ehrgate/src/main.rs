@@ -110,6 +110,32 @@ enum Command {
         #[command(subcommand)]
         command: WorkflowCommand,
     },
+    /// The agent door: API keys, and its tools over MCP on stdio (docs/agent-door.md).
+    Door {
+        #[command(subcommand)]
+        command: DoorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DoorCommand {
+    /// Make a new client key: prints the key (give it to the client) and the
+    /// `key_hash` line for [[agent_door.clients]] (the gateway keeps only that).
+    Key,
+    /// Serve the door's tools over MCP on stdin/stdout, for an agent that starts
+    /// its tools as a subprocess. Every call goes to the running gateway's door
+    /// (same scopes, throttle and audit); nothing but MCP is written to stdout.
+    Mcp {
+        /// The door's URL, e.g. http://127.0.0.1:9772.
+        #[arg(long, default_value = "http://127.0.0.1:9772")]
+        url: String,
+        /// The client's key, by reference: env:NAME or file:/path.
+        #[arg(long, default_value = "env:EHRGATE_DOOR_KEY")]
+        key: String,
+        /// The purpose of use declared on every call, e.g. TREAT.
+        #[arg(long)]
+        purpose: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -528,6 +554,16 @@ fn main() -> ExitCode {
             Command::Workflow { command: WorkflowCommand::Kpi { since } } => cli::workflow::kpi(&cfg()?, since.as_deref()).await,
             Command::Workflow { command: WorkflowCommand::Retry { id, gw } } => cli::adapter_admin::workflow_run(&gw.remote(), &id, "retry").await,
             Command::Workflow { command: WorkflowCommand::Cancel { id, gw } } => cli::adapter_admin::workflow_run(&gw.remote(), &id, "cancel").await,
+            Command::Door { command: DoorCommand::Key } => {
+                let (key, hash) = ehrgate_door::new_key();
+                println!("key:      {key}\nkey_hash: \"{hash}\"");
+                eprintln!("Give the key to the client (it is shown once); put key_hash in its [[agent_door.clients]] entry.");
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Command::Door { command: DoorCommand::Mcp { url, key, purpose } } => {
+                let key = ehrgate_connect::SecretRef::new(key).resolve("--key").map_err(|e| anyhow::anyhow!("{e}"))?;
+                ehrgate_door::mcp::stdio(&url, key.expose(), &purpose).await.map(|()| std::process::ExitCode::SUCCESS).map_err(|e| anyhow::anyhow!(e))
+            }
             Command::Lake { command: LakeCommand::Optimize } => cli::lake_cmds::optimize(&cfg()?).await,
             Command::Lake { command: LakeCommand::Vacuum { retention_hours, dry_run } } => {
                 cli::lake_cmds::vacuum(&cfg()?, retention_hours, dry_run).await

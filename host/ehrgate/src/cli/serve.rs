@@ -161,6 +161,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let door_cfg = match &cfg.agent_door {
+        Some(d) => {
+            let l = ehrgate_door::DoorListener { bind: addr(&d.bind, "agent_door bind")?, allow_remote: d.allow_remote };
+            l.check().map_err(|e| anyhow::anyhow!(e))?;
+            let clients = ehrgate_door::Clients::new(&d.clients).map_err(|e| anyhow::anyhow!("[agent_door] {e}"))?;
+            if clients.is_empty() {
+                eprintln!("agent door: no [[agent_door.clients]] configured; every call will be refused");
+            }
+            Some((l, Arc::new(clients), d))
+        }
+        None => None,
+    };
     let webhook_cfg = match &cfg.listeners.webhooks {
         Some(w) => Some(webhook_config(w)?),
         None => None,
@@ -187,6 +199,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         Some(a) => Some(bind("admin server".into(), a.bind).await?),
         None => None,
     };
+    let door_listener = match &door_cfg {
+        Some((l, _, _)) => Some(bind("agent door".into(), l.bind).await?),
+        None => None,
+    };
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let audit: Arc<dyn ehrgate_runtime::AuditSink> = Arc::new(audit);
@@ -202,6 +218,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     names.extend(cfg.listeners.drops.iter().map(|d| d.adapter.clone()));
     if let Some(w) = &cfg.listeners.webhooks {
         names.extend(w.sources.iter().map(|s| s.adapter.clone()));
+    }
+    if let Some((_, _, d)) = &door_cfg {
+        names.extend(d.connections.values().cloned());
     }
     for w in &cfg.workflows {
         w.check().map_err(|e| anyhow::anyhow!("[[workflows]]: {e}"))?;
@@ -300,8 +319,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(ehrgate_lifecycle::watch::spawn(wc, manager.clone(), stop_rx.clone()).with_context(|| format!("adapter_store.watch_dir {}", dir.display()))?);
         announce(&format!("ehrgate: adapter packages dropped into {} are installed{}", dir.display(), if cfg.adapter_store.activate_on_drop { " and activated" } else { "" }));
     }
+    let door = match (door_cfg, door_listener) {
+        (Some((_, clients, d)), Some(listener)) => {
+            let door = Arc::new(ehrgate_door::Door::new(connections.clone(), registry.clone(), audit.clone(), d.connections.clone(), d.max_results));
+            door.check().map_err(|e| anyhow::anyhow!(e))?;
+            let (bound, task) = ehrgate_door::start(listener, door.clone(), clients, stop_rx.clone()).context("agent door: cannot listen")?;
+            announce(&format!("ehrgate: agent door on http://{bound} (tools at /v1/tools, MCP at /mcp)"));
+            tasks.push(task);
+            Some(door)
+        }
+        _ => None,
+    };
     if let (Some(ac), Some(listener)) = (admin_cfg, admin_listener) {
-        let ops = Arc::new(super::serve_ops::ServeOps { stats: stats.clone(), room: flow_room.clone(), workflows: engine.clone() });
+        let ops = Arc::new(super::serve_ops::ServeOps { stats: stats.clone(), room: flow_room.clone(), workflows: engine.clone(), door: door.clone() });
         let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), ops, stop_rx.clone())?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);
@@ -331,6 +361,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     flow_tasks.finish().await;
     // (the engine holds the adapters, which hold the audit writer's sender)
     drop(engine);
+    drop(door);
     drop(lake_rt);
     ticker.abort();
     drop(manager);

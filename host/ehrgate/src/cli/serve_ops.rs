@@ -14,6 +14,7 @@ pub struct ServeOps {
     pub stats: Arc<FlowStats>,
     pub room: Room,
     pub workflows: Option<Arc<ehrgate_workflows::Engine>>,
+    pub door: Option<Arc<ehrgate_door::Door>>,
 }
 
 impl ehrgate_admin::Ops for ServeOps {
@@ -76,6 +77,17 @@ impl ehrgate_admin::Ops for ServeOps {
                 reg.register(name, help, ConstCounter::new(v));
             }
             reg.register("workflow_runs_open", "Workflow runs pending or retrying", ConstGauge::new(e.open_runs() as i64));
+        }
+        if let Some(d) = &self.door {
+            let d = &d.stats;
+            let counters: [(&str, &str, u64); 3] = [
+                ("door_calls", "Agent door calls, refused ones included", g(&d.calls)),
+                ("door_denied", "Agent door calls refused: no or unknown key, no purpose, outside the client's scopes", g(&d.denied)),
+                ("door_failed", "Agent door calls that failed otherwise (bad arguments, the EHR or the adapter failing)", g(&d.failed)),
+            ];
+            for (name, help, v) in counters {
+                reg.register(name, help, ConstCounter::new(v));
+            }
         }
         let mut out = String::new();
         // (writing to a String cannot fail)

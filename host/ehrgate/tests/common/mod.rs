@@ -38,7 +38,8 @@ pub fn start_sandbox(args: &[&str]) -> Sandbox {
 pub mod gateway;
 
 /// The sandbox's admin API and a Task search, driven by Python's urllib (a client
-/// no code here wrote): `fault SPEC` (a rule on POST /Task), `clear` (no faults),
+/// no code here wrote): `fault SPEC [METHOD PATH_PREFIX]` (a rule, on POST /Task
+/// unless said), `clear` (no faults),
 /// `stats` (its counters, JSON), `tasks PATIENT` (the sorted codes of that
 /// patient's Tasks, JSON).
 const SANDBOX_PY: &str = r#"
@@ -50,7 +51,8 @@ def call(url, data=None, headers={}, method=None):
     with urllib.request.urlopen(req) as r:
         return r.read()
 if op == "fault":
-    body = json.dumps({"method": "POST", "path_prefix": "/Task", "fault": sys.argv[3]}).encode()
+    method, prefix = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("POST", "/Task")
+    body = json.dumps({"method": method, "path_prefix": prefix, "fault": sys.argv[3]}).encode()
     call(admin + "/faults", body, {"Content-Type": "application/json"})
     print("ok")
 elif op == "clear":
