@@ -129,7 +129,14 @@ impl Door {
     /// Runs `tool` with `args` for `caller`; every call is one audit row.
     pub async fn call(&self, caller: &Caller, tool: &str, args: &Value) -> Answer {
         let started = Instant::now();
-        let mut trail = Trail { connection: "door".into(), method: "CALL".into(), path: tool.to_string(), ..Default::default() };
+        // What was attempted, for a call refused before it reads or writes.
+        let mut attempted = format!("{tool} {args}");
+        if attempted.len() > 300 {
+            let cut = (0..=300).rev().find(|i| attempted.is_char_boundary(*i)).unwrap_or(0);
+            attempted.truncate(cut);
+            attempted.push_str("...");
+        }
+        let mut trail = Trail { connection: "door".into(), method: "CALL".into(), path: attempted, ..Default::default() };
         let result = if !args.is_object() {
             Err(refuse(400, "bad-arguments", "the arguments must be a JSON object"))
         } else {

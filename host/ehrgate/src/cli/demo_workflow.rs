@@ -46,7 +46,7 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>) -> anyhow::Result<()> {
         client_id: DEMO_CLIENT_ID.into(),
         client_secret: SecretRef::new(format!("file:{}", secret_file.display())),
         token_url: sandbox.token_url(),
-        scopes: vec!["system/Task.write".into(), "system/Task.read".into()],
+        scopes: vec!["system/Task.write".into(), "system/Task.read".into(), "system/*.read".into()],
     };
     let connections = Arc::new(Connections::new(&[cc]).context("the demo connection")?);
     let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(ehrgate_runtime::TracingAudit), outbound: connections.clone(), ..Default::default() })
@@ -145,6 +145,8 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>) -> anyhow::Result<()> {
     }
     println!("  $ ehrgate workflow runs; ehrgate workflow kpi   (ops/workflow_runs)");
     println!();
+    // 5. The agent door, against the same EHR.
+    super::demo_door::run(connections.clone(), adapters["epic"].clone(), lake.clone(), "patient-0000").await?;
     let _ = sandbox.stop().await;
     Ok(())
 }

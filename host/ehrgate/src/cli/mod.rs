@@ -13,3 +13,4 @@ pub mod adapter_new;
 pub mod adapter_check;
 pub mod workflow;
 pub mod demo_workflow;
+pub mod demo_door;
