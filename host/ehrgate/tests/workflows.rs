@@ -123,6 +123,43 @@ fn runs(dir: &Path, status: Option<&str>) -> Vec<String> {
     text(&ehrgate(dir, &args).stdout).lines().map(str::to_string).collect()
 }
 
+/// A discharge in a file dropped into a watched directory triggers the workflow
+/// too; the file dropped again (say, after a crash before it was moved aside)
+/// triggers nothing new.
+#[test]
+fn a_discharge_in_a_dropped_file_triggers_the_workflow_once() {
+    let sb = start_sandbox(&["--patients", "1"]);
+    let dir = workdir("workflows-drop");
+    config(&dir.0, &sb.base);
+    let drops = dir.0.join("drops");
+    std::fs::create_dir_all(&drops).unwrap();
+    let mut toml = std::fs::read_to_string(dir.0.join("ehrgate.toml")).unwrap();
+    toml.push_str(&format!("\n[[listeners.drops]]\nname = \"adt-files\"\ndir = \"{}\"\nadapter = \"epic\"\nstable_ms = 200\npoll_ms = 50\n", drops.display()));
+    std::fs::write(dir.0.join("ehrgate.toml"), toml).unwrap();
+    let (mut gw, _) = start(&dir.0, &[]);
+    gw.wait_for("drop adt-files watching", Duration::from_secs(5));
+    let message = |control: &str| {
+        let wire = a03(control, "V-FILE");
+        wire[1..wire.len() - 2].to_vec()
+    };
+    std::fs::write(drops.join("discharge.tmp"), message("F1")).unwrap();
+    std::fs::rename(drops.join("discharge.tmp"), drops.join("discharge.hl7")).unwrap();
+    wait_tasks(&sb, 2, Duration::from_secs(60));
+    // The same discharge in another file: the run is recorded already.
+    std::fs::write(drops.join("again.tmp"), message("F1-AGAIN")).unwrap();
+    std::fs::rename(drops.join("again.tmp"), drops.join("again.hl7")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&drops).unwrap().flatten().any(|e| e.file_name() == "again.hl7") {
+        assert!(Instant::now() < deadline, "the second file was not taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gw.stop();
+    assert_eq!(tasks(&sb), 2);
+    let all = runs(&dir.0, None);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0].contains("succeeded"), "{all:?}");
+}
+
 #[test]
 fn a_discharge_creates_its_two_tasks_exactly_once_through_faults_resends_kills_and_an_outage() {
     let sb = start_sandbox(&["--patients", "1"]);

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow, now_micros};
+use ehrgate_lake::{BronzeRow, Lake, QuarantineRow, ShadowDiffRow, WorkflowRunRow, now_micros};
 use ehrgate_runtime::{CandidateMode, Routed};
 use ehrgate_wal::{GroupCommit, Record};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -444,17 +444,10 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
         }
     }
     // The workflow runs the accepted units trigger, decided here, in log order.
-    let mut runs = Vec::new();
-    if let Some(TriggerHook(t)) = &triggers {
-        let mut by_unit: HashMap<&str, Vec<&SilverRow>> = HashMap::new();
-        for r in &mapped.silver {
-            by_unit.entry(r.lineage.as_str()).or_default().push(r);
-        }
-        for u in units.iter().filter(|u| !rejected.contains_key(u.bronze.record_id.as_str())) {
-            let resources = by_unit.get(u.bronze.lineage().as_str()).map(Vec::as_slice).unwrap_or_default();
-            runs.extend(t.triggered(u, resources));
-        }
-    }
+    let runs = match &triggers {
+        Some(TriggerHook(t)) => crate::triggers::runs_for(t.as_ref(), &units, &mapped),
+        None => Vec::new(),
+    };
     let n = units.len();
     let (mut bronze, mut bronze_replayed) = (Vec::new(), Vec::new());
     for (d, u) in batch.iter().zip(units) {

@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ehrgate_lake::{Lake, LakeError, QuarantineRow, Receipt, SilverRow, now_micros, quarantine};
+use ehrgate_lake::{Lake, LakeError, QuarantineRow, Receipt, SilverRow, WorkflowRunRow, now_micros, quarantine};
 use ehrgate_runtime::{Adapter, AdapterError, CallError, Hl7Message, Output};
 
+use crate::triggers::{TriggerHook, runs_for};
 use crate::units::{Unit, UnitKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,10 @@ const FHIR_CHUNK: usize = 1000;
 pub struct Pipeline {
     lake: Arc<Lake>,
     adapter: Adapter,
+    /// Workflow triggers (file drops in `serve`): the runs its units trigger are
+    /// recorded with their rows, before `ingest` returns (so before a drop file
+    /// is moved away as done).
+    triggers: Option<TriggerHook>,
 }
 
 fn error_kind(e: &CallError) -> &'static str {
@@ -100,7 +105,36 @@ fn error_location(e: &CallError) -> Option<String> {
 
 impl Pipeline {
     pub fn new(lake: Arc<Lake>, adapter: Adapter) -> Self {
-        Pipeline { lake, adapter }
+        Pipeline { lake, adapter, triggers: None }
+    }
+
+    pub fn with_triggers(mut self, triggers: Option<TriggerHook>) -> Self {
+        self.triggers = triggers;
+        self
+    }
+
+    /// The runs `units` trigger that are not recorded yet.
+    fn new_runs(&self, units: &[Unit], mapped: &Mapped) -> Vec<WorkflowRunRow> {
+        match &self.triggers {
+            Some(TriggerHook(t)) => {
+                let runs = runs_for(t.as_ref(), units, mapped);
+                if runs.is_empty() { runs } else { t.unseen(runs) }
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The runs are in the lake: start them.
+    fn started(&self, runs: Vec<WorkflowRunRow>) {
+        if let Some(TriggerHook(t)) = &self.triggers
+            && !runs.is_empty()
+        {
+            t.recorded(runs);
+        }
+    }
+
+    async fn record_runs(&self, runs: &[WorkflowRunRow]) -> Result<(), LakeError> {
+        if runs.is_empty() { Ok(()) } else { self.lake.workflow_runs(runs.to_vec()).await }
     }
 
     pub fn adapter(&self) -> &Adapter {
@@ -132,9 +166,12 @@ impl Pipeline {
         self.lake.append_bronze(units.iter().map(|u| u.bronze.clone()).collect()).await?;
         let mapped = self.map_units(&units).await;
         let report = mapped.report(units.len());
-        let (a, b) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine(mapped.quarantined));
+        let runs = self.new_runs(&units, &mapped);
+        let (a, b, c) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine(mapped.quarantined), self.record_runs(&runs));
         a?;
         b?;
+        c?;
+        self.started(runs);
         Ok(report)
     }
 
@@ -152,9 +189,12 @@ impl Pipeline {
         }
         let mapped = self.map_units(&units).await;
         let report = mapped.report(units.len());
-        let (a, b) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine_once(Vec::new(), mapped.quarantined));
+        let runs = self.new_runs(&units, &mapped);
+        let (a, b, c) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine_once(Vec::new(), mapped.quarantined), self.record_runs(&runs));
         a?;
         b?;
+        c?;
+        self.started(runs);
         Ok(report)
     }
 

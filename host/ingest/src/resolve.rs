@@ -9,6 +9,7 @@ use ehrgate_lake::Lake;
 use ehrgate_runtime::{Adapter, Registry, Routed};
 
 use crate::pipeline::Pipeline;
+use crate::triggers::TriggerHook;
 
 /// Adapters by the reference a route gives: `name` or `name@version`.
 pub trait Resolve: Send + Sync {
@@ -40,7 +41,8 @@ impl Resolve for HashMap<String, Adapter> {
 #[derive(Clone)]
 pub enum PipelineSource {
     Fixed(Arc<Pipeline>),
-    Live { lake: Arc<Lake>, adapters: Arc<dyn Resolve>, name: String },
+    /// `triggers`: workflow triggers for the units it ingests (file drops in serve).
+    Live { lake: Arc<Lake>, adapters: Arc<dyn Resolve>, name: String, triggers: Option<TriggerHook> },
 }
 
 impl PipelineSource {
@@ -48,7 +50,7 @@ impl PipelineSource {
     pub fn current(&self) -> Option<Arc<Pipeline>> {
         match self {
             PipelineSource::Fixed(p) => Some(p.clone()),
-            PipelineSource::Live { lake, adapters, name } => adapters.resolve(name).map(|a| Arc::new(Pipeline::new(lake.clone(), a))),
+            PipelineSource::Live { lake, adapters, name, triggers } => adapters.resolve(name).map(|a| Arc::new(Pipeline::new(lake.clone(), a).with_triggers(triggers.clone()))),
         }
     }
 

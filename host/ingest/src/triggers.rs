@@ -6,10 +6,12 @@
 //! the unit go: a crash at any instant after the ACK either replays the unit (and
 //! so triggers the run again) or finds the run recorded.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ehrgate_lake::{SilverRow, WorkflowRunRow};
 
+use crate::pipeline::Mapped;
 use crate::units::Unit;
 
 pub trait Triggers: Send + Sync {
@@ -30,4 +32,20 @@ impl std::fmt::Debug for TriggerHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TriggerHook")
     }
+}
+
+/// The runs the accepted ones of `units` trigger (a unit with a quarantine row was
+/// not accepted), in the order of `units`; `mapped` is what they mapped to.
+pub fn runs_for(t: &dyn Triggers, units: &[Unit], mapped: &Mapped) -> Vec<WorkflowRunRow> {
+    let rejected: HashSet<&str> = mapped.quarantined.iter().map(|q| q.id.as_str()).collect();
+    let mut by_unit: HashMap<&str, Vec<&SilverRow>> = HashMap::new();
+    for r in &mapped.silver {
+        by_unit.entry(r.lineage.as_str()).or_default().push(r);
+    }
+    let mut runs = Vec::new();
+    for u in units.iter().filter(|u| !rejected.contains(u.bronze.record_id.as_str())) {
+        let resources = by_unit.get(u.bronze.lineage().as_str()).map(Vec::as_slice).unwrap_or_default();
+        runs.extend(t.triggered(u, resources));
+    }
+    runs
 }

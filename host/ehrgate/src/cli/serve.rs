@@ -272,7 +272,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         Some(engine)
     };
     let triggers = engine.clone().map(|e| ehrgate_ingest::TriggerHook(e as Arc<dyn ehrgate_ingest::Triggers>));
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers, ..Default::default() };
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers: triggers.clone(), ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
@@ -302,7 +302,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             dc.chunk = v;
         }
         dc.pause_before_move = std::env::var("EHRGATE_FAULT_DROP_PAUSE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
-        let source = PipelineSource::Live { lake: lake.clone(), adapters: registry.clone(), name: d.adapter.clone() };
+        let source = PipelineSource::Live { lake: lake.clone(), adapters: registry.clone(), name: d.adapter.clone(), triggers: triggers.clone() };
         let watcher = DropWatcher::with_source(dc, source)?;
         announce(&format!("ehrgate: drop {} watching {} (adapter {})", d.name, d.dir.display(), d.adapter));
         tasks.push(watcher.spawn(stop_rx.clone()));
@@ -360,6 +360,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     flow_tasks.finish().await;
     // (the engine holds the adapters, which hold the audit writer's sender)
+    drop(triggers);
     drop(engine);
     drop(door);
     drop(lake_rt);
