@@ -79,6 +79,11 @@ struct Trail {
     detail: String,
 }
 
+/// A wait in whole seconds, rounded up (a Retry-After never shorter than the pause).
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -100,11 +105,18 @@ impl Door {
         Door { connections, registry, audit, mappers, max_results: max_results.clamp(1, 1000), stats: DoorStats::default() }
     }
 
-    /// Checks at start: every connection the door reads through is configured.
+    /// Checks at start: every connection the door reads through is configured, and
+    /// its adapter is loaded and declares it.
     pub fn check(&self) -> Result<(), String> {
         for (c, a) in &self.mappers {
             if self.connections.get(c).is_none() {
                 return Err(format!("[agent_door] connections: `{c}` (mapped by `{a}`) is not a configured connection"));
+            }
+            let Some(adapter) = self.registry.get(a) else {
+                return Err(format!("[agent_door] connections: adapter `{a}` (for `{c}`) is not loaded"));
+            };
+            if !adapter.info().connections.iter().any(|n| &n.name == c) {
+                return Err(format!("[agent_door] connections: adapter `{a}` does not declare connection `{c}` (it declares: {})", adapter.info().connections.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")));
             }
         }
         Ok(())
@@ -160,7 +172,7 @@ impl Door {
         self.audit.record(AuditEvent {
             at_ms: now_ms(),
             actor: format!("door:{} (key {}, {})", caller.client.id, caller.client.key_id, caller.via),
-            action: format!("door.{tool}"),
+            action: format!("door.{}", tools::known(tool).unwrap_or("unknown")),
             connection: trail.connection,
             method: trail.method,
             path: trail.path,
@@ -183,7 +195,7 @@ impl Door {
                 let patient = patient_arg(args)?;
                 let q = format!("/Observation?patient={patient}&category=vital-signs&_count={}", self.max_results);
                 let found = self.read(client, args, "Observation", q, trail).await?;
-                let vitals = reads::latest_vitals(found);
+                let vitals = reads::latest_vitals(found.into_iter().filter(|r| reads::about(r, patient)).collect());
                 trail.detail = format!("returned {} Observation", vitals.len());
                 Ok(json!({"patient": format!("Patient/{patient}"), "vitals": vitals}))
             }
@@ -191,7 +203,7 @@ impl Door {
                 let patient = patient_arg(args)?;
                 let q = format!("/MedicationRequest?patient={patient}&status=active&_count={}", self.max_results);
                 let found = self.read(client, args, "MedicationRequest", q, trail).await?;
-                let meds = reads::active(found);
+                let meds = reads::active(found.into_iter().filter(|r| reads::about(r, patient)).collect());
                 trail.detail = format!("returned {} MedicationRequest", meds.len());
                 Ok(json!({"patient": format!("Patient/{patient}"), "medications": meds}))
             }
@@ -215,7 +227,7 @@ impl Door {
                 }
                 let patient = patient_arg(args)?;
                 let q = if ty == "Patient" { format!("/Patient?_id={patient}") } else { format!("/{ty}?patient={patient}&_count={}", self.max_results) };
-                let found = self.read(client, args, ty, q, trail).await?;
+                let found: Vec<Value> = self.read(client, args, ty, q, trail).await?.into_iter().filter(|r| reads::about(r, patient)).collect();
                 trail.detail = format!("returned {} {ty}", found.len());
                 Ok(json!({"resourceType": ty, "patient": format!("Patient/{patient}"), "resources": found}))
             }
@@ -267,10 +279,11 @@ impl Door {
         trail.upstream_us = t.elapsed().as_micros() as u64;
         let resp = match sent {
             Ok(r) => r,
-            Err(HttpError::Denied(m)) => return Err(refuse(403, "forbidden", m)),
+            // The gateway's own set-up refused it (egress rules, the connection's scopes).
+            Err(HttpError::Denied(m)) => return Err(refuse(502, "gateway-refused", m)),
             Err(HttpError::Timeout) => return Err(refuse(504, "upstream-timeout", format!("the EHR did not answer in time on `{connection}`"))),
             Err(HttpError::Unavailable(m)) => {
-                let wait = conn.paused_for().map(|d| d.as_secs().max(1));
+                let wait = conn.paused_for().map(whole_seconds);
                 return Err(Refusal { status: 503, code: "upstream-unavailable", message: m, retry_after_s: wait.or(Some(5)) });
             }
             Err(HttpError::Invalid(m)) => return Err(refuse(400, "bad-arguments", m)),
@@ -280,7 +293,7 @@ impl Door {
             200 => {}
             404 | 410 => return Err(refuse(404, "not-found", format!("the EHR answered {} for {ty}", resp.status))),
             429 | 503 => {
-                let wait = conn.paused_for().map(|d| d.as_secs().max(1)).unwrap_or(5);
+                let wait = conn.paused_for().map(whole_seconds).unwrap_or(5);
                 return Err(Refusal { status: 503, code: "upstream-busy", message: format!("the EHR is busy ({}) after retries; try again in {wait} s", resp.status), retry_after_s: Some(wait) });
             }
             s => return Err(refuse(502, "upstream-error", format!("the EHR answered {s}"))),

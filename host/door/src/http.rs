@@ -81,7 +81,8 @@ async fn call_tool(State(s): State<Shared>, axum::Extension(caller): axum::Exten
     } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "bad-arguments", &format!("the body must be the tool's arguments as a JSON object: {e}")),
+            // (audited as a call with arguments that are not an object)
+            Err(_) => Value::Null,
         }
     };
     answer(s.door.call(&caller, &name, &args).await)
@@ -102,9 +103,12 @@ impl DoorListener {
 }
 
 /// Serve the door on a listener bound beforehand; it stops when `shutdown` changes.
-pub fn start(listener: tokio::net::TcpListener, door: Arc<Door>, clients: Arc<Clients>, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+/// `remote`: the listener is not on loopback (`allow_remote`), so MCP takes any
+/// `Host` header (rmcp's DNS-rebinding guard admits only localhost names; the key
+/// every request needs is the guard here).
+pub fn start(listener: tokio::net::TcpListener, door: Arc<Door>, clients: Arc<Clients>, remote: bool, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let shared = Shared { door, clients };
-    let mcp = crate::mcp::service(shared.clone(), shutdown.clone());
+    let mcp = crate::mcp::service(shared.clone(), remote, shutdown.clone());
     let api = Router::new()
         .route("/v1/tools", get(list_tools))
         .route("/v1/tools/{name}", post(call_tool))

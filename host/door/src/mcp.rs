@@ -97,7 +97,7 @@ impl ServerHandler for McpDoor {
 }
 
 /// The MCP service mounted at `/mcp` (behind the door's authentication layer).
-pub(crate) fn service(shared: Shared, shutdown: watch::Receiver<bool>) -> StreamableHttpService<McpDoor, LocalSessionManager> {
+pub(crate) fn service(shared: Shared, remote: bool, shutdown: watch::Receiver<bool>) -> StreamableHttpService<McpDoor, LocalSessionManager> {
     let ct = CancellationToken::new();
     let stop = ct.clone();
     let mut rx = shutdown;
@@ -106,7 +106,10 @@ pub(crate) fn service(shared: Shared, shutdown: watch::Receiver<bool>) -> Stream
         stop.cancel();
     });
     let handler = McpDoor { backend: Backend::Local(shared) };
-    let config = StreamableHttpServerConfig::default().with_cancellation_token(ct).with_max_request_body_bytes(1 << 20);
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(ct).with_max_request_body_bytes(1 << 20);
+    if remote {
+        config = config.disable_allowed_hosts();
+    }
     StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config)
 }
 
@@ -146,6 +149,9 @@ impl Remote {
     }
 
     async fn call(&self, name: &str, args: &Value) -> Answer {
+        let Some(name) = tools::known(name) else {
+            return Answer { status: 404, body: json!({"error": "unknown-tool", "message": "no such tool"}), retry_after_s: None };
+        };
         let sent = self.http.post(format!("{}/v1/tools/{name}", self.url)).json(args).send().await;
         let resp = match sent {
             Ok(r) => r,

@@ -82,7 +82,20 @@ pub fn active(requests: Vec<Value>) -> Vec<Value> {
 /// An id as FHIR allows it (`[A-Za-z0-9\-\.]{1,64}`), after an optional `Type/`.
 pub fn fhir_id<'a>(value: &'a str, resource_type: &str) -> Option<&'a str> {
     let id = value.strip_prefix(resource_type).and_then(|r| r.strip_prefix('/')).unwrap_or(value);
-    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')).then_some(id)
+    // (at least one letter or digit: `.` and `..` would be dot segments in the URL)
+    let valid = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') && id.bytes().any(|b| b.is_ascii_alphanumeric());
+    valid.then_some(id)
+}
+
+/// Is `r` about `Patient/<patient>` (its `subject`, `patient` or `for`, or the
+/// Patient itself)? A server may ignore a search parameter it does not support and
+/// answer with everyone's resources; only those about the patient asked for pass.
+pub fn about(r: &Value, patient: &str) -> bool {
+    if r.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+        return r.get("id").and_then(Value::as_str) == Some(patient);
+    }
+    let wanted = format!("Patient/{patient}");
+    ["subject", "patient", "for"].iter().any(|k| r.get(*k).and_then(|v| v.get("reference")).and_then(Value::as_str) == Some(wanted.as_str()))
 }
 
 /// A FHIR resource type name as the spec spells them (`Observation`).
@@ -137,6 +150,14 @@ mod tests {
         assert_eq!(fhir_id("p-1", "Patient"), Some("p-1"));
         assert_eq!(fhir_id("../x", "Patient"), None);
         assert_eq!(fhir_id("a?b=c", "Patient"), None);
+        assert_eq!(fhir_id(".", "Patient"), None);
+        assert_eq!(fhir_id("..", "Observation"), None);
+        assert_eq!(fhir_id("Patient/..", "Patient"), None);
+        assert_eq!(fhir_id("", "Patient"), None);
+        let o = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}});
+        assert!(about(&o, "p1") && !about(&o, "p2"));
+        assert!(about(&json!({"resourceType": "Patient", "id": "p1"}), "p1"));
+        assert!(!about(&json!({"resourceType": "Encounter"}), "p1"));
         assert!(resource_type("Observation") && !resource_type("observation") && !resource_type("Obs/x"));
     }
 }

@@ -115,6 +115,8 @@ fn the_agent_door_scopes_audits_honours_429_and_speaks_mcp() {
     // Refusals: no key (401), no purpose (400), a key without Observation scope (403).
     let r = client(None, Some("TREAT"), &["http-call", &url, "latest_vitals", &vitals_args]);
     assert_eq!(r["status"], 401, "{r}");
+    let r = client(None, Some("TREAT"), &["http-post", &format!("{url}/mcp"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#]);
+    assert_eq!(r["status"], 401, "MCP needs a key too: {r}");
     let r = client(Some(&care), None, &["http-call", &url, "latest_vitals", &vitals_args]);
     assert_eq!(r["status"], 400, "{r}");
     assert_eq!(r["body"]["error"], "purpose-required");
@@ -129,6 +131,14 @@ fn the_agent_door_scopes_audits_honours_429_and_speaks_mcp() {
     let r = client(Some(&billing), Some("HPAYMT"), &["http-call", &url, "search_resources", &json!({"type": "Observation", "patient": patient}).to_string()]);
     assert_eq!(r["status"], 403, "{r}");
     assert_eq!(observation_gets(&sb.base), before, "a refused read never reaches the EHR");
+    // Ids that would be dot segments or a query in the EHR's URL are refused.
+    for id in ["..", ".", "x?patient=other", "a/b"] {
+        let r = client(Some(&care), Some("TREAT"), &["http-call", &url, "read_resource", &json!({"type": "Observation", "id": id}).to_string()]);
+        assert_eq!(r["status"], 400, "{id}: {r}");
+    }
+    let r = client(Some(&care), Some("TREAT"), &["http-call", &url, "latest_vitals", "{not json"]);
+    assert_eq!(r["status"], 400, "{r}");
+    assert_eq!(observation_gets(&sb.base), before, "nothing malformed reaches the EHR");
 
     // In scope: the latest vital per code, as the EHR's own data says.
     let expected = client(None, None, &["ehr-vitals", &sb.base, patient]);
@@ -180,7 +190,9 @@ fn the_agent_door_scopes_audits_honours_429_and_speaks_mcp() {
     let rows = sql(&dir.0, "SELECT actor, action, method, path, outcome FROM audit_access_log WHERE action LIKE 'door.%' ORDER BY at");
     let find = |pred: &dyn Fn(&Value) -> bool| rows.iter().filter(|r| pred(r)).count();
     let s = |r: &Value, k: &str| r[k].as_str().unwrap_or("").to_string();
-    assert_eq!(find(&|r| s(r, "actor").starts_with("door:anonymous") && s(r, "outcome").starts_with("denied: 401")), 1, "{rows:#?}");
+    assert_eq!(find(&|r| s(r, "actor").starts_with("door:anonymous") && s(r, "outcome").starts_with("denied: 401")), 2, "{rows:#?}");
+    assert_eq!(find(&|r| s(r, "actor").starts_with("door:care-agent") && s(r, "outcome").starts_with("denied: 403 purpose MARKETING")), 1, "{rows:#?}");
+    assert_eq!(find(&|r| s(r, "action") == "door.read_resource" && s(r, "outcome").starts_with("failed: 400")), 4, "{rows:#?}");
     assert_eq!(find(&|r| s(r, "actor").starts_with("door:care-agent") && s(r, "outcome").starts_with("denied: 400")), 1, "{rows:#?}");
     assert_eq!(
         find(&|r| s(r, "actor").starts_with("door:billing-bot") && s(r, "action") == "door.latest_vitals" && s(r, "outcome").starts_with("denied: 403") && s(r, "outcome").contains("purpose HPAYMT")),

@@ -4,6 +4,7 @@ stdio. Each op prints one JSON object.
 
     door_client.py http-tools URL
     door_client.py http-call URL TOOL ARGS_JSON
+    door_client.py http-post FULL_URL BODY
     door_client.py mcp-http URL TOOL ARGS_JSON
     door_client.py mcp-stdio EHRGATE_BIN URL TOOL ARGS_JSON
     door_client.py ehr-vitals FHIR_BASE PATIENT
@@ -108,6 +109,8 @@ def main():
         out = http(sys.argv[2].rstrip("/") + "/v1/tools")
     elif op == "http-call":
         out = http(sys.argv[2].rstrip("/") + "/v1/tools/" + sys.argv[3], sys.argv[4].encode())
+    elif op == "http-post":
+        out = http(sys.argv[2], sys.argv[3].encode())
     elif op == "mcp-http":
         out = asyncio.run(mcp_http(sys.argv[2], sys.argv[3], json.loads(sys.argv[4])))
     elif op == "mcp-stdio":

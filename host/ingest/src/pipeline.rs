@@ -124,13 +124,18 @@ impl Pipeline {
         }
     }
 
-    /// The runs are in the lake: start them.
-    fn started(&self, runs: Vec<WorkflowRunRow>) {
+    /// Runs written (`written` is Ok) start; runs not written are forgotten, so a
+    /// retry of the same units records them.
+    fn settle(&self, runs: Vec<WorkflowRunRow>, written: Result<(), LakeError>) -> Result<(), LakeError> {
         if let Some(TriggerHook(t)) = &self.triggers
             && !runs.is_empty()
         {
-            t.recorded(runs);
+            match &written {
+                Ok(()) => t.recorded(runs),
+                Err(_) => t.not_recorded(&runs),
+            }
         }
+        written
     }
 
     async fn record_runs(&self, runs: &[WorkflowRunRow]) -> Result<(), LakeError> {
@@ -168,10 +173,9 @@ impl Pipeline {
         let report = mapped.report(units.len());
         let runs = self.new_runs(&units, &mapped);
         let (a, b, c) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine(mapped.quarantined), self.record_runs(&runs));
+        self.settle(runs, c)?;
         a?;
         b?;
-        c?;
-        self.started(runs);
         Ok(report)
     }
 
@@ -191,10 +195,9 @@ impl Pipeline {
         let report = mapped.report(units.len());
         let runs = self.new_runs(&units, &mapped);
         let (a, b, c) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine_once(Vec::new(), mapped.quarantined), self.record_runs(&runs));
+        self.settle(runs, c)?;
         a?;
         b?;
-        c?;
-        self.started(runs);
         Ok(report)
     }
 

@@ -22,6 +22,11 @@ pub trait Triggers: Send + Sync {
     fn unseen(&self, runs: Vec<WorkflowRunRow>) -> Vec<WorkflowRunRow>;
     /// The runs are in the lake: start them.
     fn recorded(&self, runs: Vec<WorkflowRunRow>);
+    /// Writing runs that [`unseen`](Self::unseen) returned failed: forget them, so
+    /// that the retried write records them.
+    fn not_recorded(&self, runs: &[WorkflowRunRow]) {
+        let _ = runs;
+    }
 }
 
 /// A [`Triggers`] in [`crate::FlowConfig`].

@@ -391,6 +391,16 @@ impl Triggers for Engine {
         out
     }
 
+    fn not_recorded(&self, runs: &[WorkflowRunRow]) {
+        let mut known = self.lock();
+        for r in runs {
+            // (only if it is still the row that was about to be recorded)
+            if known.get(&r.run_id).is_some_and(|k| k.status == r.status && k.attempts == r.attempts) {
+                known.remove(&r.run_id);
+            }
+        }
+    }
+
     fn recorded(&self, runs: Vec<WorkflowRunRow>) {
         self.stats.triggered.fetch_add(runs.len() as u64, Ordering::Relaxed);
         let _ = self.tx.send(Cmd::Start(runs));

@@ -33,7 +33,7 @@ pub async fn run(connections: Arc<Connections>, epic: Adapter, lake: Arc<Lake>, 
         .map_err(|e| anyhow::anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("the agent door's port")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (addr, task) = ehrgate_door::start(listener, door.clone(), Arc::new(clients), stop_rx)?;
+    let (addr, task) = ehrgate_door::start(listener, door.clone(), Arc::new(clients), false, stop_rx)?;
     println!("Agent door on http://{addr}: tools over HTTP (/v1/tools) and MCP (/mcp); two clients, keys kept as hashes");
 
     let http = reqwest::Client::builder().no_proxy().build()?;

@@ -323,7 +323,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         (Some((_, clients, d)), Some(listener)) => {
             let door = Arc::new(ehrgate_door::Door::new(connections.clone(), registry.clone(), audit.clone(), d.connections.clone(), d.max_results));
             door.check().map_err(|e| anyhow::anyhow!(e))?;
-            let (bound, task) = ehrgate_door::start(listener, door.clone(), clients, stop_rx.clone()).context("agent door: cannot listen")?;
+            let (bound, task) = ehrgate_door::start(listener, door.clone(), clients, d.allow_remote, stop_rx.clone()).context("agent door: cannot listen")?;
             announce(&format!("ehrgate: agent door on http://{bound} (tools at /v1/tools, MCP at /mcp)"));
             tasks.push(task);
             Some(door)
