@@ -29,7 +29,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -39,7 +38,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use ehrgate_lifecycle::{Manager, PackageError};
-use ehrgate_runtime::{AuditEvent, AuditSink, CandidateMode};
+use ehrgate_runtime::{AuditEvent, AuditSink, CandidateMode, now_ms};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -114,9 +113,6 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.ops.metrics()).into_response()
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// Who made a call, for the audit: the token's id, the peer address, and the
 /// name a CLI user gave (`X-Ehrgate-Actor`), when printable and short.
@@ -131,7 +127,7 @@ fn claimed_actor(headers: &HeaderMap) -> Option<String> {
 async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let given = ehrgate_httpd::bearer(req.headers());
     // Compare digests: equal-length inputs, so the comparison's timing says
     // nothing about the token.
     let ok = given.is_some_and(|g| Sha256::digest(g.as_bytes()).as_slice() == s.token_digest);
@@ -148,8 +144,7 @@ async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectIn
             path,
             outcome: format!("denied: 401 {why}"),
         });
-        return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], axum::Json(serde_json::json!({"error": "unauthorized", "message": "an admin token is required (Authorization: Bearer ...)"})))
-            .into_response();
+        return ehrgate_httpd::unauthorized("an admin token is required (Authorization: Bearer ...)");
     }
     let who = match claimed {
         Some(c) => format!("admin:{c} (token {}) from {peer}", s.token_id),

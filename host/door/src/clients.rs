@@ -68,10 +68,9 @@ fn parse_hash(v: &str) -> Option<[u8; 32]> {
 
 /// The `key_hash` setting: inline `sha256:<hex>`, or a reference to it.
 fn resolve_hash(id: &str, setting: &str) -> Result<[u8; 32], String> {
-    let value = if let Some(name) = setting.strip_prefix("env:") {
-        std::env::var(name).map_err(|_| format!("client `{id}`: key_hash: environment variable `{name}` is not set"))?
-    } else if let Some(path) = setting.strip_prefix("file:") {
-        std::fs::read_to_string(path).map_err(|e| format!("client `{id}`: key_hash: cannot read `{path}`: {e}"))?
+    let value = if setting.starts_with("env:") || setting.starts_with("file:") {
+        let secret = ehrgate_connect::SecretRef::new(setting).resolve(&format!("client `{id}`: key_hash")).map_err(|e| e.to_string())?;
+        secret.expose().to_string()
     } else {
         setting.to_string()
     };

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use ehrgate_connect::Connections;
-use ehrgate_runtime::{AdapterError, AuditEvent, AuditSink, CallError, HttpError, HttpRequest, Registry};
+use ehrgate_runtime::{AdapterError, AuditEvent, AuditSink, CallError, HttpError, HttpRequest, Registry, now_ms};
 use serde_json::{Value, json};
 
 use crate::clients::Client;
@@ -84,10 +84,6 @@ fn whole_seconds(d: std::time::Duration) -> u64 {
     d.as_secs_f64().ceil().max(1.0) as u64
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 fn str_arg<'a>(args: &'a Value, name: &str) -> Result<&'a str, Refusal> {
     match args.get(name) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
@@ -96,7 +92,7 @@ fn str_arg<'a>(args: &'a Value, name: &str) -> Result<&'a str, Refusal> {
     }
 }
 
-fn patient_arg<'a>(args: &'a Value) -> Result<&'a str, Refusal> {
+fn patient_arg(args: &Value) -> Result<&str, Refusal> {
     reads::fhir_id(str_arg(args, "patient")?, "Patient").ok_or_else(|| refuse(400, "bad-arguments", "`patient` is not a FHIR id (or Patient/<id>)"))
 }
 
@@ -183,7 +179,7 @@ impl Door {
 
     async fn dispatch(&self, caller: &Caller, tool: &str, args: &Value, trail: &mut Trail) -> Result<Value, Refusal> {
         let client = &caller.client;
-        if !tools::catalogue(client).iter().any(|t| t.name == tool) {
+        if !tools::offered(client, tool) {
             return Err(if tools::known(tool).is_some() {
                 refuse(403, "forbidden", format!("client `{}` has no scope for `{tool}`", client.id))
             } else {
@@ -191,22 +187,8 @@ impl Door {
             });
         }
         match tool {
-            LATEST_VITALS => {
-                let patient = patient_arg(args)?;
-                let q = format!("/Observation?patient={patient}&category=vital-signs&_count={}", self.max_results);
-                let found = self.read(client, args, "Observation", q, trail).await?;
-                let vitals = reads::latest_vitals(found.into_iter().filter(|r| reads::about(r, patient)).collect());
-                trail.detail = format!("returned {} Observation", vitals.len());
-                Ok(json!({"patient": format!("Patient/{patient}"), "vitals": vitals}))
-            }
-            ACTIVE_MEDICATIONS => {
-                let patient = patient_arg(args)?;
-                let q = format!("/MedicationRequest?patient={patient}&status=active&_count={}", self.max_results);
-                let found = self.read(client, args, "MedicationRequest", q, trail).await?;
-                let meds = reads::active(found.into_iter().filter(|r| reads::about(r, patient)).collect());
-                trail.detail = format!("returned {} MedicationRequest", meds.len());
-                Ok(json!({"patient": format!("Patient/{patient}"), "medications": meds}))
-            }
+            LATEST_VITALS => self.patient_read(client, args, "Observation", "&category=vital-signs", "vitals", reads::latest_vitals, trail).await,
+            ACTIVE_MEDICATIONS => self.patient_read(client, args, "MedicationRequest", "&status=active", "medications", reads::active, trail).await,
             READ_RESOURCE => {
                 let ty = str_arg(args, "type")?;
                 if !reads::resource_type(ty) {
@@ -225,14 +207,22 @@ impl Door {
                 if !reads::resource_type(ty) {
                     return Err(refuse(400, "bad-arguments", "`type` is not a FHIR resource type"));
                 }
-                let patient = patient_arg(args)?;
-                let q = if ty == "Patient" { format!("/Patient?_id={patient}") } else { format!("/{ty}?patient={patient}&_count={}", self.max_results) };
-                let found: Vec<Value> = self.read(client, args, ty, q, trail).await?.into_iter().filter(|r| reads::about(r, patient)).collect();
-                trail.detail = format!("returned {} {ty}", found.len());
-                Ok(json!({"resourceType": ty, "patient": format!("Patient/{patient}"), "resources": found}))
+                self.patient_read(client, args, ty, "", "resources", |all| all, trail).await
             }
             _ => self.run_action(client, args, trail).await,
         }
+    }
+
+    /// A patient's resources of `ty` (the search with `extra` parameters), those
+    /// about that patient only, through `reduce`; answered as `{"patient", <key>: [...]}`.
+    #[allow(clippy::too_many_arguments)]
+    async fn patient_read(&self, client: &Client, args: &Value, ty: &str, extra: &str, key: &str, reduce: fn(Vec<Value>) -> Vec<Value>, trail: &mut Trail) -> Result<Value, Refusal> {
+        let patient = patient_arg(args)?;
+        let q = if ty == "Patient" { format!("/Patient?_id={patient}") } else { format!("/{ty}?patient={patient}{extra}&_count={}", self.max_results) };
+        let found = self.read(client, args, ty, q, trail).await?;
+        let kept = reduce(found.into_iter().filter(|r| reads::about(r, patient)).collect());
+        trail.detail = format!("returned {} {ty}", kept.len());
+        Ok(json!({"type": ty, "patient": format!("Patient/{patient}"), key: kept}))
     }
 
     /// The connection a read goes through: named, or the client's only one.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,19 +32,15 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({"error": code, "message": message}))).into_response()
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
-}
-
 /// Who calls: a known key and an acceptable purpose, or the refusal (audited).
 async fn authenticate(State(s): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
     let via = format!("{} {peer}", if req.uri().path().starts_with("/mcp") { "mcp" } else { "http" });
     let what = format!("{} {}", req.method(), req.uri().path());
-    let Some(client) = bearer(req.headers()).and_then(|k| s.clients.by_key(k)) else {
-        let why = if bearer(req.headers()).is_some() { "unknown key" } else { "no bearer key" };
+    let presented = ehrgate_httpd::bearer(req.headers());
+    let Some(client) = presented.and_then(|k| s.clients.by_key(k)) else {
+        let why = if presented.is_some() { "unknown key" } else { "no bearer key" };
         s.door.audit_refused("anonymous", &via, &what, 401, why);
-        return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], axum::Json(json!({"error": "unauthorized", "message": "an API key is required (Authorization: Bearer ...)"})))
-            .into_response();
+        return ehrgate_httpd::unauthorized("an API key is required (Authorization: Bearer ...)");
     };
     let purpose = req.headers().get(PURPOSE_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
     if !valid_purpose(purpose) {

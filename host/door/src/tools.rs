@@ -45,10 +45,23 @@ fn patient_property() -> Value {
     json!({"type": "string", "description": "The patient's id in the EHR (`123` or `Patient/123`)."})
 }
 
+/// Does `client` have the scope for tool `name` at all (the arguments are checked
+/// when it is called)?
+pub fn offered(client: &Client, name: &str) -> bool {
+    let reads = !client.connections.is_empty();
+    match name {
+        LATEST_VITALS => reads && client.may_read("Observation"),
+        ACTIVE_MEDICATIONS => reads && client.may_read("MedicationRequest"),
+        READ_RESOURCE | SEARCH_RESOURCES => reads && !client.read.is_empty(),
+        RUN_ACTION => !client.actions.is_empty(),
+        _ => false,
+    }
+}
+
 /// The tools `client` may call; a tool it has no scope for is not listed.
 pub fn catalogue(client: &Client) -> Vec<ToolSpec> {
     let mut out = Vec::new();
-    if !client.connections.is_empty() {
+    {
         let read_tool = |name, description: &str, mut properties: serde_json::Map<String, Value>, required: &[&str]| {
             properties.insert("connection".into(), connection_property(client));
             ToolSpec {
@@ -63,24 +76,26 @@ pub fn catalogue(client: &Client) -> Vec<ToolSpec> {
             m.insert("patient".into(), patient_property());
             m
         };
-        if client.may_read("Observation") {
+        if offered(client, LATEST_VITALS) {
             out.push(read_tool(LATEST_VITALS, "The latest vital signs of a patient, one Observation per vital-sign code, read from the EHR now.", patient_only(), &["patient"]));
         }
-        if client.may_read("MedicationRequest") {
+        if offered(client, ACTIVE_MEDICATIONS) {
             out.push(read_tool(ACTIVE_MEDICATIONS, "A patient's active medication orders (MedicationRequest with status active), read from the EHR now.", patient_only(), &["patient"]));
         }
-        if !client.read.is_empty() {
+        if offered(client, READ_RESOURCE) {
             let mut m = serde_json::Map::new();
             m.insert("type".into(), type_property(client));
             m.insert("id".into(), json!({"type": "string", "description": "The resource's id in the EHR."}));
             out.push(read_tool(READ_RESOURCE, "One FHIR resource by type and id (e.g. an Encounter), read from the EHR now.", m, &["type", "id"]));
+        }
+        if offered(client, SEARCH_RESOURCES) {
             let mut m = serde_json::Map::new();
             m.insert("type".into(), type_property(client));
             m.insert("patient".into(), patient_property());
             out.push(read_tool(SEARCH_RESOURCES, "A patient's FHIR resources of one type (the first page), read from the EHR now.", m, &["type", "patient"]));
         }
     }
-    if !client.actions.is_empty() {
+    if offered(client, RUN_ACTION) {
         out.push(ToolSpec {
             name: RUN_ACTION,
             description: "Run an adapter action that writes to the EHR (e.g. `epic.discharge-checklist` creates a discharge's follow-up Tasks, once however often it is called).".into(),

@@ -43,6 +43,17 @@ async fn within(State(limit): State<Duration>, req: Request, next: Next) -> Resp
     }
 }
 
+/// The credential of `Authorization: Bearer <credential>`, if any. Shared by the
+/// admin server (its token) and the agent door (client keys).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
+}
+
+/// 401 with `WWW-Authenticate: Bearer` and `{"error": "unauthorized", "message": ...}`.
+pub fn unauthorized(message: &str) -> Response {
+    (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], axum::Json(serde_json::json!({"error": "unauthorized", "message": message}))).into_response()
+}
+
 /// Serve `app` on `listener` until `shutdown` changes; requests carry
 /// `ConnectInfo<SocketAddr>`. In-flight requests finish on shutdown.
 pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, name: &'static str, mut shutdown: watch::Receiver<bool>) {

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use ehrgate_runtime::{Adapter, AdapterSettings, AuditEvent, AuditSink, Candidate, CandidateMode, ContractVersion, LoadError, Registry, Runtime, split_pin};
+use ehrgate_runtime::{Adapter, AdapterSettings, AuditEvent, AuditSink, Candidate, CandidateMode, ContractVersion, LoadError, Registry, Runtime, now_ms, split_pin};
 use serde::Serialize;
 
 use crate::PackageError;
@@ -105,9 +105,6 @@ pub struct Manager {
 
 const WARM_PER_NAME: usize = 2;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 fn load_error(e: LoadError) -> PackageError {
     match e {

@@ -32,9 +32,7 @@ impl types::Host for CallState {}
 const MAX_STATE_KEY: usize = 256;
 const MAX_STATE_VALUE: usize = 64 << 10;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+use crate::services::now_ms;
 
 impl http::Host for CallState {
     async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {

@@ -36,4 +36,4 @@ pub use grants::{Grant, Grants};
 pub use limits::Limits;
 pub use loaded::{Adapter, AdapterSettings};
 pub use registry::{Candidate, CandidateMode, Registry, Routed, SlotState, split_pin, stable_hash};
-pub use services::{AuditEvent, AuditSink, MemoryState, NoOutbound, Outbound, StateStore, TracingAudit};
+pub use services::{now_ms, AuditEvent, AuditSink, MemoryState, NoOutbound, Outbound, StateStore, TracingAudit};

@@ -53,7 +53,12 @@ impl StateStore for MemoryState {
     }
 }
 
-/// One audited access by an adapter.
+/// Milliseconds since the Unix epoch, the clock of [`AuditEvent::at_ms`].
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One audited access (by an adapter, an admin, an agent door client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     pub at_ms: u64,

@@ -10,6 +10,13 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+/// Counters read once per scrape: (name, help, value).
+fn register_counters(reg: &mut Registry, counters: &[(&str, &str, u64)]) {
+    for (name, help, v) in counters {
+        reg.register(*name, *help, ConstCounter::new(*v));
+    }
+}
+
 pub struct ServeOps {
     pub stats: Arc<FlowStats>,
     pub room: Room,
@@ -57,9 +64,7 @@ impl ehrgate_admin::Ops for ServeOps {
             ("backpressure_waits", "Times a listener waited for room (the lake behind)", g(&s.waits)),
             ("lake_commit_errors", "Failed lake writes (retried; units stay in the log)", g(&s.commit_errors)),
         ];
-        for (name, help, v) in counters {
-            reg.register(name, help, ConstCounter::new(v));
-        }
+        register_counters(&mut reg, &counters);
         let pending = g(&s.received).saturating_sub(g(&s.failed)).saturating_sub(g(&s.committed).saturating_sub(g(&s.replayed)));
         reg.register("units_pending", "Units received and stored in the log, not yet committed to the lake", ConstGauge::new(pending as i64));
         reg.register("replay_pending", "Units of the start-up replay not yet committed", ConstGauge::new(g(&s.replay_pending) as i64));
@@ -73,9 +78,7 @@ impl ehrgate_admin::Ops for ServeOps {
                 ("workflow_runs_failed", "Workflow runs that failed (dead letter)", g(&w.failed)),
                 ("workflow_retries", "Workflow attempts that failed transiently and were scheduled again", g(&w.retries)),
             ];
-            for (name, help, v) in counters {
-                reg.register(name, help, ConstCounter::new(v));
-            }
+            register_counters(&mut reg, &counters);
             reg.register("workflow_runs_open", "Workflow runs pending or retrying", ConstGauge::new(e.open_runs() as i64));
         }
         if let Some(d) = &self.door {
@@ -85,9 +88,7 @@ impl ehrgate_admin::Ops for ServeOps {
                 ("door_denied", "Agent door calls refused: no or unknown key, no purpose, outside the client's scopes", g(&d.denied)),
                 ("door_failed", "Agent door calls that failed otherwise (bad arguments, the EHR or the adapter failing)", g(&d.failed)),
             ];
-            for (name, help, v) in counters {
-                reg.register(name, help, ConstCounter::new(v));
-            }
+            register_counters(&mut reg, &counters);
         }
         let mut out = String::new();
         // (writing to a String cannot fail)
