@@ -367,10 +367,12 @@ impl Engine {
         if next.status == "failed" {
             tracing::warn!(run = %next.run_id, workflow = %next.workflow, attempts = next.attempts, "workflow run failed (dead letter): {}", next.error.as_deref().unwrap_or(""));
         }
+        // Done goes into the loop's queue before anyone hears the run finished, so a
+        // control sent after hearing it queues behind Done and finds no attempt under way.
+        let _ = self.tx.send(Cmd::Done(next.clone()));
         if next.is_final() {
-            let _ = self.finished.send(Finished { row: next.clone() });
+            let _ = self.finished.send(Finished { row: next });
         }
-        let _ = self.tx.send(Cmd::Done(next));
     }
 }
 
