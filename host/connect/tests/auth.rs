@@ -1,6 +1,7 @@
 //! Tokens against the sandbox's token endpoint: SMART Backend Services assertions
 //! (RS384 and ES384, verified against the registered JWKS), client_credentials with
-//! basic auth, caching, refresh on 401 exactly once, scope intersection.
+//! basic auth, caching, refresh on 401 exactly once, scope intersection, and the
+//! EHR refusing (403) what a token narrowed to the declared scopes does not cover.
 
 mod common;
 
@@ -217,4 +218,32 @@ fn connection_config_reads_from_toml() {
     assert!(err.contains("env:NAME") && !err.contains("hunter2"), "{err}");
     let unknown = toml::from_str::<File>("[[connections]]\nname='a'\nbase_url='http://x'\nrate_limit=3\n");
     assert!(unknown.is_err(), "unknown keys are refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_narrowed_to_the_declared_scopes_gets_403_for_anything_else() {
+    let ec = ec_key("ec-1");
+    let sb = serve(SandboxOptions { patients: 2, ..Default::default() }).await.unwrap();
+    // The EHR would grant much more; the gateway asks only for what the adapter declares.
+    sb.register_client(ClientRegistration { client_id: "gateway".into(), jwks: Some(json!({"keys": [ec.jwk]})), client_secret: None, scopes: None }).unwrap();
+    let dir = TempDir::new("narrow");
+    let pem = dir.write("ec.pem", &ec.pem);
+    let conn = Connection::new(&smart("ehr", &sb.base_url(), "gateway", &pem, SigningAlg::ES384, "ec-1")).unwrap();
+    let declared = scopes(&["system/Patient.read"]);
+    assert_eq!(conn.send(get("/Patient/patient-0000"), &declared).await.unwrap().status, 200);
+    assert_eq!(conn.send(get("/Patient?_id=patient-0000"), &declared).await.unwrap().status, 200, "search is part of read");
+    let refused = conn.send(get("/Observation?patient=Patient/patient-0000"), &declared).await.unwrap();
+    assert_eq!(refused.status, 403, "{}", String::from_utf8_lossy(&refused.body));
+    assert!(String::from_utf8_lossy(&refused.body).contains("Observation"), "the refusal names the type");
+    let mut task = get("/Task");
+    task.method = "POST".into();
+    task.body = Some(json!({"resourceType": "Task", "status": "requested", "intent": "order"}).to_string().into_bytes());
+    task.headers.push(("content-type".into(), "application/fhir+json".into()));
+    assert_eq!(conn.send(task.clone(), &declared).await.unwrap().status, 403, "no write without a write scope");
+    assert_eq!(sb.stats().scope_refusals, 2);
+    // Declaring the scopes makes the same requests pass (a second, wider token).
+    let wider = scopes(&["system/Patient.read", "system/Observation.read", "system/Task.c"]);
+    assert_eq!(conn.send(get("/Observation?patient=Patient/patient-0000"), &wider).await.unwrap().status, 200);
+    assert_eq!(conn.send(task, &wider).await.unwrap().status, 201);
+    assert_eq!(sb.stats().scope_refusals, 2);
 }

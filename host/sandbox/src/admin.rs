@@ -18,7 +18,7 @@ pub async fn stats(State(app): State<Arc<App>>) -> Response {
     let s = app.stats();
     Json(json!({
         "requests": s.requests, "token_requests": s.token_requests, "tokens_issued": s.tokens_issued,
-        "faults_applied": s.faults_applied, "by_route": s.by_route, "resources": app.counts(),
+        "faults_applied": s.faults_applied, "scope_refusals": s.scope_refusals, "by_route": s.by_route, "resources": app.counts(),
     }))
     .into_response()
 }

@@ -128,6 +128,8 @@ pub struct Stats {
     pub token_requests: u64,
     pub tokens_issued: u64,
     pub faults_applied: u64,
+    /// Requests refused with 403 because the token's scopes do not cover them.
+    pub scope_refusals: u64,
     pub by_route: BTreeMap<String, u64>,
     pub log: Vec<RequestLog>,
 }
@@ -141,8 +143,7 @@ impl Stats {
 
 pub(crate) struct IssuedToken {
     pub client_id: String,
-    /// Granted scopes (space separated). Not enforced per resource yet.
-    #[allow(dead_code)]
+    /// Granted scopes (space separated), enforced per resource type (`scopes`).
     pub scope: String,
     pub expires_at_ms: u64,
 }

@@ -175,3 +175,16 @@ pub fn check_bearer(app: &App, headers: &HeaderMap) -> Option<Response> {
     tracing::trace!(client = %t.client_id, "bearer accepted");
     None
 }
+
+/// The scopes granted to the request's bearer token (`None` without a known token).
+pub fn granted(app: &App, headers: &HeaderMap) -> Option<String> {
+    let tok = bearer(headers)?;
+    lock(&app.tokens).get(&tok).map(|t| t.scope.clone())
+}
+
+/// A 403 for a token whose scopes do not cover the request.
+pub fn forbidden(diagnostics: &str) -> Response {
+    let mut r = outcome(403, "forbidden", diagnostics);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=\"insufficient_scope\""));
+    r
+}

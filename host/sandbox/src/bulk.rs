@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::scopes::{self, Interaction};
 use crate::app::{App, Flavor, lock};
 use crate::data::{PATIENT_TYPES, Store, TYPES};
 use crate::faults::mangle_ndjson;
@@ -268,6 +269,30 @@ fn kick_off(app: &App, headers: &HeaderMap, req: Result<ExportRequest, Response>
             }
             v
         }
+    };
+    // Only what the token may read is exported: a `_type` it does not cover is
+    // refused (or, lenient, skipped); without `_type`, the types it covers.
+    let (types, errors) = if app.opts.require_auth {
+        let granted = crate::auth::granted(app, headers).unwrap_or_default();
+        let mut errors = errors;
+        let mut kept = Vec::new();
+        for t in types {
+            if scopes::allows(&granted, &t, Interaction::Read) {
+                kept.push(t);
+            } else if req.types.is_none() {
+                // (not asked for by name: simply not exported)
+            } else if lenient {
+                errors.push(issue_line("error", "forbidden", &scopes::refusal(&granted, &t, Interaction::Read)));
+            } else {
+                return crate::auth::forbidden(&scopes::refusal(&granted, &t, Interaction::Read));
+            }
+        }
+        if kept.is_empty() {
+            return crate::auth::forbidden(&format!("the access token's scopes ({granted}) allow reading none of the exported types"));
+        }
+        (kept, errors)
+    } else {
+        (types, errors)
     };
     let mut store = lock(&app.store);
     for p in &req.patients {

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::app::{App, lock};
 use crate::faults::{FAULT_HEADER, Fault};
+use crate::scopes::{self, Interaction};
 use crate::{admin, auth, bulk, fhir};
 
 /// The fault picked for a request, for handlers that apply it themselves (NDJSON).
@@ -92,11 +93,40 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
     {
         return denied;
     }
+    if app.opts.require_auth
+        && !public
+        && let Some((ty, what)) = rest_interaction(&method, &local)
+    {
+        let granted = auth::granted(&app, req.headers()).unwrap_or_default();
+        if !scopes::allows(&granted, &ty, what) {
+            lock(&app.stats).scope_refusals += 1;
+            return auth::forbidden(&scopes::refusal(&granted, &ty, what));
+        }
+    }
     if let Some(f) = fault.clone() {
         req.extensions_mut().insert(ActiveFault(f));
     }
     let resp = next.run(req).await;
     if matches!(fault, Some(Fault::Reset)) { reset(resp) } else { resp }
+}
+
+/// The resource type and interaction of a REST request (`GET /Type/id` reads,
+/// `GET /Type` searches, `POST /Type` creates); `None` for everything else
+/// (bulk export checks its types itself; status and file downloads belong to the
+/// job the kick-off allowed).
+fn rest_interaction(method: &str, local: &str) -> Option<(String, Interaction)> {
+    let segs: Vec<&str> = local.trim_start_matches('/').split('/').collect();
+    let ty = *segs.first()?;
+    if ty.is_empty() || !ty.starts_with(|c: char| c.is_ascii_uppercase()) || segs.iter().any(|s| s.starts_with('$')) {
+        return None;
+    }
+    let what = match (method, segs.len()) {
+        ("GET", 1) => Interaction::Search,
+        ("GET", 2) => Interaction::Read,
+        ("POST", 1) => Interaction::Create,
+        _ => return None,
+    };
+    Some((ty.to_string(), what))
 }
 
 /// Keeps the status and headers, then breaks the connection after a few body bytes.

@@ -22,6 +22,7 @@ mod data;
 mod faults;
 mod fhir;
 mod http;
+pub mod scopes;
 mod time;
 
 use std::net::SocketAddr;
