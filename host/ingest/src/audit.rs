@@ -34,6 +34,7 @@ impl LakeAudit {
                         method: Some(e.method),
                         path: Some(e.path),
                         outcome: e.outcome,
+                        ..Default::default()
                     })
                     .collect();
                 if let Err(e) = lake.audit(rows).await {

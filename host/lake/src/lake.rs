@@ -7,7 +7,8 @@ use deltalake::DeltaTable;
 use tokio::sync::oneshot;
 
 use crate::error::LakeError;
-use crate::rows::{AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
+use crate::audit::AuditRow;
+use crate::rows::{BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
 use crate::schema::{self, Table};
 use crate::storage::Storage;
 use crate::writer::{self, BatchConfig, Rows, Submission, WriterHandle};

@@ -15,6 +15,7 @@
 //! bounded queue for back-pressure. SQL over every table through DataFusion.
 //! Schemas are documented in `docs/tables.md`.
 
+pub mod audit;
 mod error;
 mod lake;
 pub mod maintenance;
@@ -26,9 +27,11 @@ mod storage;
 mod writer;
 
 pub use deltalake::arrow;
+pub use deltalake::datafusion;
 pub use error::LakeError;
 pub use lake::{Lake, snake_to_type};
-pub use rows::{AuditRow, BronzeDetail, BronzeRow, Micros, QuarantineRow, Receipt, ShadowDiffRow, SilverRow, WorkflowRunRow, date_of, now_micros, rfc3339, parse_fhir_time, sha256_hex};
+pub use audit::AuditRow;
+pub use rows::{BronzeDetail, BronzeRow, Micros, QuarantineRow, Receipt, ShadowDiffRow, SilverRow, WorkflowRunRow, date_of, now_micros, rfc3339, parse_fhir_time, sha256_hex};
 pub use schema::{Table, silver_path, silver_schema, valid_resource_type};
 pub use storage::{SecretRef, Storage};
 pub use writer::BatchConfig;

@@ -110,15 +110,15 @@ impl BronzeRow {
     }
 }
 
-fn strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+pub(crate) fn strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(v.collect::<StringArray>())
 }
 
-fn times(v: impl Iterator<Item = Option<Micros>>) -> ArrayRef {
+pub(crate) fn times(v: impl Iterator<Item = Option<Micros>>) -> ArrayRef {
     Arc::new(v.collect::<TimestampMicrosecondArray>().with_timezone("UTC"))
 }
 
-fn batch(table: &str, schema: deltalake::arrow::datatypes::SchemaRef, cols: Vec<ArrayRef>) -> Result<RecordBatch, LakeError> {
+pub(crate) fn batch(table: &str, schema: deltalake::arrow::datatypes::SchemaRef, cols: Vec<ArrayRef>) -> Result<RecordBatch, LakeError> {
     RecordBatch::try_new(schema, cols).map_err(|e| LakeError::delta(table, e))
 }
 
@@ -394,33 +394,6 @@ pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, LakeError
         Arc::new(rows.iter().map(|r| Some(r.raw.as_slice())).collect::<BinaryArray>()),
         times(rows.iter().map(|r| r.reprocessed_at)),
         strings(rows.iter().map(|r| r.reprocess_outcome.as_deref())),
-    ];
-    batch(t.path(), t.schema(), cols)
-}
-
-/// One audited access.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRow {
-    pub at: Micros,
-    pub actor: String,
-    pub action: String,
-    pub connection: Option<String>,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub outcome: String,
-}
-
-pub fn audit_batch(rows: &[AuditRow]) -> Result<RecordBatch, LakeError> {
-    let t = Table::Audit;
-    let cols: Vec<ArrayRef> = vec![
-        times(rows.iter().map(|r| Some(r.at))),
-        Arc::new(rows.iter().map(|r| Some(date_of(r.at))).collect::<StringArray>()),
-        strings(rows.iter().map(|r| Some(r.actor.as_str()))),
-        strings(rows.iter().map(|r| Some(r.action.as_str()))),
-        strings(rows.iter().map(|r| r.connection.as_deref())),
-        strings(rows.iter().map(|r| r.method.as_deref())),
-        strings(rows.iter().map(|r| r.path.as_deref())),
-        strings(rows.iter().map(|r| Some(r.outcome.as_str()))),
     ];
     batch(t.path(), t.schema(), cols)
 }

@@ -80,6 +80,13 @@ impl Table {
                 f("method", DataType::Utf8, true),
                 f("path", DataType::Utf8, true),
                 f("outcome", DataType::Utf8, false),
+                // The hash chain and what the access was for (`audit.rs`); nullable
+                // only because a table from before the chain gets them added.
+                f("seq", DataType::Int64, true),
+                f("purpose", DataType::Utf8, true),
+                f("detail", DataType::Utf8, true),
+                f("prev_hash", DataType::Utf8, true),
+                f("hash", DataType::Utf8, true),
             ])),
             Table::ShadowDiffs => Arc::new(Schema::new(vec![
                 f("at", ts(), false),
@@ -178,6 +185,10 @@ pub fn silver_schema() -> SchemaRef {
 /// Silver columns added after the first release: a table created without them gets
 /// them (nullable) before its next write.
 pub const SILVER_ADDED_COLUMNS: [&str; 2] = ["received_at", "receipt_seq"];
+
+/// Audit columns added with the hash chain (an older audit table gets them, nullable;
+/// its old rows stay outside the chain).
+pub const AUDIT_ADDED_COLUMNS: [&str; 5] = ["seq", "purpose", "detail", "prev_hash", "hash"];
 
 /// `DiagnosticReport` -> `silver/diagnostic_report`.
 pub fn silver_path(resource_type: &str) -> String {

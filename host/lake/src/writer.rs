@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use crate::error::LakeError;
-use crate::rows::{self, AuditRow, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
+use crate::audit::{self, AuditRow, HEAD_KEY, Head};
+use crate::rows::{self, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
 use crate::schema::{self, Table};
 
 /// When a writer commits.
@@ -96,6 +97,8 @@ pub(crate) fn spawn(path: String, url: Url, options: HashMap<String, String>, cf
 
 async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig, mut rx: mpsc::Receiver<Submission>) {
     let mut table: Option<DeltaTable> = None;
+    // (audit only: the chain's head as of a table version this writer committed)
+    let mut audit_head: Option<(u64, Head)> = None;
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + cfg.max_age;
         let mut rows = first.rows;
@@ -120,7 +123,10 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         }
         let n = rows.len();
         let started = std::time::Instant::now();
-        let result = commit(&path, &url, &options, &mut table, rows).await;
+        let result = match &rows {
+            Rows::Audit(r) => append_audit(&path, &url, &options, &mut table, &mut audit_head, r).await,
+            _ => commit(&path, &url, &options, &mut table, rows).await,
+        };
         match &result {
             Ok(()) => tracing::debug!(table = %path, rows = n, ms = started.elapsed().as_millis() as u64, "committed"),
             Err(e) => tracing::error!(table = %path, rows = n, "commit failed: {e}"),
@@ -168,7 +174,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         Rows::Bronze(t, r) => (rows::bronze_batch(*t, r)?, t.partitions(), false),
         Rows::Silver(r) => (rows::silver_batch(path, &dedupe_newest(r))?, &[][..], true),
         Rows::Quarantine(r) => (rows::quarantine_batch(r)?, Table::Quarantine.partitions(), false),
-        Rows::Audit(r) => (rows::audit_batch(r)?, Table::Audit.partitions(), false),
+        Rows::Audit(_) => unreachable!("audit rows are chained by append_audit"),
         Rows::ShadowDiffs(r) => (rows::shadow_diff_batch(r)?, Table::ShadowDiffs.partitions(), false),
         Rows::WorkflowRuns(r) => (rows::workflow_run_batch(r)?, Table::WorkflowRuns.partitions(), false),
     };
@@ -177,7 +183,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         None => open(path, url, options).await?,
     };
     if merge && t.version().is_some() {
-        t = add_missing_silver_columns(path, t).await?;
+        t = add_missing_columns(path, t, &schema::SILVER_ADDED_COLUMNS, silver_added_fields()).await?;
     }
     let mut attempt = 1;
     loop {
@@ -207,9 +213,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
             }
             Err(e) => e,
         };
-        let conflict =
-            matches!(e, DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) || e.to_string().to_lowercase().contains("conflict");
-        if !conflict || attempt == MAX_ATTEMPTS {
+        if !is_conflict(&e) || attempt == MAX_ATTEMPTS {
             return Err(LakeError::delta(path, e));
         }
         tracing::warn!(table = %path, attempt, "commit conflict, reloading the table and retrying: {e}");
@@ -221,6 +225,80 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
         }
         attempt += 1;
     }
+}
+
+/// Another writer committed first.
+fn is_conflict(e: &DeltaTableError) -> bool {
+    matches!(e, DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) || e.to_string().to_lowercase().contains("conflict")
+}
+
+/// Audit rows sealed onto the hash chain (`audit.rs`) and appended. The commit lands
+/// only on the version whose head was read; when another writer (this or another
+/// process) commits first, the head is read again and the rows sealed again.
+async fn append_audit(
+    path: &str,
+    url: &Url,
+    options: &HashMap<String, String>,
+    table: &mut Option<DeltaTable>,
+    cached: &mut Option<(u64, Head)>,
+    rows: &[AuditRow],
+) -> Result<(), LakeError> {
+    let mut t = match table.take() {
+        Some(t) => t,
+        None => open(path, url, options).await?,
+    };
+    if t.version().is_some() {
+        t = add_missing_columns(path, t, &schema::AUDIT_ADDED_COLUMNS, audit_added_fields()).await?;
+    }
+    let mut attempt = 1;
+    loop {
+        let head = match (t.version(), cached.as_ref()) {
+            (Some(v), Some((cv, h))) if v == *cv => h.clone(),
+            _ => audit::head(&t).await.map_err(|e| LakeError::delta(path, e))?,
+        };
+        let (batch, new_head) = audit::chained_batch(rows, &head)?;
+        let props = CommitProperties::default()
+            .with_max_retries(0)
+            .with_metadata([(HEAD_KEY.to_string(), serde_json::json!({"seq": new_head.seq, "hash": new_head.hash}))]);
+        let result = t
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns(Table::Audit.partitions().iter().map(|s| s.to_string()))
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(props)
+            .await;
+        let e = match result {
+            Ok(done) => {
+                *cached = done.version().map(|v| (v, new_head));
+                *table = Some(done);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        *cached = None;
+        if !is_conflict(&e) || attempt == MAX_ATTEMPTS {
+            return Err(LakeError::delta(path, e));
+        }
+        tracing::debug!(table = %path, attempt, "audit commit raced another writer; sealing the rows again on the new head");
+        tokio::time::sleep(backoff(attempt)).await;
+        match t.update_state().await {
+            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(LakeError::delta(path, e)),
+        }
+        attempt += 1;
+    }
+}
+
+fn audit_added_fields() -> Vec<deltalake::kernel::StructField> {
+    use deltalake::kernel::{DataType as KernelType, StructField};
+    vec![
+        StructField::nullable("seq", KernelType::LONG),
+        StructField::nullable("purpose", KernelType::STRING),
+        StructField::nullable("detail", KernelType::STRING),
+        StructField::nullable("prev_hash", KernelType::STRING),
+        StructField::nullable("hash", KernelType::STRING),
+    ]
 }
 
 /// Silver rows into an existing table: ids the table already holds go through the
@@ -288,27 +366,30 @@ fn writer_properties() -> WriterProperties {
     b.build()
 }
 
-/// A silver table created before a column was added to the silver schema gets it
-/// (nullable, so its old rows read as null) in one commit of its own. Another
-/// writer doing the same at once makes one of the two commits conflict: the table
-/// is then reloaded and, the columns being there, left alone.
-async fn add_missing_silver_columns(path: &str, t: DeltaTable) -> Result<DeltaTable, LakeError> {
-    use deltalake::kernel::{DataType as KernelType, StructField};
+/// A table created before columns were added to its schema gets them (nullable, so
+/// its old rows read as null) in one commit of its own. Another writer doing the
+/// same at once makes one of the two commits conflict: the table is then reloaded
+/// and, the columns being there, left alone.
+async fn add_missing_columns(path: &str, t: DeltaTable, names: &[&str], fields: Vec<deltalake::kernel::StructField>) -> Result<DeltaTable, LakeError> {
     let has = |t: &DeltaTable, c: &str| t.snapshot().map(|s| s.schema().field(c).is_some()).unwrap_or(true);
-    if schema::SILVER_ADDED_COLUMNS.iter().all(|c| has(&t, c)) {
+    if names.iter().all(|c| has(&t, c)) {
         return Ok(t);
     }
-    let fields = [StructField::nullable("received_at", KernelType::TIMESTAMP), StructField::nullable("receipt_seq", KernelType::LONG)];
-    let missing: Vec<StructField> = fields.into_iter().filter(|f| !has(&t, f.name())).collect();
-    tracing::info!(table = %path, columns = ?missing.iter().map(|f| f.name().clone()).collect::<Vec<_>>(), "adding the silver columns this version writes");
+    let missing: Vec<_> = fields.into_iter().filter(|f| !has(&t, f.name())).collect();
+    tracing::info!(table = %path, columns = ?missing.iter().map(|f| f.name().clone()).collect::<Vec<_>>(), "adding the columns this version writes");
     match t.clone().add_columns().with_fields(missing).await {
         Ok(t) => Ok(t),
         Err(e) => {
             let mut t = t;
             t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
-            if schema::SILVER_ADDED_COLUMNS.iter().all(|c| has(&t, c)) { Ok(t) } else { Err(LakeError::delta(path, e)) }
+            if names.iter().all(|c| has(&t, c)) { Ok(t) } else { Err(LakeError::delta(path, e)) }
         }
     }
+}
+
+fn silver_added_fields() -> Vec<deltalake::kernel::StructField> {
+    use deltalake::kernel::{DataType as KernelType, StructField};
+    vec![StructField::nullable("received_at", KernelType::TIMESTAMP), StructField::nullable("receipt_seq", KernelType::LONG)]
 }
 
 /// MERGE on id: a row replaces the stored one only when it is a newer version:
