@@ -1,28 +1,14 @@
 //! API clients: keys kept only as SHA-256 digests, and the scopes each client has.
 //!
-//! A key is 32 random bytes (`ehrgate door key`), so a plain SHA-256 of it cannot be
-//! reversed or guessed; a slow password hash would only slow every call down.
+//! Keys and their hashes: `ehrgate_govern::keys`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-
 use crate::config::ClientEntry;
 
-/// The prefix of every key `ehrgate door key` makes (so a leaked one is
-/// recognisable by secret scanners).
-pub const KEY_PREFIX: &str = "ehrgk_";
-
-/// A new random key and the `key_hash` value that admits it.
-pub fn new_key() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
-    let hash = format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())));
-    (key, hash)
-}
+pub use ehrgate_govern::keys::{KEY_PREFIX, new_key};
+use ehrgate_govern::keys::{digest, key_id, resolve_hash};
 
 /// One configured client.
 #[derive(Debug)]
@@ -60,26 +46,6 @@ pub struct Clients {
     by_digest: HashMap<[u8; 32], Arc<Client>>,
 }
 
-fn parse_hash(v: &str) -> Option<[u8; 32]> {
-    let hex_digits = v.trim().strip_prefix("sha256:").unwrap_or(v.trim());
-    let bytes = hex::decode(hex_digits).ok()?;
-    bytes.try_into().ok()
-}
-
-/// The `key_hash` setting: inline `sha256:<hex>`, or a reference to it.
-fn resolve_hash(id: &str, setting: &str) -> Result<[u8; 32], String> {
-    let value = if setting.starts_with("env:") || setting.starts_with("file:") {
-        let secret = ehrgate_connect::SecretRef::new(setting).resolve(&format!("client `{id}`: key_hash")).map_err(|e| e.to_string())?;
-        secret.expose().to_string()
-    } else {
-        setting.to_string()
-    };
-    if value.trim().starts_with(KEY_PREFIX) {
-        return Err(format!("client `{id}`: key_hash holds a key, not its hash; keep only `sha256:<hex>` (from `ehrgate door key`) and give the key to the client"));
-    }
-    parse_hash(&value).ok_or_else(|| format!("client `{id}`: key_hash must be `sha256:<64 hex digits>` (or env:/file: holding it)"))
-}
-
 impl Clients {
     pub fn new(entries: &[ClientEntry]) -> Result<Clients, String> {
         let mut by_digest = HashMap::new();
@@ -97,8 +63,8 @@ impl Clients {
                     return Err(format!("client `{}`: action `{a}` must be `adapter.action`", e.id));
                 }
             }
-            let digest = resolve_hash(&e.id, &e.key_hash)?;
-            let key_id = hex::encode(&Sha256::digest(digest)[..4]);
+            let digest = resolve_hash(&format!("client `{}`", e.id), &e.key_hash)?;
+            let key_id = key_id(&digest);
             let client = Client {
                 id: e.id.clone(),
                 key_id,
@@ -116,8 +82,7 @@ impl Clients {
 
     /// The client a presented key belongs to.
     pub fn by_key(&self, key: &str) -> Option<Arc<Client>> {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        self.by_digest.get(&digest).cloned()
+        self.by_digest.get(&digest(key)).cloned()
     }
 
     pub fn is_empty(&self) -> bool {

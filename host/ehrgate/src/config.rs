@@ -44,6 +44,9 @@ pub struct Config {
     /// `ehrgate serve`: the agent door, an HTTP and MCP listener for agents and
     /// pipelines (docs/agent-door.md). None: no door.
     pub agent_door: Option<ehrgate_door::DoorSettings>,
+    /// Principals, masking profiles, the pseudonym key (docs/governance.md).
+    #[serde(default)]
+    pub governance: ehrgate_govern::GovernanceSettings,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,11 +83,27 @@ enum Command {
         #[arg(long)]
         error_count: Option<u64>,
     },
-    /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...).
+    /// SQL over the lake's tables (bronze_hl7_messages, silver_patient, ...). Every
+    /// query is audited; with --as, only the principal's tables, masked by its
+    /// profile (docs/governance.md).
     Sql {
         query: String,
         #[arg(long, value_enum, default_value = "table")]
         format: cli::lake_cmds::OutFormat,
+        /// Read as this principal of [governance] principals.
+        #[arg(long = "as")]
+        principal: Option<String>,
+        /// The principal's key, by reference: env:NAME or file:/path.
+        #[arg(long, requires = "principal")]
+        key: Option<String>,
+        /// Purpose of use, recorded in the audit (e.g. TREAT, HOPERAT, HRESCH).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// The audit table: verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Inputs that were rejected.
     Quarantine {
@@ -115,6 +131,13 @@ enum Command {
         #[command(subcommand)]
         command: DoorCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain of audit/access_log: exit 0 when every row is as
+    /// written, 1 naming the first row deleted, edited or out of place.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -542,7 +565,11 @@ fn main() -> ExitCode {
                 BulkCommand::Cancel { connection } => cli::bulk::cancel(&cfg()?, &connection).await,
                 BulkCommand::Status { connection } => cli::bulk::status(&cfg()?, &connection).await,
             },
-            Command::Sql { query, format } => cli::lake_cmds::sql(&cfg()?, &query, format).await,
+            Command::Sql { query, format, principal, key, purpose } => {
+                let who = cli::govern_cmds::Who { principal, key, purpose };
+                cli::govern_cmds::sql(&cfg()?, &query, format, who).await
+            }
+            Command::Audit { command: AuditCommand::Verify } => cli::govern_cmds::audit_verify(&cfg()?).await,
             Command::Quarantine { command: QuarantineCommand::List { all } } => cli::lake_cmds::quarantine_list(&cfg()?, all).await,
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {
                 cli::lake_cmds::quarantine_reprocess(&cfg()?, id, adapter, &with).await

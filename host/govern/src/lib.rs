@@ -5,8 +5,13 @@
 //! - [`verify`]: walks the audit table's hash chain (sealed by the lake's audit
 //!   writer, `ehrgate_lake::audit`) and names the first broken row.
 
+pub mod keys;
+pub mod mask;
+pub mod policy;
+pub mod sql;
 pub mod verify;
 
+pub use policy::{GovernanceSettings, Policy, Principal, Profile};
 pub use verify::{Break, Verdict, verify};
 
 /// Errors a user can cause or meet.

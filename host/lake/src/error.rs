@@ -12,6 +12,9 @@ pub enum LakeError {
     WriterGone(String),
     #[error("{0}")]
     Invalid(String),
+    /// A read the reader's policy does not allow.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl LakeError {

@@ -7,7 +7,7 @@ use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::error::LakeError;
 use crate::lake::Lake;
@@ -19,9 +19,38 @@ use crate::schema::Table;
 /// (bronze, quarantine, audit, ...) are always there: one not yet written is
 /// empty, not missing.
 pub async fn query(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+    query_gated(lake, sql, &Open).await.map(|(b, _)| b)
+}
+
+/// Who reads decides, per table, whether it may be read and how it looks (masked):
+/// the governance layer implements this; [`query`] reads everything as stored.
+pub trait Gate: Send + Sync {
+    /// `Err(why)` when the table named `sql_name` may not be read.
+    fn check(&self, sql_name: &str) -> Result<(), String>;
+    /// The table as this reader sees it, from the table as stored.
+    fn view(&self, sql_name: &str, stored: DataFrame) -> Result<DataFrame, DataFusionError>;
+}
+
+/// Everything, as stored.
+struct Open;
+
+impl Gate for Open {
+    fn check(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn view(&self, _: &str, stored: DataFrame) -> Result<DataFrame, DataFusionError> {
+        Ok(stored)
+    }
+}
+
+/// [`query`] through `gate`: a query naming a table the gate refuses fails with
+/// [`LakeError::Refused`] before anything runs; the tables it may read are seen
+/// only through the gate's view (the stored table is never registered by name).
+/// Returns the batches and the tables the query names.
+pub async fn query_gated(lake: &Lake, sql: &str, gate: &dyn Gate) -> Result<(Vec<RecordBatch>, Vec<String>), LakeError> {
     let tables = lake.tables().await?;
     let empty: Vec<Table> = Table::ALL.into_iter().filter(|t| !tables.iter().any(|(p, _)| p == t.path())).collect();
-    run(tables, &empty, sql).await
+    run(tables, &empty, sql, gate).await
 }
 
 /// A read-only query over the one table at `path` (named as in [`query`]); a table
@@ -33,23 +62,41 @@ pub async fn query_one(lake: &Lake, path: &str, sql: &str) -> Result<Vec<RecordB
 
 /// Run a read-only query over the given tables (path, opened table).
 pub(crate) async fn query_tables(tables: Vec<(String, DeltaTable)>, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
-    run(tables, &[], sql).await
+    run(tables, &[], sql, &Open).await.map(|(b, _)| b)
 }
 
-async fn run(tables: Vec<(String, DeltaTable)>, empty: &[Table], sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+async fn run(tables: Vec<(String, DeltaTable)>, empty: &[Table], sql: &str, gate: &dyn Gate) -> Result<(Vec<RecordBatch>, Vec<String>), LakeError> {
+    let e = |e: DataFusionError| LakeError::Sql(e.to_string());
     let ctx = SessionContext::new();
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect.clone();
+    let statement = state.sql_to_statement(sql, &dialect).map_err(e)?;
+    let mut named: Vec<String> = state.resolve_table_references(&statement).map_err(e)?.iter().map(|r| r.table().to_string()).collect();
+    named.sort();
+    named.dedup();
+    for n in &named {
+        gate.check(n).map_err(LakeError::Refused)?;
+    }
+    let register = |name: String, stored: DataFrame| -> Result<(), LakeError> {
+        if gate.check(&name).is_err() {
+            return Ok(());
+        }
+        let seen = gate.view(&name, stored).map_err(e)?;
+        ctx.register_table(name, seen.into_view()).map_err(e)?;
+        Ok(())
+    };
     for t in empty {
-        let provider = MemTable::try_new(t.schema(), vec![vec![]]).map_err(|e| LakeError::Sql(e.to_string()))?;
-        ctx.register_table(t.sql_name(), std::sync::Arc::new(provider)).map_err(|e| LakeError::Sql(e.to_string()))?;
+        let provider = MemTable::try_new(t.schema(), vec![vec![]]).map_err(e)?;
+        register(t.sql_name(), ctx.read_table(std::sync::Arc::new(provider)).map_err(e)?)?;
     }
     for (path, table) in tables {
-        table.update_datafusion_session(&ctx.state()).map_err(|e| LakeError::delta(&path, e))?;
+        table.update_datafusion_session(&state).map_err(|e| LakeError::delta(&path, e))?;
         let provider = table.table_provider().await.map_err(|e| LakeError::delta(&path, e))?;
-        ctx.register_table(path.replace('/', "_"), provider).map_err(|e| LakeError::Sql(e.to_string()))?;
+        register(path.replace('/', "_"), ctx.read_table(provider).map_err(e)?)?;
     }
-    // What `SessionContext::sql_with_options` does, in two steps so that a refused
+    // What `SessionContext::sql_with_options` does, in steps so that a refused
     // statement gets its own message.
-    let plan = ctx.state().create_logical_plan(sql).await.map_err(|e| LakeError::Sql(e.to_string()))?;
+    let plan = ctx.state().statement_to_plan(statement).await.map_err(e)?;
     let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     read_only.verify_plan(&plan).map_err(|e| {
         let why = match e {
@@ -58,8 +105,8 @@ async fn run(tables: Vec<(String, DeltaTable)>, empty: &[Table], sql: &str) -> R
         };
         LakeError::Sql(format!("only read-only queries are allowed ({why})"))
     })?;
-    let df = ctx.execute_logical_plan(plan).await.map_err(|e| LakeError::Sql(e.to_string()))?;
-    df.collect().await.map_err(|e| LakeError::Sql(e.to_string()))
+    let df = ctx.execute_logical_plan(plan).await.map_err(e)?;
+    Ok((df.collect().await.map_err(e)?, named))
 }
 
 /// Output formats for `ehrgate sql`.

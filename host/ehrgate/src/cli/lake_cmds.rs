@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ehrgate_ingest::bulk::{self, Progress};
 use ehrgate_ingest::{LakeAudit, Pipeline, Report};
-use ehrgate_lake::{Lake, maintenance, quarantine, sql};
+use ehrgate_lake::{Lake, maintenance, quarantine};
 use crate::adapters;
 use crate::config::Config;
 
@@ -117,28 +117,6 @@ pub enum OutFormat {
     Table,
     Json,
     Csv,
-}
-
-/// `ehrgate sql "<query>" [--format table|json|csv]`
-pub async fn sql(cfg: &Config, query: &str, format: OutFormat) -> anyhow::Result<ExitCode> {
-    let lake = open_lake(cfg)?;
-    let batches = sql::query(&lake, query).await?;
-    let f = match format {
-        OutFormat::Table => sql::Format::Table,
-        OutFormat::Json => sql::Format::Json,
-        OutFormat::Csv => sql::Format::Csv,
-    };
-    let mut text = sql::render(&batches, f)?;
-    if matches!(format, OutFormat::Table) {
-        text.push('\n');
-    }
-    // A reader that stops early (`| head`) is not an error.
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        r => r.map(|_| ExitCode::SUCCESS).context("writing the result"),
-    }
 }
 
 /// `ehrgate quarantine list [--all]`

@@ -14,3 +14,4 @@ pub mod adapter_check;
 pub mod workflow;
 pub mod demo_workflow;
 pub mod demo_door;
+pub mod govern_cmds;

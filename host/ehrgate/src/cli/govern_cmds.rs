@@ -1,0 +1,104 @@
+//! `ehrgate sql` (governed and audited) and `ehrgate audit verify`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ehrgate_govern::sql::Reader;
+use ehrgate_govern::{GovernError, Policy};
+use ehrgate_lake::sql;
+
+use super::lake_cmds::{OutFormat, open_lake};
+use crate::config::Config;
+
+/// Who runs `ehrgate sql`.
+pub struct Who {
+    pub principal: Option<String>,
+    /// By reference (env:/file:).
+    pub key: Option<String>,
+    pub purpose: Option<String>,
+}
+
+/// `ehrgate sql "<query>" [--format table|json|csv] [--as NAME [--key REF]] [--purpose P]`
+pub async fn sql(cfg: &Config, query: &str, format: OutFormat, who: Who) -> anyhow::Result<ExitCode> {
+    let policy = Policy::new(&cfg.governance).context("[governance]")?;
+    let key = match &who.key {
+        Some(r) => Some(ehrgate_connect::SecretRef::new(r.as_str()).resolve("--key").map_err(|e| anyhow::anyhow!("{e}"))?.expose().to_string()),
+        None => None,
+    };
+    if let Some(p) = &who.purpose
+        && !(!p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_graphic()))
+    {
+        anyhow::bail!("--purpose must be 1-64 printable characters without spaces (e.g. TREAT, HOPERAT)");
+    }
+    let lake = open_lake(cfg)?;
+    let principal = match &who.principal {
+        Some(name) => match policy.admit(name, key.as_deref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // (a failed admission is an access attempt: audited)
+                let row = ehrgate_lake::AuditRow {
+                    at: ehrgate_lake::now_micros(),
+                    actor: format!("sql:{name}"),
+                    action: "sql.query".into(),
+                    outcome: format!("refused: {e}"),
+                    purpose: who.purpose.clone(),
+                    detail: Some(serde_json::json!({"query": query}).to_string()),
+                    ..Default::default()
+                };
+                lake.audit(vec![row]).await.context("writing the audit row")?;
+                anyhow::bail!("{e}");
+            }
+        },
+        None => None,
+    };
+    let reader = Reader { principal, operator: operator(), purpose: who.purpose.clone() };
+    let batches = match ehrgate_govern::sql::query(&lake, &policy, &reader, query).await {
+        Ok(b) => b,
+        Err(GovernError::Lake(ehrgate_lake::LakeError::Refused(why))) | Err(GovernError::Refused(why)) => anyhow::bail!("refused: {why}"),
+        Err(e) => return Err(e.into()),
+    };
+    let f = match format {
+        OutFormat::Table => sql::Format::Table,
+        OutFormat::Json => sql::Format::Json,
+        OutFormat::Csv => sql::Format::Csv,
+    };
+    let mut text = sql::render(&batches, f)?;
+    if matches!(format, OutFormat::Table) {
+        text.push('\n');
+    }
+    // A reader that stops early (`| head`) is not an error.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        r => r.map(|_| ExitCode::SUCCESS).context("writing the result"),
+    }
+}
+
+/// The OS user, for queries run without a principal.
+fn operator() -> String {
+    let u = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    u.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(64).collect()
+}
+
+/// `ehrgate audit verify`
+pub async fn audit_verify(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let lake = open_lake(cfg)?;
+    let v = ehrgate_govern::verify(&lake).await?;
+    let extra = if v.unchained > 0 { format!(" ({} rows from before the chain are not covered)", v.unchained) } else { String::new() };
+    match (&v.broken, &v.head) {
+        (None, Some(h)) => {
+            println!("audit chain intact: {} rows, seq 0 to {}, head {}{extra}", v.chained, h.seq, h.hash);
+            Ok(ExitCode::SUCCESS)
+        }
+        (None, None) => {
+            println!("audit chain empty: no rows yet{extra}");
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some(b), _) => {
+            println!("audit chain BROKEN at {b}");
+            println!("({} rows on the chain read{extra}; rows after the break are not trusted)", v.chained);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
