@@ -100,6 +100,19 @@ enum Command {
         #[arg(long)]
         purpose: Option<String>,
     },
+    /// Export tables through a masking profile (de-identified) as NDJSON and Parquet,
+    /// with a manifest.json; the export is audited.
+    Export {
+        /// Masking profile: safe-harbor or one of [governance.profiles].
+        #[arg(long)]
+        profile: String,
+        /// Folder to write (created).
+        #[arg(long)]
+        to: PathBuf,
+        /// Tables by SQL name; `prefix*` matches a prefix.
+        #[arg(long, default_value = "silver_*")]
+        tables: Vec<String>,
+    },
     /// The audit table: verify its hash chain.
     Audit {
         #[command(subcommand)]
@@ -569,6 +582,7 @@ fn main() -> ExitCode {
                 let who = cli::govern_cmds::Who { principal, key, purpose };
                 cli::govern_cmds::sql(&cfg()?, &query, format, who).await
             }
+            Command::Export { profile, to, tables } => cli::govern_cmds::export(&cfg()?, &profile, &to, &tables).await,
             Command::Audit { command: AuditCommand::Verify } => cli::govern_cmds::audit_verify(&cfg()?).await,
             Command::Quarantine { command: QuarantineCommand::List { all } } => cli::lake_cmds::quarantine_list(&cfg()?, all).await,
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {

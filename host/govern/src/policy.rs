@@ -99,10 +99,13 @@ pub const SAFE_HARBOR_ELEMENTS: &[(&str, Op, &str)] = &[
     ("Person.name", Op::Redact, "A names"),
     ("Practitioner.name", Op::Redact, "A names (household, employers: conservatively all persons)"),
     ("Patient.contact", Op::Redact, "A names, B addresses, D-F telecom of relatives"),
+    ("RelatedPerson.address", Op::Redact, "B addresses of relatives"),
     ("*.address", Op::Address, "B geographic subdivisions smaller than a state (ZIP to 3 digits, 000 for small areas)"),
     ("Patient.birthDate", Op::BirthYear, "C dates (birth year kept; 90 and over grouped)"),
     ("*.telecom", Op::Redact, "D telephone, E fax, F email, N URLs"),
     ("*.identifier", Op::Redact, "G SSN, H MRN, I health plan, J account, K licence, L vehicle, M device numbers"),
+    ("*.subscriberId", Op::Redact, "I health plan beneficiary numbers"),
+    ("Coverage.class", Op::Redact, "I, J plan and group numbers"),
     ("Device.udiCarrier", Op::Redact, "M device identifiers"),
     ("Device.serialNumber", Op::Redact, "M device serial numbers"),
     ("Device.lotNumber", Op::Redact, "M device identifiers"),
@@ -199,10 +202,17 @@ pub struct Principal {
 impl Principal {
     /// May it read the table named `sql_name`?
     pub fn may_read(&self, sql_name: &str) -> bool {
-        self.tables.iter().any(|t| match t.strip_suffix('*') {
-            Some(prefix) => sql_name.starts_with(prefix),
-            None => t == sql_name,
-        })
+        Self::pattern_matcher(&self.tables)(sql_name)
+    }
+
+    /// Does a table name match one of `patterns` (exact names, or `prefix*`)?
+    pub fn pattern_matcher(patterns: &[String]) -> impl Fn(&str) -> bool + '_ {
+        move |name| {
+            patterns.iter().any(|t| match t.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => t == name,
+            })
+        }
     }
 
     pub fn may_declare(&self, purpose: &str) -> bool {

@@ -28,6 +28,7 @@ mod writer;
 
 pub use deltalake::arrow;
 pub use deltalake::datafusion;
+pub use deltalake::parquet;
 pub use error::LakeError;
 pub use lake::{Lake, snake_to_type};
 pub use audit::AuditRow;

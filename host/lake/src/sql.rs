@@ -53,6 +53,12 @@ pub async fn query_gated(lake: &Lake, sql: &str, gate: &dyn Gate) -> Result<(Vec
     run(tables, &empty, sql, gate).await
 }
 
+/// [`query_gated`] over the one table at `path` only (the others are not opened).
+pub async fn query_one_gated(lake: &Lake, path: &str, sql: &str, gate: &dyn Gate) -> Result<Vec<RecordBatch>, LakeError> {
+    let tables = lake.table(path).await?.map(|t| vec![(path.to_string(), t)]).unwrap_or_default();
+    run(tables, &[], sql, gate).await.map(|(b, _)| b)
+}
+
 /// A read-only query over the one table at `path` (named as in [`query`]); a table
 /// that does not exist yet is simply not there.
 pub async fn query_one(lake: &Lake, path: &str, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {

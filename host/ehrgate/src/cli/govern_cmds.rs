@@ -1,4 +1,4 @@
-//! `ehrgate sql` (governed and audited) and `ehrgate audit verify`.
+//! `ehrgate sql` (governed and audited), `ehrgate export` and `ehrgate audit verify`.
 
 use std::process::ExitCode;
 
@@ -101,4 +101,17 @@ pub async fn audit_verify(cfg: &Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `ehrgate export --profile NAME --to DIR [--tables P ...]`
+pub async fn export(cfg: &Config, profile: &str, to: &std::path::Path, tables: &[String]) -> anyhow::Result<ExitCode> {
+    let policy = Policy::new(&cfg.governance).context("[governance]")?;
+    let lake = open_lake(cfg)?;
+    let done = ehrgate_govern::export::export(&lake, &policy, profile, tables, to, &format!("export:{}", operator())).await?;
+    for t in &done.tables {
+        println!("{:<28} {:>9} rows  {} {}", t.table, t.rows, t.ndjson, t.parquet);
+    }
+    let rate = if done.seconds > 0.0 { done.rows as f64 / done.seconds } else { 0.0 };
+    println!("exported {} rows through profile {} into {} in {:.2} s ({rate:.0} rows/s)", done.rows, done.profile, to.display(), done.seconds);
+    Ok(ExitCode::SUCCESS)
 }
