@@ -286,6 +286,23 @@ enum LakeCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Apply [[governance.retention]]: delete rows older than each rule's window,
+    /// vacuum the files that held them, and write an attestation to the audit.
+    Retain {
+        /// Keep unreferenced files younger than this (0: none, so older versions
+        /// cannot be read; give a live writer a few minutes).
+        #[arg(long, default_value_t = 0)]
+        vacuum_minutes: u64,
+    },
+    /// Remove every row about one patient from silver, bronze (the units they came
+    /// from), quarantine and workflow runs, vacuum, and audit it.
+    Purge {
+        /// The patient's FHIR id (silver's Patient id).
+        #[arg(long)]
+        patient: String,
+        #[arg(long, default_value_t = 0)]
+        vacuum_minutes: u64,
+    },
 }
 
 /// Where a running gateway's admin API is, and its token.
@@ -609,6 +626,8 @@ fn main() -> ExitCode {
             Command::Lake { command: LakeCommand::Vacuum { retention_hours, dry_run } } => {
                 cli::lake_cmds::vacuum(&cfg()?, retention_hours, dry_run).await
             }
+            Command::Lake { command: LakeCommand::Retain { vacuum_minutes } } => cli::govern_cmds::retain(&cfg()?, vacuum_minutes).await,
+            Command::Lake { command: LakeCommand::Purge { patient, vacuum_minutes } } => cli::govern_cmds::purge(&cfg()?, &patient, vacuum_minutes).await,
         }
     });
     match result {

@@ -232,3 +232,101 @@ fn audit_verify_names_the_first_row_an_independent_writer_edited_or_deleted() {
         assert!(out.contains(&format!("BROKEN at seq {seq}")) && out.contains(why), "{case}: {out}");
     }
 }
+
+/// An independent reader (Python deltalake) over every table but the audit:
+/// table -> rows whose values mention `needle`.
+fn mentions(root: &Path, needle: &str) -> serde_json::Map<String, Value> {
+    let script = r#"
+import sys, json, glob, os
+from deltalake import DeltaTable
+root, needle = sys.argv[1], sys.argv[2]
+hits = {}
+for log in glob.glob(os.path.join(root, '**', '_delta_log'), recursive=True):
+    path = os.path.dirname(log)
+    rel = os.path.relpath(path, root)
+    if rel.startswith('audit'):
+        continue
+    rows = DeltaTable(path).to_pyarrow_table().to_pylist()
+    hits[rel] = sum(1 for r in rows if needle in json.dumps(r, default=str))
+print(json.dumps(hits))
+"#;
+    let out = Command::new("python3").args(["-c", script, root.to_str().unwrap(), needle]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_str(text(&out.stdout).trim()).unwrap()
+}
+
+/// With the independent reader: rows of the table at `path` with `column` before
+/// `cutoff` now, and at `version` (None when that version can no longer be read).
+fn old_rows(path: &Path, column: &str, cutoff: &str, version: i64) -> (u64, u64, Option<u64>) {
+    let script = r#"
+import sys, json, datetime
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+path, column, cutoff, version = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cut = datetime.datetime.fromisoformat(cutoff.replace('Z', '+00:00'))
+def old(t):
+    c = t.column(column)
+    return int(pc.sum(pc.less(c, pc.cast(cut, c.type))).as_py() or 0)
+now = DeltaTable(path).to_pyarrow_table()
+try:
+    then = old(DeltaTable(path, version=version).to_pyarrow_table())
+except Exception:
+    then = None
+print(json.dumps({"rows": now.num_rows, "old": old(now), "old_then": then}))
+"#;
+    let out = Command::new("python3").args(["-c", script, path.to_str().unwrap(), column, cutoff, &version.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    (v["rows"].as_u64().unwrap(), v["old"].as_u64().unwrap(), v["old_then"].as_u64())
+}
+
+#[test]
+fn retention_and_purge_leave_nothing_an_independent_reader_can_find() {
+    let dir = workdir("retain");
+    ingest_corpus(&dir.0);
+    let root = dir.0.join("ehrgate-data");
+    let observations = sql(&dir.0, "SELECT count(*) AS n FROM silver_observation")[0]["n"].as_u64().unwrap();
+    std::fs::write(
+        dir.0.join("ehrgate.toml"),
+        "[[governance.retention]]\ntables = [\"silver_observation\"]\ndays = 3650\nby = \"clinical\"\n\
+         [[governance.retention]]\ntables = [\"bronze_hl7_messages\"]\ndays = 0\n",
+    )
+    .unwrap();
+    let out = ehrgate(&dir.0, &["lake", "retain"]);
+    assert!(text(&out.stdout).contains("rows deleted"), "{}", text(&out.stdout));
+    let attest = sql(&dir.0, "SELECT path, detail FROM audit_access_log WHERE action = 'lake.retain' ORDER BY seq");
+    assert_eq!(attest.len(), 2, "{attest:?}");
+    for a in &attest {
+        let d: Value = serde_json::from_str(a["detail"].as_str().unwrap()).unwrap();
+        let table = root.join(d["table"].as_str().unwrap());
+        let (rows, old, old_then) = old_rows(&table, d["column"].as_str().unwrap(), d["cutoff"].as_str().unwrap(), d["version_before"].as_i64().unwrap());
+        assert!(d["rows"].as_u64().unwrap() > 0, "the rule removed something: {d}");
+        assert_eq!(old, 0, "no row older than the window is left in {table:?}");
+        assert_eq!(old_then.unwrap_or(0), 0, "nor readable at the version before the retention run: {d}");
+        if d["table"] == "silver/observation" {
+            assert_eq!(rows + d["rows"].as_u64().unwrap(), observations, "the attestation counts what went: {d}");
+        } else {
+            assert_eq!(rows, 0, "every bronze message was older than a window of 0 days");
+        }
+    }
+
+    // Purge the patient with the most observations left.
+    let patient = sql(
+        &dir.0,
+        "SELECT p.id FROM silver_patient p JOIN silver_observation o ON o.patient_ref = concat('Patient/', p.id) GROUP BY p.id ORDER BY count(*) DESC LIMIT 1",
+    )[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = mentions(&root, &patient);
+    assert!(before.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 1, "the patient is in the lake: {before:?}");
+    let out = ehrgate(&dir.0, &["lake", "purge", "--patient", &patient]);
+    assert!(text(&out.stdout).contains("purged"), "{}", text(&out.stdout));
+    let after = mentions(&root, &patient);
+    assert!(after.values().all(|n| n.as_u64() == Some(0)), "rows still mention the patient: {after:?}");
+    let purge = sql(&dir.0, "SELECT detail FROM audit_access_log WHERE action = 'lake.purge'");
+    let detail = purge[0]["detail"].as_str().unwrap();
+    assert!(!detail.contains(&patient), "the audit names the patient only by hash");
+    let v = ehrgate(&dir.0, &["audit", "verify"]);
+    assert!(text(&v.stdout).contains("audit chain intact"), "{}", text(&v.stdout));
+}

@@ -9,6 +9,7 @@ pub mod export;
 pub mod keys;
 pub mod mask;
 pub mod policy;
+pub mod retention;
 pub mod sql;
 pub mod verify;
 

@@ -29,11 +29,14 @@ pub struct GovernanceSettings {
     /// Masking profiles by name (besides the built-in `safe-harbor` and `none`).
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSettings>,
+    /// Retention rules (`ehrgate lake retain`).
+    #[serde(default)]
+    pub retention: Vec<crate::retention::RetentionRule>,
 }
 
 impl Default for GovernanceSettings {
     fn default() -> Self {
-        GovernanceSettings { pseudonym_key: None, date_shift_days: shift_days(), require_principal: false, principals: vec![], profiles: BTreeMap::new() }
+        GovernanceSettings { pseudonym_key: None, date_shift_days: shift_days(), require_principal: false, principals: vec![], profiles: BTreeMap::new(), retention: vec![] }
     }
 }
 

@@ -20,6 +20,7 @@ mod error;
 mod lake;
 pub mod maintenance;
 pub mod quarantine;
+pub mod removal;
 mod rows;
 mod schema;
 pub mod sql;

@@ -1,4 +1,5 @@
-//! `ehrgate sql` (governed and audited), `ehrgate export` and `ehrgate audit verify`.
+//! `ehrgate sql` (governed and audited), `ehrgate export`, `ehrgate audit verify`,
+//! `ehrgate lake retain` and `ehrgate lake purge`.
 
 use std::process::ExitCode;
 
@@ -113,5 +114,34 @@ pub async fn export(cfg: &Config, profile: &str, to: &std::path::Path, tables: &
     }
     let rate = if done.seconds > 0.0 { done.rows as f64 / done.seconds } else { 0.0 };
     println!("exported {} rows through profile {} into {} in {:.2} s ({rate:.0} rows/s)", done.rows, done.profile, to.display(), done.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate lake retain [--vacuum-minutes M]`
+pub async fn retain(cfg: &Config, vacuum_minutes: u64) -> anyhow::Result<ExitCode> {
+    if cfg.governance.retention.is_empty() {
+        println!("no [[governance.retention]] rules: nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lake = open_lake(cfg)?;
+    let done = ehrgate_govern::retention::retain(&lake, &cfg.governance.retention, vacuum_minutes, &format!("retain:{}", operator())).await?;
+    for a in &done {
+        println!(
+            "{:<28} {:>8} rows deleted  ({} before {}; version {} -> {}; {} files vacuumed)",
+            a.table, a.rows, a.column, a.cutoff, a.version_before, a.version_after, a.files_vacuumed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ehrgate lake purge --patient ID [--vacuum-minutes M]`
+pub async fn purge(cfg: &Config, patient: &str, vacuum_minutes: u64) -> anyhow::Result<ExitCode> {
+    let lake = open_lake(cfg)?;
+    let done = ehrgate_govern::retention::purge_patient(&lake, patient, vacuum_minutes, &format!("purge:{}", operator())).await?;
+    for r in done.removed.iter().filter(|r| r.rows > 0) {
+        println!("{:<28} {:>8} rows deleted  (version {} -> {})", r.table, r.rows, r.version_before, r.version_after);
+    }
+    let rows: u64 = done.removed.iter().map(|r| r.rows).sum();
+    println!("purged {rows} rows about the patient; {} files vacuumed; audited as patient sha256 {}", done.files_vacuumed, done.patient_sha256);
     Ok(ExitCode::SUCCESS)
 }
