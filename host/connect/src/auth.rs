@@ -34,7 +34,12 @@ struct Cached {
 }
 
 pub(crate) struct Auth {
-    creds: Credentials,
+    name: String,
+    config: AuthConfig,
+    /// Replaced when the secret's file changes.
+    creds: std::sync::RwLock<std::sync::Arc<Credentials>>,
+    /// The secret's file, when given as `file:`, and what it was when last read.
+    watch: Option<Watch>,
     allowed: Vec<String>,
     base_url: String,
     discovered: tokio::sync::OnceCell<String>,
@@ -42,7 +47,41 @@ pub(crate) struct Auth {
     /// One token fetch at a time per connection, so a burst shares one token.
     fetching: tokio::sync::Mutex<()>,
     pub token_requests: AtomicU64,
+    pub secret_reloads: AtomicU64,
     egress: std::sync::Arc<crate::egress::Egress>,
+}
+
+/// A secret file and the (modified time, length) it had when read.
+struct Watch {
+    path: std::path::PathBuf,
+    seen: Mutex<Option<(SystemTime, u64)>>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// The credentials `cfg` describes, its secret read now.
+fn credentials(name: &str, cfg: &AuthConfig) -> Result<Credentials, ConnectError> {
+    Ok(match cfg {
+        AuthConfig::None => Credentials::None,
+        AuthConfig::SmartBackend { client_id, private_key, alg, kid, token_url, .. } => {
+            let pem = private_key.resolve(&format!("connection `{name}` auth.private_key"))?;
+            let bad = |e: jsonwebtoken::errors::Error| {
+                ConnectError::Config(format!("connection `{name}`: auth.private_key is not a usable {alg:?} PEM private key ({e})"))
+            };
+            let (key, alg) = match alg {
+                SigningAlg::RS384 => (EncodingKey::from_rsa_pem(pem.expose().as_bytes()).map_err(bad)?, Algorithm::RS384),
+                SigningAlg::ES384 => (EncodingKey::from_ec_pem(pem.expose().as_bytes()).map_err(bad)?, Algorithm::ES384),
+            };
+            Credentials::Smart { client_id: client_id.clone(), key, alg, kid: kid.clone(), token_url: token_url.clone() }
+        }
+        AuthConfig::ClientCredentials { client_id, client_secret, token_url, .. } => {
+            let secret = client_secret.resolve(&format!("connection `{name}` auth.client_secret"))?;
+            Credentials::Basic { client_id: client_id.clone(), secret, token_url: token_url.clone() }
+        }
+    })
 }
 
 #[derive(Serialize)]
@@ -68,39 +107,59 @@ fn unix_now() -> u64 {
 
 impl Auth {
     pub fn new(name: &str, cfg: &AuthConfig, base_url: &str, egress: std::sync::Arc<crate::egress::Egress>) -> Result<Auth, ConnectError> {
-        let (creds, allowed) = match cfg {
-            AuthConfig::None => (Credentials::None, vec![]),
-            AuthConfig::SmartBackend { client_id, private_key, alg, kid, token_url, scopes } => {
-                let pem = private_key.resolve(&format!("connection `{name}` auth.private_key"))?;
-                let bad = |e: jsonwebtoken::errors::Error| {
-                    ConnectError::Config(format!("connection `{name}`: auth.private_key is not a usable {alg:?} PEM private key ({e})"))
-                };
-                let (key, alg) = match alg {
-                    SigningAlg::RS384 => (EncodingKey::from_rsa_pem(pem.expose().as_bytes()).map_err(bad)?, Algorithm::RS384),
-                    SigningAlg::ES384 => (EncodingKey::from_ec_pem(pem.expose().as_bytes()).map_err(bad)?, Algorithm::ES384),
-                };
-                let creds = Credentials::Smart { client_id: client_id.clone(), key, alg, kid: kid.clone(), token_url: token_url.clone() };
-                (creds, scopes.clone())
-            }
-            AuthConfig::ClientCredentials { client_id, client_secret, token_url, scopes } => {
-                let secret = client_secret.resolve(&format!("connection `{name}` auth.client_secret"))?;
-                (Credentials::Basic { client_id: client_id.clone(), secret, token_url: token_url.clone() }, scopes.clone())
-            }
+        let (allowed, secret) = match cfg {
+            AuthConfig::None => (vec![], None),
+            AuthConfig::SmartBackend { scopes, private_key, .. } => (scopes.clone(), Some(private_key)),
+            AuthConfig::ClientCredentials { scopes, client_secret, .. } => (scopes.clone(), Some(client_secret)),
         };
+        let watch = secret.and_then(|s| s.file_path()).map(|p| Watch { path: p.to_path_buf(), seen: Mutex::new(stamp(p)) });
         Ok(Auth {
-            creds,
+            name: name.to_string(),
+            config: cfg.clone(),
+            creds: std::sync::RwLock::new(std::sync::Arc::new(credentials(name, cfg)?)),
+            watch,
             allowed,
             base_url: base_url.to_string(),
             discovered: tokio::sync::OnceCell::new(),
             cache: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             token_requests: AtomicU64::new(0),
+            secret_reloads: AtomicU64::new(0),
             egress,
         })
     }
 
+    fn creds(&self) -> std::sync::Arc<Credentials> {
+        self.creds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rotation without a restart: when the secret's file changed since it was read,
+    /// read it again and drop every cached token (minted with the old secret). A
+    /// file that does not hold a usable secret now leaves the old one in use (and
+    /// says so once per change).
+    fn reload_if_changed(&self) {
+        let Some(w) = &self.watch else { return };
+        let now = stamp(&w.path);
+        {
+            let mut seen = w.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if now.is_none() || *seen == now {
+                return;
+            }
+            *seen = now;
+        }
+        match credentials(&self.name, &self.config) {
+            Ok(c) => {
+                *self.creds.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(c);
+                self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.secret_reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(connection = %self.name, "the secret's file changed: read again; cached tokens dropped");
+            }
+            Err(e) => tracing::error!(connection = %self.name, "the secret's file changed but is not usable; the previous secret stays in use: {e}"),
+        }
+    }
+
     pub fn enabled(&self) -> bool {
-        !matches!(self.creds, Credentials::None)
+        !matches!(*self.creds(), Credentials::None)
     }
 
     /// Scopes the connection allows.
@@ -118,6 +177,7 @@ impl Auth {
         if !self.enabled() {
             return Ok(None);
         }
+        self.reload_if_changed();
         let key = scopes.join(" ");
         if let Some(t) = self.cached(&key) {
             return Ok(Some(t));
@@ -144,7 +204,7 @@ impl Auth {
     }
 
     async fn token_url(&self, http: &reqwest::Client) -> Result<String, HttpError> {
-        match &self.creds {
+        match &*self.creds() {
             Credentials::Smart { token_url: Some(u), .. } | Credentials::Basic { token_url: u, .. } => Ok(u.clone()),
             _ => self
                 .discovered
@@ -178,7 +238,8 @@ impl Auth {
         if !scope.is_empty() {
             form.push(("scope", scope.to_string()));
         }
-        let req = match &self.creds {
+        let creds = self.creds();
+        let req = match &*creds {
             Credentials::None => return Ok((Secret::from_string(String::new()), Duration::ZERO)),
             Credentials::Smart { client_id, key, alg, kid, .. } => {
                 let mut header = Header::new(*alg);

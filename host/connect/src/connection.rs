@@ -33,6 +33,8 @@ pub struct ConnectionStats {
     /// Calls refused at once because the circuit was open.
     pub fast_failures: u64,
     pub token_requests: u64,
+    /// Times the secret's file changed and was read again (cached tokens dropped).
+    pub secret_reloads: u64,
     pub breaker: BreakerState,
 }
 
@@ -155,6 +157,7 @@ impl Connection {
             retries: self.retries.load(Ordering::Relaxed),
             fast_failures: self.fast_failures.load(Ordering::Relaxed),
             token_requests: self.auth.token_requests.load(Ordering::Relaxed),
+            secret_reloads: self.auth.secret_reloads.load(Ordering::Relaxed),
             breaker: self.breaker.state(),
         }
     }

@@ -1,5 +1,6 @@
 //! Secrets by reference: `env:NAME` or `file:/path`. The value is read when a
-//! connection is built and is never printed.
+//! connection is built (and a connection's `file:` secret again when the file
+//! changes) and is never printed.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,14 @@ impl SecretRef {
     fn kind(&self) -> Option<(&str, &str)> {
         let (k, rest) = self.0.split_once(':')?;
         (matches!(k, "env" | "file") && !rest.is_empty()).then_some((k, rest))
+    }
+
+    /// The file a `file:` reference reads.
+    pub fn file_path(&self) -> Option<&std::path::Path> {
+        match self.kind() {
+            Some(("file", path)) => Some(std::path::Path::new(path)),
+            _ => None,
+        }
     }
 
     /// Reads the secret. `what` names the setting for the error message.

@@ -247,3 +247,39 @@ async fn a_token_narrowed_to_the_declared_scopes_gets_403_for_anything_else() {
     assert_eq!(conn.send(task, &wider).await.unwrap().status, 201);
     assert_eq!(sb.stats().scope_refusals, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_file_is_read_again_and_tokens_of_the_old_secret_are_dropped() {
+    let sb = serve(SandboxOptions { patients: 2, ..Default::default() }).await.unwrap();
+    let register = |secret: &str| {
+        sb.register_client(ClientRegistration { client_id: "rotating".into(), jwks: None, client_secret: Some(secret.into()), scopes: None }).unwrap()
+    };
+    register("first-secret");
+    let dir = TempDir::new("rotate");
+    let file = dir.write("secret", "first-secret\n");
+    let mut cfg = plain("ehr", &sb.base_url());
+    cfg.auth = AuthConfig::ClientCredentials {
+        client_id: "rotating".into(),
+        client_secret: SecretRef::new(format!("file:{}", file.display())),
+        token_url: sb.token_url(),
+        scopes: scopes(&["system/*.read"]),
+    };
+    let conn = Connection::new(&cfg).unwrap();
+    let declared = scopes(&["system/Patient.read"]);
+    assert_eq!(conn.send(get("/Patient/patient-0000"), &declared).await.unwrap().status, 200);
+    assert_eq!(conn.stats().token_requests, 1);
+    // The EHR rotates the client's secret; the operator writes the new one into the file.
+    register("second-secret-rotated");
+    dir.write("secret", "second-secret-rotated\n");
+    assert_eq!(conn.send(get("/Patient/patient-0000"), &declared).await.unwrap().status, 200);
+    let s = conn.stats();
+    assert_eq!((s.secret_reloads, s.token_requests), (1, 2), "the file is read again and the cached token (old secret) dropped");
+    assert_eq!(sb.stats().tokens_issued, 2, "the new secret got a token");
+    // Unchanged file: the new token is reused.
+    assert_eq!(conn.send(get("/Patient/patient-0001"), &declared).await.unwrap().status, 200);
+    assert_eq!((conn.stats().secret_reloads, conn.stats().token_requests), (1, 2));
+    // A file that vanished (mid-rotation) leaves the secret in use.
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(conn.send(get("/Patient/patient-0000"), &declared).await.unwrap().status, 200);
+    assert_eq!(conn.stats().secret_reloads, 1);
+}
