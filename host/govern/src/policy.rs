@@ -295,3 +295,38 @@ impl Policy {
         Ok(profile.masker(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_list_every_safe_harbor_element() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/governance.md")).unwrap();
+        for (path, _, _) in SAFE_HARBOR_ELEMENTS {
+            assert!(doc.contains(&format!("| `{path}` |")), "docs/governance.md does not list {path}");
+        }
+    }
+
+    #[test]
+    fn principals_profiles_and_keys_are_checked_at_start() {
+        let (key, hash) = keys::new_key();
+        let toml_text = format!(
+            "pseudonym_key = \"env:NOPE\"\n[[principals]]\nname = \"a\"\ntables = [\"silver_*\", \"gold_kpi\"]\nkey_hash = \"{hash}\"\nprofile = \"safe-harbor\"\n"
+        );
+        let s: GovernanceSettings = toml::from_str(&toml_text).unwrap();
+        let p = Policy::new(&s).unwrap();
+        let a = p.admit("a", Some(&key)).unwrap();
+        assert!(a.may_read("silver_patient") && a.may_read("gold_kpi") && !a.may_read("gold_kpi_minute") && !a.may_read("audit_access_log"));
+        assert!(p.admit("a", None).is_err() && p.admit("a", Some("ehrgk_wrong")).is_err() && p.admit("b", Some(&key)).is_err());
+        // The key is read only when a masked read needs it.
+        assert!(p.masker(&Profile::safe_harbor()).is_err());
+        let no_key: GovernanceSettings = toml::from_str("[[principals]]\nname = \"a\"\ntables = []\nprofile = \"safe-harbor\"\n").unwrap();
+        assert!(Policy::new(&no_key).unwrap_err().to_string().contains("pseudonym_key"));
+        let unknown: GovernanceSettings = toml::from_str("[[principals]]\nname = \"a\"\ntables = []\nprofile = \"nope\"\n").unwrap();
+        assert!(Policy::new(&unknown).unwrap_err().to_string().contains("no profile `nope`"));
+        let pasted: GovernanceSettings = toml::from_str(&format!("[[principals]]\nname = \"a\"\ntables = []\nkey_hash = \"{key}\"\n")).unwrap();
+        let e = Policy::new(&pasted).unwrap_err().to_string();
+        assert!(e.contains("not its hash") && !e.contains(&key), "{e}");
+    }
+}
