@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::ClientEntry;
+use ehrgate_govern::mask::Masker;
 
 pub use ehrgate_govern::keys::{KEY_PREFIX, new_key};
 use ehrgate_govern::keys::{digest, key_id, resolve_hash};
@@ -20,6 +21,8 @@ pub struct Client {
     pub read: Vec<String>,
     pub actions: Vec<String>,
     pub purposes: Vec<String>,
+    /// What it reads is masked by this (its `profile`).
+    pub masker: Option<Arc<Masker>>,
 }
 
 impl Client {
@@ -47,7 +50,8 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(entries: &[ClientEntry]) -> Result<Clients, String> {
+    /// The configured clients; `policy` resolves their masking profiles.
+    pub fn new(entries: &[ClientEntry], policy: Option<&ehrgate_govern::Policy>) -> Result<Clients, String> {
         let mut by_digest = HashMap::new();
         let mut ids = std::collections::HashSet::new();
         for e in entries {
@@ -63,6 +67,14 @@ impl Clients {
                     return Err(format!("client `{}`: action `{a}` must be `adapter.action`", e.id));
                 }
             }
+            let masker = match (&e.profile, policy) {
+                (None, _) => None,
+                (Some(p), Some(policy)) => {
+                    let profile = policy.profiles.get(p).ok_or_else(|| format!("client `{}`: no profile `{p}` (safe-harbor, or one of [governance.profiles])", e.id))?;
+                    Some(Arc::new(policy.masker(profile).map_err(|err| format!("client `{}`: {err}", e.id))?))
+                }
+                (Some(_), None) => return Err(format!("client `{}`: a profile needs [governance]", e.id)),
+            };
             let digest = resolve_hash(&format!("client `{}`", e.id), &e.key_hash)?;
             let key_id = key_id(&digest);
             let client = Client {
@@ -72,6 +84,7 @@ impl Clients {
                 read: e.read.clone(),
                 actions: e.actions.clone(),
                 purposes: e.purposes.clone(),
+                masker,
             };
             if by_digest.insert(digest, Arc::new(client)).is_some() {
                 return Err(format!("client `{}` has the same key as another client", e.id));
@@ -109,6 +122,7 @@ mod tests {
             read: vec!["Observation".into()],
             actions: vec!["epic.discharge-checklist".into()],
             purposes: vec![],
+            profile: None,
         }
     }
 
@@ -117,7 +131,7 @@ mod tests {
         let (key, hash) = new_key();
         assert!(key.starts_with(KEY_PREFIX) && hash.starts_with("sha256:"));
         assert!(!hash.contains(&key[KEY_PREFIX.len()..]));
-        let clients = Clients::new(&[entry("a", &hash)]).unwrap();
+        let clients = Clients::new(&[entry("a", &hash)], None).unwrap();
         let c = clients.by_key(&key).expect("the key admits its client");
         assert_eq!(c.id, "a");
         assert!(clients.by_key(&format!("{key}x")).is_none());
@@ -130,13 +144,13 @@ mod tests {
     #[test]
     fn a_key_in_place_of_its_hash_is_refused_without_echoing_it() {
         let (key, hash) = new_key();
-        let err = Clients::new(&[entry("a", &key)]).unwrap_err();
+        let err = Clients::new(&[entry("a", &key)], None).unwrap_err();
         assert!(err.contains("not its hash") && !err.contains(&key), "{err}");
-        let err = Clients::new(&[entry("a", "sha256:abc")]).unwrap_err();
+        let err = Clients::new(&[entry("a", "sha256:abc")], None).unwrap_err();
         assert!(err.contains("64 hex"), "{err}");
-        let err = Clients::new(&[entry("a", &hash), entry("b", &hash)]).unwrap_err();
+        let err = Clients::new(&[entry("a", &hash), entry("b", &hash)], None).unwrap_err();
         assert!(err.contains("same key"), "{err}");
-        let err = Clients::new(&[entry("a", &hash), entry("a", &new_key().1)]).unwrap_err();
+        let err = Clients::new(&[entry("a", &hash), entry("a", &new_key().1)], None).unwrap_err();
         assert!(err.contains("twice"), "{err}");
     }
 }

@@ -68,4 +68,8 @@ pub struct ClientEntry {
     /// Purposes of use it may declare (empty: any), e.g. `TREAT`, `HOPERAT`.
     #[serde(default)]
     pub purposes: Vec<String>,
+    /// Masking profile applied to every resource it reads: `safe-harbor` or one of
+    /// `[governance.profiles]` (docs/governance.md); none: as the EHR answers.
+    #[serde(default)]
+    pub profile: Option<String>,
 }

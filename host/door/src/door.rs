@@ -155,6 +155,13 @@ impl Door {
         self.stats.total_us.fetch_add(total_us, Ordering::Relaxed);
         self.stats.upstream_us.fetch_add(trail.upstream_us, Ordering::Relaxed);
         let upstream = trail.upstream.map(|s| format!("; upstream {s}")).unwrap_or_default();
+        let result = match (result, &caller.client.masker) {
+            (Ok(mut body), Some(m)) => {
+                mask_answer(m, &mut body);
+                Ok(body)
+            }
+            (r, _) => r,
+        };
         let (answer, outcome) = match result {
             Ok(body) => (Answer { status: 200, body, retry_after_s: None }, format!("allowed: 200{upstream}; purpose {}; {}", caller.purpose, trail.detail)),
             Err(r) => {
@@ -338,5 +345,23 @@ impl Door {
             Err(CallError::Adapter { error: AdapterError::Unsupported(why), .. }) => Err(refuse(422, "unsupported", why)),
             Err(e) => Err(refuse(500, "adapter-failed", e.to_string())),
         }
+    }
+}
+
+/// Every resource in a tool's answer through the client's masking profile (and the
+/// answer's own `patient` reference pseudonymised when the profile pseudonymises).
+fn mask_answer(m: &ehrgate_govern::mask::Masker, v: &mut Value) {
+    match v {
+        Value::Object(o) if o.contains_key("resourceType") => m.mask_value(v),
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                match child {
+                    Value::String(r) if k == "patient" && m.ids == ehrgate_govern::mask::Op::Pseudonym => *r = m.key.pseudonym_ref(r),
+                    _ => mask_answer(m, child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| mask_answer(m, i)),
+        _ => {}
     }
 }

@@ -113,6 +113,14 @@ enum Command {
         #[arg(long, default_value = "silver_*")]
         tables: Vec<String>,
     },
+    /// Unity Catalog: print Databricks SQL that registers every table (external
+    /// location), creates the masking functions and column masks equivalent to
+    /// [governance] profiles, and grants each principal's group (`ehrgate_<name>`)
+    /// its tables.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// The audit table: verify its hash chain.
     Audit {
         #[command(subcommand)]
@@ -147,10 +155,38 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CatalogCommand {
+    /// Print the statements (each ends with `;`).
+    Sql {
+        #[arg(long)]
+        catalog: String,
+        /// The Databricks secret scope holding the pseudonym key.
+        #[arg(long, default_value = "ehrgate")]
+        secret_scope: String,
+        #[arg(long, default_value = "pseudonym_key")]
+        secret_key: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain of audit/access_log: exit 0 when every row is as
     /// written, 1 naming the first row deleted, edited or out of place.
     Verify,
+    /// An evidence package for an auditor: the period's audit rows (with their chain
+    /// columns), the chain's verification, the policies in force, the retention and
+    /// purge attestations, and a manifest of SHA-256s.
+    Export {
+        /// Folder to write (created).
+        #[arg(long)]
+        to: PathBuf,
+        /// Rows at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Rows before this time.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -600,7 +636,13 @@ fn main() -> ExitCode {
                 cli::govern_cmds::sql(&cfg()?, &query, format, who).await
             }
             Command::Export { profile, to, tables } => cli::govern_cmds::export(&cfg()?, &profile, &to, &tables).await,
+            Command::Catalog { command: CatalogCommand::Sql { catalog, secret_scope, secret_key } } => {
+                cli::govern_cmds::catalog_sql(&cfg()?, ehrgate_govern::catalog::CatalogOptions { catalog, secret_scope, secret_key }).await
+            }
             Command::Audit { command: AuditCommand::Verify } => cli::govern_cmds::audit_verify(&cfg()?).await,
+            Command::Audit { command: AuditCommand::Export { to, from, until } } => {
+                cli::govern_cmds::audit_export(&cfg()?, &to, from.as_deref(), until.as_deref()).await
+            }
             Command::Quarantine { command: QuarantineCommand::List { all } } => cli::lake_cmds::quarantine_list(&cfg()?, all).await,
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {
                 cli::lake_cmds::quarantine_reprocess(&cfg()?, id, adapter, &with).await

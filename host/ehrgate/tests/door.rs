@@ -65,6 +65,10 @@ id = "billing-bot"
 key_hash = "{billing_hash}"
 connections = ["ehr"]
 read = ["Encounter"]
+profile = "safe-harbor"
+
+[governance]
+pseudonym_key = "env:EHRGATE_TEST_PSEUDONYM_KEY"
 "#
     );
     std::fs::write(dir.join("ehrgate.toml"), toml).unwrap();
@@ -104,7 +108,7 @@ fn the_agent_door_scopes_audits_honours_429_and_speaks_mcp() {
     let (billing, billing_hash) = new_key(&dir.0);
     assert_ne!(care, billing);
     config(&dir.0, &sb.base, &care_hash, &billing_hash);
-    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_TEST_EHR_SECRET", "sandbox-demo-secret")]);
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_TEST_EHR_SECRET", "sandbox-demo-secret"), ("EHRGATE_TEST_PSEUDONYM_KEY", "door-test-key")]);
     let port = gw.port("agent door on");
     let url = format!("http://127.0.0.1:{port}");
     let toml = std::fs::read_to_string(dir.0.join("ehrgate.toml")).unwrap();
@@ -131,6 +135,21 @@ fn the_agent_door_scopes_audits_honours_429_and_speaks_mcp() {
     let r = client(Some(&billing), Some("HPAYMT"), &["http-call", &url, "search_resources", &json!({"type": "Observation", "patient": patient}).to_string()]);
     assert_eq!(r["status"], 403, "{r}");
     assert_eq!(observation_gets(&sb.base), before, "a refused read never reaches the EHR");
+    // A client with a masking profile: what it reads is de-identified (safe-harbor).
+    let care_view = client(Some(&care), Some("TREAT"), &["http-call", &url, "search_resources", &json!({"type": "Encounter", "patient": patient}).to_string()]);
+    let masked = client(Some(&billing), Some("HPAYMT"), &["http-call", &url, "search_resources", &json!({"type": "Encounter", "patient": patient}).to_string()]);
+    assert_eq!(masked["status"], 200, "{masked}");
+    let (plain, seen) = (care_view["body"]["resources"].as_array().unwrap(), masked["body"]["resources"].as_array().unwrap());
+    assert!(!seen.is_empty() && seen.len() == plain.len(), "{masked}");
+    assert!(masked["body"]["patient"].as_str().unwrap().starts_with("Patient/ps_"), "{masked}");
+    let shown = masked.to_string();
+    for e in plain {
+        assert!(!shown.contains(e["id"].as_str().unwrap()), "the encounter id is a pseudonym: {shown}");
+        if let Some(start) = e["period"]["start"].as_str() {
+            assert!(!shown.contains(start), "dates are years only: {shown}");
+        }
+    }
+    assert!(!shown.contains(patient), "{shown}");
     // Ids that would be dot segments or a query in the EHR's URL are refused.
     for id in ["..", ".", "x?patient=other", "a/b"] {
         let r = client(Some(&care), Some("TREAT"), &["http-call", &url, "read_resource", &json!({"type": "Observation", "id": id}).to_string()]);

@@ -329,4 +329,107 @@ fn retention_and_purge_leave_nothing_an_independent_reader_can_find() {
     assert!(!detail.contains(&patient), "the audit names the patient only by hash");
     let v = ehrgate(&dir.0, &["audit", "verify"]);
     assert!(text(&v.stdout).contains("audit chain intact"), "{}", text(&v.stdout));
+
+    // The evidence package: the rows, the chain's verdict, the policies, the attestations.
+    let pkg = dir.0.join("evidence");
+    ehrgate(&dir.0, &["audit", "export", "--to", pkg.to_str().unwrap(), "--from", "2000-01-01"]);
+    let attestations = std::fs::read_to_string(pkg.join("attestations.ndjson")).unwrap();
+    let actions: Vec<String> = attestations.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
+    assert_eq!(actions, ["lake.retain", "lake.retain", "lake.purge"]);
+    let verdict: Value = serde_json::from_str(&std::fs::read_to_string(pkg.join("chain_verification.json")).unwrap()).unwrap();
+    assert_eq!(verdict["intact"], true);
+    let policies: Value = serde_json::from_str(&std::fs::read_to_string(pkg.join("policies.json")).unwrap()).unwrap();
+    assert_eq!(policies["governance"]["retention"][0]["tables"][0], "silver_observation");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(pkg.join("manifest.json")).unwrap()).unwrap();
+    for f in manifest["files"].as_array().unwrap() {
+        let body = std::fs::read(pkg.join(f["name"].as_str().unwrap())).unwrap();
+        assert_eq!(f["sha256"].as_str().unwrap(), ehrgate_lake_sha256(&body), "{f}");
+    }
+    let rows = std::fs::read_to_string(pkg.join("audit_rows.ndjson")).unwrap();
+    assert!(rows.lines().count() >= 3 && rows.contains("\"prev_hash\""));
+}
+
+fn ehrgate_lake_sha256(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(bytes)?;
+        c.wait_with_output()
+    });
+    text(&out.unwrap().stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn unity_catalog_sql_parses_as_databricks_and_its_masker_matches_ehrgate() {
+    let dir = workdir("catalog");
+    ingest_corpus(&dir.0);
+    std::fs::write(
+        dir.0.join("ehrgate.toml"),
+        "[governance]\npseudonym_key = \"env:TEST_PSEUDONYM_KEY\"\n\
+         [[governance.principals]]\nname = \"clerk\"\ntables = [\"silver_patient\"]\n\
+         [[governance.principals]]\nname = \"analyst\"\ntables = [\"silver_*\"]\nprofile = \"safe-harbor\"\n",
+    )
+    .unwrap();
+    let env = [("TEST_PSEUDONYM_KEY", "uc-test-key")];
+    let out = run(&dir.0, &["catalog", "sql", "--catalog", "hospital"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sql_text = text(&out.stdout);
+    let sql_file = dir.0.join("catalog.sql");
+    std::fs::write(&sql_file, &sql_text).unwrap();
+    // The unmasked resources, and what `ehrgate sql --as analyst` shows for them.
+    let raw: Vec<String> = sql(&dir.0, "SELECT resource FROM silver_patient").iter().map(|r| r["resource"].as_str().unwrap().to_string()).collect();
+    let masked = run(&dir.0, &["sql", "--as", "analyst", "SELECT resource FROM silver_patient", "--format", "json"], &env);
+    assert!(masked.status.success(), "{}", text(&masked.stderr));
+    let raw_file = dir.0.join("raw.json");
+    std::fs::write(&raw_file, serde_json::to_string(&raw).unwrap()).unwrap();
+    let masked_file = dir.0.join("masked.ndjson");
+    std::fs::write(&masked_file, masked.stdout).unwrap();
+    let script = r#"
+import sys, json, datetime
+import sqlglot
+from sqlglot import exp
+sql_file, raw_file, masked_file, key = sys.argv[1:5]
+text = open(sql_file).read()
+stmts = [s.strip() for s in text.split(";\n\n") if s.strip() and not s.strip().startswith("--")]
+kinds = {}
+functions = set()
+for s in stmts:
+    e = sqlglot.parse_one(s, read="databricks", error_level=sqlglot.ErrorLevel.RAISE)
+    kind = type(e).__name__
+    if isinstance(e, exp.Create):
+        kind = "Create" + str(e.args.get("kind", "")).title()
+        if kind == "CreateFunction":
+            functions.add(e.this.sql(dialect="databricks").split("(")[0].replace("`", ""))
+    kinds[kind] = kinds.get(kind, 0) + 1
+# Each SET MASK names a function created above.
+masks = [s for s in stmts if " SET MASK " in s]
+for m in masks:
+    name = m.split(" SET MASK ")[1].split(" USING")[0].replace("`", "")
+    assert name in functions, (name, sorted(functions)[:5])
+# The resource masker, run as Databricks would run the Python UDF, equals ehrgate's.
+udf = next(s for s in stmts if "ehrgate_mask_resource(resource STRING" in s)
+body = udf.split("AS $$\n", 1)[1].rsplit("\n$$", 1)[0]
+fn = "def ehrgate_mask_resource(resource, profile, k, shift_range, this_year):\n" + "\n".join("    " + l for l in body.splitlines())
+scope = {}
+exec(fn, scope)
+year = datetime.date.today().year
+ours = sorted(json.dumps(json.loads(scope["ehrgate_mask_resource"](r, "safe-harbor", key, 365, year)), sort_keys=True) for r in json.load(open(raw_file)))
+theirs = sorted(json.dumps(json.loads(json.loads(l)["resource"]), sort_keys=True) for l in open(masked_file) if l.strip())
+print(json.dumps({"kinds": kinds, "masks": len(masks), "same": ours == theirs, "rows": len(ours),
+                  "diff": [a for a, b in zip(ours, theirs) if a != b][:1]}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, sql_file.to_str().unwrap(), raw_file.to_str().unwrap(), masked_file.to_str().unwrap(), "uc-test-key"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let tables = sql(&dir.0, "SELECT 1 AS n").len(); // (the lake is there)
+    assert_eq!(tables, 1);
+    assert!(v["kinds"]["CreateTable"].as_u64().unwrap() >= 20, "every table registered: {v}");
+    assert!(v["kinds"]["CreateFunction"].as_u64().unwrap() > 4 && v["masks"].as_u64().unwrap() > 10, "{v}");
+    assert!(v["kinds"]["Grant"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["rows"].as_u64().unwrap() > 5);
+    assert_eq!(v["same"], true, "the Databricks masker differs from ehrgate's: {v}");
+    assert!(sql_text.contains("is_account_group_member('ehrgate_analyst')") && sql_text.contains("secret('ehrgate', 'pseudonym_key')"));
+    assert!(!sql_text.contains("uc-test-key"), "the key itself is never emitted");
 }

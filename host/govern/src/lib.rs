@@ -5,6 +5,8 @@
 //! - [`verify`]: walks the audit table's hash chain (sealed by the lake's audit
 //!   writer, `ehrgate_lake::audit`) and names the first broken row.
 
+pub mod catalog;
+pub mod evidence;
 pub mod export;
 pub mod keys;
 pub mod mask;

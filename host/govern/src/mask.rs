@@ -60,7 +60,7 @@ impl MaskKey {
 }
 
 /// What happens to a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Left as it is.
@@ -187,11 +187,17 @@ impl Masker {
     /// The masked form of resource JSON `text` (unparseable text is redacted whole).
     pub fn resource(&self, text: &str) -> Option<String> {
         let mut v: Value = serde_json::from_str(text).ok()?;
+        self.mask_value(&mut v);
+        Some(v.to_string())
+    }
+
+    /// Mask a parsed resource in place.
+    pub fn mask_value(&self, v: &mut Value) {
         let ty = v.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
-        let patient = patient_of(&v, &ty);
+        let patient = patient_of(v, &ty);
         let shift = patient.as_deref().map(|p| self.key.shift_days(p)).unwrap_or(0);
         for r in self.rules.iter().filter(|r| r.resource_type.as_deref().is_none_or(|t| t == ty)) {
-            if let Value::Object(m) = &mut v {
+            if let Value::Object(m) = &mut *v {
                 apply(m, &r.steps, r.op, &self.key, self.this_year, shift);
             }
         }
@@ -199,12 +205,11 @@ impl Masker {
             if let Some(Value::String(id)) = v.get_mut("id") {
                 *id = self.key.pseudonym(id);
             }
-            references(&mut v, &self.key);
+            references(v, &self.key);
         }
         if matches!(self.dates, Op::Year | Op::Shift) {
-            dates(&mut v, self.dates, shift, None);
+            dates(v, self.dates, shift, None);
         }
-        Some(v.to_string())
     }
 }
 

@@ -11,7 +11,7 @@ use crate::GovernError;
 use crate::keys;
 use crate::mask::{ElementRule, MaskKey, Masker, Op};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GovernanceSettings {
     /// The key behind pseudonyms and date shifts, by reference (`env:`/`file:`).
@@ -44,7 +44,7 @@ fn shift_days() -> i64 {
     365
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalEntry {
     pub name: String,
@@ -64,7 +64,7 @@ pub struct PrincipalEntry {
 }
 
 /// A profile as configured.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSettings {
     /// Resource ids, references and the id / patient_ref / encounter_ref columns:

@@ -10,7 +10,7 @@ use crate::GovernError;
 use crate::policy::Principal;
 
 /// One retention rule of `[[governance.retention]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionRule {
     /// Tables by SQL name (`bronze_hl7_messages`, `silver_*`). The audit table is

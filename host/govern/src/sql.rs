@@ -118,8 +118,34 @@ impl Gate for PrincipalGate<'_> {
     }
 }
 
+/// What `p` does to column `name` of table `sql_name` (also what `ehrgate catalog
+/// sql` writes as Unity Catalog column masks).
+pub(crate) fn column_mask(p: &Profile, sql_name: &str, name: &str, dt: &DataType) -> ColumnMask {
+    let by_op = |op: Op| match op {
+        Op::Keep => ColumnMask::Keep,
+        Op::Pseudonym if name.ends_with("_ref") => ColumnMask::PseudonymRef,
+        Op::Pseudonym => ColumnMask::Pseudonym,
+        Op::Year => ColumnMask::Year,
+        Op::Shift if matches!(dt, DataType::Timestamp(..)) => ColumnMask::Shift,
+        // (redact, or an op meant for elements, or a shift of a non-timestamp)
+        _ => ColumnMask::Redact,
+    };
+    if let Some(op) = p.columns.get(name) {
+        return by_op(*op);
+    }
+    let clinical = ["silver_", "bronze_", "quarantine_"].iter().any(|x| sql_name.starts_with(x));
+    match name {
+        "resource" if sql_name.starts_with("silver_") => ColumnMask::Resource,
+        "patient_ref" | "encounter_ref" if p.ids == Op::Pseudonym => ColumnMask::PseudonymRef,
+        "id" if p.ids == Op::Pseudonym && sql_name.starts_with("silver_") => ColumnMask::Pseudonym,
+        _ if clinical && matches!(dt, DataType::Timestamp(..)) && p.dates != Op::Keep => by_op(p.dates),
+        _ => ColumnMask::Keep,
+    }
+}
+
 /// What happens to one column.
-enum ColumnMask {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColumnMask {
     Keep,
     Redact,
     Pseudonym,
@@ -159,31 +185,6 @@ impl Masking {
         }
     }
 
-    /// What the profile does to column `name` of table `sql_name`.
-    fn mask_of(&self, sql_name: &str, name: &str, dt: &DataType) -> ColumnMask {
-        let p = &self.profile;
-        let by_op = |op: Op| match op {
-            Op::Keep => ColumnMask::Keep,
-            Op::Pseudonym if name.ends_with("_ref") => ColumnMask::PseudonymRef,
-            Op::Pseudonym => ColumnMask::Pseudonym,
-            Op::Year => ColumnMask::Year,
-            Op::Shift if matches!(dt, DataType::Timestamp(..)) => ColumnMask::Shift,
-            // (redact, or an op meant for elements, or a shift of a non-timestamp)
-            _ => ColumnMask::Redact,
-        };
-        if let Some(op) = p.columns.get(name) {
-            return by_op(*op);
-        }
-        let clinical = ["silver_", "bronze_", "quarantine_"].iter().any(|x| sql_name.starts_with(x));
-        match name {
-            "resource" if sql_name.starts_with("silver_") => ColumnMask::Resource,
-            "patient_ref" | "encounter_ref" if p.ids == Op::Pseudonym => ColumnMask::PseudonymRef,
-            "id" if p.ids == Op::Pseudonym && sql_name.starts_with("silver_") => ColumnMask::Pseudonym,
-            _ if clinical && matches!(dt, DataType::Timestamp(..)) && p.dates != Op::Keep => by_op(p.dates),
-            _ => ColumnMask::Keep,
-        }
-    }
-
     /// `stored` with every column masked as the profile says (names and order kept).
     pub fn view(&self, sql_name: &str, stored: DataFrame) -> Result<DataFrame, DataFusionError> {
         let schema = stored.schema().clone();
@@ -203,7 +204,7 @@ impl Masking {
             let name = f.name().as_str();
             let c = col(format!("\"{name}\""));
             let text = || ehrgate_lake::datafusion::prelude::cast(c.clone(), DataType::Utf8);
-            let e = match self.mask_of(sql_name, name, f.data_type()) {
+            let e = match column_mask(&self.profile, sql_name, name, f.data_type()) {
                 ColumnMask::Keep => c.clone(),
                 ColumnMask::Redact => lit(ScalarValue::try_from(f.data_type())?),
                 ColumnMask::Resource => self.resource.call(vec![text()]),

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 fn client(id: &str, key_hash: String, read: &[&str], purposes: &[&str]) -> ClientEntry {
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-    ClientEntry { id: id.into(), key_hash, connections: vec!["ehr".into()], read: strings(read), actions: vec![], purposes: strings(purposes) }
+    ClientEntry { id: id.into(), key_hash, connections: vec!["ehr".into()], read: strings(read), actions: vec![], purposes: strings(purposes), profile: None }
 }
 
 /// `connections` holds `ehr` (the sandbox EHR); `epic` maps what is read.
@@ -29,7 +29,7 @@ pub async fn run(connections: Arc<Connections>, epic: Adapter, lake: Arc<Lake>, 
     let door = Arc::new(Door::new(connections, registry, audit.clone(), BTreeMap::from([("ehr".to_string(), "epic".to_string())]), 100));
     let (care_key, care_hash) = ehrgate_door::new_key();
     let (billing_key, billing_hash) = ehrgate_door::new_key();
-    let clients = Clients::new(&[client("care-agent", care_hash, &["Observation", "MedicationRequest", "Encounter"], &["TREAT"]), client("billing-bot", billing_hash, &["Encounter"], &[])])
+    let clients = Clients::new(&[client("care-agent", care_hash, &["Observation", "MedicationRequest", "Encounter"], &["TREAT"]), client("billing-bot", billing_hash, &["Encounter"], &[])], None)
         .map_err(|e| anyhow::anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("the agent door's port")?;
     let (stop_tx, stop_rx) = watch::channel(false);

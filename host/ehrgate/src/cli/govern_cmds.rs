@@ -145,3 +145,47 @@ pub async fn purge(cfg: &Config, patient: &str, vacuum_minutes: u64) -> anyhow::
     println!("purged {rows} rows about the patient; {} files vacuumed; audited as patient sha256 {}", done.files_vacuumed, done.patient_sha256);
     Ok(ExitCode::SUCCESS)
 }
+
+fn instant(what: &str, t: Option<&str>) -> anyhow::Result<Option<ehrgate_lake::Micros>> {
+    t.map(|t| ehrgate_lake::parse_fhir_time(t).ok_or_else(|| anyhow::anyhow!("{what} `{t}` is not a time (RFC 3339 or YYYY-MM-DD)"))).transpose()
+}
+
+/// `ehrgate audit export --to DIR [--from T] [--until T]`
+pub async fn audit_export(cfg: &Config, to: &std::path::Path, from: Option<&str>, until: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (from, until) = (instant("--from", from)?, instant("--until", until)?);
+    let lake = open_lake(cfg)?;
+    let e = ehrgate_govern::evidence::export(&lake, &cfg.governance, from, until, to, &format!("audit-export:{}", operator())).await?;
+    println!(
+        "evidence package in {}: {} audit rows, {} attestations, chain {}",
+        to.display(),
+        e.rows,
+        e.attestations,
+        if e.chain_intact { "intact" } else { "BROKEN (see chain_verification.json)" }
+    );
+    for (name, hash) in &e.files {
+        println!("  {name:<26} sha256 {hash}");
+    }
+    Ok(if e.chain_intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `ehrgate catalog sql --catalog NAME`
+pub async fn catalog_sql(cfg: &Config, opts: ehrgate_govern::catalog::CatalogOptions) -> anyhow::Result<ExitCode> {
+    let policy = Policy::new(&cfg.governance).context("[governance]")?;
+    let lake = open_lake(cfg)?;
+    let mut tables = Vec::new();
+    for (path, _) in lake.tables().await? {
+        let schema = match ehrgate_lake::Table::ALL.iter().find(|t| t.path() == path) {
+            Some(t) => t.schema(),
+            None => ehrgate_lake::silver_schema(),
+        };
+        let location = lake.storage().table_url(&path)?.to_string();
+        tables.push(ehrgate_govern::catalog::CatalogTable { path, location, schema });
+    }
+    if matches!(cfg.storage, ehrgate_lake::Storage::Local { .. }) {
+        println!("-- The lake is on the local disk: Databricks reads these tables only once they are on object storage ([storage] kind = \"s3\").\n");
+    }
+    for s in ehrgate_govern::catalog::catalog_sql(&policy, &tables, &opts, cfg.governance.date_shift_days) {
+        println!("{s};\n");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -165,7 +165,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         Some(d) => {
             let l = ehrgate_door::DoorListener { bind: addr(&d.bind, "agent_door bind")?, allow_remote: d.allow_remote };
             l.check().map_err(|e| anyhow::anyhow!(e))?;
-            let clients = ehrgate_door::Clients::new(&d.clients).map_err(|e| anyhow::anyhow!("[agent_door] {e}"))?;
+            let policy = ehrgate_govern::Policy::new(&cfg.governance).context("[governance]")?;
+            let clients = ehrgate_door::Clients::new(&d.clients, Some(&policy)).map_err(|e| anyhow::anyhow!("[agent_door] {e}"))?;
             if clients.is_empty() {
                 eprintln!("agent door: no [[agent_door.clients]] configured; every call will be refused");
             }
@@ -204,6 +205,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
+    ehrgate_govern::Policy::new(&cfg.governance).context("[governance]")?;
+    // The governance settings in force from now on, in the audit (docs/governance.md).
+    lake.audit(vec![ehrgate_govern::evidence::policy_row(&cfg.governance, "serve")]).await.context("writing the policy row to the audit")?;
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let audit: Arc<dyn ehrgate_runtime::AuditSink> = Arc::new(audit);
     let (runtime, connections) = adapters::runtime(cfg, audit.clone())?;
