@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::gateway::{ehrgate, sql, text, workdir};
+use common::gateway::{Gateway, ehrgate, sql, text, workdir};
 use serde_json::Value;
 
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -432,4 +432,28 @@ print(json.dumps({"kinds": kinds, "masks": len(masks), "same": ours == theirs, "
     assert_eq!(v["same"], true, "the Databricks masker differs from ehrgate's: {v}");
     assert!(sql_text.contains("is_account_group_member('ehrgate_analyst')") && sql_text.contains("secret('ehrgate', 'pseudonym_key')"));
     assert!(!sql_text.contains("uc-test-key"), "the key itself is never emitted");
+}
+
+#[test]
+fn serve_applies_retention_on_its_schedule_and_records_the_policy_in_force() {
+    let dir = workdir("retain-serve");
+    ingest_corpus(&dir.0);
+    let before = sql(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages")[0]["n"].as_u64().unwrap();
+    assert!(before > 0);
+    std::fs::write(
+        dir.0.join("ehrgate.toml"),
+        "[[listeners.mllp]]\nbind = \"127.0.0.1:0\"\n\
+         [governance]\nretain_every_minutes = 60\nretain_vacuum_minutes = 0\n\
+         [[governance.retention]]\ntables = [\"bronze_hl7_messages\"]\ndays = 0\n",
+    )
+    .unwrap();
+    let mut gw = Gateway::start(&dir.0, &[]);
+    let line = gw.wait_for("ehrgate: retention:", std::time::Duration::from_secs(120));
+    assert!(line.contains(&format!("{before} rows deleted")), "{line}");
+    gw.stop();
+    assert_eq!(sql(&dir.0, "SELECT count(*) AS n FROM bronze_hl7_messages")[0]["n"].as_u64(), Some(0));
+    let rows = sql(&dir.0, "SELECT actor, action, outcome, detail FROM audit_access_log WHERE actor = 'serve:retention' OR action = 'policy.in_force' ORDER BY seq");
+    assert_eq!(rows[0]["action"], "policy.in_force", "{rows:?}");
+    assert!(rows[0]["detail"].as_str().unwrap().contains("retain_every_minutes"));
+    assert_eq!(rows[1]["outcome"], format!("ok: {before} rows deleted"));
 }

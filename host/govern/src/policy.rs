@@ -32,11 +32,32 @@ pub struct GovernanceSettings {
     /// Retention rules (`ehrgate lake retain`).
     #[serde(default)]
     pub retention: Vec<crate::retention::RetentionRule>,
+    /// `ehrgate serve` applies the retention rules this often (minutes; none: only
+    /// `ehrgate lake retain` does).
+    #[serde(default)]
+    pub retain_every_minutes: Option<u64>,
+    /// Files a scheduled retention run vacuums must be at least this old (minutes),
+    /// so that a commit under way in `serve` keeps the files it is about to commit.
+    #[serde(default = "serve_vacuum_minutes")]
+    pub retain_vacuum_minutes: u64,
+}
+
+fn serve_vacuum_minutes() -> u64 {
+    10
 }
 
 impl Default for GovernanceSettings {
     fn default() -> Self {
-        GovernanceSettings { pseudonym_key: None, date_shift_days: shift_days(), require_principal: false, principals: vec![], profiles: BTreeMap::new(), retention: vec![] }
+        GovernanceSettings {
+            pseudonym_key: None,
+            date_shift_days: shift_days(),
+            require_principal: false,
+            principals: vec![],
+            profiles: BTreeMap::new(),
+            retention: vec![],
+            retain_every_minutes: None,
+            retain_vacuum_minutes: serve_vacuum_minutes(),
+        }
     }
 }
 

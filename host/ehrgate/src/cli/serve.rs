@@ -341,6 +341,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tasks.push(task);
     }
     tasks.extend(super::bulk::schedule(cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), stop_rx.clone()));
+    if let Some(t) = retention_schedule(&cfg, lake.clone(), stop_rx.clone()) {
+        tasks.push(t);
+    }
     announce(&format!("ehrgate: ready; lake {}; write-ahead log {}", lake.storage().describe(), cfg.wal.dir.display()));
 
     let ticker_stats = stats.clone();
@@ -378,4 +381,32 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     announce(&format!("ehrgate: stopped; {}", stats.line()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[governance] retain_every_minutes`: the retention rules applied on a schedule,
+/// the first run at start; each run's attestations are audit rows.
+fn retention_schedule(cfg: &Config, lake: Arc<Lake>, mut stop: watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
+    let g = &cfg.governance;
+    let every = Duration::from_secs(g.retain_every_minutes?.max(1) * 60);
+    if g.retention.is_empty() {
+        eprintln!("ehrgate: [governance] retain_every_minutes is set but there are no [[governance.retention]] rules");
+        return None;
+    }
+    let (rules, vacuum) = (g.retention.clone(), g.retain_vacuum_minutes);
+    eprintln!("ehrgate: retention every {} min ({} rules)", every.as_secs() / 60, rules.len());
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = ehrgate_govern::retention::retain(&lake, &rules, vacuum, "serve:retention") => match r {
+                    Ok(done) => eprintln!("ehrgate: retention: {} rows deleted from {} tables", done.iter().map(|a| a.rows).sum::<u64>(), done.len()),
+                    Err(e) => eprintln!("ehrgate: retention failed: {e} (next run in {} min)", every.as_secs() / 60),
+                },
+                _ = stop.changed() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }))
 }
