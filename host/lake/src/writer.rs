@@ -213,17 +213,24 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
             }
             Err(e) => e,
         };
-        if !is_conflict(&e) || attempt == MAX_ATTEMPTS {
-            return Err(LakeError::delta(path, e));
-        }
-        tracing::warn!(table = %path, attempt, "commit conflict, reloading the table and retrying: {e}");
-        tokio::time::sleep(backoff(attempt)).await;
-        match t.update_state().await {
-            // (a table that still does not exist is created by the next attempt)
-            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
-            Err(e) => return Err(LakeError::delta(path, e)),
-        }
+        reload_after_conflict(path, &mut t, e, attempt).await?;
         attempt += 1;
+    }
+}
+
+/// After failed attempt `attempt`: a conflict (another writer committed first) gets
+/// a pause and the table reloaded for the next attempt; anything else, or a conflict
+/// after `MAX_ATTEMPTS`, is the error.
+async fn reload_after_conflict(path: &str, t: &mut DeltaTable, e: DeltaTableError, attempt: usize) -> Result<(), LakeError> {
+    if !is_conflict(&e) || attempt == MAX_ATTEMPTS {
+        return Err(LakeError::delta(path, e));
+    }
+    tracing::warn!(table = %path, attempt, "commit conflict, reloading the table and retrying: {e}");
+    tokio::time::sleep(backoff(attempt)).await;
+    match t.update_state().await {
+        // (a table that still does not exist is created by the next attempt)
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(()),
+        Err(e) => Err(LakeError::delta(path, e)),
     }
 }
 
@@ -276,16 +283,9 @@ async fn append_audit(
             }
             Err(e) => e,
         };
+        // (the rows are sealed again on the new head)
         *cached = None;
-        if !is_conflict(&e) || attempt == MAX_ATTEMPTS {
-            return Err(LakeError::delta(path, e));
-        }
-        tracing::debug!(table = %path, attempt, "audit commit raced another writer; sealing the rows again on the new head");
-        tokio::time::sleep(backoff(attempt)).await;
-        match t.update_state().await {
-            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
-            Err(e) => return Err(LakeError::delta(path, e)),
-        }
+        reload_after_conflict(path, &mut t, e, attempt).await?;
         attempt += 1;
     }
 }
