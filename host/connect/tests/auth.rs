@@ -235,17 +235,20 @@ async fn a_token_narrowed_to_the_declared_scopes_gets_403_for_anything_else() {
     let refused = conn.send(get("/Observation?patient=Patient/patient-0000"), &declared).await.unwrap();
     assert_eq!(refused.status, 403, "{}", String::from_utf8_lossy(&refused.body));
     assert!(String::from_utf8_lossy(&refused.body).contains("Observation"), "the refusal names the type");
+    // The type spelled with a percent escape is the same type to the EHR's router.
+    let sneaky = conn.send(get("/%4Fbservation?patient=Patient/patient-0000"), &declared).await.unwrap();
+    assert_eq!(sneaky.status, 403, "{}", String::from_utf8_lossy(&sneaky.body));
     let mut task = get("/Task");
     task.method = "POST".into();
     task.body = Some(json!({"resourceType": "Task", "status": "requested", "intent": "order"}).to_string().into_bytes());
     task.headers.push(("content-type".into(), "application/fhir+json".into()));
     assert_eq!(conn.send(task.clone(), &declared).await.unwrap().status, 403, "no write without a write scope");
-    assert_eq!(sb.stats().scope_refusals, 2);
+    assert_eq!(sb.stats().scope_refusals, 3);
     // Declaring the scopes makes the same requests pass (a second, wider token).
     let wider = scopes(&["system/Patient.read", "system/Observation.read", "system/Task.c"]);
     assert_eq!(conn.send(get("/Observation?patient=Patient/patient-0000"), &wider).await.unwrap().status, 200);
     assert_eq!(conn.send(task, &wider).await.unwrap().status, 201);
-    assert_eq!(sb.stats().scope_refusals, 2);
+    assert_eq!(sb.stats().scope_refusals, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

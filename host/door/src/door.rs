@@ -351,6 +351,14 @@ impl Door {
 /// Every resource in a tool's answer through the client's masking profile (and the
 /// answer's own `patient` reference pseudonymised when the profile pseudonymises).
 fn mask_answer(m: &ehrgate_govern::mask::Masker, v: &mut Value) {
+    // An action's result is whatever the adapter answered: not shown to a masked client.
+    if let Value::Object(o) = v
+        && o.contains_key("action")
+        && let Some(r) = o.get_mut("result")
+    {
+        *r = json!("(withheld: the client's masking profile)");
+        return;
+    }
     match v {
         Value::Object(o) if o.contains_key("resourceType") => m.mask_value(v),
         Value::Object(o) => {

@@ -67,6 +67,7 @@ fn profile_json(p: &Profile) -> serde_json::Value {
 
 /// The statements, one per line group, each ending in `;`.
 pub fn catalog_sql(policy: &Policy, tables: &[CatalogTable], opts: &CatalogOptions, shift_range: i64) -> Vec<String> {
+    let shift_range = shift_range.max(1);
     let cat = ident(&opts.catalog);
     let gov = format!("{cat}.{}", ident("governance"));
     let key = format!("secret({}, {})", literal(&opts.secret_scope), literal(&opts.secret_key));
@@ -110,7 +111,7 @@ pub fn catalog_sql(policy: &Policy, tables: &[CatalogTable], opts: &CatalogOptio
             let readers: Vec<(&Principal, ColumnMask)> = principals
                 .iter()
                 .filter(|p| p.may_read(&sql_name))
-                .map(|p| (*p, p.profile.as_ref().map(|prof| column_mask(prof, &sql_name, f.name(), f.data_type())).unwrap_or(ColumnMask::Keep)))
+                .map(|p| (*p, p.profile.as_ref().map(|prof| column_mask(prof, &sql_name, f.name(), f.data_type(), has_patient)).unwrap_or(ColumnMask::Keep)))
                 .collect();
             if readers.iter().all(|(_, m)| *m == ColumnMask::Keep) {
                 continue;
@@ -123,11 +124,16 @@ pub fn catalog_sql(policy: &Policy, tables: &[CatalogTable], opts: &CatalogOptio
                 let expr = match m {
                     ColumnMask::Keep => v.to_string(),
                     ColumnMask::Redact => format!("CAST(NULL AS {ty})"),
+                    // (a mask returns its column's type: only strings get pseudonyms)
+                    ColumnMask::Pseudonym | ColumnMask::PseudonymRef if ty != "STRING" => format!("CAST(NULL AS {ty})"),
                     ColumnMask::Pseudonym => format!("{gov}.ehrgate_pseudonym({v}, {key})"),
                     ColumnMask::PseudonymRef => format!("{gov}.ehrgate_pseudonym_ref({v}, {key})"),
                     ColumnMask::Year if ty == "TIMESTAMP" => format!("date_trunc('YEAR', {v})"),
                     ColumnMask::Year => format!("substring({v}, 1, 4)"),
-                    ColumnMask::Shift => format!("timestampadd(DAY, {gov}.ehrgate_shift_days(patient, {key}, {shift_range}), {v})"),
+                    ColumnMask::Shift => {
+                        let patient = if has_patient { "patient" } else { "''" };
+                        format!("timestampadd(DAY, {gov}.ehrgate_shift_days({patient}, {key}, {shift_range}), {v})")
+                    }
                     ColumnMask::Resource => format!("{gov}.ehrgate_mask_resource({v}, {}, {key}, {shift_range}, year(current_date()))", literal(&profile)),
                 };
                 case.push_str(&format!(" WHEN is_account_group_member({}) THEN {expr}", literal(&format!("ehrgate_{}", p.name))));

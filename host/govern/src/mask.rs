@@ -115,11 +115,24 @@ pub fn shift_date(s: &str, days: i64) -> String {
         return s.to_string();
     }
     let (y, m, d) = (s[0..4].parse::<i64>().unwrap_or(1970), s[5..7].parse::<i64>().unwrap_or(1), s[8..10].parse::<i64>().unwrap_or(1));
-    let (ny, nm, nd) = civil_from_days(days_from_civil(y, m, d) + days);
+    // (a date that does not exist, 2024-02-30 or year 0, is left as it is)
+    let day = days_from_civil(y, m, d);
+    if y < 1 || civil_from_days(day) != (y, m, d) {
+        return s.to_string();
+    }
+    let (ny, nm, nd) = civil_from_days(day + days);
+    if ny < 1 || ny > 9999 {
+        return s.to_string();
+    }
     format!("{ny:04}-{nm:02}-{nd:02}{}", &s[10..])
 }
 
 pub const DAY_MICROS: i64 = 86_400_000_000;
+
+/// The calendar year (UTC) of Unix time `secs`.
+pub fn this_year_of(secs: i64) -> i64 {
+    civil_from_days(secs.div_euclid(86_400)).0
+}
 
 /// The first instant (UTC) of the year of `micros`.
 pub fn year_start_micros(micros: i64) -> i64 {
@@ -193,9 +206,14 @@ impl Masker {
 
     /// Mask a parsed resource in place.
     pub fn mask_value(&self, v: &mut Value) {
+        // Contained resources are resources too, each masked on its own (after the
+        // container, so that nothing in them is masked twice).
+        let contained = v.as_object_mut().and_then(|m| m.remove("contained"));
         let ty = v.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
+        // (a resource about no patient it names still has its dates moved, by the
+        // shift of no patient, as a row without patient_ref has in SQL)
         let patient = patient_of(v, &ty);
-        let shift = patient.as_deref().map(|p| self.key.shift_days(p)).unwrap_or(0);
+        let shift = self.key.shift_days(patient.as_deref().unwrap_or(""));
         for r in self.rules.iter().filter(|r| r.resource_type.as_deref().is_none_or(|t| t == ty)) {
             if let Value::Object(m) = &mut *v {
                 apply(m, &r.steps, r.op, &self.key, self.this_year, shift);
@@ -209,6 +227,12 @@ impl Masker {
         }
         if matches!(self.dates, Op::Year | Op::Shift) {
             dates(v, self.dates, shift, None);
+        }
+        if let (Some(mut contained), Value::Object(m)) = (contained, &mut *v) {
+            if let Value::Array(items) = &mut contained {
+                items.iter_mut().for_each(|c| self.mask_value(c));
+            }
+            m.insert("contained".into(), contained);
         }
     }
 }
@@ -341,6 +365,8 @@ mod tests {
         assert_eq!(birth_year("1980-02-03", 2026), "1980");
         assert_eq!(shift_date("2024-02-28T10:00:00Z", 2), "2024-03-01T10:00:00Z");
         assert_eq!(shift_date("2024-01-01", -1), "2023-12-31");
+        assert_eq!(shift_date("2024-02-30", 1), "2024-02-30", "no such day: left as it is");
+        assert_eq!(this_year_of(1_796_413_115), 2026);
         assert_eq!(year_start_micros(1_700_000_000_000_000), 1_672_531_200_000_000, "2023-11-14 -> 2023-01-01");
         assert_eq!(year_start_micros(-30_172_694_400_000_000 + 5 * DAY_MICROS), days_from_civil(1013, 1, 1) * DAY_MICROS);
         assert!(looks_like_date("2024-01") && !looks_like_date("2024") && !looks_like_date("12345-67"));
@@ -367,6 +393,11 @@ mod tests {
         assert_eq!(out["managingOrganization"], json!({"reference": format!("Organization/{}", k.pseudonym("o1"))}));
         assert_eq!(out["meta"]["lastUpdated"], json!("2024"));
         assert_eq!(out["generalPractitioner"], json!([{"type": "Practitioner", "identifier": {"system": "npi", "value": k.pseudonym("4356789876")}}]));
+        // A contained resource is masked like any other, once.
+        let c = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+            "contained": [{"resourceType": "Patient", "id": "c1", "name": [{"family": "Doe"}], "managingOrganization": {"reference": "Organization/o1"}}]});
+        let out: Value = serde_json::from_str(&m.resource(&c.to_string()).unwrap()).unwrap();
+        assert_eq!(out["contained"][0], json!({"resourceType": "Patient", "id": k.pseudonym("c1"), "managingOrganization": {"reference": format!("Organization/{}", k.pseudonym("o1"))}}));
         // Shifted dates move by the patient's own shift, whichever resource holds them.
         let m = Masker { key: k.clone(), rules: vec![], ids: Op::Keep, dates: Op::Shift, this_year: 2026 };
         let o = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-06-01T00:00:00Z"});

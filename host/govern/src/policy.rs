@@ -210,7 +210,7 @@ impl Profile {
 
 fn this_year() -> i64 {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    1970 + secs / 31_556_952
+    crate::mask::this_year_of(secs)
 }
 
 /// A principal, resolved.
@@ -267,6 +267,14 @@ impl Policy {
             profiles.insert(name.clone(), Arc::new(Profile::from_settings(name, p)?));
         }
         let key = s.pseudonym_key.clone();
+        for rule in &s.retention {
+            if Principal::pattern_matcher(&rule.tables)("audit_access_log") {
+                return Err(GovernError::Config(format!(
+                    "[[governance.retention]] tables {:?} include audit_access_log: the audit is never retained (its hash chain starts at its first row)",
+                    rule.tables
+                )));
+            }
+        }
         let mut principals = BTreeMap::new();
         for e in &s.principals {
             let valid = !e.name.is_empty() && e.name.len() <= 64 && e.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));

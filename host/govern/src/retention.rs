@@ -78,7 +78,9 @@ pub async fn retain(lake: &Lake, rules: &[RetentionRule], vacuum_minutes: u64, a
             };
             let cutoff = ehrgate_lake::rfc3339(now - (rule.days as i64) * 86_400_000_000);
             let removed: Removal = removal::delete_where(lake, path, &format!("{column} < '{cutoff}'")).await?;
-            let files = if removed.rows > 0 { removal::vacuum_now(lake, path, vacuum_minutes).await? } else { 0 };
+            // (every run: files removed by an earlier run become old enough to go
+            // only after `vacuum_minutes`, whether or not this run deleted anything)
+            let files = removal::vacuum_now(lake, path, vacuum_minutes).await?;
             let a = Attestation {
                 table: path.clone(),
                 days: rule.days,

@@ -120,7 +120,7 @@ impl Gate for PrincipalGate<'_> {
 
 /// What `p` does to column `name` of table `sql_name` (also what `ehrgate catalog
 /// sql` writes as Unity Catalog column masks).
-pub(crate) fn column_mask(p: &Profile, sql_name: &str, name: &str, dt: &DataType) -> ColumnMask {
+pub(crate) fn column_mask(p: &Profile, sql_name: &str, name: &str, dt: &DataType, has_patient: bool) -> ColumnMask {
     let by_op = |op: Op| match op {
         Op::Keep => ColumnMask::Keep,
         Op::Pseudonym if name.ends_with("_ref") => ColumnMask::PseudonymRef,
@@ -133,9 +133,15 @@ pub(crate) fn column_mask(p: &Profile, sql_name: &str, name: &str, dt: &DataType
     if let Some(op) = p.columns.get(name) {
         return by_op(*op);
     }
-    let clinical = ["silver_", "bronze_", "quarantine_"].iter().any(|x| sql_name.starts_with(x));
+    // Dates are masked where they are about a patient: the clinical tables, and any
+    // table with a patient column (workflow runs).
+    let clinical = has_patient || ["silver_", "bronze_", "quarantine_"].iter().any(|x| sql_name.starts_with(x));
+    let masks_anything = p.ids != Op::Keep || p.dates != Op::Keep || !p.rules.is_empty() || p.columns.values().any(|o| *o != Op::Keep);
     match name {
         "resource" if sql_name.starts_with("silver_") => ColumnMask::Resource,
+        // (the message as received, and action inputs and answers, hold everything a
+        // profile hides elsewhere: removed unless the profile keeps them by name)
+        "raw" | "input" | "response" if masks_anything => ColumnMask::Redact,
         "patient_ref" | "encounter_ref" if p.ids == Op::Pseudonym => ColumnMask::PseudonymRef,
         "id" if p.ids == Op::Pseudonym && sql_name.starts_with("silver_") => ColumnMask::Pseudonym,
         _ if clinical && matches!(dt, DataType::Timestamp(..)) && p.dates != Op::Keep => by_op(p.dates),
@@ -204,7 +210,7 @@ impl Masking {
             let name = f.name().as_str();
             let c = col(format!("\"{name}\""));
             let text = || ehrgate_lake::datafusion::prelude::cast(c.clone(), DataType::Utf8);
-            let e = match column_mask(&self.profile, sql_name, name, f.data_type()) {
+            let e = match column_mask(&self.profile, sql_name, name, f.data_type(), has("patient_ref")) {
                 ColumnMask::Keep => c.clone(),
                 ColumnMask::Redact => lit(ScalarValue::try_from(f.data_type())?),
                 ColumnMask::Resource => self.resource.call(vec![text()]),

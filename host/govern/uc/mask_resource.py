@@ -20,7 +20,7 @@ def pseudonym(k, v):
 
 def pseudonym_ref(k, r):
     ty, sep, rest = r.partition("/")
-    if sep and ty[:1].isupper():
+    if sep and "A" <= ty[:1] <= "Z":
         return ty + "/" + pseudonym(k, rest.split("/")[0])
     return pseudonym(k, r)
 
@@ -31,7 +31,7 @@ def shift_days(k, patient, d):
 
 
 def zip3(z):
-    digits = "".join(c for c in z if c.isdigit())[:3]
+    digits = "".join(c for c in z if "0" <= c <= "9")[:3]
     return "000" if len(digits) < 3 or digits in SMALL_ZIP3 else digits
 
 
@@ -41,14 +41,17 @@ def looks_like_date(s):
 
 
 def birth_year(s, this_year):
-    y = int(s[:4]) if s[:4].isdigit() else 0
+    y = int(s[:4]) if s[:4].isascii() and s[:4].isdigit() else 0
     return "<=%d" % (this_year - 90) if this_year - y > 89 else str(y)
 
 
 def shift_date(s, days):
     if not looks_like_date(s) or len(s) < 10:
         return s
-    d = datetime.date(int(s[0:4]), int(s[5:7]), int(s[8:10])) + datetime.timedelta(days=days)
+    try:
+        d = datetime.date(int(s[0:4]), int(s[5:7]), int(s[8:10])) + datetime.timedelta(days=days)
+    except (ValueError, OverflowError):
+        return s
     return "%04d-%02d-%02d%s" % (d.year, d.month, d.day, s[10:])
 
 
@@ -141,7 +144,8 @@ def mask(resource, profile, k, shift_range, this_year):
         return None
     ty = v.get("resourceType", "") if isinstance(v, dict) else ""
     patient = patient_of(v, ty) if isinstance(v, dict) else None
-    shift = shift_days(k, patient, shift_range) if patient else 0
+    shift = shift_days(k, patient or "", max(shift_range, 1))
+    contained = v.pop("contained", None) if isinstance(v, dict) else None
     for rule in p["rules"]:
         if rule["type"] in (None, ty) and isinstance(v, dict):
             apply(v, rule["steps"], rule["op"], k, this_year, shift)
@@ -151,4 +155,8 @@ def mask(resource, profile, k, shift_range, this_year):
         references(v, k)
     if p["dates"] in ("year", "shift"):
         v = dates(v, p["dates"], shift)
+    if contained is not None:
+        if isinstance(contained, list):
+            contained = [json.loads(mask(json.dumps(c), profile, k, shift_range, this_year)) if isinstance(c, dict) else c for c in contained]
+        v["contained"] = contained
     return json.dumps(v, separators=(",", ":"), sort_keys=True, ensure_ascii=False)

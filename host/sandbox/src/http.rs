@@ -115,18 +115,40 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
 /// (bulk export checks its types itself; status and file downloads belong to the
 /// job the kick-off allowed).
 fn rest_interaction(method: &str, local: &str) -> Option<(String, Interaction)> {
-    let segs: Vec<&str> = local.trim_start_matches('/').split('/').collect();
-    let ty = *segs.first()?;
+    // (decoded as the router decodes it: `/%50atient/x` is a read of Patient)
+    let segs: Vec<String> = local.trim_start_matches('/').split('/').map(percent_decode).collect();
+    let ty = segs.first()?.clone();
     if ty.is_empty() || !ty.starts_with(|c: char| c.is_ascii_uppercase()) || segs.iter().any(|s| s.starts_with('$')) {
         return None;
     }
     let what = match (method, segs.len()) {
-        ("GET", 1) => Interaction::Search,
-        ("GET", 2) => Interaction::Read,
+        ("GET" | "HEAD", 1) => Interaction::Search,
+        ("GET" | "HEAD", 2) => Interaction::Read,
         ("POST", 1) => Interaction::Create,
         _ => return None,
     };
-    Some((ty.to_string(), what))
+    Some((ty, what))
+}
+
+/// `%XX` escapes decoded (invalid ones left as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Keeps the status and headers, then breaks the connection after a few body bytes.

@@ -39,7 +39,7 @@ pub async fn sql(cfg: &Config, query: &str, format: OutFormat, who: Who) -> anyh
                 // (a failed admission is an access attempt: audited)
                 let row = ehrgate_lake::AuditRow {
                     at: ehrgate_lake::now_micros(),
-                    actor: format!("sql:{name}"),
+                    actor: format!("sql:{}", name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(64).collect::<String>()),
                     action: "sql.query".into(),
                     outcome: format!("refused: {e}"),
                     purpose: who.purpose.clone(),
