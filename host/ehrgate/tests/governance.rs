@@ -290,6 +290,43 @@ fn retention_and_purge_leave_nothing_an_independent_reader_can_find() {
     let dir = workdir("retain");
     ingest_corpus(&dir.0);
     let root = dir.0.join("ehrgate-data");
+
+    // Purge the patient with the most observations, from a lake where every
+    // message is still in bronze.
+    let patient = sql(
+        &dir.0,
+        "SELECT p.id FROM silver_patient p JOIN silver_observation o ON o.patient_ref = concat('Patient/', p.id) GROUP BY p.id ORDER BY count(*) DESC LIMIT 1",
+    )[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resource = sql(&dir.0, &format!("SELECT resource FROM silver_patient WHERE id = '{patient}'"))[0]["resource"].as_str().unwrap().to_string();
+    let mrns: Vec<String> = serde_json::from_str::<Value>(&resource).unwrap()["identifier"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["value"].as_str().map(str::to_string))
+        .filter(|v| v.len() >= 4)
+        .collect();
+    assert!(!mrns.is_empty(), "the patient has identifiers: {resource}");
+    let before = mentions(&root, &patient);
+    assert!(before.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 1, "the patient is in the lake: {before:?}");
+    let out = ehrgate(&dir.0, &["lake", "purge", "--patient", &patient]);
+    assert!(text(&out.stdout).contains("purged"), "{}", text(&out.stdout));
+    let after = mentions(&root, &patient);
+    assert!(after.values().all(|n| n.as_u64() == Some(0)), "rows still mention the patient: {after:?}");
+    // No message in bronze or quarantine carries the patient's identifiers either
+    // (superseded versions included, which silver's lineage no longer names).
+    for m in &mrns {
+        let left = mentions(&root, &format!("|{m}^"));
+        let raw: u64 = left.iter().filter(|(t, _)| t.starts_with("bronze") || t.starts_with("quarantine")).map(|(_, n)| n.as_u64().unwrap()).sum();
+        assert_eq!(raw, 0, "a message with identifier {m} is left: {left:?}");
+    }
+    let purge = sql(&dir.0, "SELECT detail FROM audit_access_log WHERE action = 'lake.purge'");
+    let detail = purge[0]["detail"].as_str().unwrap();
+    assert!(!detail.contains(&patient), "the audit names the patient only by hash");
+
+    // Retention.
     let observations = sql(&dir.0, "SELECT count(*) AS n FROM silver_observation")[0]["n"].as_u64().unwrap();
     std::fs::write(
         dir.0.join("ehrgate.toml"),
@@ -314,24 +351,6 @@ fn retention_and_purge_leave_nothing_an_independent_reader_can_find() {
             assert_eq!(rows, 0, "every bronze message was older than a window of 0 days");
         }
     }
-
-    // Purge the patient with the most observations left.
-    let patient = sql(
-        &dir.0,
-        "SELECT p.id FROM silver_patient p JOIN silver_observation o ON o.patient_ref = concat('Patient/', p.id) GROUP BY p.id ORDER BY count(*) DESC LIMIT 1",
-    )[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let before = mentions(&root, &patient);
-    assert!(before.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 1, "the patient is in the lake: {before:?}");
-    let out = ehrgate(&dir.0, &["lake", "purge", "--patient", &patient]);
-    assert!(text(&out.stdout).contains("purged"), "{}", text(&out.stdout));
-    let after = mentions(&root, &patient);
-    assert!(after.values().all(|n| n.as_u64() == Some(0)), "rows still mention the patient: {after:?}");
-    let purge = sql(&dir.0, "SELECT detail FROM audit_access_log WHERE action = 'lake.purge'");
-    let detail = purge[0]["detail"].as_str().unwrap();
-    assert!(!detail.contains(&patient), "the audit names the patient only by hash");
     let v = ehrgate(&dir.0, &["audit", "verify"]);
     assert!(text(&v.stdout).contains("audit chain intact"), "{}", text(&v.stdout));
 
@@ -340,7 +359,7 @@ fn retention_and_purge_leave_nothing_an_independent_reader_can_find() {
     ehrgate(&dir.0, &["audit", "export", "--to", pkg.to_str().unwrap(), "--from", "2000-01-01"]);
     let attestations = std::fs::read_to_string(pkg.join("attestations.ndjson")).unwrap();
     let actions: Vec<String> = attestations.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
-    assert_eq!(actions, ["lake.retain", "lake.retain", "lake.purge"]);
+    assert_eq!(actions, ["lake.purge", "lake.retain", "lake.retain"]);
     let verdict: Value = serde_json::from_str(&std::fs::read_to_string(pkg.join("chain_verification.json")).unwrap()).unwrap();
     assert_eq!(verdict["intact"], true);
     let policies: Value = serde_json::from_str(&std::fs::read_to_string(pkg.join("policies.json")).unwrap()).unwrap();

@@ -127,10 +127,11 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// Remove every row about patient `id`: its silver rows (the Patient itself and
-/// every resource whose patient is it or that refers to it anywhere), the bronze units they came from (whole
-/// messages, other patients in them included: a wrong-patient merge or a legal
-/// request removes the message), quarantined rows of those units, its workflow
-/// runs; then vacuum what was touched.
+/// every resource whose patient is it or that refers to it anywhere), the bronze
+/// units they came from and every other unit whose raw input names the patient or
+/// one of its identifier values (whole messages, other patients in them included:
+/// a wrong-patient merge or a legal request removes the message), quarantined rows
+/// likewise, its workflow runs; then vacuum what was touched.
 pub async fn purge_patient(lake: &Lake, id: &str, vacuum_minutes: u64, actor: &str) -> Result<Purge, GovernError> {
     if !valid_id(id) {
         return Err(GovernError::Refused(format!("`{}` is not a FHIR id (1-64 of A-Z a-z 0-9 - .)", id.escape_debug())));
@@ -142,6 +143,33 @@ pub async fn purge_patient(lake: &Lake, id: &str, vacuum_minutes: u64, actor: &s
         "patient_ref = '{reference}' OR (resource_type = 'Patient' AND id = '{id}') OR resource LIKE '%\"{reference}\"%' OR resource LIKE '%\"{reference}/%'"
     );
     let paths: Vec<String> = lake.tables().await?.into_iter().map(|(p, _)| p).collect();
+    // Units about the patient that silver's lineage no longer names (older versions
+    // superseded by a newer message, units that never mapped): found in the raw
+    // input by the patient's references and identifier values (MRNs: `|MRN^`, `|MRN|`
+    // or `~MRN^` in HL7v2, `"MRN"` in JSON).
+    let mut mrns: Vec<String> = Vec::new();
+    if paths.iter().any(|p| p == "silver/patient") {
+        for r in removal::values_where(lake, "silver/patient", "resource", &format!("id = '{id}'")).await? {
+            let v: serde_json::Value = serde_json::from_str(&r).unwrap_or_default();
+            for i in v["identifier"].as_array().into_iter().flatten() {
+                if let Some(val) = i["value"].as_str().filter(|x| x.len() >= 4 && valid_id(x)) {
+                    mrns.push(val.to_string());
+                }
+            }
+        }
+    }
+    mrns.sort();
+    mrns.dedup();
+    let text = "CAST(raw AS VARCHAR)";
+    let mut in_raw = vec![
+        format!("{text} LIKE '%\"{reference}\"%'"),
+        format!("{text} LIKE '%\"{reference}/%'"),
+        format!("({text} LIKE '%\"resourceType\":\"Patient\"%' AND {text} LIKE '%\"id\":\"{id}\"%')"),
+    ];
+    for m in &mrns {
+        in_raw.extend([format!("{text} LIKE '%|{m}^%'"), format!("{text} LIKE '%|{m}|%'"), format!("{text} LIKE '%~{m}^%'"), format!("{text} LIKE '%\"{m}\"%'")]);
+    }
+    let in_raw = in_raw.join(" OR ");
     let mut lineage: Vec<String> = Vec::new();
     for p in paths.iter().filter(|p| p.starts_with("silver/")) {
         lineage.extend(removal::values_where(lake, p, "lineage", &about).await?);
@@ -152,18 +180,17 @@ pub async fn purge_patient(lake: &Lake, id: &str, vacuum_minutes: u64, actor: &s
     for p in paths.iter().filter(|p| p.starts_with("silver/")) {
         removed.push(removal::delete_where(lake, p, &about).await?);
     }
-    // Bronze rows by record id (lineage is `<table path>/<record id>`).
+    // Bronze rows by record id (lineage is `<table path>/<record id>`) or by what
+    // their raw input holds.
     for t in [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents] {
         let prefix = format!("{}/", t.path());
         let ids: Vec<String> = lineage.iter().filter_map(|l| l.strip_prefix(&prefix)).filter(|r| r.chars().all(|c| c.is_ascii_hexdigit())).map(|r| format!("'{r}'")).collect();
-        if !ids.is_empty() {
-            removed.push(removal::delete_where(lake, t.path(), &format!("record_id IN ({})", ids.join(","))).await?);
-        }
+        let by_id = if ids.is_empty() { String::new() } else { format!("record_id IN ({}) OR ", ids.join(",")) };
+        removed.push(removal::delete_where(lake, t.path(), &format!("{by_id}{in_raw}")).await?);
     }
     let quoted: Vec<String> = lineage.iter().filter(|l| !l.contains('\'')).map(|l| format!("'{l}'")).collect();
-    if !quoted.is_empty() {
-        removed.push(removal::delete_where(lake, Table::Quarantine.path(), &format!("lineage IN ({})", quoted.join(","))).await?);
-    }
+    let by_lineage = if quoted.is_empty() { String::new() } else { format!("lineage IN ({}) OR ", quoted.join(",")) };
+    removed.push(removal::delete_where(lake, Table::Quarantine.path(), &format!("{by_lineage}{in_raw}")).await?);
     removed.push(removal::delete_where(lake, Table::WorkflowRuns.path(), &format!("patient_ref = '{reference}'")).await?);
     removed.retain(|r| r.version_before >= 0);
     let mut files = 0;
