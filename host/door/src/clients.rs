@@ -103,12 +103,7 @@ impl Clients {
     }
 }
 
-/// A declared purpose of use: 1-64 printable characters without spaces (HL7
-/// v3 PurposeOfUse codes such as `TREAT`, `HOPERAT`, `HPAYMT` are the intended
-/// values).
-pub fn valid_purpose(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_graphic())
-}
+pub use ehrgate_govern::policy::valid_purpose;
 
 #[cfg(test)]
 mod tests {

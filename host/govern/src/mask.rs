@@ -108,58 +108,37 @@ pub fn birth_year(s: &str, this_year: i64) -> String {
     if this_year - y > 89 { format!("<={}", this_year - 90) } else { y.to_string() }
 }
 
-/// `s` (a FHIR date or dateTime) moved by `days`; precision kept. A year-only or
-/// unparseable value is left as it is.
+/// `s` (a FHIR date or dateTime) moved by `days`; precision kept. A year-only,
+/// unparseable or nonexistent date (2024-02-30) is left as it is, as is one that
+/// would leave the years 1 to 9999.
 pub fn shift_date(s: &str, days: i64) -> String {
+    use chrono::Datelike;
     if !looks_like_date(s) || s.len() < 10 {
         return s.to_string();
     }
-    let (y, m, d) = (s[0..4].parse::<i64>().unwrap_or(1970), s[5..7].parse::<i64>().unwrap_or(1), s[8..10].parse::<i64>().unwrap_or(1));
-    // (a date that does not exist, 2024-02-30 or year 0, is left as it is)
-    let day = days_from_civil(y, m, d);
-    if y < 1 || civil_from_days(day) != (y, m, d) {
-        return s.to_string();
+    let Ok(d) = chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d") else { return s.to_string() };
+    match d.checked_add_signed(chrono::TimeDelta::days(days)) {
+        Some(n) if (1..=9999).contains(&n.year()) && d.year() >= 1 => format!("{}{}", n.format("%Y-%m-%d"), &s[10..]),
+        _ => s.to_string(),
     }
-    let (ny, nm, nd) = civil_from_days(day + days);
-    if ny < 1 || ny > 9999 {
-        return s.to_string();
-    }
-    format!("{ny:04}-{nm:02}-{nd:02}{}", &s[10..])
 }
 
 pub const DAY_MICROS: i64 = 86_400_000_000;
 
 /// The calendar year (UTC) of Unix time `secs`.
 pub fn this_year_of(secs: i64) -> i64 {
-    civil_from_days(secs.div_euclid(86_400)).0
+    use chrono::Datelike;
+    chrono::DateTime::from_timestamp(secs, 0).map(|d| d.year() as i64).unwrap_or(1970)
 }
 
 /// The first instant (UTC) of the year of `micros`.
 pub fn year_start_micros(micros: i64) -> i64 {
-    let (y, _, _) = civil_from_days(micros.div_euclid(DAY_MICROS));
-    days_from_civil(y, 1, 1) * DAY_MICROS
-}
-
-// Howard Hinnant's days-from-civil algorithms (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + if m <= 2 { 1 } else { 0 }, m, d)
+    use chrono::Datelike;
+    chrono::DateTime::from_timestamp_micros(micros)
+        .and_then(|d| chrono::NaiveDate::from_ymd_opt(d.year(), 1, 1))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc().timestamp_micros())
+        .unwrap_or(micros)
 }
 
 /// An element rule: `Type.a.b` (or `*.a.b` for every type), arrays crossed
@@ -368,7 +347,7 @@ mod tests {
         assert_eq!(shift_date("2024-02-30", 1), "2024-02-30", "no such day: left as it is");
         assert_eq!(this_year_of(1_796_413_115), 2026);
         assert_eq!(year_start_micros(1_700_000_000_000_000), 1_672_531_200_000_000, "2023-11-14 -> 2023-01-01");
-        assert_eq!(year_start_micros(-30_172_694_400_000_000 + 5 * DAY_MICROS), days_from_civil(1013, 1, 1) * DAY_MICROS);
+        assert_eq!(year_start_micros(-30_172_694_400_000_000 + 5 * DAY_MICROS), -30_199_996_800_000_000, "1013-11-18 -> 1013-01-01");
         assert!(looks_like_date("2024-01") && !looks_like_date("2024") && !looks_like_date("12345-67"));
     }
 

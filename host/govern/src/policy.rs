@@ -213,6 +213,17 @@ fn this_year() -> i64 {
     crate::mask::this_year_of(secs)
 }
 
+/// A declared purpose of use: 1-64 printable characters without spaces (HL7 v3
+/// PurposeOfUse codes such as `TREAT`, `HOPERAT`, `HPAYMT` are the intended values).
+pub fn valid_purpose(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// `s` kept to what a name in an audit row may hold (A-Z a-z 0-9 - _ ., at most 64).
+pub fn clean_name(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(64).collect()
+}
+
 /// A principal, resolved.
 #[derive(Debug, Clone)]
 pub struct Principal {

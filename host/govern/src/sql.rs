@@ -67,7 +67,7 @@ async fn run(lake: &Lake, policy: &Policy, reader: &Reader<'_>, query: &str) -> 
         if policy.require_principal {
             return Err(GovernError::Refused("[governance] require_principal is set: name a principal with --as NAME".into()));
         }
-        return Ok(ehrgate_lake::sql::query_gated(lake, query, &AsStored).await?);
+        return Ok(ehrgate_lake::sql::query_gated(lake, query, &ehrgate_lake::sql::AsStored).await?);
     };
     if let Some(purpose) = &reader.purpose
         && !p.may_declare(purpose)
@@ -83,17 +83,6 @@ async fn run(lake: &Lake, policy: &Policy, reader: &Reader<'_>, query: &str) -> 
     };
     let gate = PrincipalGate { principal: p, masking };
     Ok(ehrgate_lake::sql::query_gated(lake, query, &gate).await?)
-}
-
-struct AsStored;
-
-impl Gate for AsStored {
-    fn check(&self, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-    fn view(&self, _: &str, stored: DataFrame) -> Result<DataFrame, DataFusionError> {
-        Ok(stored)
-    }
 }
 
 struct PrincipalGate<'a> {
@@ -247,7 +236,8 @@ fn string_udf(name: &str, f: impl Fn(&str) -> Option<String> + Send + Sync + 'st
 /// A UDF `(timestamp, patient) -> timestamp` computing in microseconds (no
 /// nanosecond range limit: birth dates before 1677 exist).
 fn ts_udf(name: &str, f: impl Fn(i64, &str) -> i64 + Send + Sync + 'static) -> ScalarUDF {
-    let ts = ehrgate_lake::Table::Audit.schema().field_with_name("at").map(|f| f.data_type().clone()).unwrap_or(DataType::Utf8);
+    // (the lake's timestamps: microseconds, UTC)
+    let ts = DataType::Timestamp(ehrgate_lake::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
     let label = name.to_string();
     create_udf(
         name,

@@ -19,7 +19,7 @@ use crate::schema::Table;
 /// (bronze, quarantine, audit, ...) are always there: one not yet written is
 /// empty, not missing.
 pub async fn query(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
-    query_gated(lake, sql, &Open).await.map(|(b, _)| b)
+    query_gated(lake, sql, &AsStored).await.map(|(b, _)| b)
 }
 
 /// Who reads decides, per table, whether it may be read and how it looks (masked):
@@ -32,9 +32,9 @@ pub trait Gate: Send + Sync {
 }
 
 /// Everything, as stored.
-struct Open;
+pub struct AsStored;
 
-impl Gate for Open {
+impl Gate for AsStored {
     fn check(&self, _: &str) -> Result<(), String> {
         Ok(())
     }
@@ -68,7 +68,7 @@ pub async fn query_one(lake: &Lake, path: &str, sql: &str) -> Result<Vec<RecordB
 
 /// Run a read-only query over the given tables (path, opened table).
 pub(crate) async fn query_tables(tables: Vec<(String, DeltaTable)>, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
-    run(tables, &[], sql, &Open).await.map(|(b, _)| b)
+    run(tables, &[], sql, &AsStored).await.map(|(b, _)| b)
 }
 
 async fn run(tables: Vec<(String, DeltaTable)>, empty: &[Table], sql: &str, gate: &dyn Gate) -> Result<(Vec<RecordBatch>, Vec<String>), LakeError> {

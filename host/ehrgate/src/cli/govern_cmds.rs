@@ -27,7 +27,7 @@ pub async fn sql(cfg: &Config, query: &str, format: OutFormat, who: Who) -> anyh
         None => None,
     };
     if let Some(p) = &who.purpose
-        && !(!p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_graphic()))
+        && !ehrgate_govern::policy::valid_purpose(p)
     {
         anyhow::bail!("--purpose must be 1-64 printable characters without spaces (e.g. TREAT, HOPERAT)");
     }
@@ -39,7 +39,7 @@ pub async fn sql(cfg: &Config, query: &str, format: OutFormat, who: Who) -> anyh
                 // (a failed admission is an access attempt: audited)
                 let row = ehrgate_lake::AuditRow {
                     at: ehrgate_lake::now_micros(),
-                    actor: format!("sql:{}", name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(64).collect::<String>()),
+                    actor: format!("sql:{}", ehrgate_govern::policy::clean_name(name)),
                     action: "sql.query".into(),
                     outcome: format!("refused: {e}"),
                     purpose: who.purpose.clone(),
@@ -78,8 +78,7 @@ pub async fn sql(cfg: &Config, query: &str, format: OutFormat, who: Who) -> anyh
 
 /// The OS user, for queries run without a principal.
 fn operator() -> String {
-    let u = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    u.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(64).collect()
+    ehrgate_govern::policy::clean_name(&std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
 }
 
 /// `ehrgate audit verify`
