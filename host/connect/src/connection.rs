@@ -36,6 +36,12 @@ pub struct ConnectionStats {
     /// Times the secret's file changed and was read again (cached tokens dropped).
     pub secret_reloads: u64,
     pub breaker: BreakerState,
+    /// Upstream answers by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub responses: [u64; 5],
+    /// Answers 429 (Too Many Requests), also counted in 4xx.
+    pub throttled: u64,
+    /// Attempts that got no answer (connection failure, timeout).
+    pub transport_errors: u64,
 }
 
 pub struct Connection {
@@ -52,6 +58,9 @@ pub struct Connection {
     attempts: AtomicU64,
     retries: AtomicU64,
     fast_failures: AtomicU64,
+    responses: [AtomicU64; 5],
+    throttled: AtomicU64,
+    transport_errors: AtomicU64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -131,6 +140,9 @@ impl Connection {
             attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             fast_failures: AtomicU64::new(0),
+            responses: Default::default(),
+            throttled: AtomicU64::new(0),
+            transport_errors: AtomicU64::new(0),
             name,
             base,
             base_str,
@@ -159,6 +171,9 @@ impl Connection {
             token_requests: self.auth.token_requests.load(Ordering::Relaxed),
             secret_reloads: self.auth.secret_reloads.load(Ordering::Relaxed),
             breaker: self.breaker.state(),
+            responses: std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed)),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            transport_errors: self.transport_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -323,6 +338,12 @@ impl Connection {
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
                     tracing::debug!(connection = %self.name, method = %out.method, status, attempt, "upstream answered");
+                    if let Some(n) = self.responses.get((status / 100).saturating_sub(1) as usize) {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if status == 429 {
+                        self.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
                     if status == 401 && token.is_some() && !refreshed {
                         // The token may have expired early or been revoked: one fresh
                         // token, one more try (not counted as a retry attempt).
@@ -366,6 +387,7 @@ impl Connection {
                         return Ok(Attempt::Failed(HttpError::Denied(refused)));
                     }
                     permit.failure();
+                    self.transport_errors.fetch_add(1, Ordering::Relaxed);
                     let why = describe(&e);
                     tracing::debug!(connection = %self.name, method = %out.method, attempt, error = %why, "upstream request failed");
                     if attempt >= max_attempts {
@@ -380,6 +402,7 @@ impl Connection {
                 }
                 Err(_) => {
                     permit.failure();
+                    self.transport_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(connection = %self.name, method = %out.method, attempt, "upstream timed out");
                     if attempt >= max_attempts {
                         return Ok(Attempt::Failed(HttpError::Timeout));

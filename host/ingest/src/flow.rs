@@ -384,6 +384,8 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
         }
     }
     let mut shadow = Vec::new();
+    // Which adapter (name@version) mapped each unit: recorded on its bronze row.
+    let mut mapped_by: Vec<Option<String>> = vec![None; units.len()];
     for (adapter, idx) in &by_adapter {
         let Some(route) = routes.get(*adapter) else {
             mapped.quarantined.extend(idx.iter().map(|&i| unrouted_row(&units[i], adapter)));
@@ -391,10 +393,16 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
         };
         let active = Pipeline::new(lake.clone(), route.active.clone());
         let pick = |idx: &[usize]| -> Vec<crate::units::Unit> { idx.iter().map(|&i| units[i].clone()).collect() };
+        for &i in idx {
+            mapped_by[i] = Some(route.active.label().to_string());
+        }
         let m = match &route.candidate {
             None => active.map_units(&pick(idx)).await,
             Some(c) if matches!(c.mode, CandidateMode::Canary { .. }) => {
                 let (to_candidate, to_active): (Vec<usize>, Vec<usize>) = idx.iter().partition(|&&i| c.takes(crate::candidate::unit_key(&units[i])));
+                for &i in &to_candidate {
+                    mapped_by[i] = Some(c.adapter.label().to_string());
+                }
                 let mut m = active.map_units(&pick(&to_active)).await;
                 let mc = Pipeline::new(lake.clone(), c.adapter.clone()).map_units(&pick(&to_candidate)).await;
                 m.silver.extend(mc.silver);
@@ -429,7 +437,8 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
     // Answer the submitters: a unit with a quarantine row was rejected.
     let rejected: HashMap<&str, &QuarantineRow> = mapped.quarantined.iter().map(|q| (q.id.as_str(), q)).collect();
     let mut permits = Vec::with_capacity(batch.len());
-    for (d, u) in batch.iter_mut().zip(&units) {
+    let mut answered = vec![None; units.len()];
+    for (i, (d, u)) in batch.iter_mut().zip(&units).enumerate() {
         permits.extend(d.job.permit.take());
         let outcome = match rejected.get(u.bronze.record_id.as_str()) {
             None => Outcome::Accepted,
@@ -440,6 +449,7 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
             _ => stats.rejected.fetch_add(1, Ordering::Relaxed),
         };
         if let Some(r) = d.job.reply.take() {
+            answered[i] = Some(now_micros());
             let _ = r.send(outcome);
         }
     }
@@ -449,9 +459,19 @@ async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<Str
         None => Vec::new(),
     };
     let n = units.len();
+    let mut records: HashMap<&str, i64> = HashMap::new();
+    for r in &mapped.silver {
+        if let Some(id) = r.lineage.rsplit('/').next() {
+            *records.entry(id).or_default() += 1;
+        }
+    }
     let (mut bronze, mut bronze_replayed) = (Vec::new(), Vec::new());
-    for (d, u) in batch.iter().zip(units) {
-        if d.job.replayed { bronze_replayed.push(u.bronze) } else { bronze.push(u.bronze) }
+    for (i, (d, u)) in batch.iter().zip(units).enumerate() {
+        let mut b = u.bronze;
+        b.processed.adapter = rejected.get(b.record_id.as_str()).map(|q| q.adapter.clone()).filter(|a| !a.is_empty()).or(mapped_by[i].take());
+        b.processed.answered_at = answered[i];
+        b.processed.records = Some(records.get(b.record_id.as_str()).copied().unwrap_or(0));
+        if d.job.replayed { bronze_replayed.push(b) } else { bronze.push(b) }
     }
     ToCommit { last_seq, permits, units: n, bronze, bronze_replayed, mapped, shadow, runs }
 }
@@ -508,25 +528,9 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             // After a failed attempt a write may have landed all the same (a
             // timeout after the commit): from then on every row is checked.
             let retry = failures > 0;
-            let (a, b, c, d, w) = tokio::join!(
-                async {
-                    if b_done {
-                        Ok(())
-                    } else if retry {
-                        let all: Vec<BronzeRow> = bronze.iter().chain(&bronze_replayed).cloned().collect();
-                        lake.append_bronze_once(Vec::new(), all).await.map(|_| ())
-                    } else if bronze_replayed.is_empty() {
-                        lake.append_bronze(bronze.clone()).await
-                    } else {
-                        // A replay after a crash: the units committed before it are
-                        // not appended a second time.
-                        let skipped = lake.append_bronze_once(bronze.clone(), bronze_replayed.clone()).await?;
-                        if skipped > 0 {
-                            tracing::warn!("replay: {skipped} of {} replayed units were in bronze already", bronze_replayed.len());
-                        }
-                        Ok(())
-                    }
-                },
+            // Silver, quarantine and the rest first; bronze last, stamped with
+            // when they landed (the KPIs' commit time, docs/operations.md).
+            let (b, c, d, w) = tokio::join!(
                 async { if s_done { Ok(()) } else { lake.upsert_silver(silver.clone()).await } },
                 async {
                     if q_done {
@@ -544,7 +548,38 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
                 async { if d_done { Ok(()) } else { lake.shadow_diffs(shadow.clone()).await } },
                 async { if w_done { Ok(()) } else { lake.workflow_runs(runs.clone()).await } },
             );
-            b_done |= a.is_ok();
+            let rest = match (&b, &c, &d, &w) {
+                (Ok(()), Ok(()), Ok(()), Ok(())) => Ok(()),
+                _ => Err(()),
+            };
+            let a = if b_done || rest.is_err() {
+                Ok(())
+            } else {
+                let landed = Some(now_micros());
+                for r in bronze.iter_mut().chain(bronze_replayed.iter_mut()) {
+                    r.processed.landed_at = landed;
+                }
+                if retry {
+                    let all: Vec<BronzeRow> = bronze.iter().chain(&bronze_replayed).cloned().collect();
+                    lake.append_bronze_once(Vec::new(), all).await.map(|_| ())
+                } else if bronze_replayed.is_empty() {
+                    lake.append_bronze(bronze.clone()).await
+                } else {
+                    // A replay after a crash: the units committed before it are
+                    // not appended a second time.
+                    match lake.append_bronze_once(bronze.clone(), bronze_replayed.clone()).await {
+                        Ok(skipped) => {
+                            if skipped > 0 {
+                                tracing::warn!("replay: {skipped} of {} replayed units were in bronze already", bronze_replayed.len());
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            let a_attempted = !b_done && rest.is_ok();
+            b_done |= a_attempted && a.is_ok();
             s_done |= b.is_ok();
             q_done |= c.is_ok();
             d_done |= d.is_ok();

@@ -170,7 +170,16 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
         received_at: ehrgate_lake::now_micros(),
         raw,
     };
+    let since = std::time::Instant::now();
+    let metrics = ehrgate_metrics::listener("webhooks");
+    metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let outcome = shared.flow.submit(inbound).await.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
+    metrics.answered(match &outcome {
+        Outcome::Accepted => "202",
+        Outcome::Rejected { .. } => "422",
+        Outcome::Failed(_) => "503",
+    });
+    metrics.answer_latency.0.observe(since.elapsed());
     // Seen only once durable: a request that could not be stored may be retried.
     shared.replays.finish(&src.name, &signature, !matches!(outcome, Outcome::Failed(_)));
     match outcome {
@@ -192,6 +201,9 @@ pub async fn bind(cfg: WebhookConfig, flow: Flow, shutdown: watch::Receiver<bool
 /// Serve on a listener bound beforehand.
 pub fn start(listener: tokio::net::TcpListener, cfg: WebhookConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
+    let adapters: std::collections::BTreeSet<&str> = cfg.sources.iter().map(|s| s.adapter.as_str()).collect();
+    let adapter = adapters.into_iter().collect::<Vec<_>>().join(", ");
+    ehrgate_metrics::listener("webhooks").describe(ehrgate_metrics::ListenerInfo { kind: "webhooks".into(), bind: addr.to_string(), adapter });
     let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, replays: Replays::default() });
     let app = Router::new()
         .route("/v1/events/{source}", post(event))

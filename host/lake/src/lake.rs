@@ -172,6 +172,24 @@ impl Lake {
         self.submit(Table::WorkflowRuns.path(), Rows::WorkflowRuns(rows)).await
     }
 
+    /// Replace the rows of `table` matching `predicate` (SQL over its columns,
+    /// e.g. `minute >= '2026-12-04T21:00:00Z'`) by `batch`, in one commit (Delta's
+    /// replaceWhere: a reader sees the old rows or the new, never neither); the
+    /// table is created when it does not exist. Every row of `batch` must match
+    /// `predicate`. For derived tables a process recomputes (`gold/*`).
+    pub async fn replace_where(&self, table: Table, batch: deltalake::arrow::array::RecordBatch, predicate: &str) -> Result<(), LakeError> {
+        let path = table.path();
+        let url = self.storage.table_url(path)?;
+        let t = DeltaTable::try_from_url_with_storage_options(url, self.options.clone()).await.map_err(|e| LakeError::delta(path, e))?;
+        let write = if t.version().is_some() {
+            t.write(vec![batch]).with_save_mode(deltalake::protocol::SaveMode::Overwrite).with_replace_where(predicate.to_string())
+        } else {
+            t.write(vec![batch]).with_save_mode(deltalake::protocol::SaveMode::Append).with_partition_columns(table.partitions().iter().map(|s| s.to_string()))
+        };
+        write.await.map_err(|e| LakeError::delta(path, e))?;
+        Ok(())
+    }
+
     /// Open a table for reading; `None` when it does not exist yet.
     pub async fn table(&self, path: &str) -> Result<Option<DeltaTable>, LakeError> {
         if self.storage.local_table_exists(path) == Some(false) {

@@ -33,7 +33,7 @@ pub use deltalake::parquet;
 pub use error::LakeError;
 pub use lake::{Lake, snake_to_type};
 pub use audit::AuditRow;
-pub use rows::{BronzeDetail, BronzeRow, Micros, QuarantineRow, Receipt, ShadowDiffRow, SilverRow, WorkflowRunRow, date_of, now_micros, rfc3339, parse_fhir_time, sha256_hex};
+pub use rows::{BronzeDetail, BronzeRow, Processed, Micros, QuarantineRow, Receipt, ShadowDiffRow, SilverRow, WorkflowRunRow, date_of, now_micros, rfc3339, parse_fhir_time, sha256_hex};
 pub use schema::{Table, silver_path, silver_schema, valid_resource_type};
 pub use storage::{SecretRef, Storage};
 pub use writer::BatchConfig;

@@ -64,6 +64,21 @@ pub struct BronzeRow {
     /// Orders units received in the same microsecond (the log's sequence number,
     /// a message's place in its file or a bulk line number); not a column.
     pub seq: u64,
+    /// The processing facts the operations KPIs are computed from (docs/tables.md):
+    /// the adapter (`name@version`) that mapped or rejected the unit, when the
+    /// sender was answered, and when its silver and quarantine rows were in the lake.
+    pub processed: Processed,
+}
+
+/// See [`BronzeRow::processed`]; empty where unknown (bulk lines, one-shot ingests,
+/// a replayed unit's answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Processed {
+    pub adapter: Option<String>,
+    pub answered_at: Option<Micros>,
+    pub landed_at: Option<Micros>,
+    /// Resources the unit mapped to (before silver's newer-wins rule).
+    pub records: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +94,7 @@ impl BronzeRow {
     pub fn new(raw: Vec<u8>, source: &str, received_at: Micros, seq: u64, detail: BronzeDetail) -> Self {
         let content_hash = sha256_hex(&raw);
         let record_id = sha256_hex(format!("{content_hash}|{source}|{received_at}|{seq}").as_bytes())[..32].to_string();
-        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail, seq }
+        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail, seq, processed: Processed::default() }
     }
 
     /// A row whose record id depends only on its content, source and `identity`
@@ -88,7 +103,7 @@ impl BronzeRow {
     pub fn keyed(raw: Vec<u8>, source: &str, received_at: Micros, identity: &str, seq: u64, detail: BronzeDetail) -> Self {
         let content_hash = sha256_hex(&raw);
         let record_id = sha256_hex(format!("{content_hash}|{source}|{identity}").as_bytes())[..32].to_string();
-        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail, seq }
+        BronzeRow { record_id, received_at, source: source.to_string(), content_hash, raw, detail, seq, processed: Processed::default() }
     }
 
     /// When this unit arrived, for ordering the versions it produces.
@@ -166,6 +181,10 @@ pub fn bronze_batch(table: Table, rows: &[BronzeRow]) -> Result<RecordBatch, Lak
         }))),
         _ => return Err(LakeError::Invalid(format!("{} is not a bronze table", table.path()))),
     }
+    cols.push(strings(rows.iter().map(|r| r.processed.adapter.as_deref())));
+    cols.push(times(rows.iter().map(|r| r.processed.answered_at)));
+    cols.push(times(rows.iter().map(|r| r.processed.landed_at)));
+    cols.push(Arc::new(rows.iter().map(|r| r.processed.records).collect::<Int64Array>()));
     batch(table.path(), table.schema(), cols)
 }
 

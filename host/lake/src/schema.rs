@@ -24,11 +24,12 @@ pub enum Table {
     Audit,
     ShadowDiffs,
     WorkflowRuns,
+    KpiMinute,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] =
-        [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents, Table::Quarantine, Table::Audit, Table::ShadowDiffs, Table::WorkflowRuns];
+    pub const ALL: [Table; 8] =
+        [Table::BronzeHl7, Table::BronzeNdjson, Table::BronzeEvents, Table::Quarantine, Table::Audit, Table::ShadowDiffs, Table::WorkflowRuns, Table::KpiMinute];
 
     /// Path under the root.
     pub fn path(self) -> &'static str {
@@ -40,6 +41,7 @@ impl Table {
             Table::Audit => "audit/access_log",
             Table::ShadowDiffs => "ops/shadow_diffs",
             Table::WorkflowRuns => "ops/workflow_runs",
+            Table::KpiMinute => "gold/kpi_minute",
         }
     }
 
@@ -127,6 +129,23 @@ impl Table {
                 f("error", DataType::Utf8, true),
                 f("response", DataType::Utf8, true),
             ])),
+            Table::KpiMinute => Arc::new(Schema::new(vec![
+                f("minute", ts(), false),
+                f("source", DataType::Utf8, false),
+                f("adapter", DataType::Utf8, false),
+                f("received", DataType::Int64, false),
+                f("accepted", DataType::Int64, false),
+                f("quarantined", DataType::Int64, false),
+                f("error_rate", DataType::Float64, false),
+                f("records", DataType::Int64, false),
+                f("ack_p50_ms", DataType::Float64, true),
+                f("ack_p95_ms", DataType::Float64, true),
+                f("sla_units", DataType::Int64, false),
+                f("sla_met", DataType::Int64, false),
+                f("sla_share", DataType::Float64, true),
+                f("sla_minutes", DataType::Int64, false),
+                f("refreshed_at", ts(), false),
+            ])),
         }
     }
 
@@ -134,7 +153,7 @@ impl Table {
     pub fn partitions(self) -> &'static [&'static str] {
         match self {
             Table::BronzeHl7 | Table::BronzeNdjson | Table::BronzeEvents | Table::Audit | Table::ShadowDiffs | Table::WorkflowRuns => &["ingest_date"],
-            Table::Quarantine => &[],
+            Table::Quarantine | Table::KpiMinute => &[],
         }
     }
 
@@ -154,6 +173,7 @@ fn bronze(extra: &[Field]) -> SchemaRef {
         f("raw", DataType::Binary, false),
     ];
     fields.extend_from_slice(extra);
+    fields.extend([f("adapter", DataType::Utf8, true), f("answered_at", ts(), true), f("landed_at", ts(), true), f("records", DataType::Int64, true)]);
     Arc::new(Schema::new(fields))
 }
 
@@ -185,6 +205,10 @@ pub fn silver_schema() -> SchemaRef {
 /// Silver columns added after the first release: a table created without them gets
 /// them (nullable) before its next write.
 pub const SILVER_ADDED_COLUMNS: [&str; 2] = ["received_at", "receipt_seq"];
+
+/// Bronze columns added with the operations KPIs: a table created without them
+/// gets them (nullable) before its next write.
+pub const BRONZE_ADDED_COLUMNS: [&str; 4] = ["adapter", "answered_at", "landed_at", "records"];
 
 /// Audit columns added with the hash chain (an older audit table gets them, nullable;
 /// its old rows stay outside the chain).

@@ -99,6 +99,7 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
     let mut table: Option<DeltaTable> = None;
     // (audit only: the chain's head as of a table version this writer committed)
     let mut audit_head: Option<(u64, Head)> = None;
+    let metrics = ehrgate_metrics::table(&path);
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + cfg.max_age;
         let mut rows = first.rows;
@@ -128,8 +129,16 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
             _ => commit(&path, &url, &options, &mut table, rows).await,
         };
         match &result {
-            Ok(()) => tracing::debug!(table = %path, rows = n, ms = started.elapsed().as_millis() as u64, "committed"),
-            Err(e) => tracing::error!(table = %path, rows = n, "commit failed: {e}"),
+            Ok(()) => {
+                tracing::debug!(table = %path, rows = n, ms = started.elapsed().as_millis() as u64, "committed");
+                metrics.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.rows.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics.commit_latency.0.observe(started.elapsed());
+            }
+            Err(e) => {
+                tracing::error!(table = %path, rows = n, "commit failed: {e}");
+                metrics.commit_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         let result = result.map_err(|e| match e {
             // (`Lake::submit` names the table again)
@@ -185,6 +194,9 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
     if merge && t.version().is_some() {
         t = add_missing_columns(path, t, &schema::SILVER_ADDED_COLUMNS, silver_added_fields()).await?;
     }
+    if matches!(rows, Rows::Bronze(..)) && t.version().is_some() {
+        t = add_missing_columns(path, t, &schema::BRONZE_ADDED_COLUMNS, bronze_added_fields()).await?;
+    }
     let mut attempt = 1;
     loop {
         // (operations consume the table; `t` stays as the base for a retry)
@@ -226,6 +238,7 @@ async fn reload_after_conflict(path: &str, t: &mut DeltaTable, e: DeltaTableErro
         return Err(LakeError::delta(path, e));
     }
     tracing::warn!(table = %path, attempt, "commit conflict, reloading the table and retrying: {e}");
+    ehrgate_metrics::table(path).conflicts_retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(backoff(attempt)).await;
     match t.update_state().await {
         // (a table that still does not exist is created by the next attempt)
@@ -385,6 +398,11 @@ async fn add_missing_columns(path: &str, t: DeltaTable, names: &[&str], fields: 
             if names.iter().all(|c| has(&t, c)) { Ok(t) } else { Err(LakeError::delta(path, e)) }
         }
     }
+}
+
+fn bronze_added_fields() -> Vec<deltalake::kernel::StructField> {
+    use deltalake::kernel::{DataType as KernelType, StructField};
+    vec![StructField::nullable("adapter", KernelType::STRING), StructField::nullable("answered_at", KernelType::TIMESTAMP), StructField::nullable("landed_at", KernelType::TIMESTAMP), StructField::nullable("records", KernelType::LONG)]
 }
 
 fn silver_added_fields() -> Vec<deltalake::kernel::StructField> {

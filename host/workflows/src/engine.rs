@@ -364,6 +364,12 @@ impl Engine {
             "failed" => self.stats.failed.fetch_add(1, Ordering::Relaxed),
             _ => self.stats.retries.fetch_add(1, Ordering::Relaxed),
         };
+        if let ("succeeded" | "failed", Some(done)) = (next.status.as_str(), next.completed_at) {
+            let m = ehrgate_metrics::workflow(&next.workflow);
+            let n = if next.status == "succeeded" { &m.succeeded } else { &m.failed };
+            n.fetch_add(1, Ordering::Relaxed);
+            m.completion_latency.0.observe(Duration::from_micros(done.saturating_sub(next.received_at).max(0) as u64));
+        }
         if next.status == "failed" {
             tracing::warn!(run = %next.run_id, workflow = %next.workflow, attempts = next.attempts, "workflow run failed (dead letter): {}", next.error.as_deref().unwrap_or(""));
         }

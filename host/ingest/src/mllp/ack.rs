@@ -147,18 +147,11 @@ pub(crate) fn clean(text: &str, d: &Delimiters) -> String {
     text.chars().map(|ch| if specials.contains(&ch) { ' ' } else { ch }).take(200).collect()
 }
 
-/// The acknowledgement for `outcome`, or `None` when the sender asked for none
-/// and `honour_conditions` is set (enhanced mode, MSH-15 NE / ER on success / SU on
-/// error).
-pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Option<String> {
+/// The acknowledgement code (MSA-1) for `outcome`: AA/AE/AR, or CA/CE/CR in
+/// enhanced mode (MSH-15 present).
+pub fn code(ctx: &AckContext, outcome: &Outcome) -> &'static str {
     let rejected = rejected_code(outcome);
-    // An acknowledgement sent in is stored and quarantined, never acknowledged.
-    if rejected == Some(200) {
-        return None;
-    }
-    let d = &ctx.delimiters;
-    let (f, c) = (d.field, d.component);
-    let code = match (&ctx.accept_ack, outcome) {
+    match (&ctx.accept_ack, outcome) {
         (None, Outcome::Accepted) => "AA",
         // A valid message of a type the adapter does not map: it is stored (bronze,
         // and quarantine for reprocessing once an adapter maps it). Rejecting it
@@ -175,7 +168,21 @@ pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Op
         (Some(_), Outcome::Rejected { .. }) if rejected.is_some() => "CR",
         (Some(_), Outcome::Rejected { .. }) => "CE",
         (Some(_), Outcome::Failed(_)) => "CR",
-    };
+    }
+}
+
+/// The acknowledgement for `outcome`, or `None` when the sender asked for none
+/// and `honour_conditions` is set (enhanced mode, MSH-15 NE / ER on success / SU on
+/// error).
+pub fn build(ctx: &AckContext, outcome: &Outcome, honour_conditions: bool) -> Option<String> {
+    let rejected = rejected_code(outcome);
+    // An acknowledgement sent in is stored and quarantined, never acknowledged.
+    if rejected == Some(200) {
+        return None;
+    }
+    let d = &ctx.delimiters;
+    let (f, c) = (d.field, d.component);
+    let code = code(ctx, outcome);
     if let Some(mode) = ctx.accept_ack.as_ref().filter(|_| honour_conditions) {
         let ok = code == "CA";
         let send = match mode.trim().to_ascii_uppercase().as_str() {

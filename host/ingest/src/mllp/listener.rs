@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use ehrgate_sdk::hl7;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,6 +17,7 @@ use super::frame::{Decoder, Frame, Framing};
 use crate::flow::{Flow, Outcome};
 use crate::inbound::{Inbound, InboundKind};
 use crate::route::Router;
+use ehrgate_metrics::{ListenerInfo, ListenerMetrics};
 
 /// How a listener acknowledges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,8 @@ pub async fn bind(cfg: MllpConfig, flow: Flow, shutdown: watch::Receiver<bool>) 
 /// anything else starts).
 pub fn start(listener: TcpListener, cfg: MllpConfig, flow: Flow, shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
+    let default = cfg.router.default.clone().unwrap_or_else(|| "(routes only)".into());
+    ehrgate_metrics::listener(&cfg.name).describe(ListenerInfo { kind: "mllp".into(), bind: addr.to_string(), adapter: default });
     let task = tokio::spawn(accept_loop(listener, Arc::new(cfg), flow, shutdown));
     Ok((addr, task))
 }
@@ -173,13 +177,23 @@ impl Drop for PeerSlot {
 }
 
 /// What the writer half owes the peer, in the order the frames arrived.
+/// Each carries the instant its frame was complete (the ACK latency's start).
 enum Owed {
-    One(AckContext, oneshot::Receiver<Outcome>),
+    One(Instant, AckContext, oneshot::Receiver<Outcome>),
     /// A batch frame: a batch of ACKs, one per message, and a note for BTS-2 (a
     /// trailer count that disagrees with the messages received).
-    Batch(AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>, Option<String>),
+    Batch(Instant, AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>, Option<String>),
     /// An answer known at once (a frame refused before it was stored).
-    Now(AckContext, Outcome),
+    Now(Instant, AckContext, Outcome),
+}
+
+/// What an answer counts as in the listener's metrics.
+fn answer_codes(mode: AckMode, ctxs: &[&AckContext], outcomes: &[Outcome], sent: bool) -> Vec<&'static str> {
+    match (mode, sent) {
+        (_, false) => vec!["none"],
+        (AckMode::Commit, true) => vec![if commit_byte(outcomes) == 0x06 { "ACK" } else { "NAK" }],
+        (AckMode::Hl7, true) => ctxs.iter().zip(outcomes).map(|(c, o)| ack::code(c, o)).collect(),
+    }
 }
 
 async fn connection<S>(stream: S, peer: SocketAddr, cfg: &MllpConfig, flow: Flow, mut shutdown: watch::Receiver<bool>)
@@ -193,27 +207,38 @@ where
     let honour = cfg.honour_msh15;
     let idle = cfg.idle_timeout;
     let name = cfg.name.clone();
+    let metrics = ehrgate_metrics::listener(&cfg.name);
     let writer = tokio::spawn(async move {
         while let Some(owed) = owed_rx.recv().await {
-            let bytes = match owed {
-                Owed::One(ctx, rx) => {
-                    let outcome = rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
-                    reply(&framing, mode, honour, &ctx, &[outcome])
+            let (since, codes, bytes) = match owed {
+                Owed::One(since, ctx, rx) => {
+                    let outcome = [rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()))];
+                    let bytes = reply(&framing, mode, honour, &ctx, &outcome);
+                    (since, answer_codes(mode, &[&ctx], &outcome, bytes.is_some()), bytes)
                 }
-                Owed::Now(ctx, outcome) => reply(&framing, mode, honour, &ctx, &[outcome]),
-                Owed::Batch(header, items, note) => {
+                Owed::Now(since, ctx, outcome) => {
+                    let outcome = [outcome];
+                    let bytes = reply(&framing, mode, honour, &ctx, &outcome);
+                    (since, answer_codes(mode, &[&ctx], &outcome, bytes.is_some()), bytes)
+                }
+                Owed::Batch(since, header, items, note) => {
                     let mut outcomes = Vec::with_capacity(items.len());
                     let mut ctxs = Vec::with_capacity(items.len());
                     for (ctx, rx) in items {
                         outcomes.push(rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into())));
                         ctxs.push(ctx);
                     }
-                    batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes, note.as_deref())
+                    let bytes = batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes, note.as_deref());
+                    let refs: Vec<&AckContext> = ctxs.iter().collect();
+                    (since, answer_codes(mode, &refs, &outcomes, bytes.is_some()), bytes)
                 }
             };
+            for c in codes {
+                metrics.answered(c);
+            }
             if let Some(bytes) = bytes {
                 match tokio::time::timeout(idle, wr.write_all(&bytes)).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => metrics.answer_latency.0.observe(since.elapsed()),
                     Ok(Err(e)) => {
                         tracing::info!(listener = %name, %peer, "could not send an acknowledgement ({e}); the sender will resend");
                         return;
@@ -228,6 +253,7 @@ where
         let _ = wr.shutdown().await;
     });
 
+    let received = ehrgate_metrics::listener(&cfg.name);
     let mut decoder = Decoder::new(cfg.framing.clone(), cfg.max_message_bytes);
     let mut buf = vec![0u8; 64 * 1024];
     // When the frame being received must be complete: set by its first byte, not
@@ -266,7 +292,7 @@ where
                     tracing::warn!(listener = %cfg.name, %peer, "a frame of {k} bytes had no end block before the next start block: dropped (not acknowledged; the sender resends it)")
                 }
                 Ok(Some(Frame::Message(bytes))) => {
-                    let owed = submit_frame(cfg, &flow, bytes).await;
+                    let owed = submit_frame(cfg, &flow, &received, bytes).await;
                     // Waits while the peer has max_in_flight ACKs unread; a writer that
                     // gave up (peer gone or not reading) ends the connection.
                     if owed_tx.send(owed).await.is_err() {
@@ -279,7 +305,7 @@ where
                     // so that it stops resending and alerts instead.
                     let ctx = AckContext::fallback(decoder.pending_prefix(4096));
                     let why = format!("message larger than this listener's limit of {} bytes; not stored", cfg.max_message_bytes);
-                    let _ = owed_tx.send(Owed::Now(ctx, Outcome::Failed(why))).await;
+                    let _ = owed_tx.send(Owed::Now(Instant::now(), ctx, Outcome::Failed(why))).await;
                     break 'read;
                 }
             }
@@ -311,7 +337,8 @@ fn is_batch(text: &str) -> bool {
 }
 
 /// Submit one frame's message(s) to the flow; returns what the peer is owed.
-async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
+async fn submit_frame(cfg: &MllpConfig, flow: &Flow, m: &ListenerMetrics, bytes: Vec<u8>) -> Owed {
+    let since = Instant::now();
     let text = hl7::decode_bytes(&bytes);
     if is_batch(&text) {
         if let Some(envelope) = split_batch(&text) {
@@ -324,6 +351,7 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
                     Err(_) => (AckContext::fallback(raw.as_bytes()), cfg.router.default.clone()),
                 };
                 let rx = flow.submit(inbound(cfg, adapter.as_deref(), raw.as_bytes().to_vec())).await;
+                m.received.fetch_add(1, Ordering::Relaxed);
                 items.push((ctx, rx));
             }
             let note = match envelope.declared {
@@ -333,7 +361,7 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
                 }
                 _ => None,
             };
-            return Owed::Batch(envelope.header, items, note);
+            return Owed::Batch(since, envelope.header, items, note);
         }
     }
     let (ctx, adapter) = match hl7::Message::parse(&text) {
@@ -343,7 +371,8 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, bytes: Vec<u8>) -> Owed {
         Err(_) => (AckContext::fallback(&bytes), cfg.router.default.clone()),
     };
     let rx = flow.submit(inbound(cfg, adapter.as_deref(), bytes)).await;
-    Owed::One(ctx, rx)
+    m.received.fetch_add(1, Ordering::Relaxed);
+    Owed::One(since, ctx, rx)
 }
 
 /// A batch frame split into its messages without parsing them (so that one bad
