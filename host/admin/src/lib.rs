@@ -25,6 +25,18 @@
 //! | `POST /v1/adapters/{name}/candidate` | `{"version": "1.3.0", "mode": "canary", "percent": 10}` or `"mode": "shadow"` |
 //! | `DELETE /v1/adapters/{name}/candidate` | end the trial |
 //!
+//! The operations console (docs/operations.md): the page and its read-only data
+//! need no token (they hold no PHI: counts, versions, quarantine reasons and
+//! locations, never the quarantined bytes); its one action needs the token.
+//!
+//! | call | what |
+//! |---|---|
+//! | `GET /console` | the console (static assets built into the binary) |
+//! | `GET /v1/console/overview` | readiness, flow counters, listeners, adapters, bulk jobs, workflows |
+//! | `GET /v1/console/kpi?since=60` | gold/kpi_minute rows of the last `since` minutes |
+//! | `GET /v1/console/quarantine?limit=100` | the newest quarantined units (no raw bytes) |
+//! | `POST /v1/quarantine/{id}/reprocess` | map it again with its adapter's active version (token) |
+//!
 //! Refusals are `{"error": <code>, "message": <sentence>}` with 4xx statuses.
 
 use std::net::SocketAddr;
@@ -77,6 +89,10 @@ struct Shared {
 /// an HTTP status and why not.
 pub type RunOpFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>;
 
+fn not_here<'a>(what: &'static str) -> RunOpFuture<'a> {
+    Box::pin(async move { Err((404, format!("{what} is not available on this gateway"))) })
+}
+
 pub trait Ops: Send + Sync {
     /// `Ok` when ready for traffic, else why not.
     fn ready(&self) -> Result<(), String>;
@@ -87,6 +103,96 @@ pub trait Ops: Send + Sync {
         let _ = (id, op);
         Box::pin(async { Err((404, "no workflows are configured on this gateway".to_string())) })
     }
+    /// The console's overview (see the module table).
+    fn overview(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    /// KPI rows of the last `since_minutes`.
+    fn kpi<'a>(&'a self, since_minutes: u64) -> RunOpFuture<'a> {
+        let _ = since_minutes;
+        not_here("the KPI table")
+    }
+    /// The newest `limit` quarantined units.
+    fn quarantine<'a>(&'a self, limit: usize) -> RunOpFuture<'a> {
+        let _ = limit;
+        not_here("the quarantine")
+    }
+    /// Reprocess quarantined unit `id`, on behalf of `who` (for the audit).
+    fn reprocess<'a>(&'a self, id: &'a str, who: &'a str) -> RunOpFuture<'a> {
+        let _ = (id, who);
+        not_here("reprocessing")
+    }
+}
+
+fn answer(r: Result<serde_json::Value, (u16, String)>) -> Response {
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err((status, why)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, axum::Json(serde_json::json!({"error": status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "-"), "message": why}))).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    since: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+async fn console_overview(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(s.ops.overview()).into_response()
+}
+
+async fn console_kpi(State(s): State<Arc<Shared>>, Query(q): Query<SinceQuery>) -> Response {
+    answer(s.ops.kpi(q.since.unwrap_or(60).clamp(1, 7 * 24 * 60)).await)
+}
+
+async fn console_quarantine(State(s): State<Arc<Shared>>, Query(q): Query<LimitQuery>) -> Response {
+    answer(s.ops.quarantine(q.limit.unwrap_or(100).clamp(1, 1000)).await)
+}
+
+async fn reprocess(State(s): State<Arc<Shared>>, axum::Extension(Caller(who)): axum::Extension<Caller>, Path(id): Path<String>) -> Response {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return bad_request("a quarantine id is letters, digits, - and _".into());
+    }
+    answer(s.ops.reprocess(&id, &who).await)
+}
+
+/// The console's static files, built into the binary.
+const ASSETS: [(&str, &str, &[u8]); 5] = [
+    ("console.html", "text/html; charset=utf-8", include_bytes!("../assets/console.html")),
+    ("console.js", "text/javascript; charset=utf-8", include_bytes!("../assets/console.js")),
+    ("console.css", "text/css; charset=utf-8", include_bytes!("../assets/console.css")),
+    ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8", include_bytes!("../assets/vendor/uPlot.iife.min.js")),
+    ("vendor/uPlot.min.css", "text/css; charset=utf-8", include_bytes!("../assets/vendor/uPlot.min.css")),
+];
+
+fn asset(name: &str) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, ty, body)) => (
+            [("content-type", *ty), ("cache-control", "no-cache"), ("x-content-type-options", "nosniff"), ("content-security-policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    }
+}
+
+async fn console_page() -> Response {
+    asset("console.html")
+}
+
+async fn console_asset(Path(name): Path<String>) -> Response {
+    asset(&name)
+}
+
+async fn console_vendor(Path(name): Path<String>) -> Response {
+    asset(&format!("vendor/{name}"))
 }
 
 async fn workflow_run(State(s): State<Arc<Shared>>, Path((id, op)): Path<(String, String)>) -> Response {
@@ -299,12 +405,20 @@ pub fn start(
         .route("/v1/adapters/{name}/disable", post(disable))
         .route("/v1/adapters/{name}/candidate", post(set_candidate).merge(delete(clear_candidate)))
         .route("/v1/workflows/runs/{id}/{op}", post(workflow_run))
+        .route("/v1/quarantine/{id}/reprocess", post(reprocess))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/console", get(console_page))
+        .route("/console/", get(console_page))
+        .route("/console/{name}", get(console_asset))
+        .route("/console/vendor/{name}", get(console_vendor))
+        .route("/v1/console/overview", get(console_overview))
+        .route("/v1/console/kpi", get(console_kpi))
+        .route("/v1/console/quarantine", get(console_quarantine))
         .merge(api)
         .with_state(shared);
     let addr = listener.local_addr().map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;

@@ -47,6 +47,9 @@ pub struct Config {
     /// Principals, masking profiles, the pseudonym key (docs/governance.md).
     #[serde(default)]
     pub governance: ehrgate_govern::GovernanceSettings,
+    /// The operations KPIs (gold/kpi_minute, docs/operations.md).
+    #[serde(default)]
+    pub kpi: ehrgate_kpi::KpiConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +62,14 @@ pub struct AdminSettings {
     pub allow_remote: bool,
     /// The admin token, by reference: `env:NAME` or `file:/path`.
     pub token: SecretRef,
+    /// Latency histograms on the hot path (ACK, commit, workflow completion);
+    /// off only to measure what they cost (docs/operations.md).
+    #[serde(default = "yes")]
+    pub latency_histograms: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn admin_bind() -> String {

@@ -147,6 +147,18 @@ enum Command {
         #[command(subcommand)]
         command: WorkflowCommand,
     },
+    /// Operations KPIs per minute, source and adapter: received, quarantined, error
+    /// rate, ACK p50/p95, SLA adherence (gold/kpi_minute, docs/operations.md).
+    Kpi {
+        /// How far back: a number and s, m, h or d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Print the table as it is, without recomputing it from bronze first.
+        #[arg(long)]
+        no_refresh: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The agent door: API keys, and its tools over MCP on stdio (docs/agent-door.md).
     Door {
         #[command(subcommand)]
@@ -647,6 +659,7 @@ fn main() -> ExitCode {
             Command::Quarantine { command: QuarantineCommand::Reprocess { id, adapter, with } } => {
                 cli::lake_cmds::quarantine_reprocess(&cfg()?, id, adapter, &with).await
             }
+            Command::Kpi { since, no_refresh, json } => cli::kpi::kpi(&cfg()?, &since, !no_refresh, json).await,
             Command::Workflow { command: WorkflowCommand::List } => cli::workflow::list(&cfg()?),
             Command::Workflow { command: WorkflowCommand::Runs { status, workflow, since } } => {
                 cli::workflow::runs(&cfg()?, status.as_deref(), workflow.as_deref(), since.as_deref()).await

@@ -180,6 +180,7 @@ impl Lake {
     pub async fn replace_where(&self, table: Table, batch: deltalake::arrow::array::RecordBatch, predicate: &str) -> Result<(), LakeError> {
         let path = table.path();
         let url = self.storage.table_url(path)?;
+        self.storage.prepare(path)?;
         let t = DeltaTable::try_from_url_with_storage_options(url, self.options.clone()).await.map_err(|e| LakeError::delta(path, e))?;
         let write = if t.version().is_some() {
             t.write(vec![batch]).with_save_mode(deltalake::protocol::SaveMode::Overwrite).with_replace_where(predicate.to_string())

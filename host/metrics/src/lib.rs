@@ -109,8 +109,10 @@ impl Histogram {
 
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let buckets = self.cumulative();
-        let count = buckets.last().map(|b| b.1).unwrap_or(0);
+        // (the encoder accumulates: it takes each bucket's own count)
+        let buckets: Vec<(f64, u64)> =
+            self.counts.iter().enumerate().map(|(i, c)| (LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), c.load(Ordering::Relaxed))).collect();
+        let count = buckets.iter().map(|b| b.1).sum();
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
@@ -362,6 +364,7 @@ mod tests {
         let mut h = Labeled::histograms();
         let one = SharedHistogram::default();
         one.0.observe(Duration::from_millis(3));
+        one.0.observe(Duration::from_millis(30));
         h.add(&[("listener", "adt")], one);
         reg.register("ack_latency_seconds", "latency", h);
         let mut out = String::new();
@@ -370,7 +373,8 @@ mod tests {
         assert!(out.contains("t_acks_total{listener=\"adt\",code=\"AE\"} 1"), "{out}");
         assert!(out.contains("# TYPE t_ack_latency_seconds histogram"), "{out}");
         assert!(out.contains("t_ack_latency_seconds_bucket{le=\"0.005\",listener=\"adt\"} 1") || out.contains("t_ack_latency_seconds_bucket{listener=\"adt\",le=\"0.005\"} 1"), "{out}");
-        assert!(out.contains("t_ack_latency_seconds_count{listener=\"adt\"} 1"), "{out}");
+        assert!(out.contains("t_ack_latency_seconds_count{listener=\"adt\"} 2"), "{out}");
+        assert!(out.contains("t_ack_latency_seconds_bucket{le=\"+Inf\",listener=\"adt\"} 2") || out.contains("t_ack_latency_seconds_bucket{listener=\"adt\",le=\"+Inf\"} 2"), "cumulative: {out}");
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod workflow;
 pub mod demo_workflow;
 pub mod demo_door;
 pub mod govern_cmds;
+pub mod kpi;

@@ -155,6 +155,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let admin_cfg = match &cfg.admin {
         Some(a) => {
             let token = a.token.resolve().context("[admin] token")?;
+            ehrgate_metrics::set_enabled(a.latency_histograms);
+            if !a.latency_histograms {
+                eprintln!("ehrgate: [admin] latency_histograms = false: no latency histograms (ACK, commit, workflow completion)");
+            }
             let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
             ac.check()?;
             Some(ac)
@@ -335,13 +339,27 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     if let (Some(ac), Some(listener)) = (admin_cfg, admin_listener) {
-        let ops = Arc::new(super::serve_ops::ServeOps { stats: stats.clone(), room: flow_room.clone(), workflows: engine.clone(), door: door.clone() });
+        let ops = Arc::new(super::serve_ops::ServeOps {
+            cfg: cfg.clone(),
+            lake: lake.clone(),
+            stats: stats.clone(),
+            room: flow_room.clone(),
+            registry: registry.clone(),
+            manager: manager.clone(),
+            connections: connections.clone(),
+            audit: audit.clone(),
+            workflows: engine.clone(),
+            door: door.clone(),
+        });
         let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), ops, stop_rx.clone())?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);
     }
     tasks.extend(super::bulk::schedule(cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), stop_rx.clone()));
     if let Some(t) = retention_schedule(&cfg, lake.clone(), stop_rx.clone()) {
+        tasks.push(t);
+    }
+    if let Some(t) = kpi_schedule(&cfg, lake.clone(), stop_rx.clone()) {
         tasks.push(t);
     }
     announce(&format!("ehrgate: ready; lake {}; write-ahead log {}", lake.storage().describe(), cfg.wal.dir.display()));
@@ -406,6 +424,40 @@ fn retention_schedule(cfg: &Config, lake: Arc<Lake>, mut stop: watch::Receiver<b
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
+            }
+        }
+    }))
+}
+
+/// `[kpi] refresh_every_s`: gold/kpi_minute recomputed on a schedule (the minutes
+/// that can still change), and once more at the stop.
+fn kpi_schedule(cfg: &Config, lake: Arc<Lake>, mut stop: watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
+    let k = cfg.kpi.clone();
+    if k.refresh_every_s == 0 {
+        return None;
+    }
+    let every = Duration::from_secs(k.refresh_every_s);
+    Some(tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(every) => false,
+                _ = stop.changed() => true,
+            };
+            match ehrgate_kpi::refresh(&lake, &k, None, ehrgate_lake::now_micros()).await {
+                Ok(_) if failing => {
+                    eprintln!("ehrgate: kpi: refreshing gold/kpi_minute works again");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    eprintln!("ehrgate: kpi: refreshing gold/kpi_minute failed: {e} (retried every {} s)", every.as_secs());
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            if stopping {
+                return;
             }
         }
     }))

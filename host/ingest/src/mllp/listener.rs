@@ -233,12 +233,19 @@ where
                     (since, answer_codes(mode, &refs, &outcomes, bytes.is_some()), bytes)
                 }
             };
+            let n_answers = codes.len();
             for c in codes {
                 metrics.answered(c);
             }
             if let Some(bytes) = bytes {
                 match tokio::time::timeout(idle, wr.write_all(&bytes)).await {
-                    Ok(Ok(())) => metrics.answer_latency.0.observe(since.elapsed()),
+                    Ok(Ok(())) => {
+                        // (a batch's messages are all answered by this one write)
+                        let took = since.elapsed();
+                        for _ in 0..n_answers {
+                            metrics.answer_latency.0.observe(took);
+                        }
+                    }
                     Ok(Err(e)) => {
                         tracing::info!(listener = %name, %peer, "could not send an acknowledgement ({e}); the sender will resend");
                         return;
