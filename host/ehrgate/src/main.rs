@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod adapters;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -569,16 +570,9 @@ impl GatewayArgs {
 
 /// Warnings from ehrgate; the Delta libraries are chatty at `warn` about things that
 /// are expected here (no statistics for binary columns, missing tables on first use).
-const DEFAULT_LOG: &str = "warn,deltalake_core=error,buoyant_kernel=off,delta_kernel=off";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EHRGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _telemetry = telemetry::init();
     let cli = Cli::parse();
     raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

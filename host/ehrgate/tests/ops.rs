@@ -284,3 +284,70 @@ fn kpis_agree_with_an_independent_reader_and_the_console_shows_them_and_reproces
     assert_eq!(count(&dir.0, &format!("SELECT count(*) AS n FROM quarantine_records WHERE id = '{id}' AND reprocessed_at IS NOT NULL")), 1);
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM audit_access_log WHERE action = 'quarantine.reprocess' AND outcome = 'allowed: mapped'"), 1);
 }
+
+/// With OTEL_EXPORTER_OTLP_ENDPOINT set, the data path's spans reach an
+/// OpenTelemetry collector over OTLP/HTTP (decoded with the project's own
+/// protobuf definitions); with EHRGATE_LOG_FORMAT=json every log line is JSON.
+#[test]
+fn spans_reach_an_otlp_collector_and_logs_can_be_json() {
+    /// Killed however the test ends (a collector left behind would hold the test's output open).
+    struct Collector(std::process::Child);
+    impl Drop for Collector {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut collector = Collector(Command::new("python3").arg(ehrgate_testkit::repo_root().join("tests/otlp_collector.py")).stdout(Stdio::piped()).spawn().unwrap());
+    let mut spans = BufReader::new(collector.0.stdout.take().unwrap()).lines();
+    let port: u16 = spans.next().unwrap().unwrap().strip_prefix("listening ").unwrap().parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in spans.map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+
+    let dir = workdir("otlp");
+    config(&dir.0, "");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("EHRGATE_LOG_FORMAT", "json"), ("EHRGATE_LOG", "warn,ehrgate_lake=debug")];
+    let mut gw = Gateway::start(&dir.0, &env);
+    let mllp = gw.port("mllp listener adt");
+    let (code, _) = stream_as(mllp, "TRC", 0, 5, 1);
+    assert_eq!(code, 0);
+    let (_, printed) = gw.stop_with_output();
+    // (the gateway's own announcements on stdout stay plain text: supervisors wait for them)
+    let logs: Vec<&String> = printed.iter().filter(|l| l.starts_with('{')).collect();
+    assert!(!logs.is_empty(), "the lake's debug lines: {printed:?}");
+    for l in &logs {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object() && v["timestamp"].is_string(), "{l}");
+    }
+
+    // The spans were flushed at the stop.
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let wanted = ["mllp.unit", "wal.append", "map", "lake.commit", "lake.write", "wal.checkpoint"];
+    while !wanted.iter().all(|w| seen.iter().any(|s| s["name"] == *w)) || seen.iter().filter(|s| s["name"] == "mllp.unit").count() < 5 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(s) => seen.push(s),
+            Err(_) => panic!("spans missing after 30 s; got {:?}", seen.iter().map(|s| s["name"].clone()).collect::<Vec<_>>()),
+        }
+    }
+    drop(collector);
+    assert!(seen.iter().all(|s| s["service"] == "ehrgate"), "{seen:?}");
+    let units: Vec<&serde_json::Value> = seen.iter().filter(|s| s["name"] == "mllp.unit").collect();
+    let mut ids: Vec<&str> = units.iter().map(|s| s["attributes"]["control_id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["TRC0", "TRC1", "TRC2", "TRC3", "TRC4"]);
+    assert!(units.iter().all(|s| s["attributes"]["answer"] == "AA" && s["attributes"]["listener"] == "adt"), "{units:?}");
+    let writes: Vec<&str> = seen.iter().filter(|s| s["name"] == "lake.write").map(|s| s["attributes"]["table"].as_str().unwrap()).collect();
+    assert!(writes.contains(&"bronze/hl7_messages") && writes.contains(&"silver/patient"), "{writes:?}");
+    // A table's write is a child of the flow's commit.
+    let commits: Vec<&str> = seen.iter().filter(|s| s["name"] == "lake.commit").map(|s| s["span_id"].as_str().unwrap()).collect();
+    assert!(seen.iter().any(|s| s["name"] == "lake.write" && commits.contains(&s["parent"].as_str().unwrap())), "{seen:?}");
+}

@@ -30,6 +30,7 @@ use ehrgate_runtime::{CandidateMode, Routed};
 use ehrgate_wal::{GroupCommit, Record};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::inbound::Inbound;
 use crate::pipeline::{Mapped, Pipeline};
@@ -261,7 +262,7 @@ async fn log_stage(mut rx: mpsc::Receiver<Job>, wal: GroupCommit, out: mpsc::Unb
     let mut jobs = Vec::with_capacity(group);
     while rx.recv_many(&mut jobs, group).await > 0 {
         let payloads: Vec<Vec<u8>> = jobs.iter().map(|j| j.inbound.encode()).collect();
-        match wal.append_all(payloads).await {
+        match wal.append_all(payloads).instrument(tracing::info_span!("wal.append", units = jobs.len())).await {
             Ok(first) => {
                 for (i, job) in jobs.drain(..).enumerate() {
                     if out.send(Durable { seq: first + i as u64, job }).is_err() {
@@ -370,6 +371,7 @@ async fn map_stage(
 }
 
 /// Map one group and answer its submitters.
+#[tracing::instrument(name = "map", level = "info", skip_all, fields(units = batch.len()))]
 async fn map_group(mut batch: Vec<Durable>, lake: Arc<Lake>, routes: HashMap<String, Routed>, stats: Arc<FlowStats>, triggers: Option<TriggerHook>) -> ToCommit {
     let last_seq = batch.last().map(|d| d.seq).unwrap_or(0);
     let units: Vec<crate::units::Unit> = batch.iter().map(|d| d.job.inbound.unit(d.seq)).collect();
@@ -530,7 +532,8 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             let retry = failures > 0;
             // Silver, quarantine and the rest first; bronze last, stamped with
             // when they landed (the KPIs' commit time, docs/operations.md).
-            let (b, c, d, w) = tokio::join!(
+            let span = tracing::info_span!("lake.commit", units, silver = silver.len(), quarantined = quarantined.len(), attempt = failures + 1);
+            let (b, c, d, w) = async { tokio::join!(
                 async { if s_done { Ok(()) } else { lake.upsert_silver(silver.clone()).await } },
                 async {
                     if q_done {
@@ -547,7 +550,9 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
                 },
                 async { if d_done { Ok(()) } else { lake.shadow_diffs(shadow.clone()).await } },
                 async { if w_done { Ok(()) } else { lake.workflow_runs(runs.clone()).await } },
-            );
+            ) }
+            .instrument(span.clone())
+            .await;
             let rest = match (&b, &c, &d, &w) {
                 (Ok(()), Ok(()), Ok(()), Ok(())) => Ok(()),
                 _ => Err(()),
@@ -555,28 +560,32 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             let a = if b_done || rest.is_err() {
                 Ok(())
             } else {
-                let landed = Some(now_micros());
-                for r in bronze.iter_mut().chain(bronze_replayed.iter_mut()) {
-                    r.processed.landed_at = landed;
-                }
-                if retry {
-                    let all: Vec<BronzeRow> = bronze.iter().chain(&bronze_replayed).cloned().collect();
-                    lake.append_bronze_once(Vec::new(), all).await.map(|_| ())
-                } else if bronze_replayed.is_empty() {
-                    lake.append_bronze(bronze.clone()).await
-                } else {
-                    // A replay after a crash: the units committed before it are
-                    // not appended a second time.
-                    match lake.append_bronze_once(bronze.clone(), bronze_replayed.clone()).await {
-                        Ok(skipped) => {
-                            if skipped > 0 {
-                                tracing::warn!("replay: {skipped} of {} replayed units were in bronze already", bronze_replayed.len());
+                async {
+                    let landed = Some(now_micros());
+                    for r in bronze.iter_mut().chain(bronze_replayed.iter_mut()) {
+                        r.processed.landed_at = landed;
+                    }
+                    if retry {
+                        let all: Vec<BronzeRow> = bronze.iter().chain(&bronze_replayed).cloned().collect();
+                        lake.append_bronze_once(Vec::new(), all).await.map(|_| ())
+                    } else if bronze_replayed.is_empty() {
+                        lake.append_bronze(bronze.clone()).await
+                    } else {
+                        // A replay after a crash: the units committed before it are
+                        // not appended a second time.
+                        match lake.append_bronze_once(bronze.clone(), bronze_replayed.clone()).await {
+                            Ok(skipped) => {
+                                if skipped > 0 {
+                                    tracing::warn!("replay: {skipped} of {} replayed units were in bronze already", bronze_replayed.len());
+                                }
+                                Ok(())
                             }
-                            Ok(())
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
                     }
                 }
+                .instrument(span.clone())
+                .await
             };
             let a_attempted = !b_done && rest.is_ok();
             b_done |= a_attempted && a.is_ok();
@@ -608,7 +617,7 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             tokio::time::sleep(d).await;
         }
         let mut failures = 0u32;
-        while let Err(e) = wal.checkpoint(last_seq).await {
+        while let Err(e) = wal.checkpoint(last_seq).instrument(tracing::info_span!("wal.checkpoint", seq = last_seq)).await {
             failures += 1;
             if give_up(&rx, failures) {
                 tracing::error!("stopping without a checkpoint ({e}); the next start replays units already in the lake, harmlessly");

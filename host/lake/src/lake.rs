@@ -49,7 +49,7 @@ impl Lake {
     /// while the table's queue is full.
     async fn submit(&self, path: &str, rows: Rows) -> Result<(), LakeError> {
         let (done, wait) = oneshot::channel();
-        self.writer(path)?.send(Submission { rows, done }).await.map_err(|_| LakeError::WriterGone(path.into()))?;
+        self.writer(path)?.send(Submission { rows, done, span: tracing::Span::current() }).await.map_err(|_| LakeError::WriterGone(path.into()))?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(LakeError::Delta { table: path.into(), message }),

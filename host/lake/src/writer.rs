@@ -18,6 +18,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 use url::Url;
 
 use crate::error::LakeError;
@@ -84,6 +85,9 @@ impl Rows {
 pub(crate) struct Submission {
     pub rows: Rows,
     pub done: oneshot::Sender<Result<(), String>>,
+    /// The submitter's span: the commit's `lake.write` span is its child (the
+    /// first submitter's, when several are committed together).
+    pub span: tracing::Span,
 }
 
 pub(crate) type WriterHandle = mpsc::Sender<Submission>;
@@ -102,6 +106,7 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
     let metrics = ehrgate_metrics::table(&path);
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + cfg.max_age;
+        let parent = first.span;
         let mut rows = first.rows;
         let mut waiters = vec![first.done];
         while cfg.eager && rows.len() < cfg.max_rows {
@@ -124,9 +129,10 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         }
         let n = rows.len();
         let started = std::time::Instant::now();
+        let span = tracing::info_span!(parent: &parent, "lake.write", table = %path, rows = n);
         let result = match &rows {
-            Rows::Audit(r) => append_audit(&path, &url, &options, &mut table, &mut audit_head, r).await,
-            _ => commit(&path, &url, &options, &mut table, rows).await,
+            Rows::Audit(r) => append_audit(&path, &url, &options, &mut table, &mut audit_head, r).instrument(span).await,
+            _ => commit(&path, &url, &options, &mut table, rows).instrument(span).await,
         };
         match &result {
             Ok(()) => {

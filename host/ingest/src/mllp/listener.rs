@@ -18,6 +18,7 @@ use crate::flow::{Flow, Outcome};
 use crate::inbound::{Inbound, InboundKind};
 use crate::route::Router;
 use ehrgate_metrics::{ListenerInfo, ListenerMetrics};
+use tracing::{Instrument, Span};
 
 /// How a listener acknowledges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,11 +179,12 @@ impl Drop for PeerSlot {
 
 /// What the writer half owes the peer, in the order the frames arrived.
 /// Each carries the instant its frame was complete (the ACK latency's start).
+/// The span (`mllp.unit`, or `mllp.batch` for a batch frame) ends when the answer is written.
 enum Owed {
-    One(Instant, AckContext, oneshot::Receiver<Outcome>),
+    One(Instant, Span, AckContext, oneshot::Receiver<Outcome>),
     /// A batch frame: a batch of ACKs, one per message, and a note for BTS-2 (a
     /// trailer count that disagrees with the messages received).
-    Batch(Instant, AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>, Option<String>),
+    Batch(Instant, Span, AckContext, Vec<(AckContext, oneshot::Receiver<Outcome>)>, Option<String>),
     /// An answer known at once (a frame refused before it was stored).
     Now(Instant, AckContext, Outcome),
 }
@@ -210,18 +212,18 @@ where
     let metrics = ehrgate_metrics::listener(&cfg.name);
     let writer = tokio::spawn(async move {
         while let Some(owed) = owed_rx.recv().await {
-            let (since, codes, bytes) = match owed {
-                Owed::One(since, ctx, rx) => {
+            let (since, span, codes, bytes) = match owed {
+                Owed::One(since, span, ctx, rx) => {
                     let outcome = [rx.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()))];
                     let bytes = reply(&framing, mode, honour, &ctx, &outcome);
-                    (since, answer_codes(mode, &[&ctx], &outcome, bytes.is_some()), bytes)
+                    (since, span, answer_codes(mode, &[&ctx], &outcome, bytes.is_some()), bytes)
                 }
                 Owed::Now(since, ctx, outcome) => {
                     let outcome = [outcome];
                     let bytes = reply(&framing, mode, honour, &ctx, &outcome);
-                    (since, answer_codes(mode, &[&ctx], &outcome, bytes.is_some()), bytes)
+                    (since, Span::none(), answer_codes(mode, &[&ctx], &outcome, bytes.is_some()), bytes)
                 }
-                Owed::Batch(since, header, items, note) => {
+                Owed::Batch(since, span, header, items, note) => {
                     let mut outcomes = Vec::with_capacity(items.len());
                     let mut ctxs = Vec::with_capacity(items.len());
                     for (ctx, rx) in items {
@@ -230,10 +232,13 @@ where
                     }
                     let bytes = batch_reply(&framing, mode, honour, &header, &ctxs, &outcomes, note.as_deref());
                     let refs: Vec<&AckContext> = ctxs.iter().collect();
-                    (since, answer_codes(mode, &refs, &outcomes, bytes.is_some()), bytes)
+                    (since, span, answer_codes(mode, &refs, &outcomes, bytes.is_some()), bytes)
                 }
             };
             let n_answers = codes.len();
+            if let [one] = codes.as_slice() {
+                span.record("answer", *one);
+            }
             for c in codes {
                 metrics.answered(c);
             }
@@ -245,6 +250,7 @@ where
                         for _ in 0..n_answers {
                             metrics.answer_latency.0.observe(took);
                         }
+                        drop(span);
                     }
                     Ok(Err(e)) => {
                         tracing::info!(listener = %name, %peer, "could not send an acknowledgement ({e}); the sender will resend");
@@ -368,7 +374,8 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, m: &ListenerMetrics, bytes:
                 }
                 _ => None,
             };
-            return Owed::Batch(since, envelope.header, items, note);
+            let span = tracing::info_span!("mllp.batch", listener = %cfg.name, messages = envelope.messages.len());
+            return Owed::Batch(since, span, envelope.header, items, note);
         }
     }
     let (ctx, adapter) = match hl7::Message::parse(&text) {
@@ -377,9 +384,10 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, m: &ListenerMetrics, bytes:
         // is named so that reprocessing knows where it was headed), then AE.
         Err(_) => (AckContext::fallback(&bytes), cfg.router.default.clone()),
     };
-    let rx = flow.submit(inbound(cfg, adapter.as_deref(), bytes)).await;
+    let span = tracing::info_span!("mllp.unit", listener = %cfg.name, control_id = %ctx.control_id.escape_debug(), answer = tracing::field::Empty);
+    let rx = flow.submit(inbound(cfg, adapter.as_deref(), bytes)).instrument(span.clone()).await;
     m.received.fetch_add(1, Ordering::Relaxed);
-    Owed::One(since, ctx, rx)
+    Owed::One(since, span, ctx, rx)
 }
 
 /// A batch frame split into its messages without parsing them (so that one bad
