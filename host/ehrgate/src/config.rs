@@ -62,10 +62,10 @@ pub struct AdminSettings {
     pub allow_remote: bool,
     /// The admin token, by reference: `env:NAME` or `file:/path`.
     pub token: SecretRef,
-    /// Latency histograms on the hot path (ACK, commit, workflow completion);
-    /// off only to measure what they cost (docs/operations.md).
+    /// Per-unit metrics on the hot path (listener counters, ACK codes, latency
+    /// histograms); off only to measure what they cost (docs/operations.md).
     #[serde(default = "yes")]
-    pub latency_histograms: bool,
+    pub metrics: bool,
 }
 
 fn yes() -> bool {

@@ -43,6 +43,7 @@ fn time_column(path: &str, by: RetainBy) -> Option<&'static str> {
         (_, p) if p == Table::Quarantine.path() => Some("quarantined_at"),
         (_, p) if p == Table::WorkflowRuns.path() => Some("recorded_at"),
         (_, p) if p == Table::ShadowDiffs.path() => Some("at"),
+        (_, p) if p == Table::KpiMinute.path() => Some("minute"),
         _ => None,
     }
 }

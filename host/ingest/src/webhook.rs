@@ -172,7 +172,7 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
     };
     let since = std::time::Instant::now();
     let metrics = ehrgate_metrics::listener("webhooks");
-    metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics.unit_received();
     let outcome = shared.flow.submit(inbound).await.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
     metrics.answered(match &outcome {
         Outcome::Accepted => "202",

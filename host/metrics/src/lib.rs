@@ -12,9 +12,10 @@
 //! - [`Labeled`]: one metric family with one labelled sample per listener, table...,
 //!   built at scrape time from those figures.
 //!
-//! [`set_enabled`]`(false)` (`[admin] metrics = false`) turns the latency
-//! histograms into no-ops, so that their cost can be measured against nothing;
-//! the counters stay (serve's status line reads them).
+//! [`set_enabled`]`(false)` (`[admin] metrics = false`) turns the per-unit
+//! recording (latency histograms, listener counters) into no-ops, so that its
+//! cost on the hot path can be measured against nothing; the per-commit table
+//! counters and the flow's own counters (serve's status line) stay.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +27,7 @@ use prometheus_client::metrics::MetricType;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turn the latency histograms on or off (on by default).
+/// Turn per-unit recording on or off (on by default).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
@@ -239,8 +240,18 @@ pub struct ListenerInfo {
 }
 
 impl ListenerMetrics {
+    /// Count one unit received.
+    pub fn unit_received(&self) {
+        if enabled() {
+            self.received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Count one answer (`code` from [`ANSWERS`]; others count as `none`).
     pub fn answered(&self, code: &str) {
+        if !enabled() {
+            return;
+        }
         let i = ANSWERS.iter().position(|a| *a == code).unwrap_or(ANSWERS.len() - 1);
         self.answers[i].fetch_add(1, Ordering::Relaxed);
     }

@@ -44,6 +44,7 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     anyhow::ensure!(!files.is_empty(), "no .hl7 or .ndjson files under {}", data.display());
 
     let (hl7, ndjson): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|f| f.extension().is_some_and(|e| e == "hl7"));
+    let demo_started = ehrgate_lake::now_micros();
     let (lake, pipeline, audit_task) = super::lake_cmds::pipeline(cfg, "reference").await?;
     println!("== ehrgate demo ==");
     println!("lake:    {}", lake.storage().describe());
@@ -97,6 +98,9 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     // 4. A workflow: discharges create follow-up Tasks in the EHR.
     super::demo_workflow::run(cfg, lake.clone()).await?;
 
+    // 5. The operations KPIs of everything that came in over MLLP.
+    kpis(cfg, &lake, demo_started).await?;
+
     async fn show(lake: &ehrgate_lake::Lake, title: &str, q: String) {
         if q.len() <= 200 {
             println!("{title}\n  $ ehrgate sql \"{q}\"");
@@ -124,4 +128,27 @@ pub async fn demo(cfg: &Config, data: Option<PathBuf>) -> anyhow::Result<ExitCod
     show(&lake, "Quarantine by reason:", "SELECT input_kind, error_kind, count(*) AS n FROM quarantine_records GROUP BY input_kind, error_kind ORDER BY n DESC".into()).await;
     println!("Query the tables yourself with `ehrgate sql \"...\"`, or open ./ehrgate-data with any Delta reader.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// gold/kpi_minute refreshed over the demo's traffic, summed per source.
+async fn kpis(cfg: &Config, lake: &ehrgate_lake::Lake, since: i64) -> anyhow::Result<()> {
+    let r = ehrgate_kpi::refresh(lake, &cfg.kpi, Some(since), ehrgate_lake::now_micros()).await?;
+    let rows = ehrgate_kpi::read(lake, r.from).await?;
+    let mut by_source: std::collections::BTreeMap<&str, (i64, i64, i64, i64, f64)> = Default::default();
+    for k in &rows {
+        let e = by_source.entry(k.source.as_str()).or_default();
+        e.0 += k.received;
+        e.1 += k.quarantined;
+        e.2 += k.sla_units;
+        e.3 += k.sla_met;
+        e.4 = e.4.max(k.ack_p95_ms.unwrap_or(0.0));
+    }
+    println!("Operations KPIs (gold/kpi_minute: {} rows over {} units; `ehrgate kpi` prints them per minute, the console charts them: docs/operations.md):", r.rows, r.units);
+    println!("  {:<24} {:>8} {:>6} {:>7} {:>12} {:>14}", "source", "received", "quar.", "err %", "ACK p95 ms", format!("in silver <{}m", cfg.kpi.sla_minutes));
+    for (source, (received, quarantined, units, met, p95)) in by_source {
+        let sla = if units > 0 { format!("{:.1}%", met as f64 * 100.0 / units as f64) } else { "-".into() };
+        println!("  {source:<24} {received:>8} {quarantined:>6} {:>6.1}% {p95:>12.1} {sla:>14}", quarantined as f64 * 100.0 / received.max(1) as f64);
+    }
+    println!();
+    Ok(())
 }

@@ -155,9 +155,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let admin_cfg = match &cfg.admin {
         Some(a) => {
             let token = a.token.resolve().context("[admin] token")?;
-            ehrgate_metrics::set_enabled(a.latency_histograms);
-            if !a.latency_histograms {
-                eprintln!("ehrgate: [admin] latency_histograms = false: no latency histograms (ACK, commit, workflow completion)");
+            ehrgate_metrics::set_enabled(a.metrics);
+            if !a.metrics {
+                eprintln!("ehrgate: [admin] metrics = false: no per-unit metrics (listener counters, ACK codes, latency histograms)");
             }
             let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
             ac.check()?;
@@ -430,21 +430,21 @@ fn retention_schedule(cfg: &Config, lake: Arc<Lake>, mut stop: watch::Receiver<b
 }
 
 /// `[kpi] refresh_every_s`: gold/kpi_minute recomputed on a schedule (the minutes
-/// that can still change), and once more at the stop.
+/// that can still change; at start the last hour, so that traffic from before the
+/// start is on the console at once), and once more at the stop.
 fn kpi_schedule(cfg: &Config, lake: Arc<Lake>, mut stop: watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
     let k = cfg.kpi.clone();
-    if k.refresh_every_s == 0 {
+    // (the console is its reader: without an admin server, `ehrgate kpi` refreshes it)
+    if k.refresh_every_s == 0 || cfg.admin.is_none() {
         return None;
     }
     let every = Duration::from_secs(k.refresh_every_s);
     Some(tokio::spawn(async move {
         let mut failing = false;
+        let mut from = Some(ehrgate_lake::now_micros() - 3_600_000_000);
+        let mut stopping = false;
         loop {
-            let stopping = tokio::select! {
-                _ = tokio::time::sleep(every) => false,
-                _ = stop.changed() => true,
-            };
-            match ehrgate_kpi::refresh(&lake, &k, None, ehrgate_lake::now_micros()).await {
+            match ehrgate_kpi::refresh(&lake, &k, from.take(), ehrgate_lake::now_micros()).await {
                 Ok(_) if failing => {
                     eprintln!("ehrgate: kpi: refreshing gold/kpi_minute works again");
                     failing = false;
@@ -459,6 +459,10 @@ fn kpi_schedule(cfg: &Config, lake: Arc<Lake>, mut stop: watch::Receiver<bool>) 
             if stopping {
                 return;
             }
+            stopping = tokio::select! {
+                _ = tokio::time::sleep(every) => false,
+                _ = stop.changed() => true,
+            };
         }
     }))
 }

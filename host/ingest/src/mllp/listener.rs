@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ehrgate_sdk::hl7;
@@ -364,7 +363,7 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, m: &ListenerMetrics, bytes:
                     Err(_) => (AckContext::fallback(raw.as_bytes()), cfg.router.default.clone()),
                 };
                 let rx = flow.submit(inbound(cfg, adapter.as_deref(), raw.as_bytes().to_vec())).await;
-                m.received.fetch_add(1, Ordering::Relaxed);
+                m.unit_received();
                 items.push((ctx, rx));
             }
             let note = match envelope.declared {
@@ -386,7 +385,7 @@ async fn submit_frame(cfg: &MllpConfig, flow: &Flow, m: &ListenerMetrics, bytes:
     };
     let span = tracing::info_span!("mllp.unit", listener = %cfg.name, control_id = %ctx.control_id.escape_debug(), answer = tracing::field::Empty);
     let rx = flow.submit(inbound(cfg, adapter.as_deref(), bytes)).instrument(span.clone()).await;
-    m.received.fetch_add(1, Ordering::Relaxed);
+    m.unit_received();
     Owed::One(since, span, ctx, rx)
 }
 
