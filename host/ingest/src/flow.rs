@@ -523,6 +523,8 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             _ => Vec::new(),
         };
         let mut w_done = runs.is_empty();
+        // Bronze was attempted (and may have landed though the attempt failed).
+        let mut b_tried = false;
         loop {
             if let Some(d) = cfg.slow_commit {
                 tokio::time::sleep(d).await;
@@ -531,7 +533,9 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             // timeout after the commit): from then on every row is checked.
             let retry = failures > 0;
             // Silver, quarantine and the rest first; bronze last, stamped with
-            // when they landed (the KPIs' commit time, docs/operations.md).
+            // when they landed (the KPIs' commit time, docs/operations.md). So a
+            // failing shadow-diff or workflow-run write holds bronze back too (the
+            // units wait in the log; nothing is lost).
             let span = tracing::info_span!("lake.commit", units, silver = silver.len(), quarantined = quarantined.len(), attempt = failures + 1);
             let (b, c, d, w) = async { tokio::join!(
                 async { if s_done { Ok(()) } else { lake.upsert_silver(silver.clone()).await } },
@@ -557,15 +561,17 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
                 (Ok(()), Ok(()), Ok(()), Ok(())) => Ok(()),
                 _ => Err(()),
             };
+            let retry_bronze = b_tried;
             let a = if b_done || rest.is_err() {
                 Ok(())
             } else {
+                b_tried = true;
                 async {
                     let landed = Some(now_micros());
                     for r in bronze.iter_mut().chain(bronze_replayed.iter_mut()) {
                         r.processed.landed_at = landed;
                     }
-                    if retry {
+                    if retry_bronze {
                         let all: Vec<BronzeRow> = bronze.iter().chain(&bronze_replayed).cloned().collect();
                         lake.append_bronze_once(Vec::new(), all).await.map(|_| ())
                     } else if bronze_replayed.is_empty() {

@@ -118,7 +118,7 @@ pub fn aggregate(units: &[Unit], sla_minutes: u64, now: Micros) -> Vec<KpiRow> {
             }
         }
         if let Some(t) = u.answered_at {
-            a.ack.observe(Duration::from_micros((t - u.received_at).max(0) as u64));
+            a.ack.record(Duration::from_micros((t - u.received_at).max(0) as u64));
         }
     }
     groups
@@ -156,23 +156,45 @@ fn longs(b: &RecordBatch, name: &str) -> Result<Int64Array, LakeError> {
     Ok(column(b, name, &DataType::Int64)?.as_any().downcast_ref::<Int64Array>().cloned().expect("cast to Int64"))
 }
 
-/// The units received from `from` (micros) on, from the live flow's bronze tables.
+/// The bronze tables the live flow writes, as SQL selects of `columns`, for those
+/// that exist with the processing columns (a table from before them, not written
+/// since, has none of these units).
+async fn live_bronze(lake: &Lake, columns: &str, filter: &str) -> Result<Vec<String>, LakeError> {
+    let mut out = Vec::new();
+    for t in [Table::BronzeHl7, Table::BronzeEvents] {
+        if lake.has_column(t.path(), "landed_at").await? == Some(true) {
+            out.push(format!("SELECT {columns} FROM {} WHERE landed_at IS NOT NULL AND {filter}", t.sql_name()));
+        }
+    }
+    Ok(out)
+}
+
+const PATHS: [&str; 3] = ["bronze/hl7_messages", "bronze/events", "quarantine/records"];
+
+/// The units of the live flow (MLLP, webhooks) received from `from` (micros) on.
+/// (Bronze rows written otherwise, by drops, `ehrgate ingest` or bulk exports, have
+/// no `landed_at` and are not units of the flow's KPIs.)
 pub async fn units_since(lake: &Lake, from: Micros) -> Result<Vec<Unit>, LakeError> {
-    let pick = |t: Table| {
-        format!(
-            "SELECT record_id, source, CAST(received_at AS BIGINT) AS received_at, adapter, CAST(answered_at AS BIGINT) AS answered_at, \
-             CAST(landed_at AS BIGINT) AS landed_at, records FROM {} WHERE CAST(received_at AS BIGINT) >= {from}",
-            t.sql_name()
-        )
-    };
+    let at = ehrgate_lake::rfc3339(from);
+    // (`ingest_date` is the partition: older days are not read at all)
+    let filter = format!("ingest_date >= '{}' AND received_at >= '{at}'", ehrgate_lake::date_of(from));
+    let selects = live_bronze(
+        lake,
+        "record_id, source, CAST(received_at AS BIGINT) AS received_at, adapter, CAST(answered_at AS BIGINT) AS answered_at, CAST(landed_at AS BIGINT) AS landed_at, records",
+        &filter,
+    )
+    .await?;
+    if selects.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A unit is quarantined after its receipt.
     let query = format!(
-        "SELECT b.*, q.id IS NOT NULL AS quarantined FROM ({} UNION ALL {}) b \
-         LEFT JOIN (SELECT DISTINCT id FROM quarantine_records) q ON q.id = b.record_id",
-        pick(Table::BronzeHl7),
-        pick(Table::BronzeEvents)
+        "SELECT b.*, q.id IS NOT NULL AS quarantined FROM ({}) b \
+         LEFT JOIN (SELECT DISTINCT id FROM quarantine_records WHERE quarantined_at >= '{at}') q ON q.id = b.record_id",
+        selects.join(" UNION ALL ")
     );
     let mut out = Vec::new();
-    for b in sql::query(lake, &query).await? {
+    for b in sql::query_paths(lake, &PATHS, &query).await? {
         let (source, adapter) = (strings(&b, "source")?, strings(&b, "adapter")?);
         let (received, answered, landed, records) = (longs(&b, "received_at")?, longs(&b, "answered_at")?, longs(&b, "landed_at")?, longs(&b, "records")?);
         let quarantined = b.column_by_name("quarantined").and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned()).ok_or_else(|| LakeError::Sql("no column quarantined".into()))?;
@@ -192,6 +214,18 @@ pub async fn units_since(lake: &Lake, from: Micros) -> Result<Vec<Unit>, LakeErr
     Ok(out)
 }
 
+/// The earliest receipt (micros) among the flow's units that landed at or after
+/// `landed` (`None`: none did).
+async fn earliest_received_landed_since(lake: &Lake, landed: Micros) -> Result<Option<Micros>, LakeError> {
+    let selects = live_bronze(lake, "CAST(received_at AS BIGINT) AS r", &format!("landed_at >= '{}'", ehrgate_lake::rfc3339(landed))).await?;
+    if selects.is_empty() {
+        return Ok(None);
+    }
+    let q = format!("SELECT min(r) AS r FROM ({})", selects.join(" UNION ALL "));
+    let b = sql::query_paths(lake, &PATHS, &q).await?;
+    Ok(b.first().and_then(|b| longs(b, "r").ok()).and_then(|a| (a.len() > 0 && !a.is_null(0)).then(|| a.value(0))))
+}
+
 /// What a refresh did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Refreshed {
@@ -201,10 +235,30 @@ pub struct Refreshed {
     pub units: usize,
 }
 
-/// Recompute the minutes from `from` (rounded down to its minute; by default the
-/// last `sla_minutes + 2`) and replace them in `gold/kpi_minute`.
+/// Recompute `gold/kpi_minute` from minute `from` on (rounded down) and replace
+/// those minutes in one commit.
+///
+/// Without `from`: the minutes that can still change, i.e. the last `sla_minutes`
+/// + 2, and further back the minute of any unit that landed in that time or in the
+/// `refresh_every_s` before it (a unit held up by a lake outage lands late and
+/// counts in the minute it was received, as an SLA miss). A unit can only change a
+/// minute when it lands, so a minute nothing landed in since the last refresh keeps
+/// its row.
+///
+/// With `from` (`ehrgate kpi --since`): never earlier than the oldest unit still
+/// in bronze, so that minutes whose units retention removed keep their rows.
 pub async fn refresh(lake: &Lake, cfg: &KpiConfig, from: Option<Micros>, now: Micros) -> Result<Refreshed, LakeError> {
-    let from = from.unwrap_or(now - (cfg.sla_minutes as i64 + 2) * MINUTE);
+    let recent = now - (cfg.sla_minutes as i64 + 2) * MINUTE;
+    let from = match from {
+        None => {
+            let landed_since = recent - cfg.refresh_every_s as i64 * 1_000_000;
+            earliest_received_landed_since(lake, landed_since).await?.map_or(recent, |r| r.min(recent))
+        }
+        Some(f) => match earliest_received_landed_since(lake, 0).await? {
+            Some(oldest) => f.max(oldest),
+            None => return Ok(Refreshed { from: f, rows: 0, units: 0 }),
+        },
+    };
     let from = from - from.rem_euclid(MINUTE);
     let units = units_since(lake, from).await?;
     let rows = aggregate(&units, cfg.sla_minutes, now);
@@ -276,13 +330,20 @@ pub async fn read(lake: &Lake, since: Micros) -> Result<Vec<KpiRow>, LakeError> 
     Ok(out)
 }
 
-/// Per source: the first unit's receipt and when its first unit landed in the
-/// lake (time to first record).
+/// Per source of the live flow: the first unit's receipt and when it landed in
+/// the lake (time to first record).
 pub async fn first_records(lake: &Lake) -> Result<Vec<(String, Micros, Option<Micros>)>, LakeError> {
-    let pick = |t: Table| format!("SELECT source, CAST(received_at AS BIGINT) AS r, CAST(landed_at AS BIGINT) AS l FROM {}", t.sql_name());
-    let q = format!("SELECT source, min(r) AS first_received, min(l) AS first_landed FROM ({} UNION ALL {}) GROUP BY source ORDER BY source", pick(Table::BronzeHl7), pick(Table::BronzeEvents));
+    let selects = live_bronze(lake, "source, CAST(received_at AS BIGINT) AS r, CAST(landed_at AS BIGINT) AS l", "true").await?;
+    if selects.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The landing of the first unit received (not the first landing of any unit).
+    let q = format!(
+        "SELECT source, r AS first_received, l AS first_landed FROM (SELECT source, r, l, row_number() OVER (PARTITION BY source ORDER BY r, l) AS k FROM ({})) WHERE k = 1 ORDER BY source",
+        selects.join(" UNION ALL ")
+    );
     let mut out = Vec::new();
-    for b in sql::query(lake, &q).await? {
+    for b in sql::query_paths(lake, &PATHS, &q).await? {
         let (source, r, l) = (strings(&b, "source")?, longs(&b, "first_received")?, longs(&b, "first_landed")?);
         for k in 0..b.num_rows() {
             out.push((source.value(k).to_string(), r.value(k), (!l.is_null(k)).then(|| l.value(k))));

@@ -191,6 +191,11 @@ impl Lake {
         Ok(())
     }
 
+    /// Whether the table at `path` has `column`; `None` when the table does not exist.
+    pub async fn has_column(&self, path: &str, column: &str) -> Result<Option<bool>, LakeError> {
+        Ok(self.table(path).await?.map(|t| t.snapshot().map(|s| s.schema().field(column).is_some()).unwrap_or(false)))
+    }
+
     /// Open a table for reading; `None` when it does not exist yet.
     pub async fn table(&self, path: &str) -> Result<Option<DeltaTable>, LakeError> {
         if self.storage.local_table_exists(path) == Some(false) {

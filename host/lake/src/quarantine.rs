@@ -49,6 +49,24 @@ pub async fn list(lake: &Lake, filter: &Filter) -> Result<Vec<QuarantineRow>, La
     Ok(out)
 }
 
+/// The newest `limit` quarantined rows, newest first, without their bytes (`raw`
+/// is empty): what an operator's list shows.
+pub async fn recent(lake: &Lake, limit: usize) -> Result<Vec<QuarantineRow>, LakeError> {
+    let path = Table::Quarantine.path();
+    let Some(table) = lake.table(path).await? else { return Ok(vec![]) };
+    let sql = format!(
+        "SELECT id, quarantined_at, input_kind, source, adapter, error_kind, error_message, location, lineage, \
+         CAST(NULL AS BINARY) AS raw, reprocessed_at, reprocess_outcome FROM quarantine_records \
+         ORDER BY quarantined_at DESC, id LIMIT {limit}"
+    );
+    let batches = crate::sql::query_tables(vec![(path.to_string(), table)], &sql).await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        out.extend(rows_of(b)?);
+    }
+    Ok(out)
+}
+
 fn rows_of(b: &RecordBatch) -> Result<Vec<QuarantineRow>, LakeError> {
     let col = |name: &str| b.column_by_name(name).ok_or_else(|| LakeError::Invalid(format!("quarantine table has no column {name}")));
     let s = |name: &str| -> Result<Vec<Option<String>>, LakeError> {
@@ -88,7 +106,7 @@ fn rows_of(b: &RecordBatch) -> Result<Vec<QuarantineRow>, LakeError> {
             error_message: emsg[i].clone().unwrap_or_default(),
             location: loc[i].clone(),
             lineage: lin[i].clone(),
-            raw: raw.value(i).to_vec(),
+            raw: if raw.is_null(i) { Vec::new() } else { raw.value(i).to_vec() },
             reprocessed_at: rat[i],
             reprocess_outcome: outcome[i].clone(),
         })

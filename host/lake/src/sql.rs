@@ -66,6 +66,19 @@ pub async fn query_one(lake: &Lake, path: &str, sql: &str) -> Result<Vec<RecordB
     query_tables(tables, sql).await
 }
 
+/// A read-only query over the tables at `paths` only (named as in [`query`]); a
+/// fixed table (bronze, quarantine, ...) not written yet is empty, not missing.
+pub async fn query_paths(lake: &Lake, paths: &[&str], sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+    let (mut tables, mut empty) = (Vec::new(), Vec::new());
+    for p in paths {
+        match lake.table(p).await? {
+            Some(t) => tables.push((p.to_string(), t)),
+            None => empty.extend(Table::ALL.into_iter().filter(|t| t.path() == *p)),
+        }
+    }
+    run(tables, &empty, sql, &AsStored).await.map(|(b, _)| b)
+}
+
 /// Run a read-only query over the given tables (path, opened table).
 pub(crate) async fn query_tables(tables: Vec<(String, DeltaTable)>, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
     run(tables, &[], sql, &AsStored).await.map(|(b, _)| b)

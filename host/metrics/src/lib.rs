@@ -14,8 +14,9 @@
 //!
 //! [`set_enabled`]`(false)` (`[admin] metrics = false`) turns the per-unit
 //! recording (latency histograms, listener counters) into no-ops, so that its
-//! cost on the hot path can be measured against nothing; the per-commit table
-//! counters and the flow's own counters (serve's status line) stay.
+//! cost on the hot path can be measured against nothing (the commit-duration
+//! histograms go quiet too); the per-commit table counters and the flow's own
+//! counters (serve's status line) stay.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,10 +56,16 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Record `d` unless metrics are off ([`set_enabled`]).
     pub fn observe(&self, d: Duration) {
-        if !enabled() {
-            return;
+        if enabled() {
+            self.record(d);
         }
+    }
+
+    /// Record `d` whatever [`set_enabled`] says (a histogram used for a
+    /// computation, not as a metric).
+    pub fn record(&self, d: Duration) {
         let s = d.as_secs_f64();
         let i = LATENCY_BUCKETS.iter().position(|&b| s <= b).unwrap_or(LATENCY_BUCKETS.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);

@@ -311,10 +311,8 @@ impl ehrgate_admin::Ops for ServeOps {
 
     fn quarantine<'a>(&'a self, limit: usize) -> ehrgate_admin::RunOpFuture<'a> {
         Box::pin(async move {
-            let mut rows = quarantine::list(&self.lake, &quarantine::Filter { include_reprocessed: true, ..Default::default() }).await.map_err(|e| (503, format!("reading the quarantine: {e}")))?;
-            rows.sort_by(|a, b| b.quarantined_at.cmp(&a.quarantined_at).then_with(|| a.id.cmp(&b.id)));
-            rows.truncate(limit);
-            // Reasons and locations only: the quarantined bytes hold PHI.
+            // Reasons and locations only: the quarantined bytes hold PHI (not read).
+            let rows = quarantine::recent(&self.lake, limit).await.map_err(|e| (503, format!("reading the quarantine: {e}")))?;
             let rows: Vec<serde_json::Value> = rows
                 .into_iter()
                 .map(|q| {
