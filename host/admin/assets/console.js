@@ -465,7 +465,7 @@
     xWindow = [Math.min(end - KPI_WINDOW_MIN * 60, agg.xMin != null ? agg.xMin : end), end];
     for (const name of Object.keys(CHART_DEFS)) renderChart(name, agg[name], agg.points);
     const sla = isNum(k.sla_minutes) ? k.sla_minutes : null;
-    $("[data-sla-caption]").textContent = "Share of records committed within " + (sla != null ? "the " + sla + "-minute SLA" : "the SLA") + ", per minute.";
+    $("[data-sla-caption]").textContent = "Share of accepted units in silver within " + (sla != null ? "the " + sla + "-minute SLA" : "the SLA") + ", per minute.";
     $("[data-kpi-refreshed]").textContent = k.refreshed_at ? "KPIs as of " + fmtTime(k.refreshed_at) + " UTC" : "";
   }
 
