@@ -7,7 +7,8 @@
   const FETCH_TIMEOUT_MS = 4500;
   const KPI_WINDOW_MIN = 60;
   const QUARANTINE_LIMIT = 100;
-  const TOKEN_KEY = "ehrgate.console.adminToken";
+  const TOKEN_KEY = "ehrgate.console.token";
+  const APPLY_DELAY_MS = 400; // a typed or pasted token is tried after this pause
 
   const $ = (sel, root) => (root || document).querySelector(sel);
 
@@ -63,50 +64,103 @@
   }
 
   // ---------- token ----------
+  //
+  // Every data request needs a token: the viewer token (read-only) or the
+  // admin token (which may also reprocess). Without one, or when the gateway
+  // answers 401, the page shows a prompt instead of data.
 
   const tokenInput = $("[data-token-input]");
   const tokenState = $("[data-token-state]");
+  let appliedToken = "";  // the token the data requests use
+  let tokenGen = 0;       // bumped when appliedToken changes; answers for an older one are dropped
+  let tokenRole = null;   // "viewer" | "admin" once an action told us, for this token
+  let applyTimer = null;
 
-  function getToken() {
+  function storedToken() {
     try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
   }
-  function setToken(v) {
+  function storeToken(v) {
     try {
       if (v) sessionStorage.setItem(TOKEN_KEY, v); else sessionStorage.removeItem(TOKEN_KEY);
-    } catch (_) { /* storage unavailable: token lives in the input only */ }
-    showTokenState();
+    } catch (_) { /* storage unavailable: the token lives in the input only */ }
   }
-  function currentToken() {
-    return (tokenInput.value || getToken()).trim();
+  function fieldToken() {
+    return tokenInput.value.trim();
   }
-  function showTokenState() {
-    const has = currentToken() !== "";
-    tokenState.textContent = has ? "token set" : "read-only";
-    tokenState.classList.toggle("on", has);
-    document.body.classList.toggle("has-token", has);
+  function setTokenState(text, kind) {
+    tokenState.textContent = text;
+    tokenState.className = "token-state" + (kind ? " token-" + kind : "");
   }
-  tokenInput.value = getToken();
-  tokenInput.addEventListener("input", () => setToken(tokenInput.value.trim()));
+  function showTokenRole() {
+    if (tokenRole === "admin") setTokenState("admin", "ok");
+    else if (tokenRole === "viewer") setTokenState("viewer · read-only", "info");
+    else setTokenState("accepted", "ok");
+  }
+
+  // Use what is in the field now: a new token drops everything shown for the
+  // old one as soon as the gateway refuses it, and reloads the data otherwise.
+  function applyToken() {
+    clearTimeout(applyTimer);
+    const t = fieldToken();
+    if (t === appliedToken && t !== "") { refresh(); return; }
+    appliedToken = t;
+    storeToken(t);
+    tokenGen++;
+    tokenRole = null;
+    outcomes.clear();
+    document.body.dataset.loaded = "false";
+    if (!t) { lockOut(null); return; }
+    setTokenState("checking…", "");
+    if (authBox.dataset.auth !== "ok") showAuth("checking");
+    refresh();
+  }
+
+  tokenInput.addEventListener("input", () => {
+    clearTimeout(applyTimer);
+    applyTimer = setTimeout(applyToken, APPLY_DELAY_MS);
+  });
+  tokenInput.addEventListener("change", applyToken);
+  tokenInput.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { ev.preventDefault(); applyToken(); }
+  });
   $("[data-token-clear]").addEventListener("click", () => {
     tokenInput.value = "";
-    setToken("");
+    applyToken();
   });
-  showTokenState();
 
   // ---------- fetching ----------
 
-  async function getJSON(url) {
+  class HttpError extends Error {
+    constructor(message, status, detail) {
+      super(message);
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  async function getJSON(url, token) {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
     const path = url.split("?")[0];
     try {
       let r;
       try {
-        r = await fetch(url, { cache: "no-store", signal: ctl.signal, headers: { Accept: "application/json" } });
+        r = await fetch(url, {
+          cache: "no-store",
+          signal: ctl.signal,
+          headers: { Accept: "application/json", Authorization: "Bearer " + token },
+        });
       } catch (e) {
         throw new Error(path + (e.name === "AbortError" ? ": timed out" : ": unreachable"));
       }
-      if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+      if (!r.ok) {
+        let detail = "";
+        try {
+          const b = await r.json();
+          detail = str(b && (b.message || b.error));
+        } catch (_) { /* not JSON */ }
+        throw new HttpError(path + ": HTTP " + r.status + (detail ? " (" + detail + ")" : ""), r.status, detail);
+      }
       try {
         return await r.json();
       } catch (e) {
@@ -116,7 +170,6 @@
       clearTimeout(timer);
     }
   }
-
 
   // ---------- tables ----------
 
@@ -251,7 +304,7 @@
 
   function renderQuarantine(rows) {
     lastQuarantine = rows;
-    const extra = [currentToken() !== "", Array.from(outcomes.entries())];
+    const extra = [tokenRole, Array.from(outcomes.entries())];
     renderTable("quarantine", rows, [
       { cell: (q) => fmtTime(q.quarantined_at), cls: "nowrap" },
       { cell: (q) => q.source, cls: "nowrap" },
@@ -281,8 +334,12 @@
       b.type = "button";
       b.dataset.reprocess = id;
       b.disabled = !!(o && o.busy);
-      if (currentToken() === "") b.classList.add("btn-locked");
-      b.title = currentToken() === "" ? "Needs the admin token" : "Re-run this message through its adapter";
+      if (tokenRole === "viewer") {
+        b.classList.add("btn-locked");
+        b.title = "The viewer token is read-only: enter the admin token to reprocess";
+      } else {
+        b.title = "Re-run this message through its adapter (needs the admin token)";
+      }
       wrap.append(b);
     }
     if (o && o.text) wrap.append(el("span", { cls: "outcome outcome-" + o.kind, text: o.text, data: { outcome: o.kind } }));
@@ -295,9 +352,9 @@
   }
 
   async function reprocess(id) {
-    const token = currentToken();
+    const token = fieldToken() || appliedToken;
     if (!token) {
-      setOutcome(id, "bad", "Refused: the admin token is required. Enter it above.");
+      setOutcome(id, "bad", "Not sent: reprocessing needs the admin token. Enter it above.");
       tokenInput.focus();
       return;
     }
@@ -319,14 +376,19 @@
       return;
     }
     if (r.ok && body) {
+      if (token === appliedToken) tokenRole = "admin";
       if (body.reprocessed === true) setOutcome(id, "ok", "Reprocessed: " + (str(body.outcome) || "ok"));
       else setOutcome(id, "warn", "Still failing: " + (str(body.outcome) || "no detail"));
       refresh();
       return;
     }
     const msg = body && (body.message || body.error) ? str(body.message || body.error) : r.statusText;
-    if (r.status === 401 || r.status === 403) {
-      setOutcome(id, "bad", "Refused (" + r.status + "): " + (msg || "unauthorized") + (/token/i.test(msg) ? "" : " (check the admin token)"));
+    if (r.status === 403) {
+      if (token === appliedToken) { tokenRole = "viewer"; showTokenRole(); }
+      setOutcome(id, "bad", "Refused (403): " + (msg || "forbidden") + (/token/i.test(msg) ? "" : " (reprocessing needs the admin token)"));
+    } else if (r.status === 401) {
+      setOutcome(id, "bad", "Refused (401): " + (msg || "unauthorized") + (/token/i.test(msg) ? "" : " (check the token)"));
+      refresh(); // the data requests will tell whether this token still works at all
     } else {
       setOutcome(id, "bad", "Failed (HTTP " + r.status + ")" + (msg ? ": " + msg : ""));
     }
@@ -336,8 +398,6 @@
     const b = ev.target.closest("button[data-reprocess]");
     if (b && !b.disabled) reprocess(b.dataset.reprocess);
   });
-  tokenInput.addEventListener("input", () => renderQuarantine(lastQuarantine));
-  $("[data-token-clear]").addEventListener("click", () => renderQuarantine(lastQuarantine));
 
   // ---------- charts ----------
 
@@ -480,28 +540,109 @@
     }, 100);
   });
 
+  // ---------- auth prompt, clearing ----------
+
+  const authBox = $("[data-auth]");
+  const dashboard = $("[data-dashboard]");
+
+  // state: "required" (prompt shown, no data), "checking" (prompt shown while a
+  // new token is tried) or "ok" (prompt hidden, data shown).
+  function showAuth(state, reason) {
+    authBox.dataset.auth = state;
+    authBox.hidden = state === "ok";
+    dashboard.hidden = state !== "ok";
+    $("[data-auth-title]").textContent = state === "checking" ? "Checking the token…" : "Token needed";
+    $("[data-auth-reason]").textContent = reason || "";
+  }
+
+  // Forget everything shown so far: it belongs to a token that no longer works.
+  function clearData() {
+    for (const name in charts) { charts[name].destroy(); delete charts[name]; }
+    for (const box of document.querySelectorAll("[data-chart]")) {
+      box.replaceChildren();
+      box.dataset.points = "0";
+      box.dataset.seriesSum = "0";
+    }
+    for (const t of document.querySelectorAll("[data-flow]")) { t.textContent = "—"; t.classList.remove("alert"); }
+    for (const table of document.querySelectorAll("[data-table]")) {
+      table.tBodies[0].replaceChildren();
+      delete tableSigs[table.dataset.table];
+    }
+    for (const c of document.querySelectorAll("[data-count]")) c.textContent = "";
+    outcomes.clear();
+    lastQuarantine = [];
+    $("[data-kpi-refreshed]").textContent = "";
+    $("[data-refreshed]").textContent = "";
+    haveData = false;
+  }
+
+  // No token, or the gateway refused it (reason: {status, detail}).
+  function lockOut(reason) {
+    clearData();
+    showError([]);
+    document.body.dataset.loaded = "false";
+    const ready = $("[data-ready]");
+    ready.textContent = "Token needed";
+    ready.className = "badge badge-neutral";
+    ready.title = "";
+    if (reason) {
+      showAuth("required", "The gateway did not accept this token (HTTP " + reason.status + (reason.detail ? ": " + reason.detail : "") + ").");
+      setTokenState("refused", "bad");
+    } else {
+      showAuth("required", "");
+      setTokenState("no token", "");
+    }
+  }
+
   // ---------- refresh loop ----------
 
   const banner = $("[data-error]");
   let timer = null;
   let inFlight = false;
+  let again = false;
+  let haveData = false;
 
   function showError(msgs) {
     if (!msgs.length) { banner.hidden = true; banner.textContent = ""; return; }
     banner.hidden = false;
-    banner.textContent = "Refresh failed at " + fmtTime(new Date().toISOString(), true) + " UTC: " + msgs.join("; ") + ". Showing the last data received.";
+    banner.textContent = "Refresh failed at " + fmtTime(new Date().toISOString(), true) + " UTC: " + msgs.join("; ") + "." +
+      (haveData ? " Showing the last data received." : "");
   }
 
   async function refresh() {
-    if (inFlight) return;
-    inFlight = true;
+    if (inFlight) { again = true; return; }
     clearTimeout(timer);
-    const [ov, kpi, qr] = await Promise.allSettled([
-      getJSON("/v1/console/overview"),
-      getJSON("/v1/console/kpi?since=" + KPI_WINDOW_MIN),
-      getJSON("/v1/console/quarantine?limit=" + QUARANTINE_LIMIT),
+    const token = appliedToken;
+    if (!token) return; // the prompt is up; entering a token starts the loop again
+    const gen = tokenGen;
+    inFlight = true;
+    again = false;
+    const results = await Promise.allSettled([
+      getJSON("/v1/console/overview", token),
+      getJSON("/v1/console/kpi?since=" + KPI_WINDOW_MIN, token),
+      getJSON("/v1/console/quarantine?limit=" + QUARANTINE_LIMIT, token),
     ]);
+    inFlight = false;
+    if (gen !== tokenGen) { refresh(); return; } // answers for a token no longer in use
+    try {
+      render(results);
+    } finally {
+      clearTimeout(timer);
+      if (again) refresh(); else if (appliedToken) timer = setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  function render([ov, kpi, qr]) {
+    const denied = [ov, kpi, qr].find((r) => r.status === "rejected" && r.reason instanceof HttpError &&
+      (r.reason.status === 401 || r.reason.status === 403));
+    if (denied) {
+      lockOut({ status: denied.reason.status, detail: denied.reason.detail });
+      return;
+    }
     const errors = [];
+    const ok = [ov, kpi, qr].some((r) => r.status === "fulfilled");
+    // Show the data area before drawing: charts size themselves to it.
+    if (ok) { showAuth("ok"); showTokenRole(); }
     const run = (res, fn) => {
       if (res.status !== "fulfilled") { errors.push(str(res.reason && res.reason.message) || "error"); return; }
       try { fn(res.value || {}); } catch (e) { errors.push("render: " + str(e.message)); console.error(e); }
@@ -509,6 +650,7 @@
     run(ov, renderOverview);
     run(kpi, renderKpi);
     run(qr, (q) => renderQuarantine(Array.isArray(q.rows) ? q.rows : []));
+    if (ok) haveData = true;
     showError(errors);
     if (errors.length === 0) {
       $("[data-refreshed]").textContent = "Refreshed " + fmtTime(new Date().toISOString(), true) + " UTC" +
@@ -519,13 +661,12 @@
       ready.textContent = "Unreachable";
       ready.className = "badge badge-warn";
     }
-    inFlight = false;
-    timer = setTimeout(refresh, REFRESH_MS);
   }
 
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") refresh();
   });
   $("[data-window]").textContent = String(KPI_WINDOW_MIN);
-  refresh();
+  tokenInput.value = storedToken();
+  applyToken();
 })();

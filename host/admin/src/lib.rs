@@ -25,17 +25,19 @@
 //! | `POST /v1/adapters/{name}/candidate` | `{"version": "1.3.0", "mode": "canary", "percent": 10}` or `"mode": "shadow"` |
 //! | `DELETE /v1/adapters/{name}/candidate` | end the trial |
 //!
-//! The operations console (docs/operations.md): the page and its read-only data
-//! need no token (they hold no PHI: counts, versions, quarantine reasons and
-//! locations, never the quarantined bytes); its one action needs the token.
+//! The operations console (docs/operations.md): the page itself needs no token; its
+//! data needs the admin token or the read-only **viewer token** (`viewer_token`),
+//! its one action the admin token (the viewer token is answered 403). Reads of the
+//! console's data are not audited (like scrapes: counts, versions, quarantine
+//! reasons and locations, never the quarantined bytes; a refused one is).
 //!
 //! | call | what |
 //! |---|---|
 //! | `GET /console` | the console (static assets built into the binary) |
-//! | `GET /v1/console/overview` | readiness, flow counters, listeners, adapters, bulk jobs, workflows |
-//! | `GET /v1/console/kpi?since=60` | gold/kpi_minute rows of the last `since` minutes |
-//! | `GET /v1/console/quarantine?limit=100` | the newest quarantined units (no raw bytes) |
-//! | `POST /v1/quarantine/{id}/reprocess` | map it again with its adapter's active version (token) |
+//! | `GET /v1/console/overview` | readiness, flow counters, listeners, adapters, bulk jobs, workflows (viewer) |
+//! | `GET /v1/console/kpi?since=60` | gold/kpi_minute rows of the last `since` minutes (viewer) |
+//! | `GET /v1/console/quarantine?limit=100` | the newest quarantined units, no raw bytes (viewer) |
+//! | `POST /v1/quarantine/{id}/reprocess` | map it again with its adapter's active version (admin) |
 //!
 //! Refusals are `{"error": <code>, "message": <sentence>}` with 4xx statuses.
 
@@ -62,6 +64,8 @@ pub struct AdminConfig {
     pub allow_remote: bool,
     /// The admin token (resolved from its `env:` / `file:` reference).
     pub token: String,
+    /// The read-only console token, if any.
+    pub viewer_token: Option<String>,
     /// The largest request body (a package upload).
     pub max_body_bytes: usize,
 }
@@ -72,12 +76,15 @@ pub enum AdminError {
     Remote(SocketAddr),
     #[error("the admin token is {0} bytes; use at least 16 random bytes")]
     WeakToken(usize),
+    #[error("the viewer token is {0} bytes; use at least 16 random bytes, and not the admin token")]
+    WeakViewerToken(usize),
     #[error("admin server: cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 struct Shared {
     token_digest: [u8; 32],
+    viewer_digest: Option<[u8; 32]>,
     token_id: String,
     manager: Arc<Manager>,
     audit: Arc<dyn AuditSink>,
@@ -236,10 +243,18 @@ async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectIn
     let given = ehrgate_httpd::bearer(req.headers());
     // Compare digests: equal-length inputs, so the comparison's timing says
     // nothing about the token.
-    let ok = given.is_some_and(|g| Sha256::digest(g.as_bytes()).as_slice() == s.token_digest);
+    let digest: Option<[u8; 32]> = given.map(|g| Sha256::digest(g.as_bytes()).into());
+    let ok = digest == Some(s.token_digest);
+    let viewer = digest.is_some() && digest == s.viewer_digest;
     let claimed = claimed_actor(req.headers());
     if !ok {
-        let why = if given.is_none() { "no bearer token" } else { "wrong token" };
+        let why = if given.is_none() {
+            "no bearer token"
+        } else if viewer {
+            "the viewer token is read-only"
+        } else {
+            "wrong token"
+        };
         tracing::warn!(%peer, %method, %path, "admin call refused: {why}");
         s.audit.record(AuditEvent {
             at_ms: now_ms(),
@@ -248,8 +263,11 @@ async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectIn
             connection: "admin".into(),
             method,
             path,
-            outcome: format!("denied: 401 {why}"),
+            outcome: format!("denied: {} {why}", if viewer { 403 } else { 401 }),
         });
+        if viewer {
+            return (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "forbidden", "message": "the viewer token is read-only; this needs the admin token"}))).into_response();
+        }
         return ehrgate_httpd::unauthorized("an admin token is required (Authorization: Bearer ...)");
     }
     let who = match claimed {
@@ -268,6 +286,27 @@ async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectIn
         outcome: format!("{} {}", if resp.status().is_success() { "allowed:" } else { "failed:" }, resp.status().as_u16()),
     });
     resp
+}
+
+/// The console's reads: the admin or the viewer token. Allowed reads are not
+/// audited (they poll every few seconds and hold no PHI); refused ones are.
+async fn authenticate_read(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+    let given = ehrgate_httpd::bearer(req.headers());
+    let digest: Option<[u8; 32]> = given.map(|g| Sha256::digest(g.as_bytes()).into());
+    if digest.is_some() && (digest == Some(s.token_digest) || digest == s.viewer_digest) {
+        return next.run(req).await;
+    }
+    let why = if given.is_none() { "no bearer token" } else { "wrong token" };
+    s.audit.record(AuditEvent {
+        at_ms: now_ms(),
+        actor: format!("anonymous from {peer}"),
+        action: "admin.call".into(),
+        connection: "admin".into(),
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        outcome: format!("denied: 401 {why}"),
+    });
+    ehrgate_httpd::unauthorized("the viewer or the admin token is required (Authorization: Bearer ...)")
 }
 
 fn refused(e: PackageError) -> Response {
@@ -338,6 +377,11 @@ impl AdminConfig {
         if self.token.len() < 16 {
             return Err(AdminError::WeakToken(self.token.len()));
         }
+        if let Some(v) = &self.viewer_token
+            && (v.len() < 16 || *v == self.token)
+        {
+            return Err(AdminError::WeakViewerToken(v.len()));
+        }
         Ok(())
     }
 }
@@ -397,7 +441,8 @@ pub fn start(
     cfg.check()?;
     let digest: [u8; 32] = Sha256::digest(cfg.token.as_bytes()).into();
     let token_id = hex::encode(&Sha256::digest(digest)[..4]);
-    let shared = Arc::new(Shared { token_digest: digest, token_id, manager, audit, ops });
+    let viewer_digest = cfg.viewer_token.as_ref().map(|v| Sha256::digest(v.as_bytes()).into());
+    let shared = Arc::new(Shared { token_digest: digest, viewer_digest, token_id, manager, audit, ops });
     let api = Router::new()
         .route("/v1/adapters", get(list).post(install))
         .route("/v1/adapters/{name}/activate", post(activate))
@@ -408,6 +453,11 @@ pub fn start(
         .route("/v1/quarantine/{id}/reprocess", post(reprocess))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
+    let console = Router::new()
+        .route("/v1/console/overview", get(console_overview))
+        .route("/v1/console/kpi", get(console_kpi))
+        .route("/v1/console/quarantine", get(console_quarantine))
+        .layer(middleware::from_fn_with_state(shared.clone(), authenticate_read));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -416,9 +466,7 @@ pub fn start(
         .route("/console/", get(console_page))
         .route("/console/{name}", get(console_asset))
         .route("/console/vendor/{name}", get(console_vendor))
-        .route("/v1/console/overview", get(console_overview))
-        .route("/v1/console/kpi", get(console_kpi))
-        .route("/v1/console/quarantine", get(console_quarantine))
+        .merge(console)
         .merge(api)
         .with_state(shared);
     let addr = listener.local_addr().map_err(|source| AdminError::Bind { addr: cfg.bind, source })?;

@@ -62,6 +62,8 @@ pub struct AdminSettings {
     pub allow_remote: bool,
     /// The admin token, by reference: `env:NAME` or `file:/path`.
     pub token: SecretRef,
+    /// A read-only token for the console's data, by reference (optional).
+    pub viewer_token: Option<SecretRef>,
     /// Per-unit metrics on the hot path (listener counters, ACK codes, latency
     /// histograms); off only to measure what they cost (docs/operations.md).
     #[serde(default = "yes")]

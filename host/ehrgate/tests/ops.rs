@@ -43,6 +43,7 @@ fn stream_as(port: u16, prefix: &str, start: u64, count: u64, window: u32) -> (i
 }
 
 const ADMIN_TOKEN: &str = "ops-test-admin-token-0123456789";
+const VIEWER_TOKEN: &str = "ops-test-viewer-token-9876543210";
 
 fn admin_config(dir: &Path, extra: &str) {
     config(dir, &format!("\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"env:EHRGATE_ADMIN_TOKEN\"\n{extra}"));
@@ -195,14 +196,15 @@ fn committed(admin: u16, n: u64) {
 }
 
 /// The KPI table is what an independent reader computes from bronze and the
-/// quarantine; the console, opened in headless Chromium, charts it and lists the
-/// listeners, adapters and quarantine; its reprocess action needs the token and
-/// moves a quarantined unit into silver.
+/// quarantine; the console, opened in headless Chromium, asks for a token, then
+/// charts it and lists the listeners, adapters and quarantine; its reprocess action
+/// is refused with the viewer token and moves a quarantined unit into silver with
+/// the admin token.
 #[test]
 fn kpis_agree_with_an_independent_reader_and_the_console_shows_them_and_reprocesses() {
     let dir = workdir("console");
-    admin_config(&dir.0, "\n[kpi]\nrefresh_every_s = 0\nsla_minutes = 5\n");
-    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    admin_config(&dir.0, "viewer_token = \"env:EHRGATE_VIEWER_TOKEN\"\n\n[kpi]\nrefresh_every_s = 0\nsla_minutes = 5\n");
+    let mut gw = Gateway::start(&dir.0, &[("EHRGATE_ADMIN_TOKEN", ADMIN_TOKEN), ("EHRGATE_VIEWER_TOKEN", VIEWER_TOKEN)]);
     let mllp = gw.port("mllp listener adt");
     let admin = gw.port("admin on");
 
@@ -248,9 +250,18 @@ fn kpis_agree_with_an_independent_reader_and_the_console_shows_them_and_reproces
     assert_eq!(totals["received"].as_u64(), Some(sent));
     assert_eq!(totals["sla_met"].as_i64(), Some(met));
 
-    // The reprocess action: refused without the token, at the API too.
+    // The console's data needs a token (viewer or admin); its action the admin token.
     let id = sql(&dir.0, "SELECT id FROM quarantine_records WHERE error_kind = 'unrouted'")[0]["id"].as_str().unwrap().to_string();
+    for path in ["/v1/console/overview", "/v1/console/kpi?since=60", "/v1/console/quarantine"] {
+        assert_eq!(admin_get(admin, path, None).0, 401, "{path}");
+        assert_eq!(admin_get(admin, path, Some("not-the-token-0123456789")).0, 401, "{path}");
+        assert_eq!(admin_get(admin, path, Some(VIEWER_TOKEN)).0, 200, "{path}");
+    }
+    let (_, q) = admin_get(admin, "/v1/console/quarantine", Some(VIEWER_TOKEN));
+    assert!(q.contains(&id) && !q.contains("\"raw\""), "the reasons, never the bytes: {q}");
+    assert_eq!(admin_get(admin, "/console", None).0, 200, "the page itself is open");
     assert_eq!(admin_post(admin, &format!("/v1/quarantine/{id}/reprocess"), None, "").0, 401);
+    assert_eq!(admin_post(admin, &format!("/v1/quarantine/{id}/reprocess"), Some(VIEWER_TOKEN), "").0, 403, "the viewer token is read-only");
     let patients = count(&dir.0, "SELECT count(*) AS n FROM silver_patient");
 
     // The console in a real browser.
@@ -259,7 +270,7 @@ fn kpis_agree_with_an_independent_reader_and_the_console_shows_them_and_reproces
         .arg(ehrgate_testkit::repo_root().join("tests/console_check.py"))
         .args(["--url", &format!("http://127.0.0.1:{admin}"), "--screenshot"])
         .arg(&shot)
-        .args(["--token", ADMIN_TOKEN, "--reprocess-id", &id])
+        .args(["--token", VIEWER_TOKEN, "--admin-token", ADMIN_TOKEN, "--reprocess-id", &id])
         .output()
         .unwrap();
     assert!(out.status.success(), "console check failed: {}{}", text(&out.stdout), text(&out.stderr));
@@ -272,10 +283,11 @@ fn kpis_agree_with_an_independent_reader_and_the_console_shows_them_and_reproces
     assert_eq!(seen["tables"]["listeners"].as_u64(), Some(1), "{seen}");
     assert!(seen["tables"]["adapters"].as_u64().unwrap() >= 1, "{seen}");
     assert!(seen["tables"]["quarantine"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(seen["without_token"].as_str().unwrap().to_lowercase().contains("token"), "without a token the page asks for one: {seen}");
     let r = &seen["reprocess"];
-    let refused = r["without_token"].as_str().unwrap().to_lowercase();
-    assert!(refused.contains("token") || refused.contains("401"), "{seen}");
-    assert!(r["with_token"].as_str().unwrap().contains("mapped by reference@"), "{seen}");
+    let refused = r["viewer"].as_str().unwrap().to_lowercase();
+    assert!(refused.contains("403") || refused.contains("read-only"), "{seen}");
+    assert!(r["admin"].as_str().unwrap().contains("mapped by reference@"), "{seen}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a screenshot was written");
 
     // Reprocessed: the unit's patient is in silver, the row is marked, the action audited.
@@ -283,6 +295,7 @@ fn kpis_agree_with_an_independent_reader_and_the_console_shows_them_and_reproces
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM silver_patient"), patients + 1);
     assert_eq!(count(&dir.0, &format!("SELECT count(*) AS n FROM quarantine_records WHERE id = '{id}' AND reprocessed_at IS NOT NULL")), 1);
     assert_eq!(count(&dir.0, "SELECT count(*) AS n FROM audit_access_log WHERE action = 'quarantine.reprocess' AND outcome = 'allowed: mapped'"), 1);
+    assert!(count(&dir.0, "SELECT count(*) AS n FROM audit_access_log WHERE action = 'admin.call' AND outcome LIKE 'denied: 403%'") >= 1, "the viewer's refused action is audited");
 }
 
 /// With OTEL_EXPORTER_OTLP_ENDPOINT set, the data path's spans reach an

@@ -56,7 +56,7 @@ pub async fn recent(lake: &Lake, limit: usize) -> Result<Vec<QuarantineRow>, Lak
     let Some(table) = lake.table(path).await? else { return Ok(vec![]) };
     let sql = format!(
         "SELECT id, quarantined_at, input_kind, source, adapter, error_kind, error_message, location, lineage, \
-         CAST(NULL AS BINARY) AS raw, reprocessed_at, reprocess_outcome FROM quarantine_records \
+         CAST(NULL AS BYTEA) AS raw, reprocessed_at, reprocess_outcome FROM quarantine_records \
          ORDER BY quarantined_at DESC, id LIMIT {limit}"
     );
     let batches = crate::sql::query_tables(vec![(path.to_string(), table)], &sql).await?;

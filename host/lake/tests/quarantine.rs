@@ -71,3 +71,17 @@ async fn filter_and_mark_reprocessed() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn recent_is_newest_first_limited_and_without_the_bytes() {
+    let dir = std::env::temp_dir().join(format!("ehrgate-lake-quarantine-recent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Lake::open(Storage::Local { root: dir.join("lake") }, BatchConfig::default()).unwrap();
+    assert!(quarantine::recent(&lake, 10).await.unwrap().is_empty(), "no table yet");
+    let rows: Vec<QuarantineRow> = (0..5).map(|i| QuarantineRow { quarantined_at: 1_000_000 + i, ..row(&format!("r{i}"), "a@1") }).collect();
+    lake.quarantine(rows).await.unwrap();
+    let recent = quarantine::recent(&lake, 3).await.unwrap();
+    assert_eq!(recent.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r4", "r3", "r2"]);
+    assert!(recent.iter().all(|r| r.raw.is_empty() && r.location.as_deref() == Some("PID-3")), "{recent:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -159,7 +159,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             if !a.metrics {
                 eprintln!("ehrgate: [admin] metrics = false: no per-unit metrics (listener counters, ACK codes, latency histograms)");
             }
-            let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
+            let viewer_token = match &a.viewer_token {
+                Some(v) => Some(v.resolve().context("[admin] viewer_token")?),
+                None => None,
+            };
+            let ac = AdminConfig { bind: addr(&a.bind, "admin bind")?, allow_remote: a.allow_remote, token, viewer_token, max_body_bytes: (cfg.adapter_store.max_component_mb.max(1) as usize + 1) << 20 };
             ac.check()?;
             Some(ac)
         }
