@@ -18,10 +18,6 @@ use ehrgate_lifecycle::{Package, sign};
 
 const TOKEN: &str = "lifecycle-test-admin-token-0123456789";
 
-fn peer_script() -> PathBuf {
-    ehrgate_testkit::repo_root().join("tests/peers/mllp_client.py")
-}
-
 /// A publisher key pair (CLI), the admin token in a file, and the config.
 fn setup(dir: &Path, extra: &str) {
     ehrgate(dir, &["adapter", "keygen", "--out", "keys/publisher"]);

@@ -12,17 +12,6 @@ use std::time::Duration;
 
 use common::gateway::*;
 
-fn config(dir: &Path, extra: &str) {
-    std::fs::write(
-        dir.join("ehrgate.toml"),
-        format!("[lake]\ncommit_age_ms = 100\n\n[[listeners.mllp]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\nadapter = \"reference\"\n{extra}"),
-    )
-    .unwrap();
-}
-
-fn peer_script() -> PathBuf {
-    ehrgate_testkit::repo_root().join("tests/peers/mllp_client.py")
-}
 
 /// The python stream client with up to `window` messages ahead of their ACKs.
 fn stream_window(port: u16, start: u64, count: u64, window: u32) -> (i32, Vec<String>) {

@@ -12,17 +12,6 @@ use std::time::Duration;
 
 use common::gateway::*;
 
-fn config(dir: &Path, extra: &str) {
-    std::fs::write(
-        dir.join("ehrgate.toml"),
-        format!("[lake]\ncommit_age_ms = 100\n\n[[listeners.mllp]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\nadapter = \"reference\"\n{extra}"),
-    )
-    .unwrap();
-}
-
-fn peer_script() -> PathBuf {
-    ehrgate_testkit::repo_root().join("tests/peers/mllp_client.py")
-}
 
 #[test]
 fn the_shared_corpus_over_mllp_gets_one_correct_ack_per_message() {

@@ -154,3 +154,18 @@ pub fn stat(line: &str, name: &str) -> u64 {
     words[i + 1].parse().unwrap()
 }
 
+
+/// `ehrgate.toml` in `dir`: one MLLP listener `adt` on a free port, routed to the
+/// reference adapter, quick lake commits, and `extra`.
+pub fn config(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("ehrgate.toml"),
+        format!("[lake]\ncommit_age_ms = 100\n\n[[listeners.mllp]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\nadapter = \"reference\"\n{extra}"),
+    )
+    .unwrap();
+}
+
+/// The independent MLLP peer (python-hl7's asyncio client).
+pub fn peer_script() -> PathBuf {
+    ehrgate_testkit::repo_root().join("tests/peers/mllp_client.py")
+}
