@@ -9,9 +9,10 @@
 //!    A unit that cannot be made durable is answered `Failed` (HL7 AR).
 //! 2. **map**: maps groups through their adapters; answers each submitter with
 //!    `Accepted` or `Rejected` (AA / AE): the unit is durable either way.
-//! 3. **commit**: writes bronze, silver and quarantine rows (and the workflow runs
-//!    the units triggered, see [`crate::triggers`]), then checkpoints the log up to
-//!    the last unit written. Failed writes are retried (the units stay in
+//! 3. **commit**: writes silver and quarantine rows (and the workflow runs the
+//!    units triggered, see [`crate::triggers`]), then bronze, each row stamped with
+//!    when the others landed (`landed_at`, for the operations KPIs), then
+//!    checkpoints the log up to the last unit written. Failed writes are retried (the units stay in
 //!    the log); nothing is dropped.
 //!
 //! Back-pressure: at most `max_pending` units may be between submission and
