@@ -91,22 +91,21 @@ struct Shared {
     ops: Arc<dyn Ops>,
 }
 
-/// What the operations endpoints report, from the process that serves them.
-/// The answer to an operation on a workflow run: the run's new state (JSON), or
-/// an HTTP status and why not.
-pub type RunOpFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>;
+/// An answer of the operations endpoints: JSON, or an HTTP status and why not.
+pub type JsonFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>;
 
-fn not_here<'a>(what: &'static str) -> RunOpFuture<'a> {
+fn not_here<'a>(what: &'static str) -> JsonFuture<'a> {
     Box::pin(async move { Err((404, format!("{what} is not available on this gateway"))) })
 }
 
+/// What the operations endpoints report, from the process that serves them.
 pub trait Ops: Send + Sync {
     /// `Ok` when ready for traffic, else why not.
     fn ready(&self) -> Result<(), String>;
     /// The metrics in the OpenMetrics text format.
     fn metrics(&self) -> String;
     /// `op` (`retry` or `cancel`) on workflow run `id`.
-    fn workflow_run<'a>(&'a self, id: &'a str, op: &'a str) -> RunOpFuture<'a> {
+    fn workflow_run<'a>(&'a self, id: &'a str, op: &'a str) -> JsonFuture<'a> {
         let _ = (id, op);
         Box::pin(async { Err((404, "no workflows are configured on this gateway".to_string())) })
     }
@@ -115,17 +114,17 @@ pub trait Ops: Send + Sync {
         serde_json::json!({})
     }
     /// KPI rows of the last `since_minutes`.
-    fn kpi<'a>(&'a self, since_minutes: u64) -> RunOpFuture<'a> {
+    fn kpi<'a>(&'a self, since_minutes: u64) -> JsonFuture<'a> {
         let _ = since_minutes;
         not_here("the KPI table")
     }
     /// The newest `limit` quarantined units.
-    fn quarantine<'a>(&'a self, limit: usize) -> RunOpFuture<'a> {
+    fn quarantine<'a>(&'a self, limit: usize) -> JsonFuture<'a> {
         let _ = limit;
         not_here("the quarantine")
     }
     /// Reprocess quarantined unit `id`, on behalf of `who` (for the audit).
-    fn reprocess<'a>(&'a self, id: &'a str, who: &'a str) -> RunOpFuture<'a> {
+    fn reprocess<'a>(&'a self, id: &'a str, who: &'a str) -> JsonFuture<'a> {
         let _ = (id, who);
         not_here("reprocessing")
     }
@@ -227,6 +226,31 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 }
 
 
+/// Which token a request presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    None,
+    Wrong,
+    Viewer,
+    Admin,
+}
+
+impl Shared {
+    fn presented(&self, headers: &HeaderMap) -> Presented {
+        let Some(given) = ehrgate_httpd::bearer(headers) else { return Presented::None };
+        // Compare digests: equal-length inputs, so the comparison's timing says
+        // nothing about the token.
+        let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        if digest == self.token_digest {
+            Presented::Admin
+        } else if Some(digest) == self.viewer_digest {
+            Presented::Viewer
+        } else {
+            Presented::Wrong
+        }
+    }
+}
+
 /// Who made a call, for the audit: the token's id, the peer address, and the
 /// name a CLI user gave (`X-Ehrgate-Actor`), when printable and short.
 #[derive(Clone)]
@@ -240,20 +264,14 @@ fn claimed_actor(headers: &HeaderMap) -> Option<String> {
 async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let given = ehrgate_httpd::bearer(req.headers());
-    // Compare digests: equal-length inputs, so the comparison's timing says
-    // nothing about the token.
-    let digest: Option<[u8; 32]> = given.map(|g| Sha256::digest(g.as_bytes()).into());
-    let ok = digest == Some(s.token_digest);
-    let viewer = digest.is_some() && digest == s.viewer_digest;
+    let presented = s.presented(req.headers());
+    let viewer = presented == Presented::Viewer;
     let claimed = claimed_actor(req.headers());
-    if !ok {
-        let why = if given.is_none() {
-            "no bearer token"
-        } else if viewer {
-            "the viewer token is read-only"
-        } else {
-            "wrong token"
+    if presented != Presented::Admin {
+        let why = match presented {
+            Presented::None => "no bearer token",
+            Presented::Viewer => "the viewer token is read-only",
+            _ => "wrong token",
         };
         tracing::warn!(%peer, %method, %path, "admin call refused: {why}");
         s.audit.record(AuditEvent {
@@ -291,12 +309,11 @@ async fn authenticate(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectIn
 /// The console's reads: the admin or the viewer token. Allowed reads are not
 /// audited (they poll every few seconds and hold no PHI); refused ones are.
 async fn authenticate_read(State(s): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
-    let given = ehrgate_httpd::bearer(req.headers());
-    let digest: Option<[u8; 32]> = given.map(|g| Sha256::digest(g.as_bytes()).into());
-    if digest.is_some() && (digest == Some(s.token_digest) || digest == s.viewer_digest) {
+    let presented = s.presented(req.headers());
+    if matches!(presented, Presented::Admin | Presented::Viewer) {
         return next.run(req).await;
     }
-    let why = if given.is_none() { "no bearer token" } else { "wrong token" };
+    let why = if presented == Presented::None { "no bearer token" } else { "wrong token" };
     s.audit.record(AuditEvent {
         at_ms: now_ms(),
         actor: format!("anonymous from {peer}"),

@@ -60,6 +60,7 @@ struct Shared {
     sources: HashMap<String, WebhookSource>,
     flow: Flow,
     replays: Replays,
+    metrics: Arc<ehrgate_metrics::ListenerMetrics>,
 }
 
 /// Signed requests seen within their window, keyed by source and the decoded
@@ -171,7 +172,7 @@ async fn event(State(shared): State<Arc<Shared>>, Path(source): Path<String>, he
         raw,
     };
     let since = std::time::Instant::now();
-    let metrics = ehrgate_metrics::listener("webhooks");
+    let metrics = &shared.metrics;
     metrics.unit_received();
     let outcome = shared.flow.submit(inbound).await.await.unwrap_or_else(|_| Outcome::Failed("the gateway stopped".into()));
     metrics.answered(match &outcome {
@@ -203,8 +204,10 @@ pub fn start(listener: tokio::net::TcpListener, cfg: WebhookConfig, flow: Flow, 
     let addr = listener.local_addr()?;
     let adapters: std::collections::BTreeSet<&str> = cfg.sources.iter().map(|s| s.adapter.as_str()).collect();
     let adapter = adapters.into_iter().collect::<Vec<_>>().join(", ");
-    ehrgate_metrics::listener("webhooks").describe(ehrgate_metrics::ListenerInfo { kind: "webhooks".into(), bind: addr.to_string(), adapter });
-    let shared = Arc::new(Shared { sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, replays: Replays::default() });
+    let metrics = ehrgate_metrics::listener("webhooks");
+    metrics.describe(ehrgate_metrics::ListenerInfo { kind: "webhooks".into(), bind: addr.to_string(), adapter });
+    let shared = Arc::new(Shared {
+        metrics, sources: cfg.sources.into_iter().map(|s| (s.name.clone(), s)).collect(), flow, replays: Replays::default() });
     let app = Router::new()
         .route("/v1/events/{source}", post(event))
         .route("/healthz", get(|| async { "ok" }))

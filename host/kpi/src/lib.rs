@@ -156,17 +156,21 @@ fn longs(b: &RecordBatch, name: &str) -> Result<Int64Array, LakeError> {
     Ok(column(b, name, &DataType::Int64)?.as_any().downcast_ref::<Int64Array>().cloned().expect("cast to Int64"))
 }
 
-/// The bronze tables the live flow writes, as SQL selects of `columns`, for those
-/// that exist with the processing columns (a table from before them, not written
-/// since, has none of these units).
-async fn live_bronze(lake: &Lake, columns: &str, filter: &str) -> Result<Vec<String>, LakeError> {
+/// The bronze tables the live flow writes that exist with the processing columns
+/// (a table from before them, not written since, has none of its units).
+async fn live_bronze(lake: &Lake) -> Result<Vec<Table>, LakeError> {
     let mut out = Vec::new();
     for t in [Table::BronzeHl7, Table::BronzeEvents] {
         if lake.has_column(t.path(), "landed_at").await? == Some(true) {
-            out.push(format!("SELECT {columns} FROM {} WHERE landed_at IS NOT NULL AND {filter}", t.sql_name()));
+            out.push(t);
         }
     }
     Ok(out)
+}
+
+/// `SELECT columns` of the flow's units in `tables` matching `filter`.
+fn selects(tables: &[Table], columns: &str, filter: &str) -> Vec<String> {
+    tables.iter().map(|t| format!("SELECT {columns} FROM {} WHERE landed_at IS NOT NULL AND {filter}", t.sql_name())).collect()
 }
 
 const PATHS: [&str; 3] = ["bronze/hl7_messages", "bronze/events", "quarantine/records"];
@@ -175,15 +179,18 @@ const PATHS: [&str; 3] = ["bronze/hl7_messages", "bronze/events", "quarantine/re
 /// (Bronze rows written otherwise, by drops, `ehrgate ingest` or bulk exports, have
 /// no `landed_at` and are not units of the flow's KPIs.)
 pub async fn units_since(lake: &Lake, from: Micros) -> Result<Vec<Unit>, LakeError> {
+    units_in(lake, &live_bronze(lake).await?, from).await
+}
+
+async fn units_in(lake: &Lake, tables: &[Table], from: Micros) -> Result<Vec<Unit>, LakeError> {
     let at = ehrgate_lake::rfc3339(from);
     // (`ingest_date` is the partition: older days are not read at all)
     let filter = format!("ingest_date >= '{}' AND received_at >= '{at}'", ehrgate_lake::date_of(from));
-    let selects = live_bronze(
-        lake,
+    let selects = selects(
+        tables,
         "record_id, source, CAST(received_at AS BIGINT) AS received_at, adapter, CAST(answered_at AS BIGINT) AS answered_at, CAST(landed_at AS BIGINT) AS landed_at, records",
         &filter,
-    )
-    .await?;
+    );
     if selects.is_empty() {
         return Ok(Vec::new());
     }
@@ -216,8 +223,8 @@ pub async fn units_since(lake: &Lake, from: Micros) -> Result<Vec<Unit>, LakeErr
 
 /// The earliest receipt (micros) among the flow's units that landed at or after
 /// `landed` (`None`: none did).
-async fn earliest_received_landed_since(lake: &Lake, landed: Micros) -> Result<Option<Micros>, LakeError> {
-    let selects = live_bronze(lake, "CAST(received_at AS BIGINT) AS r", &format!("landed_at >= '{}'", ehrgate_lake::rfc3339(landed))).await?;
+async fn earliest_received_landed_since(lake: &Lake, tables: &[Table], landed: Micros) -> Result<Option<Micros>, LakeError> {
+    let selects = selects(tables, "CAST(received_at AS BIGINT) AS r", &format!("landed_at >= '{}'", ehrgate_lake::rfc3339(landed)));
     if selects.is_empty() {
         return Ok(None);
     }
@@ -249,18 +256,19 @@ pub struct Refreshed {
 /// in bronze, so that minutes whose units retention removed keep their rows.
 pub async fn refresh(lake: &Lake, cfg: &KpiConfig, from: Option<Micros>, now: Micros) -> Result<Refreshed, LakeError> {
     let recent = now - (cfg.sla_minutes as i64 + 2) * MINUTE;
+    let tables = live_bronze(lake).await?;
     let from = match from {
         None => {
             let landed_since = recent - cfg.refresh_every_s as i64 * 1_000_000;
-            earliest_received_landed_since(lake, landed_since).await?.map_or(recent, |r| r.min(recent))
+            earliest_received_landed_since(lake, &tables, landed_since).await?.map_or(recent, |r| r.min(recent))
         }
-        Some(f) => match earliest_received_landed_since(lake, 0).await? {
+        Some(f) => match earliest_received_landed_since(lake, &tables, 0).await? {
             Some(oldest) => f.max(oldest),
             None => return Ok(Refreshed { from: f, rows: 0, units: 0 }),
         },
     };
     let from = from - from.rem_euclid(MINUTE);
-    let units = units_since(lake, from).await?;
+    let units = units_in(lake, &tables, from).await?;
     let rows = aggregate(&units, cfg.sla_minutes, now);
     let batch = batch(&rows)?;
     lake.replace_where(Table::KpiMinute, batch, &format!("minute >= '{}'", ehrgate_lake::rfc3339(from))).await?;
@@ -333,7 +341,7 @@ pub async fn read(lake: &Lake, since: Micros) -> Result<Vec<KpiRow>, LakeError> 
 /// Per source of the live flow: the first unit's receipt and when it landed in
 /// the lake (time to first record).
 pub async fn first_records(lake: &Lake) -> Result<Vec<(String, Micros, Option<Micros>)>, LakeError> {
-    let selects = live_bronze(lake, "source, CAST(received_at AS BIGINT) AS r, CAST(landed_at AS BIGINT) AS l", "true").await?;
+    let selects = selects(&live_bronze(lake).await?, "source, CAST(received_at AS BIGINT) AS r, CAST(landed_at AS BIGINT) AS l", "true");
     if selects.is_empty() {
         return Ok(Vec::new());
     }

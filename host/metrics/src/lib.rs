@@ -182,10 +182,6 @@ impl<M: EncodeMetric> Labeled<M> {
     pub fn add(&mut self, labels: &[(&str, &str)], m: M) {
         self.samples.push((labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), m));
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
 }
 
 impl Labeled<Value> {

@@ -191,7 +191,7 @@ impl ehrgate_admin::Ops for ServeOps {
         Ok(())
     }
 
-    fn workflow_run<'a>(&'a self, id: &'a str, op: &'a str) -> ehrgate_admin::RunOpFuture<'a> {
+    fn workflow_run<'a>(&'a self, id: &'a str, op: &'a str) -> ehrgate_admin::JsonFuture<'a> {
         Box::pin(async move {
             let Some(engine) = &self.workflows else { return Err((404, "no workflows are configured on this gateway".to_string())) };
             let op = if op == "retry" { ehrgate_workflows::Control::Retry } else { ehrgate_workflows::Control::Cancel };
@@ -290,7 +290,7 @@ impl ehrgate_admin::Ops for ServeOps {
         })
     }
 
-    fn kpi<'a>(&'a self, since_minutes: u64) -> ehrgate_admin::RunOpFuture<'a> {
+    fn kpi<'a>(&'a self, since_minutes: u64) -> ehrgate_admin::JsonFuture<'a> {
         Box::pin(async move {
             let now = ehrgate_lake::now_micros();
             let from = now - since_minutes as i64 * 60_000_000;
@@ -309,7 +309,7 @@ impl ehrgate_admin::Ops for ServeOps {
         })
     }
 
-    fn quarantine<'a>(&'a self, limit: usize) -> ehrgate_admin::RunOpFuture<'a> {
+    fn quarantine<'a>(&'a self, limit: usize) -> ehrgate_admin::JsonFuture<'a> {
         Box::pin(async move {
             // Reasons and locations only: the quarantined bytes hold PHI (not read).
             let rows = quarantine::recent(&self.lake, limit).await.map_err(|e| (503, format!("reading the quarantine: {e}")))?;
@@ -327,7 +327,7 @@ impl ehrgate_admin::Ops for ServeOps {
         })
     }
 
-    fn reprocess<'a>(&'a self, id: &'a str, who: &'a str) -> ehrgate_admin::RunOpFuture<'a> {
+    fn reprocess<'a>(&'a self, id: &'a str, who: &'a str) -> ehrgate_admin::JsonFuture<'a> {
         Box::pin(async move {
             let filter = quarantine::Filter { id: Some(id.to_string()), include_reprocessed: true, ..Default::default() };
             let rows = quarantine::list(&self.lake, &filter).await.map_err(|e| (503, format!("reading the quarantine: {e}")))?;
