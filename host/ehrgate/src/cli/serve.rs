@@ -128,27 +128,38 @@ fn webhook_config(w: &crate::config::WebhookEntry) -> anyhow::Result<WebhookConf
     Ok(WebhookConfig { bind: addr(&w.bind, "listeners.webhooks bind")?, sources, max_body_bytes: w.max_body_bytes.unwrap_or(4 << 20), limits })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and Ctrl-C, listened for from the start: a stop requested the moment
+/// the gateway says it is ready (or before) is a clean stop, not the default
+/// action's abrupt exit.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        StopSignals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(mut term) = self.term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = ctrl_c.await;
+    }
 }
 
 pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
+    let stop_signals = StopSignals::install();
     let cfg = Arc::new(cfg);
     let cfg = &cfg;
     // The admin server's settings are checked before anything starts.
@@ -381,7 +392,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         }
     });
 
-    shutdown_signal().await;
+    stop_signals.wait().await;
     eprintln!("ehrgate: stopping: listeners close, received units are committed");
     let _ = stop_tx.send(true);
     for t in tasks {
