@@ -3,8 +3,30 @@
 //! the full ADT^A01 and an ORU^R01 of the shared samples. For before/after figures
 //! build two checkouts and run both side by side (docs/mapping.md).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// The system allocator, counting calls: allocations per message are printed beside
+/// the time (each is a malloc and a free, a large share of the cost).
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 use ehrgate_sdk::Hl7Input;
 use ehrgate_sdk::v2fhir::{Standard, map_message};
@@ -18,8 +40,11 @@ fn main() {
     for f in files {
         let raw = ehrgate_sdk::hl7::decode_bytes(&std::fs::read(&f).expect("read the sample")).into_owned();
         let input = Hl7Input::new(raw);
+        let before = ALLOCS.load(Ordering::Relaxed);
         let out = map_message(&Standard, &input).expect("maps");
-        let iters = 2_000;
+        let bytes: usize = out.resources.iter().map(String::len).sum();
+        let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let iters = std::env::var("MAP_SPEED_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
         let mut rounds: Vec<f64> = (0..15)
             .map(|_| {
                 let t = Instant::now();
@@ -31,6 +56,10 @@ fn main() {
             .collect();
         rounds.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let name = f.rsplit('/').next().unwrap_or(&f);
-        println!("{name:45} {:>4} resources  {:>8.1} µs/message (median)", out.resources.len(), rounds[7]);
+        println!(
+            "{name:45} {:>4} resources {bytes:>7} bytes {allocs:>5} allocations  {:>8.1} µs/message (median)",
+            out.resources.len(),
+            rounds[7]
+        );
     }
 }

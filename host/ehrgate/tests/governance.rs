@@ -238,6 +238,7 @@ fn audit_verify_names_the_first_row_an_independent_writer_edited_or_deleted() {
 fn mentions(root: &Path, needle: &str) -> serde_json::Map<String, Value> {
     let script = r#"
 import sys, json, glob, os
+import pyarrow.parquet as pq
 from deltalake import DeltaTable
 root, needle = sys.argv[1], sys.argv[2]
 hits = {}
@@ -248,6 +249,12 @@ for log in glob.glob(os.path.join(root, '**', '_delta_log'), recursive=True):
         continue
     rows = DeltaTable(path).to_pyarrow_table().to_pylist()
     hits[rel] = sum(1 for r in rows if needle in json.dumps(r, default=str))
+    # Every Parquet file on disk as well, whether the table's current version uses
+    # it or not: superseded data files and the change data feed's files (silver's
+    # update and delete images) would otherwise keep what a purge removed.
+    for f in glob.glob(os.path.join(path, '**', '*.parquet'), recursive=True):
+        rows = pq.read_table(f).to_pylist()
+        hits[rel + ' (files)'] = hits.get(rel + ' (files)', 0) + sum(1 for r in rows if needle in json.dumps(r, default=str))
 print(json.dumps(hits))
 "#;
     let out = Command::new("python3").args(["-c", script, root.to_str().unwrap(), needle]).output().unwrap();

@@ -26,13 +26,17 @@ pub async fn optimize(lake: &Lake) -> Result<Vec<TableReport>, LakeError> {
 }
 
 /// Delete files no longer referenced and older than `retention` (default 7 days,
-/// Delta's own default; a shorter one risks breaking readers of older versions).
+/// Delta's own default; a shorter one risks breaking readers of older versions, and
+/// change-feed readers further behind than that). Full mode, as Spark's VACUUM: any
+/// file the latest version does not use, change data feed files included (lite mode
+/// would keep those forever: no `remove` action names them).
 pub async fn vacuum(lake: &Lake, retention: Duration, dry_run: bool) -> Result<Vec<TableReport>, LakeError> {
     let mut out = Vec::new();
     let hours = (retention.as_secs() / 3600) as i64;
     for (path, t) in lake.tables().await? {
         let (_, metrics) = t
             .vacuum()
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
             .with_retention_period(chrono::Duration::hours(hours))
             .with_enforce_retention_duration(hours >= 168)
             .with_dry_run(dry_run)

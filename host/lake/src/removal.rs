@@ -59,7 +59,8 @@ pub async fn delete_where(lake: &Lake, path: &str, predicate: &str) -> Result<Re
     Ok(Removal { table: path.to_string(), rows, version_before: before, version_after: t.version().map(|v| v as i64).unwrap_or(before) })
 }
 
-/// Delete the files of the table at `path` that its latest version does not use and
+/// Delete the files of the table at `path` that its latest version does not use
+/// (data files and change-feed files alike) and
 /// that are older than `minutes` (0: all of them: older versions can no longer be
 /// read; a writer committing to the table meanwhile could lose the files it is
 /// about to commit, so with a live writer give it a few minutes). Returns the
@@ -68,6 +69,10 @@ pub async fn vacuum_now(lake: &Lake, path: &str, minutes: u64) -> Result<usize, 
     let Some(t) = lake.table(path).await? else { return Ok(0) };
     let (_, m) = t
         .vacuum()
+        // Full, not the default lite mode: lite removes only files a `remove`
+        // action names, and the change data feed's files (silver's update and
+        // delete images, which hold what was removed) are never named by one.
+        .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
         .with_retention_period(chrono::Duration::minutes(minutes as i64))
         .with_enforce_retention_duration(false)
         .await

@@ -199,6 +199,7 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
     };
     if merge && t.version().is_some() {
         t = add_missing_columns(path, t, &schema::SILVER_ADDED_COLUMNS, silver_added_fields()).await?;
+        t = enable_change_feed(path, t).await?;
     }
     if matches!(rows, Rows::Bronze(..)) && t.version().is_some() {
         t = add_missing_columns(path, t, &schema::BRONZE_ADDED_COLUMNS, bronze_added_fields()).await?;
@@ -221,6 +222,9 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
                 // commit a second table definition and, for silver, bypass the MERGE);
                 // the retry below then reloads the table and writes into it.
                 write = write.with_commit_properties(CommitProperties::default().with_max_retries(0));
+                if merge {
+                    write = write.with_configuration([(CHANGE_FEED, Some("true"))]);
+                }
             }
             write.await
         };
@@ -402,6 +406,32 @@ async fn add_missing_columns(path: &str, t: DeltaTable, names: &[&str], fields: 
             let mut t = t;
             t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
             if names.iter().all(|c| has(&t, c)) { Ok(t) } else { Err(LakeError::delta(path, e)) }
+        }
+    }
+}
+
+/// The table property that makes MERGE, UPDATE and DELETE write change files
+/// (`_change_data/`), so that readers consume silver's changes incrementally
+/// (Delta's change data feed; docs/tables.md).
+const CHANGE_FEED: &str = "delta.enableChangeDataFeed";
+
+/// A silver table created before the change feed was turned on gets it, in one
+/// commit of its own (the protocol goes to writer version 4). Changes from before
+/// that commit are not in the feed: a reader starts from its version. A concurrent
+/// writer doing the same makes one commit conflict: the table is then reloaded and,
+/// the property being set, left alone.
+async fn enable_change_feed(path: &str, t: DeltaTable) -> Result<DeltaTable, LakeError> {
+    let on = |t: &DeltaTable| t.snapshot().map(|s| s.metadata().configuration().get(CHANGE_FEED).is_some_and(|v| v.eq_ignore_ascii_case("true"))).unwrap_or(true);
+    if on(&t) {
+        return Ok(t);
+    }
+    tracing::info!(table = %path, "turning on the change data feed");
+    match t.clone().set_tbl_properties().with_properties(HashMap::from([(CHANGE_FEED.to_string(), "true".to_string())])).await {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let mut t = t;
+            t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
+            if on(&t) { Ok(t) } else { Err(LakeError::delta(path, e)) }
         }
     }
 }

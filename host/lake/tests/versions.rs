@@ -84,6 +84,26 @@ async fn a_silver_table_from_before_the_receipt_columns_gets_them_and_loses_ties
     let t = DeltaTable::try_from_url(url).await.unwrap();
     let fields: Vec<String> = t.snapshot().unwrap().schema().fields().map(|f| f.name().clone()).collect();
     assert!(fields.ends_with(&["received_at".to_string(), "receipt_seq".to_string()]), "{fields:?}");
+    // It also gets the change data feed (change_feed.rs), which an independent
+    // reader's change-feed API reads from the version that turned it on.
+    let config = t.snapshot().unwrap().metadata().configuration().clone();
+    assert_eq!(config.get("delta.enableChangeDataFeed").map(String::as_str), Some("true"), "{config:?}");
+    let script = r#"
+import sys, json
+import pyarrow as pa
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1])
+on = next(h["version"] for h in t.history() if h.get("operation") == "SET TBLPROPERTIES")
+rows = pa.RecordBatchReader.from_stream(t.load_cdf(starting_version=on)).read_all().to_pylist()
+print(json.dumps(sorted([r["_change_type"], r["id"], r["lineage"]] for r in rows)))
+"#;
+    let out = std::process::Command::new("python3").args(["-c", script, root.join("silver/patient").to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let changes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        changes,
+        serde_json::json!([["insert", "r", "bronze/x/fresh"], ["update_postimage", "p", "bronze/x/tie"], ["update_preimage", "p", "bronze/x/old"]])
+    );
     // The old row reads as null in the new columns.
     let b = sql::query(&lake, "SELECT count(*) AS n FROM silver_patient WHERE received_at IS NULL").await.unwrap();
     assert_eq!(sql::render(&b, sql::Format::Csv).unwrap().lines().nth(1), Some("1"));
