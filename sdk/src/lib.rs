@@ -32,12 +32,18 @@ pub mod host;
 pub mod ids;
 pub mod site;
 #[cfg(not(target_arch = "wasm32"))]
-#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod v2fhir;
 
 #[doc(hidden)]
 pub mod glue;
+pub mod guest_alloc;
+
+/// Adapters built for wasm32 allocate through [`guest_alloc::SizeClasses`] (turn off
+/// the `guest-allocator` feature to install another allocator).
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics"), feature = "guest-allocator"))]
+#[global_allocator]
+static GUEST_ALLOCATOR: guest_alloc::SizeClasses = guest_alloc::SizeClasses::new();
 
 pub use adapter::{Adapter, AdapterError, AdapterInfo, ConnectionNeed, Hl7Input, Output};
 
