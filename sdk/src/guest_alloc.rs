@@ -3,7 +3,8 @@
 //! A mapping makes and frees about a thousand small blocks per message (strings,
 //! codings, identifiers). The default allocator of `wasm32-wasip2` (wasi-libc's
 //! dlmalloc) took about 20% of a component's map time for the bench's ADT^A01
-//! (docs/performance.md). This one puts a free list per size class in front of it.
+//! (docs/adapters.md, "Speed: what the sandbox costs"). This one puts a free list
+//! per size class in front of it.
 //!
 //! - Blocks of up to [`MAX_SMALL`] bytes (alignment up to 16) are rounded up to a
 //!   multiple of 16.
@@ -12,7 +13,8 @@
 //!   instructions.
 //! - Larger blocks go to the system allocator as before.
 //! - Memory of small blocks is kept for reuse, never returned. A component instance
-//!   lives for one batch of calls (docs/sandbox.md), so what it holds is its peak.
+//!   lives for one batch of calls (the host instantiates an adapter per batch), so
+//!   what it holds is its peak.
 //!
 //! A guest is single-threaded (`wasm32-wasip2` has no threads), so the lists need no
 //! lock. The SDK installs this as the global allocator of every adapter built for
