@@ -2,6 +2,8 @@
 //! wrote (Python deltalake and polars), idempotent replays, newer-wins, crash safety,
 //! quarantine and reprocess, and the S3 path against a local S3-compatible server.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -338,47 +340,11 @@ fn two_processes_writing_the_same_tables_lose_nothing() {
     assert_eq!(count(&dir, "bronze_hl7_messages"), count(&alone, "bronze_hl7_messages"));
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Killer(std::process::Child);
-impl Drop for Killer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn s3_storage_against_a_local_s3_server() {
     let dir = workdir("s3");
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let server = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto's S3 server (scripts/test installs moto[server])");
-    let _server = Killer(server);
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-    ];
-    // Create the bucket once the server answers.
-    let create = "import boto3,time,sys\n\
-        for i in range(200):\n\
-        \x20   try:\n\
-        \x20       boto3.client('s3').create_bucket(Bucket='lake'); sys.exit(0)\n\
-        \x20   except Exception as e:\n\
-        \x20       time.sleep(0.05)\n\
-        sys.exit('S3 server did not come up')\n";
-    let st = Command::new("python3").args(["-c", create]).envs(env).status().unwrap();
-    assert!(st.success());
+    let (_server, endpoint, env) = common::gateway::start_s3();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     std::fs::write(
         dir.join("ehrgate.toml"),
@@ -395,7 +361,7 @@ fn s3_storage_against_a_local_s3_server() {
         shared.join("data/fhir/bulk_export_group_BMCHealthNet/28.Patient.ndjson"),
     ];
     let run = |args: &[String]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir).args(args).envs(env).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(&dir).args(args).envs(env.iter().copied()).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}\n{}", text(&out.stdout), text(&out.stderr));
         text(&out.stdout)
     };
