@@ -89,6 +89,8 @@ async fn the_change_feed_holds_inserts_update_images_tombstones_and_deletes_and_
     assert_eq!(changes, expected, "{v}");
     assert_eq!(v["config"]["delta.enableChangeDataFeed"], "true", "{v}");
     assert_eq!(v["protocol"]["reader"], 1, "readable by any Delta reader: {v}");
-    assert!(v["protocol"]["writer"].as_i64().unwrap() >= 4, "{v}");
+    // (docs/tables.md promises writer version 4 and no table features)
+    assert_eq!(v["protocol"]["writer"], 4, "{v}");
+    assert!(v["protocol"]["writer_features"].is_null(), "{v}");
     let _ = std::fs::remove_dir_all(root.parent().unwrap());
 }
