@@ -17,9 +17,20 @@
 //!   what it holds is its peak.
 //!
 //! A guest is single-threaded (`wasm32-wasip2` has no threads), so the lists need no
-//! lock. The SDK installs this as the global allocator of every adapter built for
-//! wasm32 unless the adapter turns off the SDK's `guest-allocator` feature (to
-//! install its own). Native builds (tests, the host) never use it.
+//! lock; the module is compiled only for such targets (and for its own tests). The
+//! SDK installs this as the global allocator of every adapter built for wasm32
+//! unless the adapter turns off the SDK's `guest-allocator` feature (to install its
+//! own). Native builds (tests, the host) never use it.
+//!
+//! **Known limit: WASI results.** Rust's `cabi_realloc` allocates through the global
+//! allocator, so this one, also for the results of WASI calls that wasi-libc makes
+//! itself (environment, stdin, directory listings). wasi-libc frees those with
+//! dlmalloc's `free`, and a block from these slabs must never reach dlmalloc. This is
+//! safe today only because the gateway gives adapters an empty WASI context
+//! (`host/runtime/src/loaded.rs`): no environment, no stdin, no directories, so
+//! those calls return nothing. Before adapters get any WASI input, `cabi_realloc`
+//! must allocate from dlmalloc, and `dealloc` must tell the two kinds of block apart
+//! by address.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -50,12 +61,6 @@ unsafe impl Sync for SizeClasses {}
 impl SizeClasses {
     pub const fn new() -> Self {
         SizeClasses { state: UnsafeCell::new(State { free: [null_mut(); CLASSES], next: null_mut(), end: null_mut() }) }
-    }
-}
-
-impl Default for SizeClasses {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -37,6 +37,8 @@ pub mod v2fhir;
 
 #[doc(hidden)]
 pub mod glue;
+// (single-threaded only: compiled for the guests, and natively for its own tests)
+#[cfg(any(test, all(target_family = "wasm", not(target_feature = "atomics"))))]
 pub mod guest_alloc;
 
 /// Adapters built for wasm32 allocate through [`guest_alloc::SizeClasses`] (turn off

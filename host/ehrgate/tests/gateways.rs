@@ -107,8 +107,9 @@ fn three_gateways_on_one_s3_lake_with_one_killed_lose_and_duplicate_nothing() {
     // The gateway to be killed commits only every 3 s, so that it dies holding
     // acknowledged units that are in its log and not yet in the lake.
     let victim = 1;
-    let cfg = std::fs::read_to_string(dirs[victim].0.join("ehrgate.toml")).unwrap().replace("commit_age_ms = 100", "commit_age_ms = 3000");
-    std::fs::write(dirs[victim].0.join("ehrgate.toml"), cfg).unwrap();
+    let cfg = std::fs::read_to_string(dirs[victim].0.join("ehrgate.toml")).unwrap();
+    assert!(cfg.contains("commit_age_ms = 100"), "{cfg}");
+    std::fs::write(dirs[victim].0.join("ehrgate.toml"), cfg.replace("commit_age_ms = 100", "commit_age_ms = 3000")).unwrap();
     let mut gateways: Vec<Option<Gateway>> = dirs.iter().map(|d| Some(Gateway::start(&d.0, &env))).collect();
     let ports: Vec<u16> = gateways.iter_mut().map(|g| g.as_mut().unwrap().port("mllp listener adt")).collect();
 

@@ -59,23 +59,65 @@ pub async fn delete_where(lake: &Lake, path: &str, predicate: &str) -> Result<Re
     Ok(Removal { table: path.to_string(), rows, version_before: before, version_after: t.version().map(|v| v as i64).unwrap_or(before) })
 }
 
-/// Delete the files of the table at `path` that its latest version does not use
-/// (data files and change-feed files alike) and
-/// that are older than `minutes` (0: all of them: older versions can no longer be
-/// read; a writer committing to the table meanwhile could lose the files it is
-/// about to commit, so with a live writer give it a few minutes). Returns the
-/// number of files deleted.
+/// Delete the files of the table at `path` that its latest version no longer uses
+/// and that are older than `minutes`: data files a committed version removed, and
+/// the change data feed's files (silver's update and delete images, which hold
+/// what was removed). 0 deletes all of them: older versions, and the feed before
+/// now, can no longer be read. Returns the number of files deleted.
+///
+/// Only files that a committed version names are deleted: a writer's files not yet
+/// committed are never touched, whatever `minutes` is. delta-rs's full vacuum mode
+/// would also delete change files, but it deletes every unnamed file older than the
+/// window, and with a window of 0 that includes the files a live gateway is about
+/// to commit.
 pub async fn vacuum_now(lake: &Lake, path: &str, minutes: u64) -> Result<usize, LakeError> {
     let Some(t) = lake.table(path).await? else { return Ok(0) };
+    let changes = sweep_change_files(&t, chrono::Duration::minutes(minutes as i64), false).await.map_err(|e| LakeError::delta(path, e))?;
     let (_, m) = t
         .vacuum()
-        // Full, not the default lite mode: lite removes only files a `remove`
-        // action names, and the change data feed's files (silver's update and
-        // delete images, which hold what was removed) are never named by one.
-        .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
         .with_retention_period(chrono::Duration::minutes(minutes as i64))
         .with_enforce_retention_duration(false)
         .await
         .map_err(|e| LakeError::delta(path, e))?;
-    Ok(m.files_deleted.len())
+    Ok(m.files_deleted.len() + changes)
+}
+
+/// Delete (or, `dry_run`, count) the change data feed files that the table's
+/// committed versions name (`cdc` actions; a lite vacuum never deletes them, as no
+/// `remove` action names them) and that were written more than `older_than` ago.
+pub(crate) async fn sweep_change_files(t: &deltalake::DeltaTable, older_than: chrono::Duration, dry_run: bool) -> Result<usize, deltalake::DeltaTableError> {
+    use deltalake::{ObjectStoreError, Path};
+    use futures::TryStreamExt;
+    use deltalake::logstore::object_store::ObjectStoreExt as _;
+    let store = t.object_store();
+    let log: Vec<deltalake::ObjectMeta> = store.list(Some(&Path::from("_delta_log"))).try_collect().await?;
+    let mut files = std::collections::BTreeSet::new();
+    for commit in log.iter().filter(|m| m.location.as_ref().ends_with(".json")) {
+        let bytes = store.get(&commit.location).await?.bytes().await?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| l.starts_with(b"{\"cdc\"")) {
+            let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| deltalake::DeltaTableError::Generic(format!("{}: {e}", commit.location)))?;
+            if let Some(p) = action["cdc"]["path"].as_str() {
+                files.insert(p.to_string());
+            }
+        }
+    }
+    let cutoff = chrono::Utc::now() - older_than;
+    let mut n = 0;
+    for f in files {
+        let path = Path::from_url_path(&f).map_err(|e| deltalake::DeltaTableError::Generic(format!("change file {f}: {e}")))?;
+        match store.head(&path).await {
+            Ok(meta) if meta.last_modified <= cutoff => {
+                if !dry_run {
+                    match store.delete(&path).await {
+                        Ok(()) | Err(ObjectStoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                n += 1;
+            }
+            Ok(_) | Err(ObjectStoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
 }

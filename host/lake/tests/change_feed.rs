@@ -25,7 +25,7 @@ fn patient(id: &str, family: &str, source_ts: i64) -> SilverRow {
 /// "deleted"), in commit order, then by change type and id; and the table's protocol.
 fn change_feed(table: &Path) -> (Vec<(i64, String, String, String)>, Value) {
     let script = r#"
-import sys, json
+import sys, json, os
 import pyarrow as pa
 from deltalake import DeltaTable
 t = DeltaTable(sys.argv[1])
@@ -38,6 +38,7 @@ out.sort()
 p = t.protocol()
 print(json.dumps({"changes": out, "protocol": {"reader": p.min_reader_version, "writer": p.min_writer_version,
     "writer_features": p.writer_features}, "config": t.metadata().configuration}))
+sys.stdout.flush(); os._exit(0)  # deltalake may abort at exit: see tests/lake_read.py
 "#;
     let out = Command::new("python3").args(["-c", script, table.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "load_cdf failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -92,5 +93,35 @@ async fn the_change_feed_holds_inserts_update_images_tombstones_and_deletes_and_
     // (docs/tables.md promises writer version 4 and no table features)
     assert_eq!(v["protocol"]["writer"], 4, "{v}");
     assert!(v["protocol"]["writer_features"].is_null(), "{v}");
+
+    // A vacuum with a window of 0 (what a purge runs) deletes the change files with
+    // the data files the versions removed: no file on disk holds a deleted or
+    // superseded version any more. A file no version names (a live writer's, about
+    // to be committed) is left alone, and the table still reads.
+    let in_flight = table.join("part-00000-in-flight.snappy.parquet");
+    std::fs::write(&in_flight, b"not yet committed").unwrap();
+    let deleted = removal::vacuum_now(&lake, "silver/patient", 0).await.unwrap();
+    assert!(deleted >= 3, "change files and removed data files: {deleted}");
+    assert!(in_flight.exists(), "a file no version names is not vacuumed");
+    std::fs::remove_file(&in_flight).unwrap();
+    let script = r#"
+import sys, glob, os, json
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+path = sys.argv[1]
+words = []
+for f in glob.glob(os.path.join(path, '**', '*.parquet'), recursive=True):
+    if '_delta_log' in f:
+        continue
+    for r in pq.read_table(f).to_pylist():
+        words.append(json.loads(r["resource"]).get("name", [{}])[0].get("family", "tombstone"))
+rows = DeltaTable(path).to_pyarrow_table().to_pylist()
+print(json.dumps({"on_disk": sorted(words), "rows": sorted(r["id"] for r in rows)}))
+sys.stdout.flush(); os._exit(0)  # deltalake may abort at exit: see tests/lake_read.py
+"#;
+    let out = Command::new("python3").args(["-c", script, table.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(left, serde_json::json!({"on_disk": ["New", "tombstone"], "rows": ["p2", "p3"]}), "only the live rows are left on disk");
     let _ = std::fs::remove_dir_all(root.parent().unwrap());
 }

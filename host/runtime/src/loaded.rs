@@ -166,6 +166,8 @@ impl Adapter {
         let stdout = Captured::new(limits.stdio_bytes);
         let stderr = Captured::new(limits.stdio_bytes);
         // WASI with nothing in it: no preopens, env, args or network; empty stdin.
+        // (The SDK's guest allocator relies on this: wasi-libc must have no WASI
+        // result to free; see sdk/src/guest_alloc.rs, "Known limit".)
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
