@@ -338,8 +338,9 @@ enum LakeCommand {
     /// Apply [[governance.retention]]: delete rows older than each rule's window,
     /// vacuum the files that held them, and write an attestation to the audit.
     Retain {
-        /// Keep unreferenced files younger than this (0: none, so older versions
-        /// cannot be read; give a live writer a few minutes).
+        /// Keep the files the deleted rows were in this many minutes (0: delete
+        /// them now, so older versions cannot be read). A live writer's files not
+        /// yet committed are kept whatever this is.
         #[arg(long, default_value_t = 0)]
         vacuum_minutes: u64,
     },
@@ -349,6 +350,8 @@ enum LakeCommand {
         /// The patient's FHIR id (silver's Patient id).
         #[arg(long)]
         patient: String,
+        /// Keep the files that held the patient's rows (and their change feed
+        /// images) this many minutes; a later `ehrgate lake vacuum` deletes them.
         #[arg(long, default_value_t = 0)]
         vacuum_minutes: u64,
     },

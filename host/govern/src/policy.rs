@@ -37,7 +37,8 @@ pub struct GovernanceSettings {
     #[serde(default)]
     pub retain_every_minutes: Option<u64>,
     /// Files a scheduled retention run vacuums must be at least this old (minutes),
-    /// so that a commit under way in `serve` keeps the files it is about to commit.
+    /// so that a commit under way in `serve` still finds the files it read (else it
+    /// fails and is retried from the log).
     #[serde(default = "serve_vacuum_minutes")]
     pub retain_vacuum_minutes: u64,
 }

@@ -60,64 +60,113 @@ pub async fn delete_where(lake: &Lake, path: &str, predicate: &str) -> Result<Re
 }
 
 /// Delete the files of the table at `path` that its latest version no longer uses
-/// and that are older than `minutes`: data files a committed version removed, and
-/// the change data feed's files (silver's update and delete images, which hold
-/// what was removed). 0 deletes all of them: older versions, and the feed before
-/// now, can no longer be read. Returns the number of files deleted.
-///
-/// Only files that a committed version names are deleted: a writer's files not yet
-/// committed are never touched, whatever `minutes` is. delta-rs's full vacuum mode
-/// would also delete change files, but it deletes every unnamed file older than the
-/// window, and with a window of 0 that includes the files a live gateway is about
-/// to commit.
+/// and that are older than `minutes` (see [`vacuum_table`]). 0 deletes all that
+/// committed versions name: older versions, and the change data feed before now,
+/// can no longer be read. Returns the number of files deleted.
 pub async fn vacuum_now(lake: &Lake, path: &str, minutes: u64) -> Result<usize, LakeError> {
     let Some(t) = lake.table(path).await? else { return Ok(0) };
-    let changes = sweep_change_files(&t, chrono::Duration::minutes(minutes as i64), false).await.map_err(|e| LakeError::delta(path, e))?;
-    let (_, m) = t
-        .vacuum()
-        .with_retention_period(chrono::Duration::minutes(minutes as i64))
-        .with_enforce_retention_duration(false)
-        .await
-        .map_err(|e| LakeError::delta(path, e))?;
-    Ok(m.files_deleted.len() + changes)
+    let window = chrono::Duration::minutes(minutes as i64);
+    Ok(vacuum_table(t, window, false, false).await.map_err(|e| LakeError::delta(path, e))?.len())
 }
 
-/// Delete (or, `dry_run`, count) the change data feed files that the table's
-/// committed versions name (`cdc` actions; a lite vacuum never deletes them, as no
-/// `remove` action names them) and that were written more than `older_than` ago.
-pub(crate) async fn sweep_change_files(t: &deltalake::DeltaTable, older_than: chrono::Duration, dry_run: bool) -> Result<usize, deltalake::DeltaTableError> {
-    use deltalake::{ObjectStoreError, Path};
-    use futures::TryStreamExt;
+/// Files no committed version names are deleted only once they are this old: a
+/// gateway writes a commit's files before the commit, and finishes (or gives up
+/// on) it within minutes.
+pub const UNNAMED_FILE_FLOOR: chrono::Duration = chrono::Duration::hours(1);
+
+/// How much earlier than its commit a change file may have been written (clocks
+/// of the store, and a MERGE that takes a while).
+const CHANGE_FILE_SLACK: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Vacuum one table: delete (or, `dry_run`, list) the files its latest version does
+/// not use.
+/// - Data files that a committed version removed, older than `window` (delta-rs's
+///   lite vacuum; their age counts from the removal).
+/// - Change data feed files (silver's update and delete images) that a committed
+///   version names, older than `window`; any age when `window` is 0, so a purge's
+///   own delete images go whatever the clocks say ([`sweep_change_files`]).
+/// - Every other file no version names once it is older than `window` and than
+///   [`UNNAMED_FILE_FLOOR`] (delta-rs's full vacuum): removed files whose removal
+///   checkpoints no longer list, change files whose commits log cleanup deleted,
+///   and the files of commits that failed.
+///
+/// A file a live writer is about to commit is younger than the floor, so it is
+/// kept whatever `window` is. `enforce` refuses a window below the table's
+/// `delta.deletedFileRetentionDuration`. Returns the paths.
+pub async fn vacuum_table(t: deltalake::DeltaTable, window: chrono::Duration, enforce: bool, dry_run: bool) -> Result<std::collections::BTreeSet<String>, deltalake::DeltaTableError> {
+    use deltalake::operations::vacuum::VacuumMode;
+    let mut gone = std::collections::BTreeSet::new();
+    let t = if window < UNNAMED_FILE_FLOOR {
+        gone.extend(sweep_change_files(&t, window, dry_run).await?);
+        let (t, m) = t.vacuum().with_retention_period(window).with_enforce_retention_duration(enforce).with_dry_run(dry_run).await?;
+        gone.extend(m.files_deleted);
+        t
+    } else {
+        t
+    };
+    let (_, m) = t
+        .vacuum()
+        .with_mode(VacuumMode::Full)
+        .with_retention_period(window.max(UNNAMED_FILE_FLOOR))
+        .with_enforce_retention_duration(enforce)
+        .with_dry_run(dry_run)
+        .await?;
+    gone.extend(m.files_deleted);
+    Ok(gone)
+}
+
+/// Delete (or, `dry_run`, list) the files under `_change_data/` that a committed
+/// version names (its `cdc` actions) and that are older than `older_than` (any
+/// age when it is 0) but younger than [`UNNAMED_FILE_FLOOR`] (the full vacuum takes
+/// older ones, named or not). Only the commits written since the oldest such file
+/// are read, so the cost follows the last hour's commits, not the table's age.
+pub(crate) async fn sweep_change_files(t: &deltalake::DeltaTable, older_than: chrono::Duration, dry_run: bool) -> Result<Vec<String>, deltalake::DeltaTableError> {
     use deltalake::logstore::object_store::ObjectStoreExt as _;
+    use deltalake::{ObjectMeta, ObjectStoreError, Path};
+    use futures::{StreamExt, TryStreamExt};
     let store = t.object_store();
-    let log: Vec<deltalake::ObjectMeta> = store.list(Some(&Path::from("_delta_log"))).try_collect().await?;
-    let mut files = std::collections::BTreeSet::new();
-    for commit in log.iter().filter(|m| m.location.as_ref().ends_with(".json")) {
-        let bytes = store.get(&commit.location).await?.bytes().await?;
-        for line in bytes.split(|b| *b == b'\n').filter(|l| l.starts_with(b"{\"cdc\"")) {
-            let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| deltalake::DeltaTableError::Generic(format!("{}: {e}", commit.location)))?;
-            if let Some(p) = action["cdc"]["path"].as_str() {
-                files.insert(p.to_string());
+    let now = chrono::Utc::now();
+    let changes: Vec<ObjectMeta> = store.list(Some(&Path::from("_change_data"))).try_collect().await?;
+    let candidates: Vec<ObjectMeta> = changes
+        .into_iter()
+        .filter(|m| older_than.is_zero() || m.last_modified <= now - older_than)
+        .filter(|m| m.last_modified > now - UNNAMED_FILE_FLOOR)
+        .collect();
+    let Some(oldest) = candidates.iter().map(|m| m.last_modified).min() else { return Ok(Vec::new()) };
+    let log: Vec<ObjectMeta> = store.list(Some(&Path::from("_delta_log"))).try_collect().await?;
+    let commits = log.into_iter().filter(|m| m.location.as_ref().ends_with(".json") && m.last_modified >= oldest - CHANGE_FILE_SLACK);
+    let named: Vec<Vec<String>> = futures::stream::iter(commits)
+        .map(|commit| {
+            let store = store.clone();
+            async move {
+                let bytes = match store.get(&commit.location).await {
+                    Ok(r) => r.bytes().await?,
+                    // (log cleanup deleted it meanwhile: its change files are old)
+                    Err(ObjectStoreError::NotFound { .. }) => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
+                Ok(bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.starts_with(b"{\"cdc\""))
+                    .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                    .filter_map(|a| a["cdc"]["path"].as_str().and_then(|p| Path::from_url_path(p).ok()))
+                    .map(|p| p.to_string())
+                    .collect())
+            }
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    let named: std::collections::HashSet<String> = named.into_iter().flatten().collect();
+    let mut gone = Vec::new();
+    for m in candidates.into_iter().filter(|m| named.contains(m.location.as_ref())) {
+        if !dry_run {
+            match store.delete(&m.location).await {
+                Ok(()) | Err(ObjectStoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
+        gone.push(m.location.to_string());
     }
-    let cutoff = chrono::Utc::now() - older_than;
-    let mut n = 0;
-    for f in files {
-        let path = Path::from_url_path(&f).map_err(|e| deltalake::DeltaTableError::Generic(format!("change file {f}: {e}")))?;
-        match store.head(&path).await {
-            Ok(meta) if meta.last_modified <= cutoff => {
-                if !dry_run {
-                    match store.delete(&path).await {
-                        Ok(()) | Err(ObjectStoreError::NotFound { .. }) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                n += 1;
-            }
-            Ok(_) | Err(ObjectStoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(n)
+    Ok(gone)
 }

@@ -96,13 +96,23 @@ async fn the_change_feed_holds_inserts_update_images_tombstones_and_deletes_and_
 
     // A vacuum with a window of 0 (what a purge runs) deletes the change files with
     // the data files the versions removed: no file on disk holds a deleted or
-    // superseded version any more. A file no version names (a live writer's, about
-    // to be committed) is left alone, and the table still reads.
+    // superseded version any more. A file no version names is left alone while it is
+    // young (a live writer's, about to be committed) and deleted once it is an hour
+    // old (a failed commit's data or change file), and the table still reads.
     let in_flight = table.join("part-00000-in-flight.snappy.parquet");
     std::fs::write(&in_flight, b"not yet committed").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let orphans = [table.join("part-00000-failed-commit.snappy.parquet"), table.join("_change_data/cdc-00000-failed-commit.snappy.parquet")];
+    for o in &orphans {
+        std::fs::write(o, b"a commit that never landed").unwrap();
+        std::fs::File::options().write(true).open(o).unwrap().set_modified(two_hours_ago).unwrap();
+    }
     let deleted = removal::vacuum_now(&lake, "silver/patient", 0).await.unwrap();
-    assert!(deleted >= 3, "change files and removed data files: {deleted}");
-    assert!(in_flight.exists(), "a file no version names is not vacuumed");
+    assert!(deleted >= 5, "change files, removed data files and the two old orphans: {deleted}");
+    assert!(in_flight.exists(), "a young file no version names is not vacuumed");
+    for o in &orphans {
+        assert!(!o.exists(), "an hour-old file no version names is vacuumed: {}", o.display());
+    }
     std::fs::remove_file(&in_flight).unwrap();
     let script = r#"
 import sys, glob, os, json
