@@ -98,7 +98,7 @@ fn sql_on(dir: &Path, env: &[(&str, &str)], query: &str) -> serde_json::Value {
 #[test]
 fn three_gateways_on_one_s3_lake_with_one_killed_lose_and_duplicate_nothing() {
     let total: usize = std::env::var("EHRGATE_TEST_GATEWAY_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
-    let (_s3, endpoint, env) = start_s3();
+    let (_s3, endpoint, env) = ehrgate_testkit::start_s3();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dirs: Vec<WorkDir> = (0..3).map(|g| workdir(&format!("gateways-{g}"))).collect();
     for d in &dirs {

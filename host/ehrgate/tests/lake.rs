@@ -343,7 +343,7 @@ fn two_processes_writing_the_same_tables_lose_nothing() {
 #[test]
 fn s3_storage_against_a_local_s3_server() {
     let dir = workdir("s3");
-    let (_server, endpoint, env) = common::gateway::start_s3();
+    let (_server, endpoint, env) = ehrgate_testkit::start_s3();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     std::fs::write(

@@ -4,8 +4,7 @@
 //! installed: `pip install 'moto[server]'`). No row may be lost or duplicated, and
 //! for an id both write, the newest version wins.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use deltalake::arrow::array::{AsArray, RecordBatch};
@@ -142,51 +141,10 @@ async fn two_writers_on_a_local_directory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-struct Killer(std::process::Child);
-impl Drop for Killer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start moto's S3 server on a free loopback port and create bucket `lake`.
-fn start_moto(dir: &Path) -> (Killer, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let server = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto's S3 server (pip install 'moto[server]')");
-    let server = Killer(server);
-    let create = "import boto3,time,sys\n\
-        for i in range(200):\n\
-        \x20   try:\n\
-        \x20       boto3.client('s3').create_bucket(Bucket='lake'); sys.exit(0)\n\
-        \x20   except Exception as e:\n\
-        \x20       time.sleep(0.05)\n\
-        sys.exit('S3 server did not come up')\n";
-    let st = Command::new("python3")
-        .args(["-c", create])
-        .envs([
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ])
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cannot create the bucket");
-    (server, endpoint)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_on_s3_with_conditional_puts() {
     let dir = workdir("concurrent-s3");
-    let (_server, endpoint) = start_moto(&dir);
+    let (_server, endpoint, _) = ehrgate_testkit::start_s3();
     std::fs::write(dir.join("key-id"), "testing").unwrap();
     std::fs::write(dir.join("secret"), "testing-secret").unwrap();
     let storage = Storage::S3 {

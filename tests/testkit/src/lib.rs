@@ -2,7 +2,7 @@
 //! builds the wasm guest components once, and finds the shared sample data.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// The repository root.
@@ -66,4 +66,44 @@ pub fn guest(name: &str) -> PathBuf {
     let path = guest_target_dir().join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "guest component {} was not built", path.display());
     path
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killer(pub Child);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// moto's S3 server (installed by scripts/test) on a free loopback port, with bucket
+/// `lake` created: the server, its endpoint, and the environment a client needs.
+pub fn start_s3() -> (Killer, String, Vec<(&'static str, String)>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto's S3 server (scripts/test installs moto[server])");
+    let server = Killer(server);
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing-secret".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+    ];
+    let create = "import boto3,time,sys\n\
+        for i in range(400):\n\
+        \x20   try:\n\
+        \x20       boto3.client('s3').create_bucket(Bucket='lake'); sys.exit(0)\n\
+        \x20   except Exception as e:\n\
+        \x20       time.sleep(0.05)\n\
+        sys.exit('S3 server did not come up')\n";
+    let st = Command::new("python3").args(["-c", create]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).status().unwrap();
+    assert!(st.success(), "bucket created");
+    (server, endpoint, env)
 }
