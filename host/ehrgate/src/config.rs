@@ -50,6 +50,90 @@ pub struct Config {
     /// The operations KPIs (gold/kpi_minute, docs/operations.md).
     #[serde(default)]
     pub kpi: ehrgate_kpi::KpiConfig,
+    /// `ehrgate serve`: Kafka topics as sources, landed events to a topic
+    /// (docs/serve.md, "Kafka"). None: no Kafka client.
+    pub kafka: Option<KafkaEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaEntry {
+    /// The brokers, `host:port[,host:port...]`.
+    pub bootstrap: String,
+    /// librdkafka client properties (TLS, SASL mechanism and user...); no secrets.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// `sasl.password`: `env:NAME` or `file:/path`.
+    pub sasl_password: Option<SecretRef>,
+    #[serde(default)]
+    pub sources: Vec<KafkaSourceEntry>,
+    pub landed: Option<KafkaLandedEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceEntry {
+    pub name: String,
+    pub topics: Vec<String>,
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// `hl7` (one HL7v2 message per record) or `event`.
+    pub kind: KafkaKind,
+    pub adapter: String,
+    pub max_in_flight: Option<usize>,
+}
+
+fn default_group() -> String {
+    "ehrgate".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaKind {
+    Hl7,
+    Event,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaLandedEntry {
+    pub topic: String,
+}
+
+impl KafkaEntry {
+    /// The client settings, the password resolved.
+    pub fn client(&self) -> anyhow::Result<ehrgate_kafka::ClientSettings> {
+        let sasl_password = match &self.sasl_password {
+            Some(r) => Some(r.resolve().context("[kafka] sasl_password")?),
+            None => None,
+        };
+        let c = ehrgate_kafka::ClientSettings { bootstrap: self.bootstrap.clone(), properties: self.properties.clone(), sasl_password };
+        c.check()?;
+        Ok(c)
+    }
+
+    pub fn sources(&self) -> anyhow::Result<Vec<ehrgate_kafka::SourceSettings>> {
+        let mut names = std::collections::HashSet::new();
+        self.sources
+            .iter()
+            .map(|e| {
+                anyhow::ensure!(names.insert(e.name.as_str()), "[[kafka.sources]]: two sources are named `{}`", e.name);
+                let s = ehrgate_kafka::SourceSettings {
+                    name: e.name.clone(),
+                    topics: e.topics.clone(),
+                    group: e.group.clone(),
+                    kind: match e.kind {
+                        KafkaKind::Hl7 => ehrgate_kafka::SourceKind::Hl7,
+                        KafkaKind::Event => ehrgate_kafka::SourceKind::Event,
+                    },
+                    adapter: e.adapter.clone(),
+                    max_in_flight: e.max_in_flight.unwrap_or(10_000),
+                };
+                s.check()?;
+                Ok(s)
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::inbound::Inbound;
+use crate::landed::LandedHook;
 use crate::pipeline::{Mapped, Pipeline};
 use crate::resolve::Resolve;
 use crate::triggers::TriggerHook;
@@ -69,6 +70,9 @@ pub struct FlowConfig {
     pub lake_runtime: Option<tokio::runtime::Handle>,
     /// Workflows: the runs units trigger are recorded with them.
     pub triggers: Option<TriggerHook>,
+    /// Landed events (e.g. to a Kafka topic): published after each lake commit,
+    /// before its checkpoint (see [`crate::landed`]).
+    pub landed: Option<LandedHook>,
 }
 
 impl Default for FlowConfig {
@@ -82,6 +86,7 @@ impl Default for FlowConfig {
             map_parallel: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             lake_runtime: None,
             triggers: None,
+            landed: None,
         }
     }
 }
@@ -102,6 +107,9 @@ pub struct FlowStats {
     pub replay_pending: AtomicU64,
     /// The last lake write failed (cleared by the next that succeeds).
     pub lake_failing: std::sync::atomic::AtomicBool,
+    /// Landed events published, and failed attempts to publish a group.
+    pub published: AtomicU64,
+    pub publish_errors: AtomicU64,
 }
 
 impl FlowStats {
@@ -117,7 +125,10 @@ impl FlowStats {
             g(&self.replayed),
             g(&self.waits),
             g(&self.commit_errors)
-        )
+        ) + &match g(&self.published) + g(&self.publish_errors) {
+            0 => String::new(),
+            _ => format!(" published {} publish-errors {}", g(&self.published), g(&self.publish_errors)),
+        }
     }
 }
 
@@ -617,6 +628,25 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
             tracing::error!("writing {units} units to the lake failed, retrying in {backoff:?}: {e}");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        // Landed events go out before the checkpoint: a crash in between replays
+        // the units and publishes them again (at least once).
+        if let Some(LandedHook(sink)) = &cfg.landed {
+            let all: Vec<&BronzeRow> = bronze.iter().chain(&bronze_replayed).collect();
+            let events = crate::landed::events(&all, &silver, &quarantined);
+            let mut failures = 0u32;
+            while let Err(e) = sink.publish(&events).instrument(tracing::info_span!("landed.publish", events = events.len())).await {
+                stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+                failures += 1;
+                if give_up(&rx, failures) {
+                    tracing::error!("stopping with {} landed events not published ({e}); their units stay in the write-ahead log and are published at the next start", events.len());
+                    return;
+                }
+                let wait = (Duration::from_millis(200) * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(30));
+                tracing::error!("publishing {} landed events failed, retrying in {wait:?}: {e}", events.len());
+                tokio::time::sleep(wait).await;
+            }
+            stats.published.fetch_add(events.len() as u64, Ordering::Relaxed);
         }
         // The permits (back-pressure) are released only once the log knows: if
         // checkpoints keep failing, the log keeps growing, so listeners must wait.

@@ -112,10 +112,12 @@ pub fn hl7_unit(raw: Vec<u8>, source: &str, received_at: Micros, seq: u64) -> Un
     Unit { kind: UnitKind::Hl7, bronze: BronzeRow::new(raw, source, received_at, seq, detail), text, parse_error, reject }
 }
 
-/// One webhook / CDC event body from `source` (bronze source `webhook:<source>`).
+/// One webhook / CDC event body from `source` (bronze source `webhook:<source>`),
+/// or from a message bus (`source` is `kafka:<name>` already and is kept as is).
 pub fn event_unit(raw: Vec<u8>, source: &str, event_id: Option<String>, received_at: Micros, seq: u64) -> Unit {
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let bronze = BronzeRow::new(raw, &format!("webhook:{source}"), received_at, seq, BronzeDetail::Event { event_id });
+    let source = if source.starts_with("kafka:") { source.to_owned() } else { format!("webhook:{source}") };
+    let bronze = BronzeRow::new(raw, &source, received_at, seq, BronzeDetail::Event { event_id });
     Unit { kind: UnitKind::Event, text, bronze, parse_error: None, reject: None }
 }
 

@@ -197,8 +197,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         Some(w) => Some(webhook_config(w)?),
         None => None,
     };
+    // Kafka: settings checked and the password resolved before anything starts.
+    let kafka = match &cfg.kafka {
+        Some(k) => Some((k.client()?, k.sources()?, k.landed.as_ref().map(|l| l.topic.clone()))),
+        None => None,
+    };
+    let kafka_sources = kafka.as_ref().map_or(0, |(_, s, _)| s.len());
     let mut mllp_entries: Vec<MllpConfig> = cfg.listeners.mllp.iter().enumerate().map(|(i, e)| mllp_config(e, i)).collect::<anyhow::Result<_>>()?;
-    let nothing_configured = mllp_entries.is_empty() && cfg.listeners.drops.is_empty() && cfg.listeners.webhooks.is_none();
+    let nothing_configured = mllp_entries.is_empty() && cfg.listeners.drops.is_empty() && cfg.listeners.webhooks.is_none() && kafka_sources == 0;
     if nothing_configured {
         mllp_entries.push(MllpConfig::new("mllp", addr("127.0.0.1:2575", "default listener")?, "reference"));
     }
@@ -244,6 +250,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     if let Some((_, _, d)) = &door_cfg {
         names.extend(d.connections.values().cloned());
+    }
+    if let Some((_, sources, _)) = &kafka {
+        names.extend(sources.iter().map(|s| s.adapter.clone()));
     }
     for w in &cfg.workflows {
         w.check().map_err(|e| anyhow::anyhow!("[[workflows]]: {e}"))?;
@@ -295,7 +304,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         Some(engine)
     };
     let triggers = engine.clone().map(|e| ehrgate_ingest::TriggerHook(e as Arc<dyn ehrgate_ingest::Triggers>));
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers: triggers.clone(), ..Default::default() };
+    let landed = match &kafka {
+        Some((client, _, Some(topic))) => {
+            let sink = ehrgate_kafka::LandedTopic::new(client, topic)?;
+            announce(&format!("ehrgate: landed events to kafka topic {topic}"));
+            Some(ehrgate_ingest::LandedHook(Arc::new(sink)))
+        }
+        _ => None,
+    };
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers: triggers.clone(), landed, ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
@@ -334,6 +351,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         let (bound, task) = webhook::start(listener, wc, flow.clone(), stop_rx.clone()).context("webhooks: cannot listen")?;
         announce(&format!("ehrgate: webhooks on http://{bound}/v1/events/{{source}}"));
         tasks.push(task);
+    }
+    if let Some((client, sources, _)) = &kafka {
+        for src in sources {
+            let task = ehrgate_kafka::source::spawn(client, src.clone(), flow.clone(), stop_rx.clone())?;
+            announce(&format!("ehrgate: kafka source {} reading {} as group {} (adapter {})", src.name, src.topics.join(","), src.group, src.adapter));
+            tasks.push(task);
+        }
     }
     let flow_room = flow.room();
     drop(flow);
