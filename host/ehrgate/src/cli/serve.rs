@@ -1,5 +1,5 @@
-//! `ehrgate serve`: the gateway. Listeners (MLLP, file drops, webhooks) feed the
-//! flow: write-ahead log -> adapter -> lake. Ctrl-C or SIGTERM stops it cleanly:
+//! `ehrgate serve`: the gateway. Listeners (MLLP, file drops, webhooks, Kafka
+//! sources) feed the flow: write-ahead log -> adapter -> lake (-> landed events). Ctrl-C or SIGTERM stops it cleanly:
 //! listeners stop reading, what was received is committed, the log checkpointed.
 
 use std::collections::BTreeSet;
