@@ -14,8 +14,25 @@ pub enum KafkaError {
     Client { what: String, source: rdkafka::error::KafkaError },
 }
 
-/// Properties ehrgate sets itself: overriding them would break its guarantees.
-const OWNED: &[&str] = &["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers", "sasl.password", "acks"];
+/// Properties ehrgate sets itself, and their librdkafka aliases: overriding them
+/// would break its guarantees (acks=0 publishes nothing durably; a timeout of 0
+/// waits forever; offsets committed by the client itself would pass units the log
+/// does not hold).
+const OWNED: &[&str] = &[
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "sasl.password",
+    "acks",
+    "request.required.acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+];
+
+/// Words in the names of properties librdkafka treats as sensitive.
+const SENSITIVE: &[&str] = &["password", "passphrase", "secret", "jaas", "sasl.oauthbearer.config"];
 
 #[derive(Clone)]
 pub struct ClientSettings {
@@ -50,11 +67,17 @@ impl ClientSettings {
                 return Err(KafkaError::Config(format!("property `{k}` is set by ehrgate (at-least-once delivery depends on it); remove it")));
             }
             let lower = k.to_ascii_lowercase();
-            if (lower.contains("password") || lower.contains("secret") || lower.ends_with(".key.pem") || lower.contains("jaas")) && !lower.ends_with(".location") {
+            let sensitive = SENSITIVE.iter().any(|w| lower.contains(w)) || lower.ends_with(".key.pem");
+            if sensitive && !lower.ends_with(".location") && !lower.ends_with(".file") {
                 return Err(KafkaError::Config(format!(
                     "property `{k}` would hold a secret in the configuration file; use `sasl_password = \"env:NAME\"` (or `file:/path`), and `*.location` properties for TLS keys"
                 )));
             }
+        }
+        // A password sent in the clear is a password given away.
+        let protocol = self.properties.get("security.protocol").map(|p| p.to_ascii_uppercase());
+        if self.sasl_password.is_some() && protocol.as_deref() != Some("SASL_SSL") {
+            return Err(KafkaError::Config("`sasl_password` is set but `security.protocol` is not SASL_SSL: the password would cross the network in the clear".into()));
         }
         Ok(())
     }
@@ -89,18 +112,32 @@ mod tests {
     #[test]
     fn refuses_owned_properties_and_inline_secrets() {
         assert!(settings(&[("security.protocol", "SASL_SSL"), ("ssl.key.location", "/etc/k.pem")]).check().is_ok());
-        for bad in ["enable.auto.commit", "sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "ssl.key.pem", "sasl.jaas.config"] {
+        for bad in [
+            "enable.auto.commit",
+            "sasl.password",
+            "request.required.acks",
+            "metadata.broker.list",
+            "message.timeout.ms",
+            "ssl.key.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "sasl.jaas.config",
+        ] {
             let e = settings(&[(bad, "x")]).check().unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }
-        let mut s = settings(&[]);
+        let mut s = settings(&[("security.protocol", "SASL_SSL")]);
         s.bootstrap = " ".into();
         assert!(s.check().is_err());
+        let e = settings(&[("security.protocol", "SASL_PLAINTEXT")]).check().unwrap_err().to_string();
+        assert!(e.contains("in the clear"), "{e}");
     }
 
     #[test]
     fn debug_never_shows_the_password() {
-        let d = format!("{:?}", settings(&[]));
+        let d = format!("{:?}", settings(&[("security.protocol", "SASL_SSL")]));
         assert!(!d.contains("hunter2") && d.contains("redacted"), "{d}");
     }
 }

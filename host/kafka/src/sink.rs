@@ -29,13 +29,28 @@ impl LandedTopic {
             return Err(KafkaError::Config("[kafka.landed] topic is empty".into()));
         }
         let producer: FutureProducer = client
+            .config("ehrgate-landed", &[("linger.ms", "5")])
+            .set("acks", "all")
             // A broker that cannot take a record within this long fails the group,
             // which is retried (with backoff) while the log holds its units.
-            .config("ehrgate-landed", &[("message.timeout.ms", "30000"), ("linger.ms", "5")])
-            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
             .create()
             .map_err(|source| KafkaError::Client { what: "landed events producer".into(), source })?;
         Ok(LandedTopic { producer, topic: topic.to_owned() })
+    }
+
+    /// Ask the brokers about the topic (blocks up to `timeout`): its partition
+    /// count, or why it cannot be written. A topic that does not exist holds every
+    /// unit in the log until it does: `serve` says so at start.
+    pub fn check_topic(&self, timeout: Duration) -> Result<usize, String> {
+        use rdkafka::producer::Producer;
+        let md = self.producer.client().fetch_metadata(Some(&self.topic), Timeout::After(timeout)).map_err(|e| format!("cannot reach the brokers: {e}"))?;
+        let t = md.topics().iter().find(|t| t.name() == self.topic).ok_or_else(|| "the brokers did not describe it".to_string())?;
+        match t.error() {
+            Some(e) => Err(format!("{:?}", rdkafka::types::RDKafkaErrorCode::from(e))),
+            None if t.partitions().is_empty() => Err("it has no partitions".into()),
+            None => Ok(t.partitions().len()),
+        }
     }
 }
 

@@ -11,8 +11,10 @@
 //! silver's MERGE makes the second delivery change nothing.
 //!
 //! A unit the log could not store is submitted again (with backoff) before any
-//! later offset is stored. When the gateway stops, the source stops reading,
-//! stores what became durable, commits, and leaves the group.
+//! later offset is stored; it then lands after records delivered behind it (the
+//! one exception to per-partition order). When the gateway stops, the source stops
+//! reading (also while it waits for room), stores what became durable, commits,
+//! and leaves the group.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,8 +132,18 @@ async fn run(consumer: Arc<StreamConsumer>, s: SourceSettings, flow: Flow, mut s
         let inbound = Inbound { kind, source: source.clone(), adapter: s.adapter.clone(), received_at: now_micros(), raw };
         let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
         drop(m);
-        let outcome = flow.submit(inbound.clone()).await;
-        if tx.send(Pending { topic, partition, offset, inbound, outcome }).await.is_err() {
+        // Waiting for room (the lake or the landed topic is behind) or for the
+        // storing task must not hold up a stop: a record given up here is not
+        // stored, and the group delivers it again. (`submit` is cancel-safe.)
+        let outcome = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            o = flow.submit(inbound.clone()) => o,
+        };
+        let sent = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            r = tx.send(Pending { topic, partition, offset, inbound, outcome }) => r,
+        };
+        if sent.is_err() {
             break;
         }
     }
@@ -155,7 +167,7 @@ async fn run(consumer: Arc<StreamConsumer>, s: SourceSettings, flow: Flow, mut s
 
 /// Stores offsets in delivery order, each once its unit is durable. Returns how
 /// many were stored.
-async fn store_durable(consumer: Arc<StreamConsumer>, mut rx: mpsc::Receiver<Pending>, flow: Flow, stop: watch::Receiver<bool>, name: String) -> u64 {
+async fn store_durable(consumer: Arc<StreamConsumer>, mut rx: mpsc::Receiver<Pending>, flow: Flow, mut stop: watch::Receiver<bool>, name: String) -> u64 {
     let mut stored = 0u64;
     while let Some(p) = rx.recv().await {
         let Pending { topic, partition, offset, inbound, mut outcome } = p;
@@ -165,9 +177,14 @@ async fn store_durable(consumer: Arc<StreamConsumer>, mut rx: mpsc::Receiver<Pen
                 Ok(Outcome::Accepted) | Ok(Outcome::Rejected { .. }) => break,
                 Ok(Outcome::Failed(why)) if !*stop.borrow() => {
                     tracing::warn!("kafka source {name}: {topic}/{partition}@{offset} was not stored ({why}); submitting it again in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
-                    outcome = flow.submit(inbound.clone()).await;
+                    outcome = tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return stored,
+                        o = async {
+                            tokio::time::sleep(backoff / 2).await;
+                            flow.submit(inbound.clone()).await
+                        } => o,
+                    };
                 }
                 // Stopping, or the flow is gone: nothing after this is stored; the
                 // group redelivers it.
