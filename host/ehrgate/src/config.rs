@@ -410,16 +410,12 @@ pub struct LakeSettings {
     pub commit_age_ms: u64,
     /// Submissions queued per table before producers wait (back-pressure).
     pub queue: usize,
-    /// `ehrgate serve`: the nice value of the threads that encode and commit to the
-    /// lake (0 to 19; 0: the same priority as the listeners). Above 0 a burst of
-    /// commits yields the CPU to the threads that read sockets and ACK.
-    pub commit_nice: i32,
 }
 
 impl Default for LakeSettings {
     fn default() -> Self {
         let d = BatchConfig::default();
-        LakeSettings { commit_rows: d.max_rows, commit_age_ms: d.max_age.as_millis() as u64, queue: d.queue, commit_nice: 10 }
+        LakeSettings { commit_rows: d.max_rows, commit_age_ms: d.max_age.as_millis() as u64, queue: d.queue }
     }
 }
 

@@ -86,21 +86,6 @@ fn mllp_config(e: &MllpEntry, i: usize) -> anyhow::Result<MllpConfig> {
 /// goes, on every path, an early error return included.
 struct LakeThreads(Option<tokio::runtime::Runtime>);
 
-/// Raise the calling thread's nice value by `nice` (Linux keeps one per thread;
-/// raising it needs no privilege). Best effort: a failure leaves the priority as is.
-fn lower_thread_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take no pointers; they act on this thread only.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + nice).min(19));
-    }
-}
-
 impl LakeThreads {
     fn handle(&self) -> tokio::runtime::Handle {
         self.0.as_ref().expect("running").handle().clone()
@@ -298,19 +283,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         eprintln!("fault injection: every log checkpoint waits {d:?} after its lake commit (EHRGATE_FAULT_SLOW_CHECKPOINT_MS)");
     }
     // Lake commits get threads of their own (see FlowConfig::lake_runtime).
-    // At a lower priority: a burst of commits (Parquet encoding, MERGE) then yields
-    // the CPU to the threads that ACK, instead of adding to their latency. Under
-    // sustained overload the flow's back-pressure still bounds what waits.
-    anyhow::ensure!((0..=19).contains(&cfg.lake.commit_nice), "[lake] commit_nice is {}; use 0 (the listeners' priority) to 19", cfg.lake.commit_nice);
-    let nice = cfg.lake.commit_nice;
     let lake_rt = LakeThreads(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ehrgate-lake")
-            .on_thread_start(move || lower_thread_priority(nice))
-            .enable_all()
-            .build()
-            .context("starting the lake's threads")?,
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("ehrgate-lake").enable_all().build().context("starting the lake's threads")?,
     ));
     // Workflows: the runs' states are read before the log replays, so a replayed
     // trigger is recognised as a run recorded already.
