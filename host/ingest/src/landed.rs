@@ -114,24 +114,7 @@ mod tests {
         let detail = || BronzeDetail::Hl7 { control_id: None, sender: None, message_type: None };
         let a = BronzeRow::new(b"a".to_vec(), "kafka:adt", 1, 1, detail());
         let b = BronzeRow::new(b"b".to_vec(), "kafka:adt", 2, 2, detail());
-        let silver = |id: &str, lineage: String| SilverRow {
-            resource_type: "Patient".into(),
-            id: id.into(),
-            patient_ref: None,
-            encounter_ref: None,
-            effective_at: None,
-            code_system: None,
-            code: None,
-            status: None,
-            source_system: None,
-            adapter: "reference@1".into(),
-            source_ts: 0,
-            deleted: false,
-            lineage,
-            ingested_at: 0,
-            resource: "{}".into(),
-            receipt: ehrgate_lake::Receipt::at(0),
-        };
+        let silver = |id: &str, lineage: String| SilverRow { deleted: false, ..SilverRow::tombstone("Patient", id, "reference@1", 0, &lineage, ehrgate_lake::Receipt::at(0)) };
         let rows = vec![silver("p1", a.lineage()), silver("p2", a.lineage())];
         let q = QuarantineRow {
             id: b.record_id.clone(),

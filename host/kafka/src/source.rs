@@ -159,10 +159,8 @@ async fn run(consumer: Arc<StreamConsumer>, s: SourceSettings, flow: Flow, mut s
         Err(e) => tracing::warn!("kafka source {}: commit task: {e}", s.name),
     }
     tracing::info!("kafka source {}: stopped; {stored} records stored for the group's commit", s.name);
-    let c = consumer.clone();
-    drop(consumer);
     // Leaving the group blocks: off the runtime's threads.
-    let _ = tokio::task::spawn_blocking(move || drop(c)).await;
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
 }
 
 /// Stores offsets in delivery order, each once its unit is durable. Returns how
@@ -177,11 +175,12 @@ async fn store_durable(consumer: Arc<StreamConsumer>, mut rx: mpsc::Receiver<Pen
                 Ok(Outcome::Accepted) | Ok(Outcome::Rejected { .. }) => break,
                 Ok(Outcome::Failed(why)) if !*stop.borrow() => {
                     tracing::warn!("kafka source {name}: {topic}/{partition}@{offset} was not stored ({why}); submitting it again in {backoff:?}");
+                    let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     outcome = tokio::select! {
                         _ = stop.wait_for(|s| *s) => return stored,
                         o = async {
-                            tokio::time::sleep(backoff / 2).await;
+                            tokio::time::sleep(wait).await;
                             flow.submit(inbound.clone()).await
                         } => o,
                     };

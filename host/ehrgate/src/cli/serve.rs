@@ -1,6 +1,7 @@
 //! `ehrgate serve`: the gateway. Listeners (MLLP, file drops, webhooks, Kafka
-//! sources) feed the flow: write-ahead log -> adapter -> lake (-> landed events). Ctrl-C or SIGTERM stops it cleanly:
-//! listeners stop reading, what was received is committed, the log checkpointed.
+//! sources) feed the flow: write-ahead log -> adapter -> lake (-> landed events).
+//! Ctrl-C or SIGTERM stops it cleanly: listeners stop reading, what was received
+//! is committed, the log checkpointed.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -311,7 +312,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             match tokio::task::spawn_blocking(move || probe.check_topic(Duration::from_secs(10))).await? {
                 Ok(partitions) => announce(&format!("ehrgate: landed events to kafka topic {topic} ({partitions} partitions)")),
                 Err(why) => eprintln!(
-                    "ehrgate: WARNING: landed events topic {topic}: {why}. Units wait in the write-ahead log until it can be written,                      and once [wal] max_pending of them wait, every listener waits too"
+                    "ehrgate: WARNING: landed events topic {topic}: {why}. Units wait in the write-ahead log until it can be written, and once [wal] max_pending of them wait, every listener waits too"
                 ),
             }
             Some(ehrgate_ingest::LandedHook(sink))
