@@ -332,17 +332,22 @@ fn audit_added_fields() -> Vec<deltalake::kernel::StructField> {
 /// split again: an id appended by someone else meanwhile is then merged, not
 /// duplicated.
 async fn upsert(table: DeltaTable, batch: &RecordBatch) -> Result<DeltaTable, DeltaTableError> {
+    let started = std::time::Instant::now();
     let present = present_ids(&table, batch).await?;
+    let looked_up = started.elapsed();
     let id_col = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(|| {
         DeltaTableError::Generic("silver batch without a string id column".into())
     })?;
     let is_present: BooleanArray = id_col.iter().map(|id| Some(id.is_some_and(|id| present.contains(id)))).collect();
     let existing = filter_record_batch(batch, &is_present)?;
     let fresh = filter_record_batch(batch, &not(&is_present)?)?;
+    let (merged_rows, fresh_rows) = (existing.num_rows(), fresh.num_rows());
     let mut table = table;
+    let merge_started = std::time::Instant::now();
     if existing.num_rows() > 0 {
         table = merge_newer(table, existing).await?;
     }
+    let merged = merge_started.elapsed();
     if fresh.num_rows() > 0 {
         table = table
             .write(vec![fresh])
@@ -351,6 +356,15 @@ async fn upsert(table: DeltaTable, batch: &RecordBatch) -> Result<DeltaTable, De
             .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await?;
     }
+    // What each step of a silver commit costs (scripts/bench-silver reads these).
+    tracing::debug!(
+        lookup_ms = looked_up.as_millis() as u64,
+        merge_ms = merged.as_millis() as u64,
+        append_ms = (started.elapsed() - looked_up - merged).as_millis() as u64,
+        merged_rows,
+        fresh_rows,
+        "silver upsert"
+    );
     Ok(table)
 }
 
