@@ -206,22 +206,32 @@ fn landed_events_the_broker_refuses_wait_in_the_log_across_a_stop() {
     let bootstrap = cluster.bootstrap_servers();
     let dir = workdir("kafka-refused");
     kafka_config(&dir.0, &bootstrap);
+    let toml = dir.0.join("ehrgate.toml");
+    let admin = "\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"env:EHRGATE_ADMIN_TOKEN\"\n";
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap() + admin).unwrap();
+    let env = [("EHRGATE_ADMIN_TOKEN", "kafka-test-admin-token-0123456789")];
     assert_eq!(peer(&bootstrap, &["produce", "--topic", UNITS, "--count", &total.to_string(), "--prefix", "R"]).trim(), format!("produced {total}"));
     // From now on produce requests fail, whoever sends them: only the gateway's
     // landed-events producer does.
     cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 100_000]);
-    let mut gw = Gateway::start(&dir.0, &[]);
+    let mut gw = Gateway::start(&dir.0, &env);
+    let port = gw.port("admin on");
     gw.wait_for("landed events failed, retrying", Duration::from_secs(60));
+    let (errors, published) = (metric(port, "ehrgate_landed_event_publish_errors_total"), metric(port, "ehrgate_landed_events_published_total"));
+    assert!(errors >= 1.0 && published == 0.0, "/metrics shows the refusals: {errors} errors, {published} published");
     let (last, _) = gw.stop_with_output();
     assert!(stat(&last, "publish-errors") >= 1 && stat(&last, "committed") == 0, "nothing is checkpointed while its events are refused: {last}");
 
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
-    let mut gw = Gateway::start(&dir.0, &[]);
+    let mut gw = Gateway::start(&dir.0, &env);
+    let port = gw.port("admin on");
     let replay = gw.wait_for("write-ahead log:", Duration::from_secs(60));
     let replayed: u64 = replay.split_whitespace().find_map(|w| w.parse().ok()).unwrap();
     assert!(replayed > 0, "the units whose events were refused waited in the log: {replay}");
     wait_until("the group commits the whole topic", Duration::from_secs(120), || committed(&bootstrap, "ehrgate") == total as i64);
     let out = peer(&bootstrap, &["consume", "--topic", LANDED, "--expect", &total.to_string(), "--timeout", "120"]);
+    // (the client may read an event just before the gateway hears its ack)
+    wait_until("/metrics counts every event published", Duration::from_secs(30), || metric(port, "ehrgate_landed_events_published_total") >= total as f64);
     let last = gw.stop();
     let keys: BTreeSet<String> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].as_str().unwrap().to_owned()).collect();
     let records: BTreeSet<String> = sql(&dir.0, "SELECT record_id FROM bronze_hl7_messages").iter().map(|r| r["record_id"].as_str().unwrap().to_owned()).collect();

@@ -38,19 +38,6 @@ fn admin_config(dir: &Path, extra: &str) {
     config(dir, &format!("\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"env:EHRGATE_ADMIN_TOKEN\"\n{extra}"));
 }
 
-/// GET `path` on the admin server: (status, body).
-fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
 /// `/metrics` read by the Prometheus client's own OpenMetrics parser: sample name
 /// with its labels (`name{a="x",b="y"}`, labels sorted) -> value.
 fn scrape(port: u16) -> serde_json::Map<String, serde_json::Value> {

@@ -42,6 +42,29 @@ pub fn count(dir: &Path, query: &str) -> u64 {
     sql(dir, query)[0]["n"].as_u64().unwrap()
 }
 
+/// GET `path` on the admin server: (status, body).
+pub fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// One unlabelled sample of `/metrics` (`ehrgate_units_committed_total`), read as
+/// text (tests/ops.rs checks the exposition with Prometheus's own parser).
+pub fn metric(port: u16, name: &str) -> f64 {
+    let (status, body) = admin_get(port, "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} is not on /metrics:\n{body}"))
+}
+
 /// A running `ehrgate serve`; every line it prints (stdout and stderr) arrives on
 /// `lines`.
 pub struct Gateway {
