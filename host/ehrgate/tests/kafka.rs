@@ -260,3 +260,72 @@ fn serve_refuses_inline_secrets_and_owned_properties() {
         assert!(!err.contains(value) && !text(&out.stdout).contains(value), "the value is not printed: {err}");
     }
 }
+
+/// File drops and scheduled Bulk Data exports commit through their own pipeline,
+/// not the listeners' flow: they publish landed events too, one per bronze record
+/// (a rejected message's event says `quarantined`), after their rows are in the lake.
+#[test]
+fn file_drops_and_bulk_exports_publish_landed_events() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(LANDED, PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let sb = common::start_sandbox(&["--patients", "12", "--lines-per-file", "1000", "--export-polls", "0", "--retry-after", "1"]);
+    let dir = workdir("kafka-pipelines");
+    let inbox = dir.0.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let base = &sb.base;
+    std::fs::write(
+        dir.0.join("ehrgate.toml"),
+        format!(
+            "[[connections]]\nname = \"ehr\"\nbase_url = \"{base}\"\n\
+             auth = {{ kind = \"client_credentials\", client_id = \"ehrgate-demo\", client_secret = \"env:KAFKA_TEST_SANDBOX_SECRET\", token_url = \"{base}/token\", scopes = [\"system/*.read\"] }}\n\n\
+             [[bulk.jobs]]\nconnection = \"ehr\"\ninterval_s = 3600\n\n\
+             [[listeners.drops]]\nname = \"files\"\ndir = \"{}\"\nadapter = \"reference\"\nstable_ms = 100\npoll_ms = 50\n\n\
+             [kafka]\nbootstrap = \"{bootstrap}\"\n\n[kafka.landed]\ntopic = \"{LANDED}\"\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let env = [("KAFKA_TEST_SANDBOX_SECRET", "sandbox-demo-secret")];
+    let mut gw = Gateway::start(&dir.0, &env);
+    let mut file = String::new();
+    for i in 0..20 {
+        file.push_str(&format!("MSH|^~\\&|DROPPER|HOSP|EHRGATE|LAKE|20240102030405||ADT^A04^ADT_A01|D{i}|P|2.5.1\rEVN|A04|20240102030405\rPID|1||D-P{i}^^^HOSP^MR||Roe^Sam||19700101|M\r"));
+    }
+    file.push_str("MSH|^~\\&|DROPPER|HOSP|EHRGATE|LAKE|20240102030405||ZZZ^Z99|DX|P|2.5.1\r");
+    std::fs::write(inbox.join("adt.hl7.tmp"), &file).unwrap();
+    std::fs::rename(inbox.join("adt.hl7.tmp"), inbox.join("adt.hl7")).unwrap();
+    gw.wait_for("adt.hl7: ingested 21 units", Duration::from_secs(60));
+    let done = gw.wait_for("bulk ehr: export", Duration::from_secs(120));
+    assert!(done.contains("done"), "{done}");
+    let last = gw.stop();
+
+    let mut records: BTreeSet<String> = BTreeSet::new();
+    for table in ["bronze_hl7_messages", "bronze_fhir_ndjson"] {
+        records.extend(sql(&dir.0, &format!("SELECT record_id FROM {table}")).iter().map(|r| r["record_id"].as_str().unwrap().to_owned()));
+    }
+    assert!(records.len() > 21, "the export landed too: {} bronze records", records.len());
+    let out = peer(&bootstrap, &["consume", "--topic", LANDED, "--expect", &records.len().to_string(), "--timeout", "60"]);
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keys: BTreeSet<String> = events.iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(keys, records, "a landed event per bronze record of the drop and of the export");
+    let quarantined: BTreeSet<String> = sql(&dir.0, "SELECT id FROM quarantine_records").iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(quarantined.len(), 1, "the ZZZ message is quarantined");
+    let mut patients = HashSet::new();
+    for e in &events {
+        let v = &e["value"];
+        let source = v["source"].as_str().unwrap();
+        assert!(source == "file:adt.hl7" || source == "bulk:ehr", "{v}");
+        assert!(v["landed_at"].as_i64().is_some() && v["adapter"].as_str().is_some_and(|a| a.starts_with("reference@")), "{v}");
+        let want = if quarantined.contains(e["key"].as_str().unwrap()) { "quarantined" } else { "mapped" };
+        assert_eq!(v["outcome"].as_str(), Some(want), "{v}");
+        for r in v["resources"].as_array().unwrap() {
+            if r["resourceType"] == "Patient" {
+                patients.insert(r["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let silver_ids: HashSet<String> = sql(&dir.0, "SELECT id FROM silver_patient").iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(patients, silver_ids, "the events name silver's patients, the dropped ones and the exported ones");
+    eprintln!("pipelines: {} landed events; {last}", events.len());
+}

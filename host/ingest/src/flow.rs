@@ -631,18 +631,18 @@ async fn commit_stage(mut rx: mpsc::UnboundedReceiver<ToCommit>, lake: Arc<Lake>
         }
         // Landed events go out before the checkpoint: a crash in between replays
         // the units and publishes them again (at least once).
-        if let Some(LandedHook(sink)) = &cfg.landed {
+        if let Some(hook) = &cfg.landed {
             let all: Vec<&BronzeRow> = bronze.iter().chain(&bronze_replayed).collect();
             let events = crate::landed::events(&all, &silver, &quarantined);
             let mut failures = 0u32;
-            while let Err(e) = sink.publish(&events).instrument(tracing::info_span!("landed.publish", events = events.len())).await {
+            while let Err(e) = hook.publish(&events).await {
                 stats.publish_errors.fetch_add(1, Ordering::Relaxed);
                 failures += 1;
                 if give_up(&rx, failures) {
                     tracing::error!("stopping with {} landed events not published ({e}); their units stay in the write-ahead log and are published at the next start", events.len());
                     return;
                 }
-                let wait = (Duration::from_millis(200) * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(30));
+                let wait = crate::landed::retry_wait(failures);
                 tracing::error!("publishing {} landed events failed, retrying in {wait:?}: {e}", events.len());
                 tokio::time::sleep(wait).await;
             }

@@ -15,10 +15,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use ehrgate_lake::{BronzeRow, Micros, QuarantineRow, SilverRow};
 use futures::future::BoxFuture;
 use serde::Serialize;
+use tracing::Instrument;
 
 /// One unit in the lake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,14 +67,63 @@ pub trait LandedSink: Send + Sync {
     fn publish<'a>(&'a self, events: &'a [LandedEvent]) -> BoxFuture<'a, Result<(), String>>;
 }
 
-/// A [`LandedSink`] in [`crate::FlowConfig`].
+/// What every publisher of a gateway (the flow, file drops, Bulk Data exports)
+/// published through one sink, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LandedCounts {
+    /// Events the sink took.
+    pub published: AtomicU64,
+    /// Failed attempts to publish a group.
+    pub errors: AtomicU64,
+}
+
+/// A [`LandedSink`] shared by the flow ([`crate::FlowConfig`]) and the pipelines
+/// of file drops and Bulk Data exports ([`crate::Pipeline::with_landed`]).
 #[derive(Clone)]
-pub struct LandedHook(pub Arc<dyn LandedSink>);
+pub struct LandedHook {
+    sink: Arc<dyn LandedSink>,
+    pub counts: Arc<LandedCounts>,
+}
 
 impl std::fmt::Debug for LandedHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LandedHook")
     }
+}
+
+impl LandedHook {
+    pub fn new(sink: Arc<dyn LandedSink>) -> Self {
+        LandedHook { sink, counts: Arc::default() }
+    }
+
+    /// One attempt to publish `events`, counted.
+    pub async fn publish(&self, events: &[LandedEvent]) -> Result<(), String> {
+        let r = self.sink.publish(events).instrument(tracing::info_span!("landed.publish", events = events.len())).await;
+        let counter = if r.is_ok() { &self.counts.published } else { &self.counts.errors };
+        counter.fetch_add(if r.is_ok() { events.len() as u64 } else { 1 }, Ordering::Relaxed);
+        r
+    }
+
+    /// [`LandedHook::publish`], tried `attempts` times with backoff (0.4 s, doubling
+    /// up to 30 s); the last error if every attempt failed.
+    pub async fn publish_retrying(&self, events: &[LandedEvent], attempts: u32) -> Result<(), String> {
+        let mut failures = 0u32;
+        loop {
+            let Err(e) = self.publish(events).await else { return Ok(()) };
+            failures += 1;
+            if failures >= attempts {
+                return Err(e);
+            }
+            let wait = retry_wait(failures);
+            tracing::error!("publishing {} landed events failed, retrying in {wait:?}: {e}", events.len());
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The pause after `failures` failed attempts to publish.
+pub(crate) fn retry_wait(failures: u32) -> Duration {
+    (Duration::from_millis(200) * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(30))
 }
 
 /// The events of a commit: one per bronze row, in order, with the silver rows and

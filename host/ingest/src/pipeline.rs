@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ehrgate_lake::{Lake, LakeError, QuarantineRow, Receipt, SilverRow, WorkflowRunRow, now_micros, quarantine};
+use ehrgate_lake::{BronzeRow, Lake, LakeError, QuarantineRow, Receipt, SilverRow, WorkflowRunRow, now_micros, quarantine};
 use ehrgate_runtime::{Adapter, AdapterError, CallError, Hl7Message, Output};
 
+use crate::landed::{LandedEvent, LandedHook};
 use crate::triggers::{TriggerHook, runs_for};
 use crate::units::{Unit, UnitKind};
 
@@ -13,6 +14,9 @@ use crate::units::{Unit, UnitKind};
 pub enum IngestError {
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// The rows are in the lake; their landed events are not published.
+    #[error("landed events not published: {0}")]
+    Landed(String),
 }
 
 /// What an ingest did.
@@ -83,7 +87,15 @@ pub struct Pipeline {
     /// recorded with their rows, before `ingest` returns (so before a drop file
     /// is moved away as done).
     triggers: Option<TriggerHook>,
+    /// Landed events (file drops and Bulk Data in `serve`): published after the
+    /// lake writes, before `ingest` returns (so before a drop file is moved away as
+    /// done, or an export's progress is saved).
+    landed: Option<LandedHook>,
 }
+
+/// Attempts to publish one ingest's landed events before the ingest fails (and is
+/// retried by its caller: a drop file stays, an export resumes).
+const PUBLISH_ATTEMPTS: u32 = 5;
 
 fn error_kind(e: &CallError) -> &'static str {
     match e {
@@ -105,12 +117,41 @@ fn error_location(e: &CallError) -> Option<String> {
 
 impl Pipeline {
     pub fn new(lake: Arc<Lake>, adapter: Adapter) -> Self {
-        Pipeline { lake, adapter, triggers: None }
+        Pipeline { lake, adapter, triggers: None, landed: None }
     }
 
     pub fn with_triggers(mut self, triggers: Option<TriggerHook>) -> Self {
         self.triggers = triggers;
         self
+    }
+
+    pub fn with_landed(mut self, landed: Option<LandedHook>) -> Self {
+        self.landed = landed;
+        self
+    }
+
+    /// The landed events of units about to be committed (`None` without a sink):
+    /// every unit given, also those bronze held already (a retried ingest
+    /// publishes again: at least once).
+    pub fn landed_events<'a>(&self, bronze: impl Iterator<Item = &'a BronzeRow>, silver: &[SilverRow], quarantined: &[QuarantineRow]) -> Option<Vec<LandedEvent>> {
+        self.landed.as_ref()?;
+        let bronze: Vec<&BronzeRow> = bronze.collect();
+        Some(crate::landed::events(&bronze, silver, quarantined))
+    }
+
+    /// Publish `events` once their rows are in the lake: they landed now, through
+    /// this pipeline's adapter.
+    pub async fn publish_landed(&self, events: Option<Vec<LandedEvent>>) -> Result<(), IngestError> {
+        let (Some(hook), Some(mut events)) = (&self.landed, events) else { return Ok(()) };
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = now_micros();
+        for e in &mut events {
+            e.landed_at = e.landed_at.or(Some(now));
+            e.adapter = e.adapter.take().or_else(|| Some(self.adapter.label().to_string()));
+        }
+        hook.publish_retrying(&events, PUBLISH_ATTEMPTS).await.map_err(IngestError::Landed)
     }
 
     /// The runs `units` trigger that are not recorded yet.
@@ -172,10 +213,12 @@ impl Pipeline {
         let mapped = self.map_units(&units).await;
         let report = mapped.report(units.len());
         let runs = self.new_runs(&units, &mapped);
+        let events = self.landed_events(units.iter().map(|u| &u.bronze), &mapped.silver, &mapped.quarantined);
         let (a, b, c) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine(mapped.quarantined), self.record_runs(&runs));
         self.settle(runs, c)?;
         a?;
         b?;
+        self.publish_landed(events).await?;
         Ok(report)
     }
 
@@ -194,10 +237,12 @@ impl Pipeline {
         let mapped = self.map_units(&units).await;
         let report = mapped.report(units.len());
         let runs = self.new_runs(&units, &mapped);
+        let events = self.landed_events(units.iter().map(|u| &u.bronze), &mapped.silver, &mapped.quarantined);
         let (a, b, c) = tokio::join!(self.lake.upsert_silver(mapped.silver), self.lake.quarantine_once(Vec::new(), mapped.quarantined), self.record_runs(&runs));
         self.settle(runs, c)?;
         a?;
         b?;
+        self.publish_landed(events).await?;
         Ok(report)
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ehrgate_lake::Lake;
 use ehrgate_runtime::{Adapter, Registry, Routed};
 
+use crate::landed::LandedHook;
 use crate::pipeline::Pipeline;
 use crate::triggers::TriggerHook;
 
@@ -41,8 +42,9 @@ impl Resolve for HashMap<String, Adapter> {
 #[derive(Clone)]
 pub enum PipelineSource {
     Fixed(Arc<Pipeline>),
-    /// `triggers`: workflow triggers for the units it ingests (file drops in serve).
-    Live { lake: Arc<Lake>, adapters: Arc<dyn Resolve>, name: String, triggers: Option<TriggerHook> },
+    /// `triggers`: workflow triggers for the units it ingests, `landed`: where
+    /// their landed events go (file drops in serve).
+    Live { lake: Arc<Lake>, adapters: Arc<dyn Resolve>, name: String, triggers: Option<TriggerHook>, landed: Option<LandedHook> },
 }
 
 impl PipelineSource {
@@ -50,7 +52,9 @@ impl PipelineSource {
     pub fn current(&self) -> Option<Arc<Pipeline>> {
         match self {
             PipelineSource::Fixed(p) => Some(p.clone()),
-            PipelineSource::Live { lake, adapters, name, triggers } => adapters.resolve(name).map(|a| Arc::new(Pipeline::new(lake.clone(), a).with_triggers(triggers.clone()))),
+            PipelineSource::Live { lake, adapters, name, triggers, landed } => {
+                adapters.resolve(name).map(|a| Arc::new(Pipeline::new(lake.clone(), a).with_triggers(triggers.clone()).with_landed(landed.clone())))
+            }
         }
     }
 

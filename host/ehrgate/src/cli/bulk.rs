@@ -70,11 +70,12 @@ fn plan(cfg: &Config, args: &ExportArgs) -> anyhow::Result<(BulkOptions, String)
 }
 
 /// Runs one export with `runtime`'s adapters and prints progress on stderr.
-async fn run(cfg: &Config, lake: &Arc<Lake>, runtime: &Runtime, connections: &Connections, args: &ExportArgs, quiet: bool) -> anyhow::Result<BulkReport> {
+/// `landed`: where the export's landed events go (`serve` with `[kafka.landed]`).
+async fn run(cfg: &Config, lake: &Arc<Lake>, runtime: &Runtime, connections: &Connections, args: &ExportArgs, quiet: bool, landed: Option<ehrgate_ingest::LandedHook>) -> anyhow::Result<BulkReport> {
     let (opts, adapter_name) = plan(cfg, args)?;
     let conn = connection(connections, cfg, &args.connection)?;
     let adapter = adapters::load_named(runtime, connections, cfg, &adapter_name, Default::default()).await?;
-    let pipeline = Arc::new(Pipeline::new(lake.clone(), adapter));
+    let pipeline = Arc::new(Pipeline::new(lake.clone(), adapter).with_landed(landed));
     let progress = Arc::new(Progress::default());
     let name = args.connection.clone();
     let reporter = (!quiet).then(|| {
@@ -126,7 +127,7 @@ pub async fn export(cfg: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> 
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.eager_batch()).context("opening the lake")?);
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
-    let result = run(cfg, &lake, &runtime, &connections, &args, false).await;
+    let result = run(cfg, &lake, &runtime, &connections, &args, false, None).await;
     drop(runtime);
     drop(connections);
     if let Err(e) = audit_task.await {
@@ -197,11 +198,18 @@ pub async fn status(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
 /// `ehrgate serve`: every job with an interval runs incrementally on that interval,
 /// until `stop` turns true. A failed run is logged and tried again next interval
 /// (an unfinished export is rejoined).
-pub fn schedule(cfg: Arc<Config>, lake: Arc<Lake>, runtime: Arc<Runtime>, connections: Arc<Connections>, stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn schedule(
+    cfg: Arc<Config>,
+    lake: Arc<Lake>,
+    runtime: Arc<Runtime>,
+    connections: Arc<Connections>,
+    landed: Option<ehrgate_ingest::LandedHook>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let jobs: Vec<BulkJob> = cfg.bulk.jobs.iter().filter(|j| j.interval_s.is_some()).cloned().collect();
     let mut tasks = Vec::new();
     for job in jobs {
-        let (cfg, lake, runtime, connections) = (cfg.clone(), lake.clone(), runtime.clone(), connections.clone());
+        let (cfg, lake, runtime, connections, landed) = (cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), landed.clone());
         let mut stop = stop.clone();
         let every = Duration::from_secs(job.interval_s.unwrap_or(3600).max(1));
         eprintln!("ehrgate: bulk export of {} every {} s (incremental)", job.connection, every.as_secs());
@@ -209,7 +217,7 @@ pub fn schedule(cfg: Arc<Config>, lake: Arc<Lake>, runtime: Arc<Runtime>, connec
             let args = ExportArgs { connection: job.connection.clone(), incremental: true, ..Default::default() };
             loop {
                 tokio::select! {
-                    r = run(&cfg, &lake, &runtime, &connections, &args, true) => match r {
+                    r = run(&cfg, &lake, &runtime, &connections, &args, true, landed.clone()) => match r {
                         Ok(r) => eprintln!(
                             "ehrgate: bulk {}: export {} done: {} resources, {} tombstones, {} quarantined in {:.1} s",
                             job.connection, r.export_id, r.figures.resources, r.tombstones, r.figures.quarantined, r.figures.seconds

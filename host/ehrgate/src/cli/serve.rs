@@ -315,11 +315,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
                     "ehrgate: WARNING: landed events topic {topic}: {why}. Units wait in the write-ahead log until it can be written, and once [wal] max_pending of them wait, every listener waits too"
                 ),
             }
-            Some(ehrgate_ingest::LandedHook(sink))
+            Some(ehrgate_ingest::LandedHook::new(sink))
         }
         _ => None,
     };
-    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers: triggers.clone(), landed, ..Default::default() };
+    let flow_cfg = FlowConfig { max_pending: cfg.wal.max_pending.max(1), slow_commit, slow_checkpoint, lake_runtime: Some(lake_rt.handle()), triggers: triggers.clone(), landed: landed.clone(), ..Default::default() };
     let (flow, flow_tasks) = Flow::start(lake.clone(), wal, replay, registry.clone(), flow_cfg).map_err(|e| anyhow::anyhow!("write-ahead log in {}: {e}", cfg.wal.dir.display()))?;
     let stats = flow.stats().clone();
 
@@ -349,7 +349,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             dc.chunk = v;
         }
         dc.pause_before_move = std::env::var("EHRGATE_FAULT_DROP_PAUSE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
-        let source = PipelineSource::Live { lake: lake.clone(), adapters: registry.clone(), name: d.adapter.clone(), triggers: triggers.clone() };
+        let source = PipelineSource::Live { lake: lake.clone(), adapters: registry.clone(), name: d.adapter.clone(), triggers: triggers.clone(), landed: landed.clone() };
         let watcher = DropWatcher::with_source(dc, source)?;
         announce(&format!("ehrgate: drop {} watching {} (adapter {})", d.name, d.dir.display(), d.adapter));
         tasks.push(watcher.spawn(stop_rx.clone()));
@@ -396,12 +396,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             audit: audit.clone(),
             workflows: engine.clone(),
             door: door.clone(),
+            landed: landed.clone(),
         });
         let (bound, task) = ehrgate_admin::start(listener, ac, manager.clone(), audit.clone(), ops, stop_rx.clone())?;
         announce(&format!("ehrgate: admin on http://{bound}"));
         tasks.push(task);
     }
-    tasks.extend(super::bulk::schedule(cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), stop_rx.clone()));
+    tasks.extend(super::bulk::schedule(cfg.clone(), lake.clone(), runtime.clone(), connections.clone(), landed.clone(), stop_rx.clone()));
     if let Some(t) = retention_schedule(&cfg, lake.clone(), stop_rx.clone()) {
         tasks.push(t);
     }

@@ -34,6 +34,7 @@ pub struct ServeOps {
     pub audit: Arc<dyn AuditSink>,
     pub workflows: Option<Arc<ehrgate_workflows::Engine>>,
     pub door: Option<Arc<ehrgate_door::Door>>,
+    pub landed: Option<ehrgate_ingest::LandedHook>,
 }
 
 fn g(a: &AtomicU64) -> u64 {
@@ -47,6 +48,7 @@ fn ms(v: Option<f64>) -> serde_json::Value {
 impl ServeOps {
     fn flow_metrics(&self, reg: &mut Metrics) {
         let s = &self.stats;
+        let landed = |f: fn(&ehrgate_ingest::landed::LandedCounts) -> &AtomicU64| self.landed.as_ref().map_or(0, |h| g(f(&h.counts)));
         let counters: [(&str, &str, u64); 10] = [
             ("units_received", "Units (messages, events) received by the listeners", g(&s.received)),
             ("units_accepted", "Units mapped and acknowledged positively (MLLP AA, webhook 202)", g(&s.accepted)),
@@ -56,8 +58,8 @@ impl ServeOps {
             ("units_replayed", "Units read back from the write-ahead log at start", g(&s.replayed)),
             ("backpressure_waits", "Times a listener waited for room (the lake behind)", g(&s.waits)),
             ("lake_commit_errors", "Failed lake writes (retried; units stay in the log)", g(&s.commit_errors)),
-            ("landed_events_published", "Landed events the bus acknowledged ([kafka.landed])", g(&s.published)),
-            ("landed_event_publish_errors", "Failed attempts to publish a commit's landed events (retried; units stay in the log)", g(&s.publish_errors)),
+            ("landed_events_published", "Landed events the bus acknowledged ([kafka.landed]): listeners, file drops, Bulk Data", landed(|c| &c.published)),
+            ("landed_event_publish_errors", "Failed attempts to publish a group of landed events (retried; nothing is let go before)", landed(|c| &c.errors)),
         ];
         register_counters(reg, &counters);
         reg.register("units_pending", "Units received and stored in the log, not yet committed to the lake", ConstGauge::new(self.pending() as i64));

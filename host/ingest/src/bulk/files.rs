@@ -267,6 +267,9 @@ async fn commit_batch(
     let mut good = Vec::with_capacity(batch.len());
     let mut quarantined: Vec<QuarantineRow> = Vec::new();
     let mut bronze = Vec::with_capacity(batch.len());
+    // Rejected lines bronze holds already (a resumed file): not appended again, but
+    // their landed events are published again.
+    let mut held = Vec::new();
     for (n, raw) in batch {
         match check_line(&raw, expected_type) {
             Ok(ty) => good.push(ctx.unit(key, n, raw, Some(ty))),
@@ -275,6 +278,8 @@ async fn commit_batch(
                 quarantined.push(ctx.pipeline.quarantine_row(&unit, "invalid-ndjson", why, Some(format!("line {n}"))));
                 if !in_bronze.contains(&n) {
                     bronze.push(unit.bronze);
+                } else {
+                    held.push(unit.bronze);
                 }
             }
         }
@@ -302,6 +307,7 @@ async fn commit_batch(
             }
         }
     }
+    let events = ctx.pipeline.landed_events(bronze.iter().chain(&held).chain(good.iter().map(|u| &u.bronze)), &silver, &quarantined);
     // The mapped units' bronze rows move into the bronze batch (no copy of the raw
     // bytes); their text is dropped with them.
     bronze.extend(good.into_iter().filter(|u| !in_bronze.contains(&(line_of(u) as u64))).map(|u| u.bronze));
@@ -315,6 +321,9 @@ async fn commit_batch(
     a?;
     b?;
     c?;
+    // Before the file's progress is saved: a failure leaves the export to be
+    // resumed, and the resumed lines are published again.
+    ctx.pipeline.publish_landed(events).await.map_err(|e| BulkError::Incomplete(e.to_string()))?;
     Progress::add(&ctx.progress.resources, resources);
     Progress::add(&ctx.progress.quarantined, n_quarantined);
     Ok(last)
