@@ -99,8 +99,10 @@ impl LandedHook {
     /// One attempt to publish `events`, counted.
     pub async fn publish(&self, events: &[LandedEvent]) -> Result<(), String> {
         let r = self.sink.publish(events).instrument(tracing::info_span!("landed.publish", events = events.len())).await;
-        let counter = if r.is_ok() { &self.counts.published } else { &self.counts.errors };
-        counter.fetch_add(if r.is_ok() { events.len() as u64 } else { 1 }, Ordering::Relaxed);
+        match &r {
+            Ok(()) => self.counts.published.fetch_add(events.len() as u64, Ordering::Relaxed),
+            Err(_) => self.counts.errors.fetch_add(1, Ordering::Relaxed),
+        };
         r
     }
 
