@@ -410,12 +410,17 @@ pub struct LakeSettings {
     pub commit_age_ms: u64,
     /// Submissions queued per table before producers wait (back-pressure).
     pub queue: usize,
+    /// Write silver tables with deletion vectors: an update marks the row it
+    /// replaces deleted instead of rewriting its file, so a commit costs the same
+    /// however large silver is (docs/tables.md). Readers need deletion-vector
+    /// support (Databricks Runtime 12.2+, Delta Lake 2.3+, delta-rs `scan()`).
+    pub deletion_vectors: bool,
 }
 
 impl Default for LakeSettings {
     fn default() -> Self {
         let d = BatchConfig::default();
-        LakeSettings { commit_rows: d.max_rows, commit_age_ms: d.max_age.as_millis() as u64, queue: d.queue }
+        LakeSettings { commit_rows: d.max_rows, commit_age_ms: d.max_age.as_millis() as u64, queue: d.queue, deletion_vectors: d.deletion_vectors }
     }
 }
 
@@ -427,7 +432,7 @@ impl LakeSettings {
     }
 
     pub fn batch(&self) -> BatchConfig {
-        BatchConfig { max_rows: self.commit_rows.max(1), max_age: Duration::from_millis(self.commit_age_ms), queue: self.queue.max(1), eager: false }
+        BatchConfig { max_rows: self.commit_rows.max(1), max_age: Duration::from_millis(self.commit_age_ms), queue: self.queue.max(1), eager: false, deletion_vectors: self.deletion_vectors }
     }
 }
 

@@ -16,13 +16,16 @@
 //! Schemas are documented in `docs/tables.md`.
 
 pub mod audit;
+mod dv;
 mod error;
+mod id_index;
 mod lake;
 pub mod maintenance;
 pub mod quarantine;
 pub mod removal;
 mod rows;
 mod schema;
+mod silver_dv;
 pub mod sql;
 mod storage;
 mod writer;

@@ -24,7 +24,9 @@ use url::Url;
 use crate::error::LakeError;
 use crate::audit::{self, AuditRow, HEAD_KEY, Head};
 use crate::rows::{self, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
+use crate::id_index::IdIndex;
 use crate::schema::{self, Table};
+use crate::silver_dv::{self, DELETION_VECTORS};
 
 /// When a writer commits.
 #[derive(Debug, Clone, Copy)]
@@ -39,11 +41,15 @@ pub struct BatchConfig {
     /// commit at once whatever is queued, without waiting for `max_age` (rows that
     /// arrive during a commit go together into the next one).
     pub eager: bool,
+    /// Silver tables are written with deletion vectors (`silver_dv.rs`): an update
+    /// marks the row it replaces deleted instead of rewriting its file. Turned on
+    /// for a table once (its protocol goes to reader 3 / writer 7) and not off.
+    pub deletion_vectors: bool,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_rows: 50_000, max_age: Duration::from_millis(500), queue: 64, eager: false }
+        BatchConfig { max_rows: 50_000, max_age: Duration::from_millis(500), queue: 64, eager: false, deletion_vectors: false }
     }
 }
 
@@ -103,6 +109,8 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
     let mut table: Option<DeltaTable> = None;
     // (audit only: the chain's head as of a table version this writer committed)
     let mut audit_head: Option<(u64, Head)> = None;
+    // (silver only, with deletion vectors)
+    let mut index = IdIndex::default();
     let metrics = ehrgate_metrics::table(&path);
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + cfg.max_age;
@@ -132,7 +140,7 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         let span = tracing::info_span!(parent: &parent, "lake.write", table = %path, rows = n);
         let result = match &rows {
             Rows::Audit(r) => append_audit(&path, &url, &options, &mut table, &mut audit_head, r).instrument(span).await,
-            _ => commit(&path, &url, &options, &mut table, rows).instrument(span).await,
+            _ => commit(&path, &url, &options, &mut table, &mut index, cfg.deletion_vectors, rows).instrument(span).await,
         };
         match &result {
             Ok(()) => {
@@ -184,7 +192,16 @@ fn backoff(attempt: usize) -> Duration {
 /// the table state is reloaded and the whole operation runs again, up to
 /// `MAX_ATTEMPTS` times. (A MERGE that keeps losing to a writer that commits
 /// without pause fails in the end: the error reaches the producers; nothing is lost.)
-async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table: &mut Option<DeltaTable>, rows: Rows) -> Result<(), LakeError> {
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    path: &str,
+    url: &Url,
+    options: &HashMap<String, String>,
+    table: &mut Option<DeltaTable>,
+    index: &mut IdIndex,
+    deletion_vectors: bool,
+    rows: Rows,
+) -> Result<(), LakeError> {
     let (batch, partitions, merge) = match &rows {
         Rows::Bronze(t, r) => (rows::bronze_batch(*t, r)?, t.partitions(), false),
         Rows::Silver(r) => (rows::silver_batch(path, &dedupe_newest(r))?, &[][..], true),
@@ -199,7 +216,10 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
     };
     if merge && t.version().is_some() {
         t = add_missing_columns(path, t, &schema::SILVER_ADDED_COLUMNS, silver_added_fields()).await?;
-        t = enable_change_feed(path, t).await?;
+        t = enable_property(path, t, CHANGE_FEED).await?;
+        if deletion_vectors {
+            t = enable_property(path, t, DELETION_VECTORS).await?;
+        }
     }
     if matches!(rows, Rows::Bronze(..)) && t.version().is_some() {
         t = add_missing_columns(path, t, &schema::BRONZE_ADDED_COLUMNS, bronze_added_fields()).await?;
@@ -207,7 +227,9 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
     let mut attempt = 1;
     loop {
         // (operations consume the table; `t` stays as the base for a retry)
-        let result = if merge && t.version().is_some() {
+        let result = if merge && t.version().is_some() && property_on(&t, DELETION_VECTORS) {
+            upsert_by_deletion_vectors(t.clone(), &batch, index).await
+        } else if merge && t.version().is_some() {
             upsert(t.clone(), &batch).await
         } else {
             let mut write = t
@@ -223,7 +245,8 @@ async fn commit(path: &str, url: &Url, options: &HashMap<String, String>, table:
                 // the retry below then reloads the table and writes into it.
                 write = write.with_commit_properties(CommitProperties::default().with_max_retries(0));
                 if merge {
-                    write = write.with_configuration([(CHANGE_FEED, Some("true"))]);
+                    let dv = deletion_vectors.then_some((DELETION_VECTORS, Some("true")));
+                    write = write.with_configuration([(CHANGE_FEED, Some("true"))].into_iter().chain(dv));
                 }
             }
             write.await
@@ -429,25 +452,47 @@ async fn add_missing_columns(path: &str, t: DeltaTable, names: &[&str], fields: 
 /// (Delta's change data feed; docs/tables.md).
 const CHANGE_FEED: &str = "delta.enableChangeDataFeed";
 
-/// A silver table created before the change feed was turned on gets it, in one
-/// commit of its own (the protocol goes to writer version 4). Changes from before
-/// that commit are not in the feed: a reader starts from its version. A concurrent
-/// writer doing the same makes one commit conflict: the table is then reloaded and,
-/// the property being set, left alone.
-async fn enable_change_feed(path: &str, t: DeltaTable) -> Result<DeltaTable, LakeError> {
-    let on = |t: &DeltaTable| t.snapshot().map(|s| s.metadata().configuration().get(CHANGE_FEED).is_some_and(|v| v.eq_ignore_ascii_case("true"))).unwrap_or(true);
-    if on(&t) {
+/// A silver table created before the change feed (or deletion vectors) was turned
+/// on gets it, in one commit of its own (for the change feed the protocol goes to
+/// writer version 4; for deletion vectors to reader 3 / writer 7). Changes from
+/// before that commit are not in the feed: a reader starts from its version. A
+/// concurrent writer doing the same makes one commit conflict: the table is then
+/// reloaded and, the property being set, left alone.
+async fn enable_property(path: &str, t: DeltaTable, property: &str) -> Result<DeltaTable, LakeError> {
+    if property_on(&t, property) {
         return Ok(t);
     }
-    tracing::info!(table = %path, "turning on the change data feed");
-    match t.clone().set_tbl_properties().with_properties(HashMap::from([(CHANGE_FEED.to_string(), "true".to_string())])).await {
+    tracing::info!(table = %path, property, "turning on");
+    match t.clone().set_tbl_properties().with_properties(HashMap::from([(property.to_string(), "true".to_string())])).await {
         Ok(t) => Ok(t),
         Err(e) => {
             let mut t = t;
             t.update_state().await.map_err(|e| LakeError::delta(path, e))?;
-            if on(&t) { Ok(t) } else { Err(LakeError::delta(path, e)) }
+            if property_on(&t, property) { Ok(t) } else { Err(LakeError::delta(path, e)) }
         }
     }
+}
+
+/// Whether the table's `property` is `true` (a table not yet read counts as on).
+fn property_on(t: &DeltaTable, property: &str) -> bool {
+    t.snapshot().map(|s| s.metadata().configuration().get(property).is_some_and(|v| v.eq_ignore_ascii_case("true"))).unwrap_or(true)
+}
+
+/// [`silver_dv::upsert`], with the same debug line as [`upsert`].
+async fn upsert_by_deletion_vectors(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex) -> Result<DeltaTable, DeltaTableError> {
+    let (table, c) = silver_dv::upsert(table, batch, index, writer_properties()).await?;
+    tracing::debug!(
+        lookup_ms = c.lookup_ms,
+        read_ms = c.read_ms,
+        write_ms = c.write_ms,
+        merged_rows = c.replaced,
+        fresh_rows = c.inserted,
+        stale_rows = c.stale,
+        files_touched = c.files_touched,
+        indexed = index.len(),
+        "silver upsert by deletion vectors"
+    );
+    Ok(table)
 }
 
 fn bronze_added_fields() -> Vec<deltalake::kernel::StructField> {

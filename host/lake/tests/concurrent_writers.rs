@@ -103,12 +103,12 @@ fn single_i64(batches: &[RecordBatch], col: usize) -> i64 {
 
 async fn check(storage: Storage) {
     // Bronze: a commit per row.
-    let eager = BatchConfig { max_rows: 1, max_age: Duration::from_millis(1), queue: 4, eager: false };
+    let eager = BatchConfig { max_rows: 1, max_age: Duration::from_millis(1), queue: 4, eager: false, deletion_vectors: false };
     let (a, b) = (Lake::open(storage.clone(), eager).unwrap(), Lake::open(storage.clone(), eager).unwrap());
     tokio::join!(append_bronze(&a, "a"), append_bronze(&b, "b"));
     // Silver: batching as a gateway does (by age), so that the writers collide but
     // are not both committing back to back without pause.
-    let batching = BatchConfig { max_rows: 10_000, max_age: Duration::from_millis(200), queue: 4, eager: false };
+    let batching = BatchConfig { max_rows: 10_000, max_age: Duration::from_millis(200), queue: 4, eager: false, deletion_vectors: false };
     let (a, b) = (Lake::open(storage.clone(), batching).unwrap(), Lake::open(storage.clone(), batching).unwrap());
     tokio::join!(merge_silver(&a, "a"), merge_silver(&b, "b"));
 

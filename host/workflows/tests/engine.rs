@@ -69,7 +69,7 @@ fn run(workflow: &str, id: &str) -> WorkflowRunRow {
 }
 
 fn lake(dir: &std::path::Path) -> Arc<Lake> {
-    Arc::new(Lake::open(Storage::Local { root: dir.join("lake") }, BatchConfig { max_rows: 1000, max_age: Duration::from_millis(20), queue: 16, eager: false }).unwrap())
+    Arc::new(Lake::open(Storage::Local { root: dir.join("lake") }, BatchConfig { max_rows: 1000, max_age: Duration::from_millis(20), queue: 16, eager: false, deletion_vectors: false }).unwrap())
 }
 
 async fn start(engine: &Arc<Engine>, runs: Vec<WorkflowRunRow>) {

@@ -1,0 +1,191 @@
+//! Where each id of a silver table lives: the data file and the row in it, for every
+//! row no deletion vector removes. Built once from the table's `id` column, then
+//! kept current from what each commit changes: the files it adds are read (their
+//! `id` column only), the files it removes are forgotten, and a file whose deletion
+//! vector changed has its vector read again. So an upsert finds the rows its ids
+//! replace without reading the table (`silver_dv.rs`), whatever the table's size.
+//!
+//! In memory: 24 bytes per row (a 128-bit hash of the id, file and row numbers),
+//! about 250 MB for 10 million rows.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::kernel::Add;
+use deltalake::parquet::arrow::ProjectionMask;
+// (ParquetObjectReader is deprecated in favour of a hand-written AsyncFileReader,
+// which would do the same for us)
+#[allow(deprecated)]
+use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use deltalake::{DeltaTable, DeltaTableError, ObjectStore, Path};
+use futures::{StreamExt, TryStreamExt};
+use roaring::RoaringTreemap;
+
+use crate::dv;
+
+/// A 128-bit hash of an id (two SipHash passes): collisions are not expected in
+/// any table size, and the upsert checks the id of every row it replaces anyway.
+type Key = (u64, u64);
+
+fn key(id: &str) -> Key {
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        id.hash(&mut h);
+        h.finish()
+    };
+    (half(0), half(1))
+}
+
+/// A row of a data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Loc {
+    pub file: u32,
+    pub row: u32,
+}
+
+/// A live data file: its `add` action as the table's log has it, and the rows its
+/// deletion vector removes.
+pub(crate) struct FileEntry {
+    pub add: Add,
+    pub deleted: RoaringTreemap,
+}
+
+#[derive(Default)]
+pub(crate) struct IdIndex {
+    /// The table version this reflects.
+    version: Option<u64>,
+    by_path: HashMap<String, u32>,
+    files: HashMap<u32, FileEntry>,
+    next_file: u32,
+    rows: HashMap<Key, Loc>,
+}
+
+/// Files whose `id` column is read at once while catching up.
+const READ_AHEAD: usize = 8;
+
+impl IdIndex {
+    /// Where the live row with `id` is, if the table has one.
+    pub(crate) fn find(&self, id: &str) -> Option<Loc> {
+        let loc = *self.rows.get(&key(id))?;
+        let f = self.files.get(&loc.file)?;
+        (!f.deleted.contains(loc.row as u64)).then_some(loc)
+    }
+
+    pub(crate) fn file(&self, no: u32) -> Option<&FileEntry> {
+        self.files.get(&no)
+    }
+
+    /// A file's new deletion vector, committed by this writer (so that catching up
+    /// does not read it back).
+    pub(crate) fn set_file(&mut self, no: u32, entry: FileEntry) {
+        self.files.insert(no, entry);
+    }
+
+    /// Rows indexed (live or not yet overwritten).
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Catch up with `table`'s current version. On an error the index is left as it
+    /// was, and the next call tries again.
+    pub(crate) async fn catch_up(&mut self, table: &DeltaTable) -> Result<(), DeltaTableError> {
+        let snapshot = table.snapshot()?;
+        let version = snapshot.version();
+        if self.version == Some(version) {
+            return Ok(());
+        }
+        if self.version.is_some_and(|v| v > version) {
+            // (the table was replaced by an older or new one: start again)
+            *self = IdIndex::default();
+        }
+        let store = table.object_store();
+        let mut live = HashSet::new();
+        let mut added = vec![];
+        let mut changed = vec![];
+        for view in snapshot.log_data().iter() {
+            #[allow(deprecated)]
+            let add = view.add_action();
+            match self.by_path.get(&add.path) {
+                Some(&no) => {
+                    live.insert(no);
+                    if self.files[&no].add.deletion_vector != add.deletion_vector {
+                        changed.push((no, add));
+                    }
+                }
+                None => added.push(add),
+            }
+        }
+        let reread: Vec<(u32, FileEntry)> = futures::stream::iter(changed.into_iter().map(|(no, add)| {
+            let store = store.clone();
+            async move { Ok::<_, DeltaTableError>((no, FileEntry { deleted: dv::read(store.as_ref(), add.deletion_vector.as_ref()).await?, add })) }
+        }))
+        .buffered(READ_AHEAD)
+        .try_collect()
+        .await?;
+        let new: Vec<(FileEntry, Vec<Key>)> = futures::stream::iter(added.into_iter().map(|add| {
+            let store = store.clone();
+            async move {
+                let deleted = dv::read(store.as_ref(), add.deletion_vector.as_ref()).await?;
+                let keys = id_keys(store.clone(), &add).await?;
+                Ok::<_, DeltaTableError>((FileEntry { add, deleted }, keys))
+            }
+        }))
+        .buffered(READ_AHEAD)
+        .try_collect()
+        .await?;
+        // (nothing above changed the index: from here on nothing fails)
+        self.files.retain(|no, _| live.contains(no));
+        self.by_path.retain(|_, no| live.contains(no));
+        for (no, entry) in reread {
+            self.files.insert(no, entry);
+        }
+        for (entry, keys) in new {
+            let no = self.next_file;
+            self.next_file += 1;
+            for (row, k) in keys.into_iter().enumerate() {
+                if !entry.deleted.contains(row as u64) {
+                    self.rows.insert(k, Loc { file: no, row: row as u32 });
+                }
+            }
+            self.by_path.insert(entry.add.path.clone(), no);
+            self.files.insert(no, entry);
+        }
+        self.version = Some(version);
+        Ok(())
+    }
+}
+
+/// The hashed ids of a data file, in row order.
+#[allow(deprecated)]
+async fn id_keys(store: std::sync::Arc<dyn ObjectStore>, add: &Add) -> Result<Vec<Key>, DeltaTableError> {
+    let reader = ParquetObjectReader::new(store, Path::from(add.path.as_str())).with_file_size(add.size as u64);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["id"]);
+    let mut stream = builder.with_projection(mask).with_batch_size(8192).build()?;
+    let mut keys = Vec::with_capacity(add.stats.as_ref().map_or(0, |_| 1024));
+    while let Some(batch) = stream.try_next().await? {
+        let col = batch.column_by_name("id").ok_or_else(|| DeltaTableError::Generic(format!("{}: no id column", add.path)))?;
+        match col.data_type() {
+            DataType::Utf8 => keys.extend(col.as_string::<i32>().iter().map(|id| key(id.unwrap_or_default()))),
+            DataType::LargeUtf8 => keys.extend(col.as_string::<i64>().iter().map(|id| key(id.unwrap_or_default()))),
+            DataType::Utf8View => keys.extend(col.as_string_view().iter().map(|id| key(id.unwrap_or_default()))),
+            t => return Err(DeltaTableError::Generic(format!("{}: id column of type {t}", add.path))),
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_by_id_and_agree_for_equal_ids() {
+        assert_eq!(key("a"), key("a"));
+        assert_ne!(key("a"), key("b"));
+        assert_ne!(key("a").0, key("a").1);
+    }
+}
