@@ -16,17 +16,21 @@ use std::time::{Duration, Instant};
 
 use common::gateway::*;
 
-/// A distinct admission per index: its own control id and MRN, so its own Patient.
-fn message(i: usize) -> String {
+/// Message `i` of a run over `patients` patients: its own control id, for patient
+/// `i % patients`. The first message of each patient admits it (A01); a second one
+/// (`i >= patients`) is a later update (A08) renaming it `Upd<n>`.
+fn message(i: usize, patients: usize) -> String {
+    let (p, update) = (i % patients, i >= patients);
+    let (ts, kind, name) = if update { ("20261205020202", "A08", format!("Upd{p}")) } else { ("20261205010101", "A01", format!("Pat{p}")) };
     format!(
-        "MSH|^~\\&|LOAD|HOSP|EHRGATE|HOSP|20261205010101||ADT^A01|G{i}|P|2.5\rEVN|A01|20261205010101\r\
-         PID|1||M{i:07}^^^HOSP^MR||Doe^Pat{i}||19800101|F\rPV1|1|I|W1^101^1\r"
+        "MSH|^~\\&|LOAD|HOSP|EHRGATE|HOSP|{ts}||ADT^{kind}|G{i}|P|2.5\rEVN|{kind}|{ts}\r\
+         PID|1||M{p:07}^^^HOSP^MR||Doe^{name}||19800101|F\rPV1|1|I|W1^101^1\r"
     )
 }
 
 /// Send `queue`'s messages over `connections` connections, one at a time on each,
 /// waiting for each ACK. Returns the indexes not acknowledged (the gateway died).
-fn send(port: u16, queue: Vec<usize>, connections: usize, acked: Arc<AtomicUsize>) -> Vec<usize> {
+fn send(port: u16, queue: Vec<usize>, patients: usize, connections: usize, acked: Arc<AtomicUsize>) -> Vec<usize> {
     let queue = Arc::new(Mutex::new(VecDeque::from(queue)));
     let unacked = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..connections)
@@ -40,7 +44,7 @@ fn send(port: u16, queue: Vec<usize>, connections: usize, acked: Arc<AtomicUsize
                         unacked.lock().unwrap().push(i);
                         continue;
                     };
-                    match exchange(c, &message(i)) {
+                    match exchange(c, &message(i, patients)) {
                         Ok(ack) => {
                             assert!(ack.contains("MSA|AA|"), "message {i} was not accepted: {ack}");
                             acked.fetch_add(1, Ordering::Relaxed);
@@ -98,11 +102,28 @@ fn sql_on(dir: &Path, env: &[(&str, &str)], query: &str) -> serde_json::Value {
 #[test]
 fn three_gateways_on_one_s3_lake_with_one_killed_lose_and_duplicate_nothing() {
     let total: usize = std::env::var("EHRGATE_TEST_GATEWAY_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    three_gateways("gateways", total, total, false);
+}
+
+/// The same with silver written by deletion vectors, and half the messages later
+/// updates (A08) of the other half's patients, in any order over the gateways:
+/// each gateway's id index follows the others' commits, so every patient is in
+/// silver once, as its newer version.
+#[test]
+fn three_gateways_writing_silver_by_deletion_vectors_keep_each_patient_once_and_newest() {
+    three_gateways("gateways-dv", 12_000, 6_000, true);
+}
+
+fn three_gateways(name: &str, total: usize, patients: usize, deletion_vectors: bool) {
     let (_s3, endpoint, env) = ehrgate_testkit::start_s3();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dirs: Vec<WorkDir> = (0..3).map(|g| workdir(&format!("gateways-{g}"))).collect();
+    let dirs: Vec<WorkDir> = (0..3).map(|g| workdir(&format!("{name}-{g}"))).collect();
     for d in &dirs {
         config(&d.0, &storage(&endpoint));
+        if deletion_vectors {
+            let cfg = std::fs::read_to_string(d.0.join("ehrgate.toml")).unwrap();
+            std::fs::write(d.0.join("ehrgate.toml"), cfg.replace("[lake]\n", "[lake]\ndeletion_vectors = true\n")).unwrap();
+        }
     }
     // The gateway to be killed commits only every 3 s, so that it dies holding
     // acknowledged units that are in its log and not yet in the lake.
@@ -120,7 +141,7 @@ fn three_gateways_on_one_s3_lake_with_one_killed_lose_and_duplicate_nothing() {
         .map(|g| {
             let share: Vec<usize> = (0..total).filter(|i| i % 3 == g).collect();
             let (port, acked) = (ports[g], acked[g].clone());
-            std::thread::spawn(move || send(port, share, 4, acked))
+            std::thread::spawn(move || send(port, share, patients, 4, acked))
         })
         .collect();
 
@@ -144,7 +165,7 @@ fn three_gateways_on_one_s3_lake_with_one_killed_lose_and_duplicate_nothing() {
     let replayed: usize = replay.split_whitespace().find_map(|w| w.parse().ok()).unwrap();
     assert!(replayed > 0, "{replay}");
     let port = restarted.port("mllp listener adt");
-    let left = send(port, unacked.clone(), 4, acked[victim].clone());
+    let left = send(port, unacked.clone(), patients, 4, acked[victim].clone());
     assert!(left.is_empty(), "the restarted gateway acknowledged the resent messages");
     gateways[victim] = Some(restarted);
     for g in gateways.into_iter().flatten() {
@@ -159,8 +180,10 @@ fn three_gateways_on_one_s3_lake_with_one_killed_lose_and_duplicate_nothing() {
         unacked.len()
     );
 
-    let silver = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM silver_patient");
-    assert_eq!((silver["n"].as_u64(), silver["ids"].as_u64()), (Some(total as u64), Some(total as u64)), "one patient per message, none twice");
+    let silver = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT id) AS ids, count(*) FILTER (WHERE resource LIKE '%\"Upd%') AS updated FROM silver_patient");
+    let p = Some(patients as u64);
+    assert_eq!((silver["n"].as_u64(), silver["ids"].as_u64()), (p, p), "every patient once: {silver}");
+    assert_eq!(silver["updated"].as_u64(), Some((total - patients) as u64), "each updated patient as its newer version: {silver}");
     let bronze = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT record_id) AS ids, count(DISTINCT control_id) AS messages FROM bronze_hl7_messages");
     assert_eq!(bronze["n"], bronze["ids"], "no bronze record twice: {bronze}");
     assert_eq!(bronze["messages"].as_u64(), Some(total as u64), "every message is in bronze: {bronze}");

@@ -142,6 +142,7 @@ impl IdIndex {
         for (no, entry) in reread {
             self.files.insert(no, entry);
         }
+        self.rows.reserve(new.iter().map(|(_, k)| k.len()).sum());
         for (entry, keys) in new {
             let no = self.next_file;
             self.next_file += 1;

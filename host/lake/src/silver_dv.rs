@@ -46,6 +46,8 @@ const READ_AHEAD: usize = 16;
 /// What one upsert did (for the writer's debug line).
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
+    /// Catching the id index up (at a writer's first commit: building it).
+    pub index_ms: u64,
     pub lookup_ms: u64,
     pub read_ms: u64,
     pub write_ms: u64,
@@ -62,6 +64,8 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let mut counts = Counts::default();
     let started = std::time::Instant::now();
     index.catch_up(&table).await?;
+    counts.index_ms = started.elapsed().as_millis() as u64;
+    let started = std::time::Instant::now();
     let ids = string_column(batch, "id")?;
     // batch rows by the file holding their id
     let mut by_file: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();

@@ -482,6 +482,7 @@ fn property_on(t: &DeltaTable, property: &str) -> bool {
 async fn upsert_by_deletion_vectors(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex) -> Result<DeltaTable, DeltaTableError> {
     let (table, c) = silver_dv::upsert(table, batch, index, writer_properties()).await?;
     tracing::debug!(
+        index_ms = c.index_ms,
         lookup_ms = c.lookup_ms,
         read_ms = c.read_ms,
         write_ms = c.write_ms,

@@ -132,7 +132,20 @@ async fn two_writers_on_one_table_keep_each_id_once_with_its_newest_version() {
     a.upsert_silver(batch(5, 15, "A4", 50)).await.unwrap();
 
     let v = read(&root.join("silver/patient"));
+    assert!(v["dv_rows"].as_u64().unwrap() > 100, "updates marked rows deleted: {v}");
+    // Compaction (`ehrgate lake optimize`) rewrites the files without the deleted
+    // rows; the writers' indexes follow the files it removes and adds.
+    ehrgate_lake::maintenance::optimize(&b).await.unwrap();
+    let compacted = read(&root.join("silver/patient"));
+    assert_eq!(compacted["dv_files"], 0, "{compacted}");
+    assert_eq!(compacted["live"], v["live"]);
+    a.upsert_silver(batch(0, 5, "A5", 60)).await.unwrap();
+    b.upsert_silver(batch(115, 120, "B6", 60)).await.unwrap();
+
+    let v = read(&root.join("silver/patient"));
     let family = |i: usize| match i {
+        0..5 => "A5",
+        115..120 => "B6",
         5..15 => "A4",
         60..120 => "B3",
         25..60 => "A2",
