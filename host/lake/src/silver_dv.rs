@@ -28,7 +28,7 @@ use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use deltalake::parquet::file::metadata::PageIndexPolicy;
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::protocol::DeltaOperation;
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, ObjectStore, Path};
 use futures::{StreamExt, TryStreamExt};
@@ -172,24 +172,30 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         vectors.put(store.as_ref()).await?;
     }
 
-    // the change feed: inserts, and pre and post images of the updates
-    let post = take_rows(batch, &post_rows)?;
-    let inserts = filter_record_batch(batch, &BooleanArray::from(is_new))?;
-    let mut parts = vec![];
-    for old in &pre_images {
-        parts.push(with_change_type(old, "update_preimage")?);
-    }
-    parts.push(with_change_type(&post, "update_postimage")?);
-    parts.push(with_change_type(&inserts, "insert")?);
-    let changes = concat_batches(&parts[0].schema(), &parts)?;
-    actions.push(Action::Cdc(put_change_file(store.as_ref(), &changes, props).await?));
-
-    let operation = DeltaOperation::Merge {
-        predicate: None,
-        merge_predicate: Some("target.id = source.id".into()),
-        matched_predicates: vec![],
-        not_matched_predicates: vec![],
-        not_matched_by_source_predicates: vec![],
+    // The change feed. A commit of new ids only is a plain append: readers derive
+    // its inserts from the files it adds. Otherwise the commit's change file is the
+    // whole feed for its version (readers then ignore its `add`s): the inserts, and
+    // the pre and post images of the updates.
+    let operation = if post_rows.is_empty() {
+        DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None }
+    } else {
+        let post = take_rows(batch, &post_rows)?;
+        let inserts = filter_record_batch(batch, &BooleanArray::from(is_new))?;
+        let mut parts = vec![];
+        for old in &pre_images {
+            parts.push(with_change_type(old, "update_preimage")?);
+        }
+        parts.push(with_change_type(&post, "update_postimage")?);
+        parts.push(with_change_type(&inserts, "insert")?);
+        let changes = concat_batches(&parts[0].schema(), &parts)?;
+        actions.push(Action::Cdc(put_change_file(store.as_ref(), &changes, props).await?));
+        DeltaOperation::Merge {
+            predicate: None,
+            merge_predicate: Some("target.id = source.id".into()),
+            matched_predicates: vec![],
+            not_matched_predicates: vec![],
+            not_matched_by_source_predicates: vec![],
+        }
     };
     let done = CommitBuilder::default()
         .with_actions(actions)
@@ -254,8 +260,12 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, DeltaTabl
 async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, rows: &[u32], schema: &SchemaRef) -> Result<RecordBatch, DeltaTableError> {
     let reader = ParquetObjectReader::new(store, Path::from(add.path.as_str())).with_file_size(add.size as u64);
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional)).await?;
+    let total = builder.metadata().file_metadata().num_rows() as usize;
+    if rows.last().is_some_and(|&r| r as usize >= total) {
+        return Err(DeltaTableError::Generic(format!("silver id index out of step: {} has {total} rows", add.path)));
+    }
     let ranges = rows.iter().map(|&r| r as usize..r as usize + 1);
-    let batches: Vec<RecordBatch> = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges, usize::MAX)).build()?.try_collect().await?;
+    let batches: Vec<RecordBatch> = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges, total)).build()?.try_collect().await?;
     let file_schema = builder_schema(&batches, schema);
     let read = concat_batches(&file_schema, &batches)?;
     if read.num_rows() != rows.len() {

@@ -95,11 +95,13 @@ async fn updates_mark_rows_deleted_and_every_reader_sees_each_id_once_with_its_c
     assert_eq!(protocol, serde_json::json!({"reader": 3, "writer": 7, "reader_features": ["deletionVectors"], "writer_features": ["changeDataFeed", "deletionVectors"]}), "{v}");
     assert_eq!(own_ids(&lake).await, ["p1", "p2", "p3"], "ehrgate's own reader applies the vectors");
 
-    // v3: a delete (a purge) through deltalake's DELETE, on a table with vectors.
+    // v3: new ids only: a plain append (no change file; readers derive the inserts).
+    lake.upsert_silver(vec![patient("p4", "Fourth", 40)]).await.unwrap();
+    // v4: a delete (a purge) through deltalake's DELETE, on a table with vectors.
     let removed = removal::delete_where(&lake, "silver/patient", "id = 'p1'").await.unwrap();
     assert_eq!(removed.rows, 1);
     let v = read(&table);
-    assert_eq!(v["live"], serde_json::json!([row("p2", "deleted"), row("p3", "New")]), "{v}");
+    assert_eq!(v["live"], serde_json::json!([row("p2", "deleted"), row("p3", "New"), row("p4", "Fourth")]), "{v}");
     let expected = serde_json::json!([
         change(0, "insert", "p1", "Admitted"),
         change(0, "insert", "p2", "Other"),
@@ -108,10 +110,11 @@ async fn updates_mark_rows_deleted_and_every_reader_sees_each_id_once_with_its_c
         change(2, "insert", "p3", "New"),
         change(2, "update_postimage", "p2", "deleted"),
         change(2, "update_preimage", "p2", "Other"),
-        change(3, "delete", "p1", "Updated"),
+        change(3, "insert", "p4", "Fourth"),
+        change(4, "delete", "p1", "Updated"),
     ]);
     assert_eq!(v["changes"], expected, "{v}");
-    assert_eq!(own_ids(&lake).await, ["p2", "p3"]);
+    assert_eq!(own_ids(&lake).await, ["p2", "p3", "p4"]);
     let _ = std::fs::remove_dir_all(root.parent().unwrap());
 }
 
