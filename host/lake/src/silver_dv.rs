@@ -19,7 +19,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, new_null_array};
 use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, take};
 use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
-use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, AddCDCFile, Remove};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ArrowWriter;
@@ -197,9 +197,9 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             not_matched_by_source_predicates: vec![],
         }
     };
-    let done = CommitBuilder::default()
+    // (CommitProperties' defaults: a checkpoint every `delta.checkpointInterval` commits)
+    let done = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
         .with_actions(actions)
-        .with_max_retries(0)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
     for (no, entry) in touched {

@@ -160,3 +160,20 @@ async fn two_writers_on_one_table_keep_each_id_once_with_its_newest_version() {
     assert_eq!(own_ids(&a).await.len(), 120);
     let _ = std::fs::remove_dir_all(root.parent().unwrap());
 }
+
+#[tokio::test]
+async fn commits_by_deletion_vectors_write_checkpoints() {
+    let root = root("checkpoint");
+    let lake = lake_at(&root);
+    lake.upsert_silver(vec![patient("p1", "V0", 1), patient("p2", "Other", 1)]).await.unwrap();
+    // (delta.checkpointInterval: 100 by default)
+    for ts in 2..=101 {
+        lake.upsert_silver(vec![patient("p1", &format!("V{ts}"), ts)]).await.unwrap();
+    }
+    let log = root.join("silver/patient/_delta_log");
+    let checkpoints: Vec<_> = std::fs::read_dir(&log).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".checkpoint.")).collect();
+    assert_eq!(checkpoints, ["00000000000000000099.checkpoint.parquet"], "deltalake checkpoints when (version + 1) is a multiple of the interval");
+    let v = read(&root.join("silver/patient"));
+    assert_eq!(v["live"], serde_json::json!([row("p1", "V101"), row("p2", "Other")]), "{v}");
+    let _ = std::fs::remove_dir_all(root.parent().unwrap());
+}
