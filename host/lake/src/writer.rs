@@ -237,7 +237,7 @@ async fn commit(
                 .write(vec![batch.clone()])
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns(partitions.iter().map(|s| s.to_string()))
-                .with_writer_properties(writer_properties());
+                .with_writer_properties(if merge && deletion_vectors { silver_dv_properties() } else { writer_properties() });
             if t.version().is_none() {
                 // This write creates the table. If another writer creates it first,
                 // fail here rather than let deltalake append on top of it (that would
@@ -419,11 +419,24 @@ async fn present_ids(table: &DeltaTable, batch: &RecordBatch) -> Result<HashSet<
 /// dictionary for columns whose values are all different (hashes, ids, raw bytes,
 /// resources): trying one first only costs time on every commit.
 fn writer_properties() -> WriterProperties {
+    writer_properties_builder().build()
+}
+
+/// For silver written by deletion vectors: data pages of at most
+/// [`DV_PAGE_ROWS`] rows, so that reading back a row an update replaces (its pre-image,
+/// through the page index) decodes that many rows per column, not a megabyte.
+fn silver_dv_properties() -> WriterProperties {
+    writer_properties_builder().set_data_page_row_count_limit(DV_PAGE_ROWS).set_write_batch_size(DV_PAGE_ROWS).build()
+}
+
+const DV_PAGE_ROWS: usize = 128;
+
+fn writer_properties_builder() -> deltalake::parquet::file::properties::WriterPropertiesBuilder {
     let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
     for c in ["record_id", "content_hash", "raw", "id", "lineage", "resource", "received_at", "ingested_at", "line"] {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
-    b.build()
+    b
 }
 
 /// A table created before columns were added to its schema gets them (nullable, so
@@ -480,7 +493,7 @@ fn property_on(t: &DeltaTable, property: &str) -> bool {
 
 /// [`silver_dv::upsert`], with the same debug line as [`upsert`].
 async fn upsert_by_deletion_vectors(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex) -> Result<DeltaTable, DeltaTableError> {
-    let (table, c) = silver_dv::upsert(table, batch, index, writer_properties()).await?;
+    let (table, c) = silver_dv::upsert(table, batch, index, silver_dv_properties()).await?;
     tracing::debug!(
         index_ms = c.index_ms,
         lookup_ms = c.lookup_ms,
