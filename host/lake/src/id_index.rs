@@ -89,8 +89,8 @@ impl IdIndex {
         self.rows.len()
     }
 
-    /// Catch up with `table`'s current version. On an error the index is left as it
-    /// was, and the next call tries again.
+    /// Catch up with `table`'s current version. After an error the next call tries
+    /// again (from nothing, if the error came while reading added files).
     pub(crate) async fn catch_up(&mut self, table: &DeltaTable) -> Result<(), DeltaTableError> {
         let snapshot = table.snapshot()?;
         let version = snapshot.version();
@@ -125,7 +125,16 @@ impl IdIndex {
         .buffered(READ_AHEAD)
         .try_collect()
         .await?;
-        let new: Vec<(FileEntry, Vec<Key>)> = futures::stream::iter(added.into_iter().map(|add| {
+        self.files.retain(|no, _| live.contains(no));
+        self.by_path.retain(|_, no| live.contains(no));
+        for (no, entry) in reread {
+            self.files.insert(no, entry);
+        }
+        // The added files' ids go in as each file is read (a first build does not hold
+        // the whole column twice); should a read fail, the index starts again from
+        // nothing at the next call rather than miss a file.
+        self.rows.reserve(added.iter().map(|a| records(a).unwrap_or(0)).sum());
+        let mut new = futures::stream::iter(added.into_iter().map(|add| {
             let store = store.clone();
             async move {
                 let deleted = dv::read(store.as_ref(), add.deletion_vector.as_ref()).await?;
@@ -133,17 +142,15 @@ impl IdIndex {
                 Ok::<_, DeltaTableError>((FileEntry { add, deleted }, keys))
             }
         }))
-        .buffered(READ_AHEAD)
-        .try_collect()
-        .await?;
-        // (nothing above changed the index: from here on nothing fails)
-        self.files.retain(|no, _| live.contains(no));
-        self.by_path.retain(|_, no| live.contains(no));
-        for (no, entry) in reread {
-            self.files.insert(no, entry);
-        }
-        self.rows.reserve(new.iter().map(|(_, k)| k.len()).sum());
-        for (entry, keys) in new {
+        .buffered(READ_AHEAD);
+        while let Some(read) = new.next().await {
+            let (entry, keys) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    *self = IdIndex::default();
+                    return Err(e);
+                }
+            };
             let no = self.next_file;
             self.next_file += 1;
             for (row, k) in keys.into_iter().enumerate() {
@@ -159,6 +166,12 @@ impl IdIndex {
     }
 }
 
+/// A file's row count, from its statistics.
+fn records(add: &Add) -> Option<usize> {
+    let stats: serde_json::Value = serde_json::from_str(add.stats.as_deref()?).ok()?;
+    stats.get("numRecords")?.as_u64().map(|n| n as usize)
+}
+
 /// The hashed ids of a data file, in row order.
 #[allow(deprecated)]
 async fn id_keys(store: std::sync::Arc<dyn ObjectStore>, add: &Add) -> Result<Vec<Key>, DeltaTableError> {
@@ -166,7 +179,7 @@ async fn id_keys(store: std::sync::Arc<dyn ObjectStore>, add: &Add) -> Result<Ve
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), ["id"]);
     let mut stream = builder.with_projection(mask).with_batch_size(8192).build()?;
-    let mut keys = Vec::with_capacity(add.stats.as_ref().map_or(0, |_| 1024));
+    let mut keys = Vec::with_capacity(records(add).unwrap_or(0));
     while let Some(batch) = stream.try_next().await? {
         let col = batch.column_by_name("id").ok_or_else(|| DeltaTableError::Generic(format!("{}: no id column", add.path)))?;
         match col.data_type() {
