@@ -84,6 +84,21 @@ impl IdIndex {
         self.files.insert(no, entry);
     }
 
+    /// A data file this writer committed, with the ids of its rows in order.
+    /// (A file whose statistics count other rows is left for [`IdIndex::catch_up`].)
+    pub(crate) fn add_file(&mut self, add: Add, ids: &[&str]) {
+        if records(&add) != Some(ids.len()) {
+            return;
+        }
+        let no = self.next_file;
+        self.next_file += 1;
+        for (row, id) in ids.iter().enumerate() {
+            self.rows.insert(key(id), Loc { file: no, row: row as u32 });
+        }
+        self.by_path.insert(add.path.clone(), no);
+        self.files.insert(no, FileEntry { add, deleted: RoaringTreemap::new() });
+    }
+
     /// Rows indexed (live or not yet overwritten).
     pub(crate) fn len(&self) -> usize {
         self.rows.len()

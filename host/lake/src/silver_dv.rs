@@ -129,6 +129,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             deletions.push((*no, deleted));
         }
     }
+    let written: Vec<&str> = ids.iter().zip(&write).filter(|(_, w)| **w).map(|(id, _)| *id).collect();
     let data = filter_record_batch(batch, &BooleanArray::from(write))?;
     if data.num_rows() == 0 {
         counts.write_ms = step.elapsed().as_millis() as u64;
@@ -141,7 +142,8 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     // the new rows
     let mut writer = RecordBatchWriter::for_table(&table)?.with_writer_properties(props.clone());
     writer.write(data).await?;
-    let mut actions: Vec<Action> = writer.flush().await?.into_iter().map(Action::Add).collect();
+    let new_files = writer.flush().await?;
+    let mut actions: Vec<Action> = new_files.iter().cloned().map(Action::Add).collect();
 
     // the rows they replace
     let mut vectors = DvFile::new();
@@ -204,6 +206,11 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         .await?;
     for (no, entry) in touched {
         index.set_file(no, entry);
+    }
+    // One new file holds the written rows in order: the index takes them from here
+    // rather than read them back (more files: it reads them when it catches up).
+    if let [file] = &new_files[..] {
+        index.add_file(file.clone(), &written);
     }
     let mut table = table;
     table.update_incremental(Some(done.version())).await?;

@@ -144,6 +144,9 @@ async fn two_writers_on_one_table_keep_each_id_once_with_its_newest_version() {
     assert_eq!(compacted["live"], v["live"]);
     a.upsert_silver(batch(0, 5, "A5", 60)).await.unwrap();
     b.upsert_silver(batch(115, 120, "B6", 60)).await.unwrap();
+    // a row in the middle of a file this writer indexed as it wrote it
+    a.upsert_silver(batch(200, 210, "A7", 70)).await.unwrap();
+    a.upsert_silver(batch(205, 206, "A8", 80)).await.unwrap();
 
     let v = read(&root.join("silver/patient"));
     let family = |i: usize| match i {
@@ -155,9 +158,10 @@ async fn two_writers_on_one_table_keep_each_id_once_with_its_newest_version() {
         0..25 => "B1",
         _ => "A0",
     };
-    let expected: Vec<Value> = (0..120).map(|i| row(&format!("p{i:03}"), family(i))).collect();
+    let mut expected: Vec<Value> = (0..120).map(|i| row(&format!("p{i:03}"), family(i))).collect();
+    expected.extend((200..210).map(|i| row(&format!("p{i:03}"), if i == 205 { "A8" } else { "A7" })));
     assert_eq!(v["live"], serde_json::json!(expected), "{v}");
-    assert_eq!(own_ids(&a).await.len(), 120);
+    assert_eq!(own_ids(&a).await.len(), 130);
     let _ = std::fs::remove_dir_all(root.parent().unwrap());
 }
 
