@@ -55,8 +55,10 @@ pub(crate) struct FileEntry {
 
 #[derive(Default)]
 pub(crate) struct IdIndex {
-    /// The table version this reflects.
+    /// The table version this reflects, and the table's id (a table replaced by a
+    /// new one under the same path starts the index again).
     version: Option<u64>,
+    table_id: Option<String>,
     by_path: HashMap<String, u32>,
     files: HashMap<u32, FileEntry>,
     next_file: u32,
@@ -109,29 +111,38 @@ impl IdIndex {
     pub(crate) async fn catch_up(&mut self, table: &DeltaTable) -> Result<(), DeltaTableError> {
         let snapshot = table.snapshot()?;
         let version = snapshot.version();
+        let table_id = snapshot.metadata().id().to_string();
+        if self.table_id.as_ref().is_some_and(|id| *id != table_id) || self.version.is_some_and(|v| v > version) {
+            // (the table was replaced: start again)
+            *self = IdIndex::default();
+        }
         if self.version == Some(version) {
             return Ok(());
-        }
-        if self.version.is_some_and(|v| v > version) {
-            // (the table was replaced by an older or new one: start again)
-            *self = IdIndex::default();
         }
         let store = table.object_store();
         let mut live = HashSet::new();
         let mut added = vec![];
         let mut changed = vec![];
+        let mut listed = 0;
+        // (only the path and the vector are compared; a file's add is copied only
+        // when it is new or its vector changed)
         for view in snapshot.log_data().iter() {
+            listed += 1;
+            let dv = view.deletion_vector_descriptor();
             #[allow(deprecated)]
-            let add = view.add_action();
-            match self.by_path.get(&add.path) {
+            match self.by_path.get(view.path().as_ref()) {
+                Some(&no) if self.files[&no].add.deletion_vector == dv => {
+                    live.insert(no);
+                }
                 Some(&no) => {
                     live.insert(no);
-                    if self.files[&no].add.deletion_vector != add.deletion_vector {
-                        changed.push((no, add));
-                    }
+                    changed.push((no, view.add_action()));
                 }
-                None => added.push(add),
+                None => added.push(view.add_action()),
             }
+        }
+        if listed == 0 && snapshot.log_data().num_files() > 0 {
+            return Err(DeltaTableError::Generic("silver id index: the table was loaded without its file list".into()));
         }
         let reread: Vec<(u32, FileEntry)> = futures::stream::iter(changed.into_iter().map(|(no, add)| {
             let store = store.clone();
@@ -140,6 +151,13 @@ impl IdIndex {
         .buffered(READ_AHEAD)
         .try_collect()
         .await?;
+        // A vector that no longer hides a row it hid (a RESTORE, a rollback) may have
+        // brought back an id's live row: such a file is read again, like a new one.
+        let (reread, shrunk): (Vec<_>, Vec<_>) = reread.into_iter().partition(|(no, e)| self.files[no].deleted.is_subset(&e.deleted));
+        for (no, e) in shrunk {
+            live.remove(&no);
+            added.push(e.add);
+        }
         self.files.retain(|no, _| live.contains(no));
         self.by_path.retain(|_, no| live.contains(no));
         for (no, entry) in reread {
@@ -177,6 +195,7 @@ impl IdIndex {
             self.files.insert(no, entry);
         }
         self.version = Some(version);
+        self.table_id = Some(table_id);
         Ok(())
     }
 }

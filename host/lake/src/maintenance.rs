@@ -13,15 +13,20 @@ pub struct TableReport {
     pub detail: String,
 }
 
-/// Compact small files in every table.
+/// Compact small files in every table, and rewrite files with deletion vectors
+/// without the rows those hide.
 pub async fn optimize(lake: &Lake) -> Result<Vec<TableReport>, LakeError> {
     let mut out = Vec::new();
     for (path, t) in lake.tables().await? {
-        let (_, metrics) = t.optimize().await.map_err(|e| LakeError::delta(&path, e))?;
-        out.push(TableReport {
-            table: path,
-            detail: format!("{} files removed, {} added", metrics.num_files_removed, metrics.num_files_added),
-        });
+        let (t, metrics) = t.optimize().await.map_err(|e| LakeError::delta(&path, e))?;
+        // (files too large to compact that carry deletion vectors: rewritten without
+        // the rows those hide)
+        let (_, rewritten) = crate::silver_dv::rewrite_hidden(t, None).await.map_err(|e| LakeError::delta(&path, e))?;
+        let mut detail = format!("{} files removed, {} added", metrics.num_files_removed, metrics.num_files_added);
+        if rewritten > 0 {
+            detail.push_str(&format!(", {rewritten} rewritten without the rows their deletion vectors hide"));
+        }
+        out.push(TableReport { table: path, detail });
     }
     Ok(out)
 }

@@ -52,10 +52,11 @@ pub async fn delete_where(lake: &Lake, path: &str, predicate: &str) -> Result<Re
     };
     let before = t.version().map(|v| v as i64).unwrap_or(-1);
     let rows = count_where(lake, path, predicate).await?;
-    if rows == 0 {
-        return Ok(Removal { table: path.to_string(), rows, version_before: before, version_after: before });
-    }
-    let (t, _) = t.delete().with_predicate(predicate.to_string()).await.map_err(|e| LakeError::delta(path, e))?;
+    let t = if rows == 0 { t } else { t.delete().with_predicate(predicate.to_string()).await.map_err(|e| LakeError::delta(path, e))?.0 };
+    // Rows deletion vectors hide (superseded versions, on silver written by deletion
+    // vectors) are not seen by the DELETE: the files hiding matching ones are
+    // rewritten without them, so that the vacuum removes them from storage too.
+    let (t, _) = crate::silver_dv::rewrite_hidden(t, Some(predicate)).await.map_err(|e| LakeError::delta(path, e))?;
     Ok(Removal { table: path.to_string(), rows, version_before: before, version_after: t.version().map(|v| v as i64).unwrap_or(before) })
 }
 

@@ -40,6 +40,28 @@ use crate::id_index::{FileEntry, IdIndex, Loc};
 /// Spark use deletion vectors for their DELETE, UPDATE and MERGE on such a table).
 pub(crate) const DELETION_VECTORS: &str = "delta.enableDeletionVectors";
 
+/// Whether `table` is written by deletion vectors: the property is on, and the
+/// protocol has the reader feature (a table whose property was set by hand without
+/// it goes through the MERGE).
+pub(crate) fn enabled(table: &DeltaTable) -> bool {
+    let Ok(s) = table.snapshot() else { return false };
+    let on = s.metadata().configuration().get(DELETION_VECTORS).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let feature = serde_json::to_value(s.protocol()).ok().is_some_and(|p| {
+        p["readerFeatures"].as_array().is_some_and(|f| f.iter().any(|f| f == "deletionVectors"))
+    });
+    on && feature
+}
+
+const OUT_OF_STEP: &str = "silver id index out of step";
+
+fn out_of_step(detail: String) -> DeltaTableError {
+    DeltaTableError::Generic(format!("{OUT_OF_STEP}: {detail}"))
+}
+
+pub(crate) fn is_out_of_step(e: &DeltaTableError) -> bool {
+    e.to_string().contains(OUT_OF_STEP)
+}
+
 /// Files whose replaced rows are read at once.
 const READ_AHEAD: usize = 16;
 
@@ -87,14 +109,20 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let step = std::time::Instant::now();
     let store = table.object_store();
     let schema = batch.schema();
-    let olds: Vec<(u32, Vec<(u32, usize)>, RecordBatch)> = futures::stream::iter(by_file.into_iter().map(|(no, mut rows)| {
+    for rows in by_file.values_mut() {
         rows.sort_unstable();
+        if rows.windows(2).any(|w| w[0].0 == w[1].0) {
+            // (two ids of one batch found at one row: only a hash collision does that)
+            return Err(out_of_step("two ids at one row".into()));
+        }
+    }
+    let olds: Vec<(u32, Vec<(u32, usize)>, RecordBatch, usize)> = futures::stream::iter(by_file.into_iter().map(|(no, rows)| {
         let add = index.file(no).map(|f| f.add.clone());
         let (store, schema) = (store.clone(), schema.clone());
         async move {
-            let add = add.ok_or_else(|| DeltaTableError::Generic("silver id index names a file it does not hold".into()))?;
-            let old = read_rows(store, &add, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
-            Ok::<_, DeltaTableError>((no, rows, old))
+            let add = add.ok_or_else(|| out_of_step("it names a file it does not hold".into()))?;
+            let (old, total) = read_rows(store, &add, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
+            Ok::<_, DeltaTableError>((no, rows, old, total))
         }
     }))
     .buffered(READ_AHEAD)
@@ -107,13 +135,14 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let mut pre_images = vec![];
     let mut post_rows = vec![];
     let mut deletions: Vec<(u32, Vec<u32>)> = vec![];
-    for (no, rows, old) in &olds {
+    let rows_in: HashMap<u32, usize> = olds.iter().map(|(no, _, _, total)| (*no, *total)).collect();
+    for (no, rows, old, _) in &olds {
         let old_ids = string_column(old, "id")?;
         let mut keep = vec![];
         let mut deleted = vec![];
         for (j, &(row, i)) in rows.iter().enumerate() {
             if old_ids[j] != ids[i] {
-                return Err(DeltaTableError::Generic(format!("silver id index out of step: row {row} of {} holds {:?}, not {:?}", index.file(*no).map_or("?", |f| f.add.path.as_str()), old_ids[j], ids[i])));
+                return Err(out_of_step(format!("row {row} of {} holds {:?}, not {:?}", index.file(*no).map_or("?", |f| f.add.path.as_str()), old_ids[j], ids[i])));
             }
             if newer(batch, i, old, j)? {
                 keep.push(j as u32);
@@ -166,7 +195,8 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             base_row_id: old.add.base_row_id,
             default_row_commit_version: old.add.default_row_commit_version,
         }));
-        let add = Add { deletion_vector: Some(descriptor), data_change: true, stats: old.add.stats.as_deref().map(wide_bounds), ..old.add.clone() };
+        let stats = old.add.stats.as_deref().map(wide_bounds).unwrap_or_else(|| serde_json::json!({"numRecords": rows_in[&no], "tightBounds": false}).to_string());
+        let add = Add { deletion_vector: Some(descriptor), data_change: true, stats: Some(stats), ..old.add.clone() };
         actions.push(Action::Add(add.clone()));
         touched.push((no, FileEntry { add, deleted }));
     }
@@ -262,21 +292,36 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, DeltaTabl
 }
 
 /// Rows `rows` (ascending) of a data file, as `schema` (columns the file lacks,
-/// added to the table after it was written, are null).
+/// added to the table after it was written, are null), and the file's row count.
+async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, rows: &[u32], schema: &SchemaRef) -> Result<(RecordBatch, usize), DeltaTableError> {
+    read_selected(store, add, schema, |total| {
+        if rows.last().is_some_and(|&r| r as usize >= total) {
+            return Err(out_of_step(format!("{} has {total} rows", add.path)));
+        }
+        Ok(rows.iter().map(|&r| r as usize..r as usize + 1).collect())
+    })
+    .await
+}
+
+/// The rows of a data file in the ranges `select` gives for its row count, as
+/// `schema`, and the row count.
 #[allow(deprecated)]
-async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, rows: &[u32], schema: &SchemaRef) -> Result<RecordBatch, DeltaTableError> {
+async fn read_selected(
+    store: Arc<dyn ObjectStore>,
+    add: &Add,
+    schema: &SchemaRef,
+    select: impl FnOnce(usize) -> Result<Vec<std::ops::Range<usize>>, DeltaTableError>,
+) -> Result<(RecordBatch, usize), DeltaTableError> {
     let reader = ParquetObjectReader::new(store, Path::from(add.path.as_str())).with_file_size(add.size as u64);
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional)).await?;
     let total = builder.metadata().file_metadata().num_rows() as usize;
-    if rows.last().is_some_and(|&r| r as usize >= total) {
-        return Err(DeltaTableError::Generic(format!("silver id index out of step: {} has {total} rows", add.path)));
-    }
-    let ranges = rows.iter().map(|&r| r as usize..r as usize + 1);
-    let batches: Vec<RecordBatch> = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges, total)).build()?.try_collect().await?;
+    let ranges = select(total)?;
+    let wanted: usize = ranges.iter().map(|r| r.len()).sum();
+    let batches: Vec<RecordBatch> = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges.into_iter(), total)).build()?.try_collect().await?;
     let file_schema = builder_schema(&batches, schema);
     let read = concat_batches(&file_schema, &batches)?;
-    if read.num_rows() != rows.len() {
-        return Err(DeltaTableError::Generic(format!("{}: read {} rows of {}", add.path, read.num_rows(), rows.len())));
+    if read.num_rows() != wanted {
+        return Err(DeltaTableError::Generic(format!("{}: read {} rows of {wanted}", add.path, read.num_rows())));
     }
     let cols = schema
         .fields()
@@ -287,7 +332,107 @@ async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, rows: &[u32], schema:
             None => Ok(new_null_array(f.data_type(), read.num_rows())),
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    Ok((RecordBatch::try_new(schema.clone(), cols)?, total))
+}
+
+/// Rewrite, without the rows their deletion vectors hide, the files of `table` that
+/// have a vector and, given a `predicate` (SQL over the table's columns), hide a
+/// row matching it. A DELETE reads through the vectors, so without this a purge or
+/// a retention run would leave the superseded versions of what it deleted in files
+/// that stay; compaction (`predicate` None) leaves no hidden rows. The commit
+/// changes no data (`dataChange: false`: nothing in the change feed). Returns the
+/// table and the number of files rewritten.
+pub(crate) async fn rewrite_hidden(table: DeltaTable, predicate: Option<&str>) -> Result<(DeltaTable, usize), DeltaTableError> {
+    let mut table = table;
+    let mut attempt = 1;
+    loop {
+        match rewrite_hidden_once(&table, predicate).await {
+            Ok(None) => return Ok((table, 0)),
+            Ok(Some((t, n))) => return Ok((t, n)),
+            // (another writer changed one of the files meanwhile: again, on its version)
+            Err(e) if attempt < 5 && (matches!(e, DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) || e.to_string().to_lowercase().contains("conflict")) => {
+                attempt += 1;
+                table.update_state().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Result<Option<(DeltaTable, usize)>, DeltaTableError> {
+    let snapshot = table.snapshot()?;
+    #[allow(deprecated)]
+    let with_vectors: Vec<Add> = snapshot.log_data().iter().filter(|v| v.deletion_vector_descriptor().is_some()).map(|v| v.add_action()).collect();
+    if with_vectors.is_empty() {
+        return Ok(None);
+    }
+    let store = table.object_store();
+    let mut writer = RecordBatchWriter::for_table(table)?;
+    let schema = writer.arrow_schema();
+    let mut actions = vec![];
+    let mut rewritten = 0;
+    let now = chrono::Utc::now().timestamp_millis();
+    for add in with_vectors {
+        let deleted = crate::dv::read(store.as_ref(), add.deletion_vector.as_ref()).await?;
+        if let Some(predicate) = predicate {
+            let hidden = |_total: usize| Ok(deleted.iter().map(|r| r as usize..r as usize + 1).collect());
+            let (rows, _) = read_selected(store.clone(), &add, &schema, hidden).await?;
+            if !matches_any(rows, predicate).await? {
+                continue;
+            }
+        }
+        let kept = |total: usize| {
+            let mut ranges = vec![];
+            let mut from = 0;
+            for r in deleted.iter().map(|r| r as usize).filter(|&r| r < total) {
+                if r > from {
+                    ranges.push(from..r);
+                }
+                from = r + 1;
+            }
+            if from < total {
+                ranges.push(from..total);
+            }
+            Ok(ranges)
+        };
+        let (rows, _) = read_selected(store.clone(), &add, &schema, kept).await?;
+        if rows.num_rows() > 0 {
+            writer.write(rows).await?;
+            actions.extend(writer.flush().await?.into_iter().map(|a| Action::Add(Add { data_change: false, ..a })));
+        }
+        actions.push(Action::Remove(Remove {
+            path: add.path.clone(),
+            data_change: false,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: Some(add.partition_values.clone()),
+            size: Some(add.size),
+            tags: add.tags.clone(),
+            deletion_vector: add.deletion_vector.clone(),
+            base_row_id: add.base_row_id,
+            default_row_commit_version: add.default_row_commit_version,
+        }));
+        rewritten += 1;
+    }
+    if rewritten == 0 {
+        return Ok(None);
+    }
+    let operation = DeltaOperation::Optimize { predicate: predicate.map(str::to_string), target_size: 0 };
+    let done = CommitBuilder::from(CommitProperties::default().with_max_retries(0)).with_actions(actions).build(Some(snapshot), table.log_store(), operation).await?;
+    let mut t = table.clone();
+    t.update_incremental(Some(done.version())).await?;
+    Ok(Some((t, rewritten)))
+}
+
+/// Whether any row of `rows` matches `predicate`.
+async fn matches_any(rows: RecordBatch, predicate: &str) -> Result<bool, DeltaTableError> {
+    if rows.num_rows() == 0 {
+        return Ok(false);
+    }
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    ctx.register_batch("hidden", rows)?;
+    let found = ctx.sql(&format!("SELECT 1 FROM hidden WHERE {predicate} LIMIT 1")).await?.collect().await?;
+    Ok(found.iter().any(|b| b.num_rows() > 0))
 }
 
 fn builder_schema(batches: &[RecordBatch], fallback: &SchemaRef) -> SchemaRef {

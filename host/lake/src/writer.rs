@@ -227,7 +227,7 @@ async fn commit(
     let mut attempt = 1;
     loop {
         // (operations consume the table; `t` stays as the base for a retry)
-        let result = if merge && t.version().is_some() && property_on(&t, DELETION_VECTORS) {
+        let result = if merge && t.version().is_some() && silver_dv::enabled(&t) {
             upsert_by_deletion_vectors(t.clone(), &batch, index).await
         } else if merge && t.version().is_some() {
             upsert(t.clone(), &batch).await
@@ -491,9 +491,18 @@ fn property_on(t: &DeltaTable, property: &str) -> bool {
     t.snapshot().map(|s| s.metadata().configuration().get(property).is_some_and(|v| v.eq_ignore_ascii_case("true"))).unwrap_or(true)
 }
 
-/// [`silver_dv::upsert`], with the same debug line as [`upsert`].
+/// [`silver_dv::upsert`], with the same debug line as [`upsert`]. An index found out
+/// of step with the table (a file not as it remembers it) is built again from the
+/// table, once.
 async fn upsert_by_deletion_vectors(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex) -> Result<DeltaTable, DeltaTableError> {
-    let (table, c) = silver_dv::upsert(table, batch, index, silver_dv_properties()).await?;
+    let (table, c) = match silver_dv::upsert(table.clone(), batch, index, silver_dv_properties()).await {
+        Err(e) if silver_dv::is_out_of_step(&e) => {
+            tracing::warn!("{e}: building the silver id index again");
+            *index = IdIndex::default();
+            silver_dv::upsert(table, batch, index, silver_dv_properties()).await?
+        }
+        r => r?,
+    };
     tracing::debug!(
         index_ms = c.index_ms,
         lookup_ms = c.lookup_ms,
