@@ -15,6 +15,7 @@ use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::kernel::Add;
 use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 // (ParquetObjectReader is deprecated in favour of a hand-written AsyncFileReader,
 // which would do the same for us)
 #[allow(deprecated)]
@@ -63,6 +64,8 @@ pub(crate) struct IdIndex {
     files: HashMap<u32, FileEntry>,
     next_file: u32,
     rows: HashMap<Key, Loc>,
+    /// Footers (with page locations) of files whose rows an upsert read.
+    footers: HashMap<u32, ArrowReaderMetadata>,
 }
 
 /// Files whose `id` column is read at once while catching up.
@@ -99,6 +102,16 @@ impl IdIndex {
         }
         self.by_path.insert(add.path.clone(), no);
         self.files.insert(no, FileEntry { add, deleted: RoaringTreemap::new() });
+    }
+
+    pub(crate) fn footer(&self, no: u32) -> Option<ArrowReaderMetadata> {
+        self.footers.get(&no).cloned()
+    }
+
+    pub(crate) fn keep_footer(&mut self, no: u32, footer: ArrowReaderMetadata) {
+        if self.files.contains_key(&no) {
+            self.footers.insert(no, footer);
+        }
     }
 
     /// Rows indexed (live or not yet overwritten).
@@ -160,6 +173,7 @@ impl IdIndex {
         }
         self.files.retain(|no, _| live.contains(no));
         self.by_path.retain(|_, no| live.contains(no));
+        self.footers.retain(|no, _| live.contains(no));
         for (no, entry) in reread {
             self.files.insert(no, entry);
         }

@@ -23,7 +23,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, AddCDCFile, Remove};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ArrowWriter;
-use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use deltalake::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use deltalake::parquet::file::metadata::PageIndexPolicy;
@@ -116,13 +116,14 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             return Err(out_of_step("two ids at one row".into()));
         }
     }
-    let olds: Vec<(u32, Vec<(u32, usize)>, RecordBatch, usize)> = futures::stream::iter(by_file.into_iter().map(|(no, rows)| {
+    let olds: Vec<(u32, Vec<(u32, usize)>, RecordBatch, usize, ArrowReaderMetadata)> = futures::stream::iter(by_file.into_iter().map(|(no, rows)| {
         let add = index.file(no).map(|f| f.add.clone());
+        let meta = index.footer(no);
         let (store, schema) = (store.clone(), schema.clone());
         async move {
             let add = add.ok_or_else(|| out_of_step("it names a file it does not hold".into()))?;
-            let (old, total) = read_rows(store, &add, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
-            Ok::<_, DeltaTableError>((no, rows, old, total))
+            let (old, total, meta) = read_rows(store, &add, meta, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
+            Ok::<_, DeltaTableError>((no, rows, old, total, meta))
         }
     }))
     .buffered(READ_AHEAD)
@@ -135,8 +136,11 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let mut pre_images = vec![];
     let mut post_rows = vec![];
     let mut deletions: Vec<(u32, Vec<u32>)> = vec![];
-    let rows_in: HashMap<u32, usize> = olds.iter().map(|(no, _, _, total)| (*no, *total)).collect();
-    for (no, rows, old, _) in &olds {
+    let rows_in: HashMap<u32, usize> = olds.iter().map(|(no, _, _, total, _)| (*no, *total)).collect();
+    for (no, _, _, _, meta) in &olds {
+        index.keep_footer(*no, meta.clone());
+    }
+    for (no, rows, old, _, _) in &olds {
         let old_ids = string_column(old, "id")?;
         let mut keep = vec![];
         let mut deleted = vec![];
@@ -292,9 +296,10 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, DeltaTabl
 }
 
 /// Rows `rows` (ascending) of a data file, as `schema` (columns the file lacks,
-/// added to the table after it was written, are null), and the file's row count.
-async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, rows: &[u32], schema: &SchemaRef) -> Result<(RecordBatch, usize), DeltaTableError> {
-    read_selected(store, add, schema, |total| {
+/// added to the table after it was written, are null), the file's row count, and
+/// its footer (given, or read) for the next read.
+async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, footer: Option<ArrowReaderMetadata>, rows: &[u32], schema: &SchemaRef) -> Result<(RecordBatch, usize, ArrowReaderMetadata), DeltaTableError> {
+    read_selected(store, add, footer, schema, |total| {
         if rows.last().is_some_and(|&r| r as usize >= total) {
             return Err(out_of_step(format!("{} has {total} rows", add.path)));
         }
@@ -304,16 +309,26 @@ async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, rows: &[u32], schema:
 }
 
 /// The rows of a data file in the ranges `select` gives for its row count, as
-/// `schema`, and the row count.
+/// `schema`, the row count, and the file's footer with its page locations (read
+/// unless given: a file's footer is read once, the pages of a few rows each time).
 #[allow(deprecated)]
 async fn read_selected(
     store: Arc<dyn ObjectStore>,
     add: &Add,
+    footer: Option<ArrowReaderMetadata>,
     schema: &SchemaRef,
     select: impl FnOnce(usize) -> Result<Vec<std::ops::Range<usize>>, DeltaTableError>,
-) -> Result<(RecordBatch, usize), DeltaTableError> {
-    let reader = ParquetObjectReader::new(store, Path::from(add.path.as_str())).with_file_size(add.size as u64);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional)).await?;
+) -> Result<(RecordBatch, usize, ArrowReaderMetadata), DeltaTableError> {
+    let mut reader = ParquetObjectReader::new(store, Path::from(add.path.as_str())).with_file_size(add.size as u64);
+    let footer = match footer {
+        Some(f) => f,
+        None => {
+            // (page locations, for reading a few rows; not the pages' min/max values)
+            let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional).with_column_index_policy(PageIndexPolicy::Skip);
+            ArrowReaderMetadata::load_async(&mut reader, options).await?
+        }
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.clone());
     let total = builder.metadata().file_metadata().num_rows() as usize;
     let ranges = select(total)?;
     let wanted: usize = ranges.iter().map(|r| r.len()).sum();
@@ -332,7 +347,7 @@ async fn read_selected(
             None => Ok(new_null_array(f.data_type(), read.num_rows())),
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
-    Ok((RecordBatch::try_new(schema.clone(), cols)?, total))
+    Ok((RecordBatch::try_new(schema.clone(), cols)?, total, footer))
 }
 
 /// Rewrite, without the rows their deletion vectors hide, the files of `table` that
@@ -376,7 +391,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
         let deleted = crate::dv::read(store.as_ref(), add.deletion_vector.as_ref()).await?;
         if let Some(predicate) = predicate {
             let hidden = |_total: usize| Ok(deleted.iter().map(|r| r as usize..r as usize + 1).collect());
-            let (rows, _) = read_selected(store.clone(), &add, &schema, hidden).await?;
+            let (rows, _, _) = read_selected(store.clone(), &add, None, &schema, hidden).await?;
             if !matches_any(rows, predicate).await? {
                 continue;
             }
@@ -395,7 +410,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
             }
             Ok(ranges)
         };
-        let (rows, _) = read_selected(store.clone(), &add, &schema, kept).await?;
+        let (rows, _, _) = read_selected(store.clone(), &add, None, &schema, kept).await?;
         if rows.num_rows() > 0 {
             writer.write(rows).await?;
             actions.extend(writer.flush().await?.into_iter().map(|a| Action::Add(Add { data_change: false, ..a })));
