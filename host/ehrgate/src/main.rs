@@ -574,11 +574,21 @@ impl GatewayArgs {
 /// Warnings from ehrgate; the Delta libraries are chatty at `warn` about things that
 /// are expected here (no statistics for binary columns, missing tables on first use).
 
+/// See `main`.
+const BLOCKING_THREADS: usize = 8192;
+
 fn main() -> ExitCode {
     let _telemetry = telemetry::init();
     let cli = Cli::parse();
     raise_fd_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // deltalake 1.1.3 scans a table with deletion vectors by starting one blocking
+    // task per file that has one, each waiting for a read that, on a local disk,
+    // needs a blocking thread of its own: with tokio's default of 512 blocking
+    // threads, a scan of more than about 500 such files waits forever. A higher
+    // ceiling (threads are started only as needed) moves that limit; compaction
+    // (`ehrgate lake optimize`) keeps the number of such files down
+    // (docs/tables.md, "Silver by deletion vectors").
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(BLOCKING_THREADS).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

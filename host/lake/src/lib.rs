@@ -22,6 +22,7 @@ mod id_index;
 mod lake;
 pub mod maintenance;
 pub mod quarantine;
+mod props;
 pub mod removal;
 mod rows;
 mod schema;

@@ -18,7 +18,11 @@ pub struct TableReport {
 pub async fn optimize(lake: &Lake) -> Result<Vec<TableReport>, LakeError> {
     let mut out = Vec::new();
     for (path, t) in lake.tables().await? {
-        let (t, metrics) = t.optimize().await.map_err(|e| LakeError::delta(&path, e))?;
+        let mut optimize = t.clone().optimize();
+        if crate::silver_dv::enabled(&t) {
+            optimize = optimize.with_writer_properties(crate::props::silver_dv_properties());
+        }
+        let (t, metrics) = optimize.await.map_err(|e| LakeError::delta(&path, e))?;
         // (files too large to compact that carry deletion vectors: rewritten without
         // the rows those hide)
         let (_, rewritten) = crate::silver_dv::rewrite_hidden(t, None).await.map_err(|e| LakeError::delta(&path, e))?;

@@ -382,7 +382,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
         return Ok(None);
     }
     let store = table.object_store();
-    let mut writer = RecordBatchWriter::for_table(table)?;
+    let mut writer = RecordBatchWriter::for_table(table)?.with_writer_properties(crate::props::silver_dv_properties());
     let schema = writer.arrow_schema();
     let mut actions = vec![];
     let mut rewritten = 0;

@@ -11,9 +11,6 @@ use deltalake::arrow::array::{Array, BooleanArray, RecordBatch, StringArray, Str
 use deltalake::arrow::compute::{filter_record_batch, not};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -25,6 +22,7 @@ use crate::error::LakeError;
 use crate::audit::{self, AuditRow, HEAD_KEY, Head};
 use crate::rows::{self, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
 use crate::id_index::IdIndex;
+use crate::props::{silver_dv_properties, writer_properties};
 use crate::schema::{self, Table};
 use crate::silver_dv::{self, DELETION_VECTORS};
 
@@ -413,30 +411,6 @@ async fn present_ids(table: &DeltaTable, batch: &RecordBatch) -> Result<HashSet<
         }
     }
     Ok(present)
-}
-
-/// Parquet settings for our appends: snappy (deltalake's default), and no
-/// dictionary for columns whose values are all different (hashes, ids, raw bytes,
-/// resources): trying one first only costs time on every commit.
-fn writer_properties() -> WriterProperties {
-    writer_properties_builder().build()
-}
-
-/// For silver written by deletion vectors: data pages of at most
-/// [`DV_PAGE_ROWS`] rows, so that reading back a row an update replaces (its pre-image,
-/// through the page index) decodes that many rows per column, not a megabyte.
-fn silver_dv_properties() -> WriterProperties {
-    writer_properties_builder().set_data_page_row_count_limit(DV_PAGE_ROWS).set_write_batch_size(DV_PAGE_ROWS).build()
-}
-
-const DV_PAGE_ROWS: usize = 128;
-
-fn writer_properties_builder() -> deltalake::parquet::file::properties::WriterPropertiesBuilder {
-    let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
-    for c in ["record_id", "content_hash", "raw", "id", "lineage", "resource", "received_at", "ingested_at", "line"] {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
-    }
-    b
 }
 
 /// A table created before columns were added to its schema gets them (nullable, so
