@@ -187,18 +187,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         let mut deleted = old.deleted.clone();
         deleted.extend(rows.iter().map(|&r| r as u64));
         let descriptor = vectors.push(&deleted)?;
-        actions.push(Action::Remove(Remove {
-            path: old.add.path.clone(),
-            data_change: true,
-            deletion_timestamp: Some(now),
-            extended_file_metadata: Some(true),
-            partition_values: Some(old.add.partition_values.clone()),
-            size: Some(old.add.size),
-            tags: old.add.tags.clone(),
-            deletion_vector: old.add.deletion_vector.clone(),
-            base_row_id: old.add.base_row_id,
-            default_row_commit_version: old.add.default_row_commit_version,
-        }));
+        actions.push(Action::Remove(removal_of(&old.add, true, now)));
         let stats = old.add.stats.as_deref().map(wide_bounds).unwrap_or_else(|| serde_json::json!({"numRecords": rows_in[&no], "tightBounds": false}).to_string());
         let add = Add { deletion_vector: Some(descriptor), data_change: true, stats: Some(stats), ..old.add.clone() };
         actions.push(Action::Add(add.clone()));
@@ -415,18 +404,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
             writer.write(rows).await?;
             actions.extend(writer.flush().await?.into_iter().map(|a| Action::Add(Add { data_change: false, ..a })));
         }
-        actions.push(Action::Remove(Remove {
-            path: add.path.clone(),
-            data_change: false,
-            deletion_timestamp: Some(now),
-            extended_file_metadata: Some(true),
-            partition_values: Some(add.partition_values.clone()),
-            size: Some(add.size),
-            tags: add.tags.clone(),
-            deletion_vector: add.deletion_vector.clone(),
-            base_row_id: add.base_row_id,
-            default_row_commit_version: add.default_row_commit_version,
-        }));
+        actions.push(Action::Remove(removal_of(&add, false, now)));
         rewritten += 1;
     }
     if rewritten == 0 {
@@ -437,6 +415,23 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
     let mut t = table.clone();
     t.update_incremental(Some(done.version())).await?;
     Ok(Some((t, rewritten)))
+}
+
+/// The `remove` of a live file as its `add` names it (its vector included: the
+/// protocol identifies a file by path and vector).
+fn removal_of(add: &Add, data_change: bool, now: i64) -> Remove {
+    Remove {
+        path: add.path.clone(),
+        data_change,
+        deletion_timestamp: Some(now),
+        extended_file_metadata: Some(true),
+        partition_values: Some(add.partition_values.clone()),
+        size: Some(add.size),
+        tags: add.tags.clone(),
+        deletion_vector: add.deletion_vector.clone(),
+        base_row_id: add.base_row_id,
+        default_row_commit_version: add.default_row_commit_version,
+    }
 }
 
 /// Whether any row of `rows` matches `predicate`.
