@@ -54,7 +54,7 @@ fn bitmap(bytes: &[u8]) -> Result<RoaringTreemap, DeltaTableError> {
     if bytes.len() < 4 || u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) != MAGIC {
         return Err(bad("not a RoaringBitmapArray (wrong magic)"));
     }
-    RoaringTreemap::deserialize_from(&bytes[4..]).map_err(|e| bad(e))
+    RoaringTreemap::deserialize_from(&bytes[4..]).map_err(bad)
 }
 
 /// `<prefix><z85 uuid>` -> `<prefix>/deletion_vector_<uuid>.bin` under the table root.
@@ -63,7 +63,7 @@ fn relative_path(encoded: &str) -> Result<Path, DeltaTableError> {
         return Err(bad(format!("path {encoded:?} is too short")));
     }
     let (prefix, id) = encoded.split_at(encoded.len() - Z85_UUID);
-    let uuid = uuid::Uuid::from_slice(&z85::decode(id).map_err(|e| bad(format!("path {encoded:?}: {e}")))?).map_err(|e| bad(e))?;
+    let uuid = uuid::Uuid::from_slice(&z85::decode(id).map_err(|e| bad(format!("path {encoded:?}: {e}")))?).map_err(bad)?;
     let name = format!("deletion_vector_{uuid}.bin");
     Ok(if prefix.is_empty() { Path::from(name) } else { Path::from(format!("{prefix}/{name}")) })
 }
@@ -82,7 +82,7 @@ impl DvFile {
     /// Append `rows`; returns the descriptor an `add` action names it by.
     pub(crate) fn push(&mut self, rows: &RoaringTreemap) -> Result<DeletionVectorDescriptor, DeltaTableError> {
         let mut body = MAGIC.to_le_bytes().to_vec();
-        rows.serialize_into(&mut body).map_err(|e| bad(e))?;
+        rows.serialize_into(&mut body).map_err(bad)?;
         let offset = i32::try_from(self.bytes.len()).map_err(|_| bad("file over 2 GiB"))?;
         let size = i32::try_from(body.len()).map_err(|_| bad("vector over 2 GiB"))?;
         self.bytes.extend((size as u32).to_be_bytes());

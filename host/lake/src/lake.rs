@@ -33,6 +33,11 @@ impl Lake {
         &self.storage
     }
 
+    /// Rows a table's commit gathers at most (`[lake] commit_rows`).
+    pub fn commit_rows(&self) -> usize {
+        self.cfg.max_rows
+    }
+
     fn writer(&self, path: &str) -> Result<WriterHandle, LakeError> {
         let mut w = self.writers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = w.get(path) {

@@ -120,11 +120,13 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         let add = index.file(no).map(|f| f.add.clone());
         let meta = index.footer(no);
         let (store, schema) = (store.clone(), schema.clone());
-        async move {
+        // (each file read on its own task: on every core)
+        let task = tokio::spawn(async move {
             let add = add.ok_or_else(|| out_of_step("it names a file it does not hold".into()))?;
             let (old, total, meta) = read_rows(store, &add, meta, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
             Ok::<_, DeltaTableError>((no, rows, old, total, meta))
-        }
+        });
+        async move { task.await.map_err(|e| DeltaTableError::Generic(format!("silver upsert: reading replaced rows: {e}")))? }
     }))
     .buffered(READ_AHEAD)
     .try_collect()

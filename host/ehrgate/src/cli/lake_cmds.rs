@@ -69,6 +69,14 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
 /// and large, while memory stays bounded.
 const UNITS_PER_CALL: usize = 5_000;
 
+/// Lines of an NDJSON file mapped and committed at once: half a commit's rows
+/// (`[lake] commit_rows`), as a file keeps two batches in flight, so that a silver
+/// commit, whose cost has a part per commit and a part per touched file, gathers
+/// as many rows as allowed. At least 5,000 (the Bulk Data path's batch).
+fn ndjson_batch_lines(lake: &Lake) -> usize {
+    (lake.commit_rows() / 2).max(5_000)
+}
+
 fn is_ndjson(p: &std::path::Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"))
 }
@@ -81,7 +89,7 @@ pub(crate) async fn ingest_files(pipeline: &Arc<Pipeline>, lake: &Arc<Lake>, fil
     if !ndjson.is_empty() {
         let progress = Arc::new(Progress::default());
         let reporter = bulk::report_every(progress.clone(), Duration::from_secs(2), |l| eprintln!("  ndjson: {l}"));
-        let by_type = bulk::ingest_local(pipeline.clone(), lake.clone(), &ndjson, 2, 5_000, progress.clone()).await;
+        let by_type = bulk::ingest_local(pipeline.clone(), lake.clone(), &ndjson, 2, ndjson_batch_lines(lake), progress.clone()).await;
         reporter.abort();
         let by_type = by_type.context("ingesting NDJSON")?;
         let f = progress.figures();
