@@ -69,12 +69,12 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
 /// and large, while memory stays bounded.
 const UNITS_PER_CALL: usize = 5_000;
 
-/// Lines of an NDJSON file mapped and committed at once: half a commit's rows
-/// (`[lake] commit_rows`), as a file keeps two batches in flight, so that a silver
-/// commit, whose cost has a part per commit and a part per touched file, gathers
-/// as many rows as allowed. At least 5,000 (the Bulk Data path's batch).
+/// Lines of an NDJSON file mapped and committed at once: a commit's rows (`[lake]
+/// commit_rows`), so that a silver commit, whose cost has a part per commit and a
+/// part per file it touches, gathers as many rows as allowed. At least 5,000 (the
+/// Bulk Data path's batch).
 fn ndjson_batch_lines(lake: &Lake) -> usize {
-    (lake.commit_rows() / 2).max(5_000)
+    lake.commit_rows().max(5_000)
 }
 
 fn is_ndjson(p: &std::path::Path) -> bool {
