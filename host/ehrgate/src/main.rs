@@ -12,9 +12,9 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc: many threads allocate and free small buffers (lines, rows, Arrow
 /// arrays); glibc's allocator spent a quarter of a bulk ingest in malloc/free and
-/// its arena locks. Built without transparent huge pages (`no_thp`): with them,
-/// the kernel zeroing fresh 2 MB pages was 40% of an ingest into a 10M-row silver
-/// table, and turning them off made it 1.5x faster (docs/tables.md).
+/// its arena locks. Built without transparent huge pages (`no_thp`, and see
+/// `no_huge_pages`): with them, the kernel zeroing fresh 2 MB pages was 40% of an
+/// ingest into a 10M-row silver table; without, it was 1.5x faster (docs/tables.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -567,6 +567,20 @@ fn raise_fd_limit() {
     }
 }
 
+/// No transparent huge pages for this process, whatever the host's setting
+/// (`always` on some distributions): faulting in fresh 2 MB pages, each zeroed by
+/// the kernel, was 40% of an ingest into a 10M-row silver table (docs/tables.md).
+/// What mimalloc does for `MIMALLOC_ALLOW_THP=0`, the setting that was measured.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+            tracing::debug!("could not turn transparent huge pages off for this process");
+        }
+    }
+}
+
 impl GatewayArgs {
     fn remote(&self) -> cli::adapter_admin::Remote {
         cli::adapter_admin::Remote { gateway: self.gateway.clone(), token: self.token.clone() }
@@ -583,6 +597,7 @@ fn main() -> ExitCode {
     let _telemetry = telemetry::init();
     let cli = Cli::parse();
     raise_fd_limit();
+    no_huge_pages();
     // deltalake 1.1.3 scans a table with deletion vectors by starting one blocking
     // task per file that has one, each waiting for a read that, on a local disk,
     // needs a blocking thread of its own: with tokio's default of 512 blocking

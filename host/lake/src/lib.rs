@@ -27,6 +27,7 @@ pub mod removal;
 mod rows;
 mod schema;
 mod silver_dv;
+mod tasks;
 pub mod sql;
 mod storage;
 mod writer;

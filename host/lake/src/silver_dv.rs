@@ -35,6 +35,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::dv::DvFile;
 use crate::id_index::{FileEntry, IdIndex, Loc};
+use crate::tasks::on_own_task;
 
 /// The table property that turns these upserts on (Delta's own: Databricks and
 /// Spark use deletion vectors for their DELETE, UPDATE and MERGE on such a table).
@@ -121,12 +122,11 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         let meta = index.footer(no);
         let (store, schema) = (store.clone(), schema.clone());
         // (each file read on its own task: on every core)
-        let task = tokio::spawn(async move {
+        on_own_task("silver upsert: reading replaced rows", async move {
             let add = add.ok_or_else(|| out_of_step("it names a file it does not hold".into()))?;
             let (old, total, meta) = read_rows(store, &add, meta, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
-            Ok::<_, DeltaTableError>((no, rows, old, total, meta))
-        });
-        async move { task.await.map_err(|e| DeltaTableError::Generic(format!("silver upsert: reading replaced rows: {e}")))? }
+            Ok((no, rows, old, total, meta))
+        })
     }))
     .buffered(READ_AHEAD)
     .try_collect()

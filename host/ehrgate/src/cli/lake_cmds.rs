@@ -71,10 +71,11 @@ const UNITS_PER_CALL: usize = 5_000;
 
 /// Lines of an NDJSON file mapped and committed at once: a commit's rows (`[lake]
 /// commit_rows`), so that a silver commit, whose cost has a part per commit and a
-/// part per file it touches, gathers as many rows as allowed. At least 5,000 (the
-/// Bulk Data path's batch).
+/// part per file it touches, gathers as many rows as allowed; between 5,000 (the
+/// Bulk Data path's batch) and 50,000 (memory: two files, each with batches in
+/// flight; bulk's 32 MiB cap per batch holds too).
 fn ndjson_batch_lines(lake: &Lake) -> usize {
-    lake.commit_rows().max(5_000)
+    lake.commit_rows().clamp(5_000, 50_000)
 }
 
 fn is_ndjson(p: &std::path::Path) -> bool {

@@ -1,0 +1,28 @@
+//! Reads run on their own tasks, so that decoding spreads over every core.
+
+use std::future::Future;
+
+use deltalake::DeltaTableError;
+use tokio::task::JoinHandle;
+
+/// Runs `read` on a task of its own; the returned future gives its result (a panic
+/// in `read` comes back as an error, the writer goes on). Dropping that future (a
+/// stream of reads given up on after an error) stops the task at its next await.
+pub(crate) fn on_own_task<T: Send + 'static>(
+    what: &'static str,
+    read: impl Future<Output = Result<T, DeltaTableError>> + Send + 'static,
+) -> impl Future<Output = Result<T, DeltaTableError>> {
+    let task = Aborting(tokio::spawn(read));
+    async move {
+        let mut task = task;
+        (&mut task.0).await.map_err(|e| DeltaTableError::Generic(format!("{what}: {e}")))?
+    }
+}
+
+struct Aborting<T>(JoinHandle<T>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
