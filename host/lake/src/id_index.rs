@@ -35,8 +35,8 @@ use crate::tasks::on_own_task;
 struct Key(u64, u64);
 
 impl std::hash::Hash for Key {
-    /// A key is a hash already: the map takes its first half as it is (hashing it
-    /// again cost a third of building the index).
+    /// A key is a hash already: the map takes its first half as it is rather than
+    /// hash it again (with the map's default hasher, a second pass over each id).
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.0);
     }
