@@ -36,7 +36,7 @@ struct Key(u64, u64);
 
 impl std::hash::Hash for Key {
     /// A key is a hash already: the map takes its first half as it is rather than
-    /// hash it again (with the map's default hasher, a second pass over each id).
+    /// hash it again.
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.0);
     }
