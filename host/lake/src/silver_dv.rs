@@ -34,7 +34,7 @@ use deltalake::{DeltaTable, DeltaTableError, ObjectStore, Path};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::dv::DvFile;
-use crate::id_index::{FileEntry, IdIndex, Loc};
+use crate::id_index::{CaughtUp, FileEntry, IdIndex, Loc};
 use crate::tasks::on_own_task;
 
 /// The table property that turns these upserts on (Delta's own: Databricks and
@@ -74,6 +74,10 @@ pub(crate) struct Counts {
     pub lookup_ms: u64,
     pub read_ms: u64,
     pub write_ms: u64,
+    /// Merging and storing the id index, when it was due.
+    pub store_ms: u64,
+    pub stored: bool,
+    pub caught_up: CaughtUp,
     pub replaced: usize,
     pub inserted: usize,
     pub stale: usize,
@@ -86,7 +90,7 @@ pub(crate) struct Counts {
 pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex, props: WriterProperties) -> Result<(DeltaTable, Counts), DeltaTableError> {
     let mut counts = Counts::default();
     let started = std::time::Instant::now();
-    index.catch_up(&table).await?;
+    counts.caught_up = index.catch_up(&table).await?;
     counts.index_ms = started.elapsed().as_millis() as u64;
     let started = std::time::Instant::now();
     let ids = string_column(batch, "id")?;
@@ -240,6 +244,14 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let mut table = table;
     table.update_incremental(Some(done.version())).await?;
     counts.write_ms = step.elapsed().as_millis() as u64;
+    let step = std::time::Instant::now();
+    // (the commit has landed: a failure to store the index only costs the next
+    // process a longer build)
+    match index.store_if_due(store.as_ref()).await {
+        Ok(stored) => counts.stored = stored,
+        Err(e) => tracing::warn!("silver id index not stored: {e}"),
+    }
+    counts.store_ms = step.elapsed().as_millis() as u64;
     Ok((table, counts))
 }
 

@@ -226,7 +226,7 @@ async fn commit(
     loop {
         // (operations consume the table; `t` stays as the base for a retry)
         let result = if merge && t.version().is_some() && silver_dv::enabled(&t) {
-            upsert_by_deletion_vectors(t.clone(), &batch, index).await
+            upsert_by_deletion_vectors(path, t.clone(), &batch, index).await
         } else if merge && t.version().is_some() {
             upsert(t.clone(), &batch).await
         } else {
@@ -468,20 +468,27 @@ fn property_on(t: &DeltaTable, property: &str) -> bool {
 /// [`silver_dv::upsert`], with the same debug line as [`upsert`]. An index found out
 /// of step with the table (a file not as it remembers it) is built again from the
 /// table, once.
-async fn upsert_by_deletion_vectors(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex) -> Result<DeltaTable, DeltaTableError> {
+async fn upsert_by_deletion_vectors(path: &str, table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex) -> Result<DeltaTable, DeltaTableError> {
     let (table, c) = match silver_dv::upsert(table.clone(), batch, index, silver_dv_properties()).await {
         Err(e) if silver_dv::is_out_of_step(&e) => {
-            tracing::warn!("{e}: building the silver id index again");
-            *index = IdIndex::default();
+            tracing::warn!("{e}: building the silver id index again, from the table");
+            *index = IdIndex::ignoring_stored();
             silver_dv::upsert(table, batch, index, silver_dv_properties()).await?
         }
         r => r?,
     };
+    let metrics = ehrgate_metrics::table(path);
+    metrics.id_index_rows_loaded.fetch_add(c.caught_up.loaded as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics.id_index_rows_read.fetch_add(c.caught_up.read as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics.id_index_stores.fetch_add(c.stored as u64, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(
         index_ms = c.index_ms,
         lookup_ms = c.lookup_ms,
         read_ms = c.read_ms,
         write_ms = c.write_ms,
+        store_ms = c.store_ms,
+        index_rows_loaded = c.caught_up.loaded,
+        index_rows_read = c.caught_up.read,
         merged_rows = c.replaced,
         fresh_rows = c.inserted,
         stale_rows = c.stale,

@@ -284,6 +284,12 @@ pub struct TableMetrics {
     pub rows: AtomicU64,
     /// Attempts that lost to another writer and were retried on the new version.
     pub conflicts_retried: AtomicU64,
+    /// Silver by deletion vectors: rows of the id index loaded from where it is
+    /// stored beside the table, ids read from data files to build or catch it up,
+    /// and times it was stored.
+    pub id_index_rows_loaded: AtomicU64,
+    pub id_index_rows_read: AtomicU64,
+    pub id_index_stores: AtomicU64,
     /// Each commit, from its rows collected to its version written (retries included).
     pub commit_latency: SharedHistogram,
 }

@@ -88,6 +88,7 @@ impl ServeOps {
 
     fn table_metrics(reg: &mut Metrics) {
         let (mut commits, mut errors, mut rows, mut conflicts, mut latency) = (Labeled::counters(), Labeled::counters(), Labeled::counters(), Labeled::counters(), Labeled::histograms());
+        let (mut loaded, mut read, mut stores) = (Labeled::counters(), Labeled::counters(), Labeled::counters());
         for (path, t) in ehrgate_metrics::tables() {
             let l = [("table", path.as_str())];
             commits.add(&l, Value::Counter(g(&t.commits)));
@@ -95,12 +96,18 @@ impl ServeOps {
             rows.add(&l, Value::Counter(g(&t.rows)));
             conflicts.add(&l, Value::Counter(g(&t.conflicts_retried)));
             latency.add(&l, t.commit_latency.clone());
+            loaded.add(&l, Value::Counter(g(&t.id_index_rows_loaded)));
+            read.add(&l, Value::Counter(g(&t.id_index_rows_read)));
+            stores.add(&l, Value::Counter(g(&t.id_index_stores)));
         }
         reg.register("lake_commits", "Commits that landed, per table", commits);
         reg.register("lake_table_commit_errors", "Commits that failed after the writer's retries, per table", errors);
         reg.register("lake_rows", "Rows in the commits that landed, per table (a MERGE counts the rows it was given)", rows);
         reg.register("lake_conflicts_retried", "Commit attempts that lost to another writer and were retried, per table", conflicts);
         reg.register("lake_commit_duration_seconds", "Commit duration, per table (retries included)", latency);
+        reg.register("lake_id_index_rows_loaded", "Silver by deletion vectors: id index rows loaded from the index stored beside the table, per table", loaded);
+        reg.register("lake_id_index_rows_read", "Silver by deletion vectors: ids read from data files to build or catch up the id index, per table", read);
+        reg.register("lake_id_index_stores", "Silver by deletion vectors: times the id index was stored beside the table, per table", stores);
     }
 
     fn connection_metrics(&self, reg: &mut Metrics) {

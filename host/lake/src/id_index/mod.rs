@@ -1,13 +1,21 @@
 //! Where each id of a silver table lives: the data file and the row in it, for every
-//! row no deletion vector removes. Built once from the table's `id` column, then
-//! kept current from what each commit changes: the files it adds are read (their
-//! `id` column only), the files it removes are forgotten, and a file whose deletion
+//! row no deletion vector removes. Loaded from where a writer last stored it beside
+//! the table ([`persist`]), or else built from the table's `id` column, then kept
+//! current from what each commit changes: the files it adds are read (their `id`
+//! column only), the files it removes are forgotten, and a file whose deletion
 //! vector changed has its vector read again. So an upsert finds the rows its ids
 //! replace without reading the table (`silver_dv.rs`), whatever the table's size.
 //!
-//! In memory: 24 bytes per row (a 128-bit hash of the id, file and row numbers),
-//! 25 to 50 with the map's overhead (its buckets are a power of two): about 420 MB
-//! for 10 million rows.
+//! Two parts: the compact one ([`sorted`]: 24 bytes a row, a 128-bit hash of the
+//! id, file and row numbers, plus a directory of about 1 byte a row), which is
+//! what is stored, and a hash map of the rows indexed since (25 to 50 bytes a row),
+//! merged into the compact part and stored again once it holds an eighth as many
+//! rows ([`IdIndex::store_if_due`]): about 250 MB for 10 million rows.
+
+mod persist;
+mod sorted;
+
+pub(crate) use persist::discard as discard_stored;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -21,17 +29,19 @@ use deltalake::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 // which would do the same for us)
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::{DeltaTable, DeltaTableError, ObjectStore, Path};
 use futures::{StreamExt, TryStreamExt};
 use roaring::RoaringTreemap;
 
 use crate::dv;
 use crate::tasks::on_own_task;
+use sorted::{Entry, Sorted};
 
 /// A 128-bit hash of an id (xxh3): collisions are not expected in any table size,
 /// and the upsert checks the id of every row it replaces anyway. (Two halves, not
 /// a u128, whose 16-byte alignment would pad each map entry from 24 to 32 bytes.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key(u64, u64);
 
 impl std::hash::Hash for Key {
@@ -101,21 +111,50 @@ pub(crate) struct IdIndex {
     by_path: HashMap<String, u32>,
     files: HashMap<u32, FileEntry>,
     next_file: u32,
+    /// The compact part, and the rows indexed since (which win over it).
+    base: Sorted,
     rows: Rows,
     seed: Seed,
     /// Footers (with page locations) of files whose rows an upsert read.
     footers: HashMap<u32, ArrowReaderMetadata>,
+    /// Build from the table even if an index is stored beside it.
+    ignore_stored: bool,
 }
+
+/// What a catch-up took from where (for the table's metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CaughtUp {
+    /// Rows loaded from the stored index.
+    pub loaded: usize,
+    /// Ids read from data files.
+    pub read: usize,
+}
+
+/// The overlay is merged into the compact part and stored once it holds this share
+/// of the compact part's rows (an eighth: storing costs about 1/8 of a write per
+/// row, and a new process reads at most an eighth of the table's ids), and at least
+/// [`STORE_AFTER_ROWS`].
+const STORE_SHARE: usize = 8;
+const STORE_AFTER_ROWS: usize = 1_000;
 
 /// Files whose `id` column is read at once while catching up.
 const READ_AHEAD: usize = 8;
 
 impl IdIndex {
+    /// An index that does not load the one stored beside the table (after it was
+    /// found out of step with the table: the stored one may be why).
+    pub(crate) fn ignoring_stored() -> IdIndex {
+        IdIndex { ignore_stored: true, ..IdIndex::default() }
+    }
+
     /// Where the live row with `id` is, if the table has one.
     pub(crate) fn find(&self, id: &str) -> Option<Loc> {
-        let loc = *self.rows.get(&key(self.seed, id))?;
-        let f = self.files.get(&loc.file)?;
-        (!f.deleted.contains(loc.row as u64)).then_some(loc)
+        let k = key(self.seed, id);
+        let live = |loc: Loc| self.files.get(&loc.file).is_some_and(|f| !f.deleted.contains(loc.row as u64));
+        match self.rows.get(&k) {
+            Some(&loc) if live(loc) => Some(loc),
+            _ => self.base.get(k).filter(|&loc| live(loc)),
+        }
     }
 
     pub(crate) fn file(&self, no: u32) -> Option<&FileEntry> {
@@ -153,25 +192,73 @@ impl IdIndex {
         }
     }
 
-    /// Rows indexed (live or not yet overwritten).
+    /// Rows indexed (live or not yet overwritten; a row indexed again since the
+    /// compact part was made counts twice).
     pub(crate) fn len(&self) -> usize {
-        self.rows.len()
+        self.base.len() + self.rows.len()
+    }
+
+    /// Once the rows indexed since the compact part was made are due
+    /// ([`STORE_SHARE`]): merge them into it, leaving out rows no longer live, and
+    /// store it beside the table (`store` is the table's). Returns whether it did.
+    /// The merge stands even if storing fails (the index is then only in memory).
+    pub(crate) async fn store_if_due(&mut self, store: &dyn ObjectStore) -> Result<bool, DeltaTableError> {
+        let (Some(version), Some(table_id)) = (self.version, self.table_id.clone()) else { return Ok(false) };
+        if self.rows.len() < (self.base.len() / STORE_SHARE).max(STORE_AFTER_ROWS) {
+            return Ok(false);
+        }
+        let mut newer: Vec<Entry> = std::mem::take(&mut self.rows).into_iter().map(|(key, loc)| Entry { key, loc }).collect();
+        newer.sort_unstable_by_key(|e| e.key);
+        // (by file number: a vector rather than a map, looked up once per row)
+        let mut vectors: Vec<Option<&RoaringTreemap>> = vec![None; self.next_file as usize];
+        for (&no, f) in &self.files {
+            vectors[no as usize] = Some(&f.deleted);
+        }
+        let live = |loc: Loc| vectors.get(loc.file as usize).copied().flatten().is_some_and(|d| d.is_empty() || !d.contains(loc.row as u64));
+        self.base = self.base.merge(&newer, live);
+        drop(newer);
+        let bytes = persist::encode(self.seed.0, version, &table_id, self.files.iter().map(|(no, f)| (*no, f)), self.base.entries())?;
+        store.put(&Path::from(persist::PATH), bytes.into()).await?;
+        Ok(true)
+    }
+
+    /// Take the index stored beside the table, if it is this table's (`table_id`).
+    /// Its version is not taken: the catch-up after compares every file with the
+    /// table's.
+    async fn load_stored(&mut self, store: &dyn ObjectStore, table_id: &str) -> usize {
+        let Some(stored) = persist::load(store).await else { return 0 };
+        if stored.table_id != table_id {
+            return 0;
+        }
+        tracing::debug!(version = stored.version, rows = stored.sorted.len(), files = stored.files.len(), "silver id index loaded");
+        self.seed = Seed(stored.seed);
+        for (no, f) in stored.files {
+            self.next_file = self.next_file.max(no + 1);
+            self.by_path.insert(f.add.path.clone(), no);
+            self.files.insert(no, f);
+        }
+        self.base = stored.sorted;
+        self.base.len()
     }
 
     /// Catch up with `table`'s current version. After an error the next call tries
     /// again (from nothing, if the error came while reading added files).
-    pub(crate) async fn catch_up(&mut self, table: &DeltaTable) -> Result<(), DeltaTableError> {
+    pub(crate) async fn catch_up(&mut self, table: &DeltaTable) -> Result<CaughtUp, DeltaTableError> {
         let snapshot = table.snapshot()?;
         let version = snapshot.version();
         let table_id = snapshot.metadata().id().to_string();
         if self.table_id.as_ref().is_some_and(|id| *id != table_id) || self.version.is_some_and(|v| v > version) {
             // (the table was replaced: start again)
-            *self = IdIndex::default();
+            *self = IdIndex { ignore_stored: self.ignore_stored, ..IdIndex::default() };
         }
+        let mut done = CaughtUp::default();
         if self.version == Some(version) {
-            return Ok(());
+            return Ok(done);
         }
         let store = table.object_store();
+        if self.version.is_none() && self.files.is_empty() && !self.ignore_stored {
+            done.loaded = self.load_stored(store.as_ref(), &table_id).await;
+        }
         let mut live = HashSet::new();
         let mut added = vec![];
         let mut changed = vec![];
@@ -235,10 +322,11 @@ impl IdIndex {
             let (entry, keys) = match read {
                 Ok(r) => r,
                 Err(e) => {
-                    *self = IdIndex::default();
+                    *self = IdIndex { ignore_stored: self.ignore_stored, ..IdIndex::default() };
                     return Err(e);
                 }
             };
+            done.read += keys.len();
             let no = self.next_file;
             self.next_file += 1;
             for (row, k) in keys.into_iter().enumerate() {
@@ -251,7 +339,7 @@ impl IdIndex {
         }
         self.version = Some(version);
         self.table_id = Some(table_id);
-        Ok(())
+        Ok(done)
     }
 }
 

@@ -1,0 +1,266 @@
+//! The id index kept beside its table, in `_ehrgate/silver_id_index` (Delta readers
+//! and vacuums, delta-rs's and Spark's, leave directories starting with `_` alone),
+//! so that a new process loads it and catches up from there instead of reading
+//! every id of the table. It is a cache: checked on load (its table's id, a
+//! checksum) and compared file by file with the table's current version (what a
+//! catch-up does anyway); anything that does not fit is read from the table.
+//!
+//! Layout (little-endian): `EHRGIDX1`; the hash seed (u64); the table version it
+//! was written at (u64); the table's id; the files (count, then for each its
+//! number, its `add` action as JSON and the rows its deletion vector removes,
+//! serialised as a RoaringTreemap); the entries (count, then 24 bytes each: the key's
+//! halves, file number, row), ascending by key; a CRC-32 of all that. Strings and
+//! blobs are a u32 length and the bytes. Ids are only there as seeded hashes.
+
+use deltalake::kernel::Add;
+use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::{DeltaTableError, ObjectStore, Path};
+use roaring::RoaringTreemap;
+
+use super::sorted::{Entry, Sorted};
+use super::{FileEntry, Key, Loc};
+
+pub(crate) const PATH: &str = "_ehrgate/silver_id_index";
+const MAGIC: &[u8; 8] = b"EHRGIDX1";
+
+/// An index as read back.
+pub(crate) struct Stored {
+    pub seed: u64,
+    pub version: u64,
+    pub table_id: String,
+    pub files: Vec<(u32, FileEntry)>,
+    pub sorted: Sorted,
+}
+
+pub(crate) fn encode<'a>(
+    seed: u64,
+    version: u64,
+    table_id: &str,
+    files: impl Iterator<Item = (u32, &'a FileEntry)>,
+    entries: &[Entry],
+) -> Result<Vec<u8>, DeltaTableError> {
+    let mut out = Vec::with_capacity(64 + entries.len() * 24);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&seed.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
+    blob(&mut out, table_id.as_bytes());
+    let files: Vec<_> = files.collect();
+    out.extend_from_slice(&(files.len() as u32).to_le_bytes());
+    for (no, f) in files {
+        out.extend_from_slice(&no.to_le_bytes());
+        blob(
+            &mut out,
+            &serde_json::to_vec(&f.add)
+                .map_err(|e| DeltaTableError::Generic(format!("silver id index: {e}")))?,
+        );
+        let mut vector = Vec::with_capacity(f.deleted.serialized_size());
+        f.deleted
+            .serialize_into(&mut vector)
+            .map_err(|e| DeltaTableError::Generic(format!("silver id index: {e}")))?;
+        blob(&mut out, &vector);
+    }
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.key.0.to_le_bytes());
+        out.extend_from_slice(&e.key.1.to_le_bytes());
+        out.extend_from_slice(&e.loc.file.to_le_bytes());
+        out.extend_from_slice(&e.loc.row.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
+    let (body, crc) = bytes
+        .split_at_checked(bytes.len().saturating_sub(4))
+        .ok_or("empty")?;
+    if crc.len() != 4
+        || crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes"))
+    {
+        return Err("checksum mismatch".into());
+    }
+    let mut r = Reader(body);
+    if r.take(8)? != MAGIC {
+        return Err("not an id index (or another format's)".into());
+    }
+    let seed = r.u64()?;
+    let version = r.u64()?;
+    let table_id = String::from_utf8(r.blob()?.to_vec()).map_err(|_| "table id not UTF-8")?;
+    let mut files = vec![];
+    for _ in 0..r.u32()? {
+        let no = r.u32()?;
+        let add: Add = serde_json::from_slice(r.blob()?).map_err(|e| format!("file {no}: {e}"))?;
+        let deleted =
+            RoaringTreemap::deserialize_from(r.blob()?).map_err(|e| format!("file {no}: {e}"))?;
+        files.push((no, FileEntry { add, deleted }));
+    }
+    let n = r.u64()? as usize;
+    let raw = r.take(n.checked_mul(24).ok_or("entry count")?)?;
+    if !r.0.is_empty() {
+        return Err("bytes after the entries".into());
+    }
+    let u64_at =
+        |c: &[u8], at: usize| u64::from_le_bytes(c[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at =
+        |c: &[u8], at: usize| u32::from_le_bytes(c[at..at + 4].try_into().expect("4 bytes"));
+    let entries: Vec<Entry> = raw
+        .chunks_exact(24)
+        .map(|c| Entry {
+            key: Key(u64_at(c, 0), u64_at(c, 8)),
+            loc: Loc {
+                file: u32_at(c, 16),
+                row: u32_at(c, 20),
+            },
+        })
+        .collect();
+    if !entries.windows(2).all(|w| w[0].key < w[1].key) {
+        return Err("entries out of order".into());
+    }
+    Ok(Stored {
+        seed,
+        version,
+        table_id,
+        files,
+        sorted: Sorted::from_sorted(entries),
+    })
+}
+
+/// The stored index of the table `store` holds, if there is one that reads.
+pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
+    let bytes = match store.get(&Path::from(PATH)).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    match bytes {
+        Ok(b) => decode(&b)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "silver id index: {PATH} does not read ({e}); reading the ids from the table"
+                )
+            })
+            .ok(),
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => None,
+        Err(e) => {
+            tracing::warn!(
+                "silver id index: {PATH} does not read ({e}); reading the ids from the table"
+            );
+            None
+        }
+    }
+}
+
+/// Remove the stored index (after a purge: no hash of a purged id stays behind).
+pub(crate) async fn discard(store: &dyn ObjectStore) -> Result<(), DeltaTableError> {
+    match store.delete(&Path::from(PATH)).await {
+        Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn blob(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or("cut short")?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn blob(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(path: &str) -> Add {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "partitionValues": {}, "size": 10, "modificationTime": 1, "dataChange": true,
+            "stats": "{\"numRecords\":3}"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_back_what_it_wrote_and_refuses_a_damaged_copy() {
+        let mut deleted = RoaringTreemap::new();
+        deleted.insert(1);
+        let files = [
+            (
+                0u32,
+                FileEntry {
+                    add: add("a.parquet"),
+                    deleted,
+                },
+            ),
+            (
+                7,
+                FileEntry {
+                    add: add("b.parquet"),
+                    deleted: RoaringTreemap::new(),
+                },
+            ),
+        ];
+        let entries = vec![
+            Entry {
+                key: Key(1, 2),
+                loc: Loc { file: 0, row: 0 },
+            },
+            Entry {
+                key: Key(1, 3),
+                loc: Loc { file: 7, row: 2 },
+            },
+            Entry {
+                key: Key(u64::MAX, 0),
+                loc: Loc { file: 0, row: 2 },
+            },
+        ];
+        let bytes = encode(
+            42,
+            9,
+            "table-1",
+            files.iter().map(|(n, f)| (*n, f)),
+            &entries,
+        )
+        .unwrap();
+        let got = decode(&bytes).unwrap();
+        assert_eq!(
+            (got.seed, got.version, got.table_id.as_str()),
+            (42, 9, "table-1")
+        );
+        assert_eq!(got.sorted.entries(), &entries[..]);
+        assert_eq!(got.files.len(), 2);
+        assert_eq!(got.files[0].1.add, files[0].1.add);
+        assert_eq!(got.files[0].1.deleted, files[0].1.deleted);
+        assert_eq!(got.files[1].0, 7);
+        // one bit flipped anywhere, or the end cut off: refused
+        for at in [0, 9, 20, bytes.len() / 2, bytes.len() - 30, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            assert!(decode(&bad).is_err(), "flipped at {at}");
+        }
+        assert!(decode(&bytes[..bytes.len() - 24]).is_err());
+        assert!(decode(&[]).is_err());
+    }
+}
