@@ -15,7 +15,7 @@ pub(crate) fn writer_properties() -> WriterProperties {
 /// data pages of at most [`DV_PAGE_ROWS`] rows, so that reading back a row an update
 /// replaces (its pre-image, through the page locations) decodes that many rows per
 /// column, not a megabyte's worth.
-/// Their ids are written uncompressed: every id index build (`id_index.rs`) reads
+/// Their ids are written uncompressed: every id index build (`id_index/`) reads
 /// all of them, and snappy shortens random ids (UUIDs) by only about a tenth
 /// (100,000 UUIDs: 3.57 MB against 4.00 MB).
 pub(crate) fn silver_dv_properties() -> WriterProperties {

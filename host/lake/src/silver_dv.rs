@@ -1,7 +1,7 @@
 //! Silver upserts by deletion vectors (merge-on-read), for silver tables with
 //! `delta.enableDeletionVectors`: a newer version of a stored id is appended with
 //! the new rows, and the row it replaces is marked deleted in its file's deletion
-//! vector instead of the file being rewritten. The id index (`id_index.rs`) says
+//! vector instead of the file being rewritten. The id index (`id_index/`) says
 //! where each id's row is, so a commit reads only the rows it replaces (their pre
 //! images, for the version check and the change feed) and writes only the new rows,
 //! one deletion-vector file and one change file: its cost follows the batch, not the
