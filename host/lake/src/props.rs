@@ -12,21 +12,30 @@ pub(crate) fn writer_properties() -> WriterProperties {
 }
 
 /// For silver written by deletion vectors (its upserts, and compaction's rewrites):
-/// data pages of at most [`DV_PAGE_ROWS`] rows, so that reading back a row an update
-/// replaces (its pre-image, through the page locations) decodes that many rows per
-/// column, not a megabyte's worth.
+/// data pages of at most [`DV_PAGE_ROWS`] rows, and of the `resource` column (JSON,
+/// hundreds of bytes a row) about [`DV_PAGE_BYTES`], so that reading back a row an
+/// update replaces (its pre-image, through the page locations) decompresses and
+/// decodes a few dozen rows per column, not a megabyte's worth. (A page ends at
+/// the first write batch of [`DV_BATCH_ROWS`] that takes it past its limits.) No
+/// column has a dictionary: a reader of one row of a column chunk decodes its whole
+/// dictionary page first (up to a megabyte for columns of distinct values, such as
+/// a Patient's `patient_ref`).
 /// Their ids are written uncompressed: every id index build (`id_index/`) reads
 /// all of them, and snappy shortens random ids (UUIDs) by only about a tenth
 /// (100,000 UUIDs: 3.57 MB against 4.00 MB).
 pub(crate) fn silver_dv_properties() -> WriterProperties {
     builder()
+        .set_dictionary_enabled(false)
         .set_data_page_row_count_limit(DV_PAGE_ROWS)
-        .set_write_batch_size(DV_PAGE_ROWS)
+        .set_data_page_size_limit(DV_PAGE_BYTES)
+        .set_write_batch_size(DV_BATCH_ROWS)
         .set_column_compression(ColumnPath::from("id"), Compression::UNCOMPRESSED)
         .build()
 }
 
 const DV_PAGE_ROWS: usize = 128;
+const DV_PAGE_BYTES: usize = 8 * 1024;
+const DV_BATCH_ROWS: usize = 32;
 
 fn builder() -> WriterPropertiesBuilder {
     let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);

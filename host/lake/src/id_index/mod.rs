@@ -7,7 +7,7 @@
 //! replace without reading the table (`silver_dv.rs`), whatever the table's size.
 //!
 //! Two parts: the compact one ([`sorted`]: 24 bytes a row, a 128-bit hash of the
-//! id, file and row numbers, plus a directory of about 1 byte a row), which is
+//! id, file and row numbers, plus a directory of 1 to 2 bytes a row), which is
 //! what is stored, and a hash map of the rows indexed since (25 to 50 bytes a row),
 //! merged into the compact part and stored again once it holds an eighth as many
 //! rows ([`IdIndex::store_if_due`]): about 250 MB for 10 million rows.
@@ -226,11 +226,12 @@ impl IdIndex {
     /// Its version is not taken: the catch-up after compares every file with the
     /// table's.
     async fn load_stored(&mut self, store: &dyn ObjectStore, table_id: &str) -> usize {
+        let started = std::time::Instant::now();
         let Some(stored) = persist::load(store).await else { return 0 };
         if stored.table_id != table_id {
             return 0;
         }
-        tracing::debug!(version = stored.version, rows = stored.sorted.len(), files = stored.files.len(), "silver id index loaded");
+        tracing::debug!(version = stored.version, rows = stored.sorted.len(), files = stored.files.len(), ms = started.elapsed().as_millis() as u64, "silver id index loaded");
         self.seed = Seed(stored.seed);
         for (no, f) in stored.files {
             self.next_file = self.next_file.max(no + 1);

@@ -104,18 +104,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
         |c: &[u8], at: usize| u64::from_le_bytes(c[at..at + 8].try_into().expect("8 bytes"));
     let u32_at =
         |c: &[u8], at: usize| u32::from_le_bytes(c[at..at + 4].try_into().expect("4 bytes"));
-    let entries: Vec<Entry> = raw
-        .chunks_exact(24)
-        .map(|c| Entry {
-            key: Key(u64_at(c, 0), u64_at(c, 8)),
-            loc: Loc {
-                file: u32_at(c, 16),
-                row: u32_at(c, 20),
-            },
-        })
-        .collect();
-    if !entries.windows(2).all(|w| w[0].key < w[1].key) {
-        return Err("entries out of order".into());
+    let mut entries = Vec::with_capacity(n);
+    let mut last: Option<Key> = None;
+    for c in raw.chunks_exact(24) {
+        let e = Entry { key: Key(u64_at(c, 0), u64_at(c, 8)), loc: Loc { file: u32_at(c, 16), row: u32_at(c, 20) } };
+        if last.is_some_and(|k| k >= e.key) {
+            return Err("entries out of order".into());
+        }
+        last = Some(e.key);
+        entries.push(e);
     }
     Ok(Stored {
         seed,

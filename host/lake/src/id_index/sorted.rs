@@ -1,8 +1,8 @@
 //! The id index's compact part: entries sorted by key, found through a directory of
 //! the keys' top bits (keys are hashes, so evenly spread: a few entries per slot).
-//! 24 bytes an entry and 4 per slot (a slot for every four entries or so), built
-//! by merging rather than inserting, and stored as it is in memory
-//! ([`super::persist`]).
+//! 24 bytes an entry and 4 per slot (a slot for every two to four entries), built
+//! by merging rather than inserting; the entries are what is stored
+//! ([`super::persist`]), the directory is made again on loading.
 
 use super::{Key, Loc};
 
@@ -25,18 +25,17 @@ impl Sorted {
     /// `entries` must be ascending by key, with no key twice.
     pub(crate) fn from_sorted(entries: Vec<Entry>) -> Sorted {
         debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
-        // (a slot for about every four entries, at most 2^24 slots: 64 MiB)
+        // (a slot for every two to four entries, at most 2^24 slots: 64 MiB)
         let bits = (entries.len() / 4).max(1).ilog2().min(23) + 1;
         let slots = 1usize << bits;
-        let mut dir = Vec::with_capacity(slots + 1);
-        let mut at = 0usize;
-        for t in 0..slots as u64 {
-            while at < entries.len() && top(entries[at].key, bits) < t {
-                at += 1;
-            }
-            dir.push(at as u32);
+        // (entries per slot, then summed up: the first entry of each slot)
+        let mut dir = vec![0u32; slots + 1];
+        for e in &entries {
+            dir[top(e.key, bits) as usize + 1] += 1;
         }
-        dir.push(entries.len() as u32);
+        for t in 1..=slots {
+            dir[t] += dir[t - 1];
+        }
         Sorted { entries, dir, bits }
     }
 
