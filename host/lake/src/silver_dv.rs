@@ -251,8 +251,34 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         Ok(stored) => counts.stored = stored,
         Err(e) => tracing::warn!("silver id index not stored: {e}"),
     }
+    // A purge that ran while the index was being stored may have discarded the
+    // stored copy before this one landed, with hashes of the ids it deleted: then
+    // this one goes too.
+    if counts.stored {
+        match deleted_since(&table, done.version()).await {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Err(e) = crate::id_index::discard_stored(store.as_ref()).await {
+                    tracing::warn!("silver id index stored during a purge, not removed: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("silver id index stored: could not check for a purge since ({e})"),
+        }
+    }
     counts.store_ms = step.elapsed().as_millis() as u64;
     Ok((table, counts))
+}
+
+/// Whether a DELETE (a purge, a retention run) committed to `table` after `version`.
+async fn deleted_since(table: &DeltaTable, version: u64) -> Result<bool, DeltaTableError> {
+    let mut latest = table.clone();
+    latest.update_incremental(None).await?;
+    let newer = latest.version().unwrap_or(version).saturating_sub(version);
+    if newer == 0 {
+        return Ok(false);
+    }
+    let commits: Vec<_> = latest.history(Some(newer as usize)).try_collect().await?;
+    Ok(commits.iter().any(|c| c.operation.as_deref() == Some("DELETE")))
 }
 
 /// `name` as strings (silver's ids and the rows read back are plain or view strings).

@@ -472,6 +472,10 @@ async fn upsert_by_deletion_vectors(path: &str, table: DeltaTable, batch: &Recor
     let (table, c) = match silver_dv::upsert(table.clone(), batch, index, silver_dv_properties()).await {
         Err(e) if silver_dv::is_out_of_step(&e) => {
             tracing::warn!("{e}: building the silver id index again, from the table");
+            // (the stored copy may be why: no process loads it again)
+            if let Err(e) = crate::id_index::discard_stored(table.object_store().as_ref()).await {
+                tracing::warn!("silver id index: the stored copy was not removed: {e}");
+            }
             *index = IdIndex::ignoring_stored();
             silver_dv::upsert(table, batch, index, silver_dv_properties()).await?
         }

@@ -119,6 +119,9 @@ pub(crate) struct IdIndex {
     footers: HashMap<u32, ArrowReaderMetadata>,
     /// Build from the table even if an index is stored beside it.
     ignore_stored: bool,
+    /// The files came from the stored index: their `add` actions are taken from
+    /// the table at the next catch-up (the table's, not a copy's, go into commits).
+    adds_from_store: bool,
 }
 
 /// What a catch-up took from where (for the table's metrics).
@@ -209,14 +212,32 @@ impl IdIndex {
         }
         let mut newer: Vec<Entry> = std::mem::take(&mut self.rows).into_iter().map(|(key, loc)| Entry { key, loc }).collect();
         newer.sort_unstable_by_key(|e| e.key);
-        // (by file number: a vector rather than a map, looked up once per row)
-        let mut vectors: Vec<Option<&RoaringTreemap>> = vec![None; self.next_file as usize];
-        for (&no, f) in &self.files {
-            vectors[no as usize] = Some(&f.deleted);
+        // The live files are numbered again from 0 (numbers would otherwise grow
+        // with every commit for the life of the table); a row's file is found by
+        // binary search among them.
+        let mut numbers: Vec<u32> = self.files.keys().copied().collect();
+        numbers.sort_unstable();
+        let vectors: Vec<&RoaringTreemap> = numbers.iter().map(|no| &self.files[no].deleted).collect();
+        let live = |loc: Loc| {
+            let at = numbers.binary_search(&loc.file).ok()?;
+            let d = vectors[at];
+            (d.is_empty() || !d.contains(loc.row as u64)).then_some(Loc { file: at as u32, row: loc.row })
+        };
+        let merged = self.base.merge(&newer, live);
+        drop((newer, vectors));
+        self.base = merged;
+        let mut files = HashMap::with_capacity(numbers.len());
+        let mut footers = HashMap::new();
+        for (at, no) in numbers.iter().enumerate() {
+            files.insert(at as u32, self.files.remove(no).expect("listed"));
+            if let Some(f) = self.footers.remove(no) {
+                footers.insert(at as u32, f);
+            }
         }
-        let live = |loc: Loc| vectors.get(loc.file as usize).copied().flatten().is_some_and(|d| d.is_empty() || !d.contains(loc.row as u64));
-        self.base = self.base.merge(&newer, live);
-        drop(newer);
+        self.by_path = files.iter().map(|(no, f)| (f.add.path.clone(), *no)).collect();
+        self.files = files;
+        self.footers = footers;
+        self.next_file = numbers.len() as u32;
         let bytes = persist::encode(self.seed.0, version, &table_id, self.files.iter().map(|(no, f)| (*no, f)), self.base.entries())?;
         store.put(&Path::from(persist::PATH), bytes.into()).await?;
         Ok(true)
@@ -233,6 +254,7 @@ impl IdIndex {
         }
         tracing::debug!(version = stored.version, rows = stored.sorted.len(), files = stored.files.len(), ms = started.elapsed().as_millis() as u64, "silver id index loaded");
         self.seed = Seed(stored.seed);
+        self.adds_from_store = true;
         for (no, f) in stored.files {
             self.next_file = self.next_file.max(no + 1);
             self.by_path.insert(f.add.path.clone(), no);
@@ -273,6 +295,9 @@ impl IdIndex {
             match self.by_path.get(view.path().as_ref()) {
                 Some(&no) if self.files[&no].add.deletion_vector == dv => {
                     live.insert(no);
+                    if self.adds_from_store {
+                        self.files.get_mut(&no).expect("listed").add = view.add_action();
+                    }
                 }
                 Some(&no) => {
                     live.insert(no);
@@ -340,6 +365,7 @@ impl IdIndex {
         }
         self.version = Some(version);
         self.table_id = Some(table_id);
+        self.adds_from_store = false;
         Ok(done)
     }
 }

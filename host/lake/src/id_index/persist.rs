@@ -87,12 +87,24 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
     let seed = r.u64()?;
     let version = r.u64()?;
     let table_id = String::from_utf8(r.blob()?.to_vec()).map_err(|_| "table id not UTF-8")?;
-    let mut files = vec![];
-    for _ in 0..r.u32()? {
+    // (files are numbered 0..count, each once, each path once: a stored index's
+    // numbers are made so)
+    let count = r.u32()? as usize;
+    let mut files: Vec<(u32, FileEntry)> = vec![];
+    let mut numbered = vec![false; count.min(body.len())];
+    let mut paths = std::collections::HashSet::new();
+    for _ in 0..count {
         let no = r.u32()?;
+        if numbered.get(no as usize).is_none_or(|&seen| seen) {
+            return Err(format!("file number {no} out of place"));
+        }
+        numbered[no as usize] = true;
         let add: Add = serde_json::from_slice(r.blob()?).map_err(|e| format!("file {no}: {e}"))?;
         let deleted =
             RoaringTreemap::deserialize_from(r.blob()?).map_err(|e| format!("file {no}: {e}"))?;
+        if !paths.insert(add.path.clone()) {
+            return Err(format!("{} listed twice", add.path));
+        }
         files.push((no, FileEntry { add, deleted }));
     }
     let n = r.u64()? as usize;
@@ -110,6 +122,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
         let e = Entry { key: Key(u64_at(c, 0), u64_at(c, 8)), loc: Loc { file: u32_at(c, 16), row: u32_at(c, 20) } };
         if last.is_some_and(|k| k >= e.key) {
             return Err("entries out of order".into());
+        }
+        if e.loc.file as usize >= count {
+            return Err(format!("an entry in file {}, not listed", e.loc.file));
         }
         last = Some(e.key);
         entries.push(e);
@@ -212,7 +227,7 @@ mod tests {
                 },
             ),
             (
-                7,
+                1,
                 FileEntry {
                     add: add("b.parquet"),
                     deleted: RoaringTreemap::new(),
@@ -226,7 +241,7 @@ mod tests {
             },
             Entry {
                 key: Key(1, 3),
-                loc: Loc { file: 7, row: 2 },
+                loc: Loc { file: 1, row: 2 },
             },
             Entry {
                 key: Key(u64::MAX, 0),
@@ -250,7 +265,7 @@ mod tests {
         assert_eq!(got.files.len(), 2);
         assert_eq!(got.files[0].1.add, files[0].1.add);
         assert_eq!(got.files[0].1.deleted, files[0].1.deleted);
-        assert_eq!(got.files[1].0, 7);
+        assert_eq!(got.files[1].0, 1);
         // one bit flipped anywhere, or the end cut off: refused
         for at in [0, 9, 20, bytes.len() / 2, bytes.len() - 30, bytes.len() - 1] {
             let mut bad = bytes.clone();
@@ -259,5 +274,17 @@ mod tests {
         }
         assert!(decode(&bytes[..bytes.len() - 24]).is_err());
         assert!(decode(&[]).is_err());
+        // well formed, checksum and all, but not as this writer makes them: file
+        // numbers out of place, a path twice, an entry in an unlisted file
+        let refused = |files: &[(u32, &FileEntry)], entries: &[Entry]| {
+            let bytes = encode(42, 9, "table-1", files.iter().copied(), entries).unwrap();
+            decode(&bytes).err().unwrap_or_default()
+        };
+        let (a, b) = (&files[0].1, &files[1].1);
+        assert!(refused(&[(0, a), (7, b)], &entries[..1]).contains("out of place"));
+        assert!(refused(&[(0, a), (0, b)], &entries[..1]).contains("out of place"));
+        assert!(refused(&[(u32::MAX, a)], &[]).contains("out of place"));
+        assert!(refused(&[(0, a), (1, a)], &entries[..1]).contains("twice"));
+        assert!(refused(&[(0, a)], &entries).contains("not listed"));
     }
 }

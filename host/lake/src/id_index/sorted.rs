@@ -58,26 +58,25 @@ impl Sorted {
         &self.entries
     }
 
-    /// This and `newer` (ascending, no key twice) as one, leaving out the entries
-    /// `keep` refuses; where both hold a key, `newer`'s entry, unless refused.
-    pub(crate) fn merge(&self, newer: &[Entry], keep: impl Fn(Loc) -> bool) -> Sorted {
+    /// This and `newer` (ascending, no key twice) as one, each entry's place as
+    /// `keep` gives it, leaving out those it refuses (None); where both hold a key,
+    /// `newer`'s entry, unless refused.
+    pub(crate) fn merge(&self, newer: &[Entry], keep: impl Fn(Loc) -> Option<Loc>) -> Sorted {
         let mut out = Vec::with_capacity(self.entries.len() + newer.len());
+        let place = |e: &Entry| keep(e.loc).map(|loc| Entry { key: e.key, loc });
         let (mut a, mut b) = (self.entries.iter().peekable(), newer.iter().peekable());
         loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x.key < y.key => a.next(),
+            let kept = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.key < y.key => a.next().and_then(place),
                 (Some(x), Some(y)) if x.key == y.key => {
                     let older = a.next();
-                    b.next().filter(|e| keep(e.loc)).or(older)
+                    b.next().and_then(place).or_else(|| older.and_then(place))
                 }
-                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next().and_then(place),
+                (Some(_), None) => a.next().and_then(place),
                 (None, None) => break,
             };
-            let e = *next.expect("peeked");
-            if keep(e.loc) {
-                out.push(e);
-            }
+            out.extend(kept);
         }
         Sorted::from_sorted(out)
     }
@@ -156,7 +155,7 @@ mod tests {
         newer.sort_by_key(|e| e.key);
         newer.dedup_by_key(|e| e.key);
         // (file 4 is gone: nothing points there)
-        let merged = base.merge(&newer, |l| l.file != 4);
+        let merged = base.merge(&newer, |l| (l.file != 4).then_some(l));
         for (i, e) in old.iter().enumerate() {
             let want = if i % 10 == 0 { 2 } else { 1 };
             assert_eq!(merged.get(e.key).map(|l| l.file), Some(want));
@@ -166,12 +165,17 @@ mod tests {
         }
         assert!(merged.entries().windows(2).all(|w| w[0].key < w[1].key));
         // a file left out
-        let without = base.merge(&newer, |l| l.file != 1);
+        let without = base.merge(&newer, |l| (l.file != 1).then_some(l));
         assert_eq!(without.len(), newer.len());
         // where the newer entry is refused, the older one stands
-        let older = base.merge(&newer, |l| l.file != 2);
+        let older = base.merge(&newer, |l| (l.file != 2).then_some(l));
         for e in &old {
             assert_eq!(older.get(e.key), Some(e.loc));
+        }
+        // entries are placed where `keep` says (files numbered again)
+        let moved = base.merge(&[], |l| Some(Loc { file: l.file + 10, ..l }));
+        for e in &old {
+            assert_eq!(moved.get(e.key), Some(Loc { file: 11, ..e.loc }));
         }
     }
 }
