@@ -12,8 +12,9 @@ pub(crate) fn writer_properties() -> WriterProperties {
 }
 
 /// For silver written by deletion vectors (its upserts, and compaction's rewrites):
-/// data pages of at most [`DV_PAGE_ROWS`] rows, and of the `resource` column (JSON,
-/// hundreds of bytes a row) about [`DV_PAGE_BYTES`], so that reading back a row an
+/// data pages of at most [`DV_PAGE_ROWS`] rows and about [`DV_PAGE_BYTES`] (the
+/// byte limit, in effect, cuts the `resource` column's: JSON, hundreds of bytes a
+/// row), so that reading back a row an
 /// update replaces (its pre-image, through the page locations) decompresses and
 /// decodes a few dozen rows per column, not a megabyte's worth. (A page ends at
 /// the first write batch of [`DV_BATCH_ROWS`] that takes it past its limits.) No

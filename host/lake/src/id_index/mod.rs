@@ -57,8 +57,9 @@ fn key(seed: Seed, id: &str) -> Key {
     Key(h as u64, (h >> 64) as u64)
 }
 
-/// The seed of an index's id hash: random per index, so that ids made to collide
-/// in the map (a hostile feed slowing every lookup) cannot be worked out ahead.
+/// The seed of an index's id hash: random when an index is first built (then
+/// stored with it), so that ids made to collide in the map (a hostile feed slowing
+/// every lookup) cannot be worked out ahead by whoever cannot read the lake.
 #[derive(Debug, Clone, Copy)]
 struct Seed(u64);
 
