@@ -57,11 +57,14 @@ pub async fn delete_where(lake: &Lake, path: &str, predicate: &str) -> Result<Re
     // vectors) are not seen by the DELETE: the files hiding matching ones are
     // rewritten without them, so that the vacuum removes them from storage too.
     let (t, _) = crate::silver_dv::rewrite_hidden(t, Some(predicate)).await.map_err(|e| LakeError::delta(path, e))?;
-    // The id index stored beside a silver table holds hashes of its ids: it goes
-    // (whatever this run deleted: an earlier run may have deleted the rows and
-    // failed after), and the next writer builds it again from what is left. (A
-    // writer that stores one while this runs deletes it again: `silver_dv.rs`.)
-    crate::id_index::discard_stored(t.object_store().as_ref()).await.map_err(|e| LakeError::delta(path, e))?;
+    // The id index stored beside a silver table written by deletion vectors holds
+    // hashes of its ids: it goes (whatever this run deleted: an earlier run may
+    // have deleted the rows and failed after), and the next writer builds it again
+    // from what is left. (A writer that stores one while this runs deletes it
+    // again: `silver_dv.rs`.)
+    if crate::silver_dv::enabled(&t) {
+        crate::id_index::discard_stored(t.object_store().as_ref()).await.map_err(|e| LakeError::delta(path, e))?;
+    }
     Ok(Removal { table: path.to_string(), rows, version_before: before, version_after: t.version().map(|v| v as i64).unwrap_or(before) })
 }
 

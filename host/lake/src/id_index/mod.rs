@@ -151,6 +151,11 @@ impl IdIndex {
         IdIndex { ignore_stored: true, ..IdIndex::default() }
     }
 
+    /// Forget everything (keeping whether the stored index is to be ignored).
+    fn start_again(&mut self) {
+        *self = IdIndex { ignore_stored: self.ignore_stored, ..IdIndex::default() };
+    }
+
     /// Where the live row with `id` is, if the table has one.
     pub(crate) fn find(&self, id: &str) -> Option<Loc> {
         let k = key(self.seed, id);
@@ -273,7 +278,7 @@ impl IdIndex {
         let table_id = snapshot.metadata().id().to_string();
         if self.table_id.as_ref().is_some_and(|id| *id != table_id) || self.version.is_some_and(|v| v > version) {
             // (the table was replaced: start again)
-            *self = IdIndex { ignore_stored: self.ignore_stored, ..IdIndex::default() };
+            self.start_again();
         }
         let mut done = CaughtUp::default();
         if self.version == Some(version) {
@@ -349,7 +354,7 @@ impl IdIndex {
             let (entry, keys) = match read {
                 Ok(r) => r,
                 Err(e) => {
-                    *self = IdIndex { ignore_stored: self.ignore_stored, ..IdIndex::default() };
+                    self.start_again();
                     return Err(e);
                 }
             };

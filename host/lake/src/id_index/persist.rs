@@ -140,26 +140,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
 
 /// The stored index of the table `store` holds, if there is one that reads.
 pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
-    let bytes = match store.get(&Path::from(PATH)).await {
-        Ok(got) => got.bytes().await,
-        Err(e) => Err(e),
+    let read = match store.get(&Path::from(PATH)).await {
+        Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => return None,
+        Err(e) => Err(e.to_string()),
     };
-    match bytes {
-        Ok(b) => decode(&b)
-            .inspect_err(|e| {
-                tracing::warn!(
-                    "silver id index: {PATH} does not read ({e}); reading the ids from the table"
-                )
-            })
-            .ok(),
-        Err(deltalake::ObjectStoreError::NotFound { .. }) => None,
-        Err(e) => {
-            tracing::warn!(
-                "silver id index: {PATH} does not read ({e}); reading the ids from the table"
-            );
-            None
-        }
-    }
+    read.and_then(|b| decode(&b))
+        .inspect_err(|e| tracing::warn!("silver id index: {PATH} does not read ({e}); reading the ids from the table"))
+        .ok()
 }
 
 /// Remove the stored index (after a purge: no hash of a purged id stays behind).
