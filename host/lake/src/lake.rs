@@ -50,6 +50,21 @@ impl Lake {
         Ok(h)
     }
 
+    /// Start the writers of the silver tables that exist, so that those written by
+    /// deletion vectors load or build their id index now, in the background,
+    /// rather than at their first commit (`[lake] deletion_vectors`; otherwise
+    /// nothing to do). Each index then takes its memory from the start.
+    pub async fn warm_silver(&self) -> Result<usize, LakeError> {
+        if !self.cfg.deletion_vectors {
+            return Ok(0);
+        }
+        let types = self.silver_types().await?;
+        for ty in &types {
+            self.writer(&schema::silver_path(ty))?;
+        }
+        Ok(types.len())
+    }
+
     /// Queue rows for `path` and wait until they are committed. Waits (back-pressure)
     /// while the table's queue is full.
     async fn submit(&self, path: &str, rows: Rows) -> Result<(), LakeError> {

@@ -82,6 +82,8 @@ pub(crate) struct Counts {
     pub inserted: usize,
     pub stale: usize,
     pub files_touched: usize,
+    /// Delta commits made (an upsert with new ids and updates makes two).
+    pub commits: usize,
 }
 
 /// Upsert `batch` (silver rows, one per id) into `table`. Fails without changing
@@ -107,8 +109,6 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             None => true,
         })
         .collect();
-    // (rows to write: the new ids, and below the newer versions of stored ones)
-    let mut write = is_new.clone();
     counts.lookup_ms = started.elapsed().as_millis() as u64;
 
     let step = std::time::Instant::now();
@@ -158,7 +158,6 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
                 keep.push(j as u32);
                 deleted.push(row);
                 post_rows.push(i as u32);
-                write[i] = true;
             } else {
                 counts.stale += 1;
             }
@@ -168,81 +167,49 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             deletions.push((*no, deleted));
         }
     }
-    let written: Vec<&str> = ids.iter().zip(&write).filter(|(_, w)| **w).map(|(id, _)| *id).collect();
-    let data = filter_record_batch(batch, &BooleanArray::from(write))?;
-    if data.num_rows() == 0 {
-        counts.write_ms = step.elapsed().as_millis() as u64;
-        return Ok((table, counts));
-    }
     counts.replaced = post_rows.len();
-    counts.inserted = data.num_rows() - post_rows.len();
+    counts.inserted = is_new.iter().filter(|n| **n).count();
     counts.files_touched = deletions.len();
-
-    // the new rows
-    let mut writer = RecordBatchWriter::for_table(&table)?.with_writer_properties(props.clone());
-    writer.write(data).await?;
-    let new_files = writer.flush().await?;
-    let mut actions: Vec<Action> = new_files.iter().cloned().map(Action::Add).collect();
-
-    // the rows they replace
-    let mut vectors = DvFile::new();
-    let mut touched = vec![];
-    let now = chrono::Utc::now().timestamp_millis();
-    for (no, rows) in deletions {
-        let old = index.file(no).expect("read above");
-        let mut deleted = old.deleted.clone();
-        deleted.extend(rows.iter().map(|&r| r as u64));
-        let descriptor = vectors.push(&deleted)?;
-        actions.push(Action::Remove(removal_of(&old.add, true, now)));
-        let stats = old.add.stats.as_deref().map(wide_bounds).unwrap_or_else(|| serde_json::json!({"numRecords": rows_in[&no], "tightBounds": false}).to_string());
-        let add = Add { deletion_vector: Some(descriptor), data_change: true, stats: Some(stats), ..old.add.clone() };
-        actions.push(Action::Add(add.clone()));
-        touched.push((no, FileEntry { add, deleted }));
+    let mut table = table;
+    let mut last = None;
+    // New ids go in a commit of their own, a plain append: readers of the change
+    // feed take its inserts from the files it adds. (In a commit with updates, the
+    // change file is the whole feed for its version: the inserts would be written
+    // twice, as data and as changes.)
+    if counts.inserted > 0 {
+        let inserts = filter_record_batch(batch, &BooleanArray::from(is_new.clone()))?;
+        let new_ids: Vec<&str> = ids.iter().zip(&is_new).filter(|(_, n)| **n).map(|(id, _)| *id).collect();
+        let append = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let (t, v) = commit_rows(table, index, New { rows: inserts, ids: &new_ids }, vec![], &rows_in, None, append, &props).await?;
+        (table, last) = (t, Some(v));
+        counts.commits += 1;
     }
-    if !vectors.is_empty() {
-        vectors.put(store.as_ref()).await?;
-    }
-
-    // The change feed. A commit of new ids only is a plain append: readers derive
-    // its inserts from the files it adds. Otherwise the commit's change file is the
-    // whole feed for its version (readers then ignore its `add`s): the inserts, and
-    // the pre and post images of the updates.
-    let operation = if post_rows.is_empty() {
-        DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None }
-    } else {
+    // The newer versions of stored ids: the new rows, the old ones deleted by
+    // vector, and a change file with the pre and post images.
+    if counts.replaced > 0 {
         let post = take_rows(batch, &post_rows)?;
-        let inserts = filter_record_batch(batch, &BooleanArray::from(is_new))?;
+        let post_ids: Vec<&str> = post_rows.iter().map(|&i| ids[i as usize]).collect();
         let mut parts = vec![];
         for old in &pre_images {
             parts.push(with_change_type(old, "update_preimage")?);
         }
         parts.push(with_change_type(&post, "update_postimage")?);
-        parts.push(with_change_type(&inserts, "insert")?);
         let changes = concat_batches(&parts[0].schema(), &parts)?;
-        actions.push(Action::Cdc(put_change_file(store.as_ref(), &changes, props).await?));
-        DeltaOperation::Merge {
+        let merge = DeltaOperation::Merge {
             predicate: None,
             merge_predicate: Some("target.id = source.id".into()),
             matched_predicates: vec![],
             not_matched_predicates: vec![],
             not_matched_by_source_predicates: vec![],
-        }
+        };
+        let (t, v) = commit_rows(table, index, New { rows: post, ids: &post_ids }, deletions, &rows_in, Some(changes), merge, &props).await?;
+        (table, last) = (t, Some(v));
+        counts.commits += 1;
+    }
+    let Some(last) = last else {
+        counts.write_ms = step.elapsed().as_millis() as u64;
+        return Ok((table, counts));
     };
-    // (CommitProperties' defaults: a checkpoint every `delta.checkpointInterval` commits)
-    let done = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
-        .with_actions(actions)
-        .build(Some(table.snapshot()?), table.log_store(), operation)
-        .await?;
-    for (no, entry) in touched {
-        index.set_file(no, entry);
-    }
-    // One new file holds the written rows in order: the index takes them from here
-    // rather than read them back (more files: it reads them when it catches up).
-    if let [file] = &new_files[..] {
-        index.add_file(file.clone(), &written);
-    }
-    let mut table = table;
-    table.update_incremental(Some(done.version())).await?;
     counts.write_ms = step.elapsed().as_millis() as u64;
     let step = std::time::Instant::now();
     // (the commit has landed: a failure to store the index only costs the next
@@ -255,7 +222,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     // stored copy before this one landed, with hashes of the ids it deleted: then
     // this one goes too.
     if counts.stored {
-        match deleted_since(&table, done.version()).await {
+        match deleted_since(&table, last).await {
             Ok(false) => {}
             Ok(true) => {
                 if let Err(e) = crate::id_index::discard_stored(store.as_ref()).await {
@@ -267,6 +234,74 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     }
     counts.store_ms = step.elapsed().as_millis() as u64;
     Ok((table, counts))
+}
+
+/// Rows to write as new data files, with their ids in order.
+struct New<'a> {
+    rows: RecordBatch,
+    ids: &'a [&'a str],
+}
+
+/// One commit: `new` as new data files; per file in `deletions` (by index number,
+/// with the rows of it to delete) a `remove` of it and an `add` with its new
+/// deletion vector (all vectors in one file); `changes` as the commit's change
+/// file. No retry: a commit that another writer's beat fails, and the caller
+/// starts the upsert again. The index learns the new files and vectors. Returns
+/// the table at the new version, and the version.
+#[allow(clippy::too_many_arguments)]
+async fn commit_rows(
+    table: DeltaTable,
+    index: &mut IdIndex,
+    new: New<'_>,
+    deletions: Vec<(u32, Vec<u32>)>,
+    rows_in: &HashMap<u32, usize>,
+    changes: Option<RecordBatch>,
+    operation: DeltaOperation,
+    props: &WriterProperties,
+) -> Result<(DeltaTable, u64), DeltaTableError> {
+    let store = table.object_store();
+    let mut writer = RecordBatchWriter::for_table(&table)?.with_writer_properties(props.clone());
+    writer.write(new.rows).await?;
+    let new_files = writer.flush().await?;
+    let mut actions: Vec<Action> = new_files.iter().cloned().map(Action::Add).collect();
+    let mut vectors = DvFile::new();
+    let mut touched = vec![];
+    let now = chrono::Utc::now().timestamp_millis();
+    for (no, rows) in deletions {
+        let old = index.file(no).ok_or_else(|| out_of_step("it names a file it does not hold".into()))?;
+        let mut deleted = old.deleted.clone();
+        deleted.extend(rows.iter().map(|&r| r as u64));
+        let descriptor = vectors.push(&deleted)?;
+        actions.push(Action::Remove(removal_of(&old.add, true, now)));
+        let stats = old.add.stats.as_deref().map(wide_bounds).unwrap_or_else(|| serde_json::json!({"numRecords": rows_in.get(&no), "tightBounds": false}).to_string());
+        let add = Add { deletion_vector: Some(descriptor), data_change: true, stats: Some(stats), ..old.add.clone() };
+        actions.push(Action::Add(add.clone()));
+        touched.push((no, FileEntry { add, deleted }));
+    }
+    if !vectors.is_empty() {
+        vectors.put(store.as_ref()).await?;
+    }
+    if let Some(changes) = changes {
+        actions.push(Action::Cdc(put_change_file(store.as_ref(), &changes, props.clone()).await?));
+    }
+    // (CommitProperties' defaults: a checkpoint every `delta.checkpointInterval` commits)
+    let done = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    for (no, entry) in touched {
+        index.set_file(no, entry);
+    }
+    // One new file holds the written rows in order: the index takes them from here
+    // rather than read them back (more files: it reads them when it catches up).
+    if let [file] = &new_files[..] {
+        index.add_file(file.clone(), new.ids);
+    }
+    // (the commit's own state of the table, brought up to its version: as
+    // deltalake's operations return it)
+    let mut table = table;
+    table.state = Some(done.snapshot);
+    Ok((table, done.version))
 }
 
 /// Whether a DELETE (a purge, a retention run) committed to `table` after `version`.

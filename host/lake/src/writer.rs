@@ -110,7 +110,20 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
     // (silver only, with deletion vectors)
     let mut index = IdIndex::default();
     let metrics = ehrgate_metrics::table(&path);
-    while let Some(first) = rx.recv().await {
+    // A silver writer by deletion vectors gets its table and id index ready while
+    // the first rows are on their way (mapped, say), rather than after they arrive.
+    let mut early = None;
+    if cfg.deletion_vectors && path.starts_with("silver/") {
+        let (warmed, first) = tokio::join!(warm(&path, &url, &options, &mut index), rx.recv());
+        table = warmed;
+        early = Some(first);
+    }
+    loop {
+        let next = match early.take() {
+            Some(first) => first,
+            None => rx.recv().await,
+        };
+        let Some(first) = next else { break };
         let deadline = tokio::time::Instant::now() + cfg.max_age;
         let parent = first.span;
         let mut rows = first.rows;
@@ -161,6 +174,25 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
             let _ = w.send(result.clone());
         }
     }
+}
+
+/// The table at `path`, if it exists, with `index` caught up with it when it is
+/// written by deletion vectors. A failure is left for the first commit to meet.
+async fn warm(path: &str, url: &Url, options: &HashMap<String, String>, index: &mut IdIndex) -> Option<DeltaTable> {
+    let started = std::time::Instant::now();
+    let table = open(path, url, options).await.ok().filter(|t| t.version().is_some())?;
+    if silver_dv::enabled(&table) {
+        match index.catch_up(&table).await {
+            Ok(c) => {
+                let metrics = ehrgate_metrics::table(path);
+                metrics.id_index_rows_loaded.fetch_add(c.loaded as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics.id_index_rows_read.fetch_add(c.read as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(table = %path, warm_ms = started.elapsed().as_millis() as u64, index_rows_loaded = c.loaded, index_rows_read = c.read, indexed = index.len(), "silver id index ready");
+            }
+            Err(e) => tracing::debug!(table = %path, "silver id index not ready ({e}): the first commit builds it"),
+        }
+    }
+    Some(table)
 }
 
 async fn open(path: &str, url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable, LakeError> {
@@ -497,6 +529,7 @@ async fn upsert_by_deletion_vectors(path: &str, table: DeltaTable, batch: &Recor
         fresh_rows = c.inserted,
         stale_rows = c.stale,
         files_touched = c.files_touched,
+        commits = c.commits,
         indexed = index.len(),
         "silver upsert by deletion vectors"
     );

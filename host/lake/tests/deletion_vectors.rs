@@ -102,7 +102,9 @@ async fn updates_mark_rows_deleted_and_every_reader_sees_each_id_once_with_its_c
     lake.upsert_silver(vec![patient("p1", "Updated", 20)]).await.unwrap();
     // A replay of the older p1 changes nothing (no commit).
     lake.upsert_silver(vec![patient("p1", "Admitted", 10)]).await.unwrap();
-    // v2: a tombstone for p2 and a new patient, in one commit.
+    // v2, v3: a new patient and a tombstone for p2, given together: the new id is
+    // committed first, as an append (its inserts come from the file it adds), then
+    // the update with its change file (pre and post images only).
     let tomb = SilverRow::tombstone("Patient", "p2", "t@1", 30, "bronze/x/tomb", Receipt::at(30));
     lake.upsert_silver(vec![tomb, patient("p3", "New", 30)]).await.unwrap();
     let v = read(&table);
@@ -117,9 +119,9 @@ async fn updates_mark_rows_deleted_and_every_reader_sees_each_id_once_with_its_c
     assert_eq!(protocol, serde_json::json!({"reader": 3, "writer": 7, "reader_features": ["deletionVectors"], "writer_features": ["changeDataFeed", "deletionVectors"]}), "{v}");
     assert_eq!(own_ids(&lake).await, ["p1", "p2", "p3"], "ehrgate's own reader applies the vectors");
 
-    // v3: new ids only: a plain append (no change file; readers derive the inserts).
+    // v4: new ids only: a plain append (no change file; readers derive the inserts).
     lake.upsert_silver(vec![patient("p4", "Fourth", 40)]).await.unwrap();
-    // v4: a delete (a purge) through deltalake's DELETE, on a table with vectors.
+    // v5: a delete (a purge) through deltalake's DELETE, on a table with vectors.
     let removed = removal::delete_where(&lake, "silver/patient", "id = 'p1'").await.unwrap();
     assert_eq!(removed.rows, 1);
     let v = read(&table);
@@ -130,14 +132,14 @@ async fn updates_mark_rows_deleted_and_every_reader_sees_each_id_once_with_its_c
         change(1, "update_postimage", "p1", "Updated"),
         change(1, "update_preimage", "p1", "Admitted"),
         change(2, "insert", "p3", "New"),
-        change(2, "update_postimage", "p2", "deleted"),
-        change(2, "update_preimage", "p2", "Other"),
-        change(3, "insert", "p4", "Fourth"),
-        change(4, "delete", "p1", "Updated"),
+        change(3, "update_postimage", "p2", "deleted"),
+        change(3, "update_preimage", "p2", "Other"),
+        change(4, "insert", "p4", "Fourth"),
+        change(5, "delete", "p1", "Updated"),
     ]);
     assert_eq!(v["changes"], expected, "{v}");
     assert_eq!(own_ids(&lake).await, ["p2", "p3", "p4"]);
-    // v6: p3 renamed: the file holding p3 (and p2's tombstone) gets a vector.
+    // v7: p3 renamed: the file holding p3 gets a vector.
     lake.upsert_silver(vec![patient("p3", "Renamed", 60)]).await.unwrap();
     let v = read(&table);
     // A vacuum with a window of 0 (what a purge runs) keeps the vector files live
@@ -157,12 +159,12 @@ async fn updates_mark_rows_deleted_and_every_reader_sees_each_id_once_with_its_c
     removal::vacuum_now(&lake, "silver/patient", 0).await.unwrap();
     let after = read(&table);
     assert_eq!(after["live"], v["live"], "{after}");
-    // (before: v1's, v2's and v6's, and any of an attempt that lost a race: the
-    // writer's first try at v6 was on the version before the delete)
+    // (before: v1's, v3's and v7's, and any of an attempt that lost a race: the
+    // writer's first try at v7 was on the version before the delete)
     assert!(before >= 3, "{before}");
     assert_eq!(vectors(), 1, "only the vector file a live file names stays");
     // The DELETE read through the vectors; the file that hid p1's first version was
-    // rewritten without its hidden rows (v5, no change rows), so after the vacuum no
+    // rewritten without its hidden rows (v6, no change rows), so after the vacuum no
     // file on disk holds any version of p1, nor p2's superseded one. p3's superseded
     // version stays hidden in its live file (until a compaction or a purge of p3).
     // (young files of the writer's attempt that lost the race stay, as any file a

@@ -74,7 +74,7 @@ async fn census(lake: &Lake) -> (u64, u64, Vec<(String, u64)>) {
         .unwrap()
         .len() as u64;
     let mut families = vec![];
-    for f in ["A", "B", "C", "D", "E"] {
+    for f in ["A", "B", "C", "D", "E", "F"] {
         let n = removal::count_where(
             lake,
             "silver/patient",
@@ -199,6 +199,28 @@ async fn a_new_writer_loads_the_stored_index_and_reads_only_what_came_since() {
             3150,
             3150,
             fam(&[("A", 2832), ("B", 299), ("C", 7), ("D", 10), ("E", 2)])
+        )
+    );
+
+    // F, a new process that gets silver ready at start (`Lake::warm_silver`, as
+    // `serve` and `ingest` do): its index is loaded before any rows arrive, and its
+    // first upsert then loads and reads nothing
+    let f = lake_at(&root);
+    let before = counters();
+    assert_eq!(f.warm_silver().await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while counters().0 < before.0 + 3150 {
+        assert!(std::time::Instant::now() < deadline, "the index was not loaded ahead: {:?} -> {:?}", before, counters());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (loaded, read, _) = counted(f.upsert_silver(patients(3, 5, "F", 70))).await;
+    assert_eq!((loaded, read), (0, 0));
+    assert_eq!(
+        census(&f).await,
+        (
+            3150,
+            3150,
+            fam(&[("A", 2830), ("B", 299), ("C", 7), ("D", 10), ("E", 2), ("F", 2)])
         )
     );
     let _ = std::fs::remove_dir_all(&dir);

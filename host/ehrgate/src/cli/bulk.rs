@@ -125,6 +125,7 @@ pub fn peak_rss_kb() -> Option<u64> {
 /// `ehrgate bulk export ...`
 pub async fn export(cfg: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.eager_batch()).context("opening the lake")?);
+    super::lake_cmds::warm_silver(&lake).await;
     let (audit, audit_task) = LakeAudit::new(lake.clone());
     let (runtime, connections) = adapters::runtime(cfg, Arc::new(audit))?;
     let result = run(cfg, &lake, &runtime, &connections, &args, false, None).await;

@@ -16,6 +16,15 @@ pub fn open_lake(cfg: &Config) -> anyhow::Result<Arc<Lake>> {
     Ok(Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.eager_batch()).context("opening the lake")?))
 }
 
+/// Get the silver tables' id indexes ready in the background (see
+/// [`Lake::warm_silver`]) for a job that writes silver. A failure only means each
+/// index is made at its table's first commit instead.
+pub(crate) async fn warm_silver(lake: &Lake) {
+    if let Err(e) = lake.warm_silver().await {
+        tracing::warn!("silver id indexes not made ready ahead: {e}");
+    }
+}
+
 /// The lake, a pipeline through `adapter`, and the audit writer's task: when done,
 /// drop the pipeline and await the task so that every audit event is written.
 pub(crate) async fn pipeline(cfg: &Config, adapter: &str) -> anyhow::Result<(Arc<Lake>, Arc<Pipeline>, tokio::task::JoinHandle<()>)> {
@@ -55,6 +64,7 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
     let (lake, pipeline, audit_task) = pipeline(cfg, adapter).await?;
     eprintln!("ingest: {} files through {} into {}", files.len(), pipeline.adapter().label(), lake.storage().describe());
     let started = Instant::now();
+    warm_silver(&lake).await;
     let total = ingest_files(&pipeline, &lake, files).await?;
     finish(pipeline, audit_task).await;
     print_report(&total);

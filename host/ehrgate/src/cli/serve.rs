@@ -231,6 +231,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
+    super::lake_cmds::warm_silver(&lake).await;
     ehrgate_govern::Policy::new(&cfg.governance).context("[governance]")?;
     // The governance settings in force from now on, in the audit (docs/governance.md).
     lake.audit(vec![ehrgate_govern::evidence::policy_row(&cfg.governance, "serve")]).await.context("writing the policy row to the audit")?;
