@@ -18,6 +18,8 @@ pub struct Lake {
     options: HashMap<String, String>,
     cfg: BatchConfig,
     writers: Mutex<HashMap<String, WriterHandle>>,
+    /// The writers' tasks, for [`Lake::close`].
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Lake {
@@ -26,7 +28,7 @@ impl Lake {
     pub fn open(storage: Storage, cfg: BatchConfig) -> Result<Lake, LakeError> {
         deltalake::aws::register_handlers(None);
         let options = storage.options()?;
-        Ok(Lake { storage, options, cfg, writers: Mutex::new(HashMap::new()) })
+        Ok(Lake { storage, options, cfg, writers: Mutex::new(HashMap::new()), tasks: Mutex::new(Vec::new()) })
     }
 
     pub fn storage(&self) -> &Storage {
@@ -45,9 +47,24 @@ impl Lake {
         }
         let url = self.storage.table_url(path)?;
         self.storage.prepare(path)?;
-        let h = writer::spawn(path.to_string(), url, self.options.clone(), self.cfg);
+        let (h, task) = writer::spawn(path.to_string(), url, self.options.clone(), self.cfg);
         w.insert(path.to_string(), h.clone());
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
         Ok(h)
+    }
+
+    /// Stop the writers once what is queued is committed, and wait for them: a
+    /// batch job's last step (`ingest`, `bulk export`). A silver writer by deletion
+    /// vectors then stores its id index if it is a 32nd or more behind the stored
+    /// copy. Rows submitted after this start new writers.
+    pub async fn close(&self) {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!("a lake writer failed: {e}");
+            }
+        }
     }
 
     /// Start the writers of the silver tables that exist, so that those written by

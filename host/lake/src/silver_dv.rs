@@ -8,10 +8,11 @@
 //! table. The rule is the MERGE's (`writer.rs`): a row replaces the stored one only
 //! when it is a newer version.
 //!
-//! One commit holds: an `add` per new data file; per file with newly deleted rows a
-//! `remove` of it with its old vector and an `add` of it with the new one; and a
-//! `cdc` file with the inserts, and the pre and post images of the updates, for
-//! Delta's change data feed.
+//! A batch is up to two commits. The new ids: an append (readers of Delta's change
+//! data feed take inserts from the files it adds). The updates: an `add` per new
+//! data file; per file with newly deleted rows a `remove` of it with its old vector
+//! and an `add` of it with the new one; and a `cdc` file with the pre and post
+//! images (the whole feed of that version, for readers).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -214,15 +215,27 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let step = std::time::Instant::now();
     // (the commit has landed: a failure to store the index only costs the next
     // process a longer build)
-    match index.store_if_due(store.as_ref()).await {
-        Ok(stored) => counts.stored = stored,
-        Err(e) => tracing::warn!("silver id index not stored: {e}"),
-    }
+    counts.stored = store_index(&table, last, index, crate::id_index::STORE_SHARE).await;
+    counts.store_ms = step.elapsed().as_millis() as u64;
+    Ok((table, counts))
+}
+
+/// Store `index` of `table` (at `version`) when `share` of it is due
+/// ([`IdIndex::store_if_due`]); a failure is only logged. Returns whether it did.
+pub(crate) async fn store_index(table: &DeltaTable, version: u64, index: &mut IdIndex, share: usize) -> bool {
+    let store = table.object_store();
+    let stored = match index.store_if_due(store.as_ref(), share).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!("silver id index not stored: {e}");
+            false
+        }
+    };
     // A purge that ran while the index was being stored may have discarded the
     // stored copy before this one landed, with hashes of the ids it deleted: then
     // this one goes too.
-    if counts.stored {
-        match deleted_since(&table, last).await {
+    if stored {
+        match deleted_since(table, version).await {
             Ok(false) => {}
             Ok(true) => {
                 if let Err(e) = crate::id_index::discard_stored(store.as_ref()).await {
@@ -232,8 +245,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             Err(e) => tracing::warn!("silver id index stored: could not check for a purge since ({e})"),
         }
     }
-    counts.store_ms = step.elapsed().as_millis() as u64;
-    Ok((table, counts))
+    stored
 }
 
 /// Rows to write as new data files, with their ids in order.

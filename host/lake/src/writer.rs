@@ -97,10 +97,12 @@ pub(crate) struct Submission {
 pub(crate) type WriterHandle = mpsc::Sender<Submission>;
 
 /// Start the writer for the table at `path`.
-pub(crate) fn spawn(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig) -> WriterHandle {
+/// Start the writer for the table at `path`: its queue, and its task, which ends
+/// once every sender of the queue is dropped and the rows queued are committed.
+pub(crate) fn spawn(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    tokio::spawn(run(path, url, options, cfg, rx));
-    tx
+    let task = tokio::spawn(run(path, url, options, cfg, rx));
+    (tx, task)
 }
 
 async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig, mut rx: mpsc::Receiver<Submission>) {
@@ -172,6 +174,18 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         });
         for w in waiters {
             let _ = w.send(result.clone());
+        }
+    }
+    // The lake is closed (the job is done): an index well behind its stored copy
+    // is stored, so that the next process reads few ids.
+    if let Some(t) = &table
+        && let Some(version) = t.version()
+        && index.len() > 0
+    {
+        let started = std::time::Instant::now();
+        if silver_dv::store_index(t, version as u64, &mut index, crate::id_index::CLOSE_SHARE).await {
+            metrics.id_index_stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(table = %path, ms = started.elapsed().as_millis() as u64, indexed = index.len(), "silver id index stored as the writer stops");
         }
     }
 }

@@ -223,5 +223,25 @@ async fn a_new_writer_loads_the_stored_index_and_reads_only_what_came_since() {
             fam(&[("A", 2830), ("B", 299), ("C", 7), ("D", 10), ("E", 2), ("F", 2)])
         )
     );
+
+    // A writer that stops (`Lake::close`, the end of an ingest) stores its index
+    // once a 32nd behind; after a commit, only an eighth: H builds 40,000 rows and
+    // stores them; I adds 2,000 (not stored after its commit), and stores them as
+    // its lake closes; so J loads all and reads no data file
+    let root = dir.join("lake2");
+    let stored = root.join("silver/patient/_ehrgate/silver_id_index");
+    let h = lake_at(&root);
+    h.upsert_silver(patients(0, 20000, "A", 10)).await.unwrap();
+    h.upsert_silver(patients(20000, 40000, "A", 10)).await.unwrap();
+    h.close().await;
+    let before = std::fs::read(&stored).unwrap();
+    let i = lake_at(&root);
+    i.upsert_silver(patients(40000, 42000, "B", 20)).await.unwrap();
+    assert_eq!(std::fs::read(&stored).unwrap(), before, "not stored after the commit");
+    i.close().await;
+    assert_ne!(std::fs::read(&stored).unwrap(), before, "stored as the writer stopped");
+    let j = lake_at(&root);
+    let (loaded, read, _) = counted(j.upsert_silver(patients(0, 1, "C", 30))).await;
+    assert_eq!((loaded, read), (42000, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }

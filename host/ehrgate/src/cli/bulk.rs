@@ -134,6 +134,7 @@ pub async fn export(cfg: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> 
     if let Err(e) = audit_task.await {
         tracing::error!("audit writer failed: {e}");
     }
+    lake.close().await;
     let report = result?;
     print_report(&args.connection, &report);
     Ok(ExitCode::SUCCESS)

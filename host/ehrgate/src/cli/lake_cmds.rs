@@ -67,6 +67,7 @@ pub async fn ingest(cfg: &Config, adapter: &str, files: &[PathBuf]) -> anyhow::R
     warm_silver(&lake).await;
     let total = ingest_files(&pipeline, &lake, files).await?;
     finish(pipeline, audit_task).await;
+    lake.close().await;
     print_report(&total);
     println!("took {:.2} s", started.elapsed().as_secs_f64());
     if let Some(kb) = super::bulk::peak_rss_kb() {

@@ -138,8 +138,12 @@ pub(crate) struct CaughtUp {
 /// of the compact part's rows (an eighth: storing costs about 1/8 of a write per
 /// row, and a new process reads at most an eighth of the table's ids), and at least
 /// [`STORE_AFTER_ROWS`].
-const STORE_SHARE: usize = 8;
+pub(crate) const STORE_SHARE: usize = 8;
 const STORE_AFTER_ROWS: usize = 1_000;
+/// A writer that stops (its process ends a job) stores its index once the rows
+/// indexed since the compact part hold this share of it: the next process then
+/// reads at most a 32nd of the table's ids, not an eighth.
+pub(crate) const CLOSE_SHARE: usize = 32;
 
 /// Files whose `id` column is read at once while catching up.
 const READ_AHEAD: usize = 8;
@@ -207,13 +211,14 @@ impl IdIndex {
         self.base.len() + self.rows.len()
     }
 
-    /// Once the rows indexed since the compact part was made are due
-    /// ([`STORE_SHARE`]): merge them into it, leaving out rows no longer live, and
-    /// store it beside the table (`store` is the table's). Returns whether it did.
-    /// The merge stands even if storing fails (the index is then only in memory).
-    pub(crate) async fn store_if_due(&mut self, store: &dyn ObjectStore) -> Result<bool, DeltaTableError> {
+    /// Once the rows indexed since the compact part was made are due (`share` of
+    /// it: [`STORE_SHARE`] after a commit, [`CLOSE_SHARE`] when a writer stops):
+    /// merge them into it, leaving out rows no longer live, and store it beside the
+    /// table (`store` is the table's). Returns whether it did. The merge stands
+    /// even if storing fails (the index is then only in memory).
+    pub(crate) async fn store_if_due(&mut self, store: &dyn ObjectStore, share: usize) -> Result<bool, DeltaTableError> {
         let (Some(version), Some(table_id)) = (self.version, self.table_id.clone()) else { return Ok(false) };
-        if self.rows.len() < (self.base.len() / STORE_SHARE).max(STORE_AFTER_ROWS) {
+        if self.rows.len() < (self.base.len() / share).max(STORE_AFTER_ROWS) {
             return Ok(false);
         }
         let mut newer: Vec<Entry> = std::mem::take(&mut self.rows).into_iter().map(|(key, loc)| Entry { key, loc }).collect();
