@@ -96,7 +96,6 @@ pub(crate) struct Submission {
 
 pub(crate) type WriterHandle = mpsc::Sender<Submission>;
 
-/// Start the writer for the table at `path`.
 /// Start the writer for the table at `path`: its queue, and its task, which ends
 /// once every sender of the queue is dropped and the rows queued are committed.
 pub(crate) fn spawn(path: String, url: Url, options: HashMap<String, String>, cfg: BatchConfig) -> (WriterHandle, tokio::task::JoinHandle<()>) {

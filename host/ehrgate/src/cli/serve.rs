@@ -231,7 +231,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let lake = Arc::new(Lake::open(cfg.storage.clone(), cfg.lake.batch()).context("opening the lake")?);
-    super::lake_cmds::warm_silver(&lake).await;
     ehrgate_govern::Policy::new(&cfg.governance).context("[governance]")?;
     // The governance settings in force from now on, in the audit (docs/governance.md).
     lake.audit(vec![ehrgate_govern::evidence::policy_row(&cfg.governance, "serve")]).await.context("writing the policy row to the audit")?;
@@ -288,6 +287,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let lake_rt = LakeThreads(Some(
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("ehrgate-lake").enable_all().build().context("starting the lake's threads")?,
     ));
+    // Silver's id indexes made ready in the background, on the lake's threads
+    // (where the writers this starts then commit).
+    let warming = lake.clone();
+    lake_rt.handle().spawn(async move { super::lake_cmds::warm_silver(&warming).await });
     // Workflows: the runs' states are read before the log replays, so a replayed
     // trigger is recognised as a run recorded already.
     let engine = if cfg.workflows.is_empty() {
