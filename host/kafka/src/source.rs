@@ -165,6 +165,8 @@ async fn run(consumer: Arc<StreamConsumer>, s: SourceSettings, flow: Flow, mut s
 
 /// Stores offsets in delivery order, each once its unit is durable. Returns how
 /// many were stored.
+// (a resubmission yields the receiver of its outcome, which the loop awaits)
+#[allow(clippy::async_yields_async)]
 async fn store_durable(consumer: Arc<StreamConsumer>, mut rx: mpsc::Receiver<Pending>, flow: Flow, mut stop: watch::Receiver<bool>, name: String) -> u64 {
     let mut stored = 0u64;
     while let Some(p) = rx.recv().await {

@@ -64,6 +64,10 @@ pub(crate) fn is_out_of_step(e: &DeltaTableError) -> bool {
     e.to_string().contains(OUT_OF_STEP)
 }
 
+/// A file's rows an upsert replaces: its number in the index, (row, batch row)
+/// pairs, the rows as stored, the file's row count, and its footer.
+type Replaced = (u32, Vec<(u32, usize)>, RecordBatch, usize, ArrowReaderMetadata);
+
 /// Files whose replaced rows are read at once.
 const READ_AHEAD: usize = 16;
 
@@ -122,7 +126,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             return Err(out_of_step("two ids at one row".into()));
         }
     }
-    let olds: Vec<(u32, Vec<(u32, usize)>, RecordBatch, usize, ArrowReaderMetadata)> = futures::stream::iter(by_file.into_iter().map(|(no, rows)| {
+    let olds: Vec<Replaced> = futures::stream::iter(by_file.into_iter().map(|(no, rows)| {
         let add = index.file(no).map(|f| f.add.clone());
         let meta = index.footer(no);
         let (store, schema) = (store.clone(), schema.clone());

@@ -182,7 +182,7 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         && index.len() > 0
     {
         let started = std::time::Instant::now();
-        if silver_dv::store_index(t, version as u64, &mut index, crate::id_index::CLOSE_SHARE).await {
+        if silver_dv::store_index(t, version, &mut index, crate::id_index::CLOSE_SHARE).await {
             metrics.id_index_stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(table = %path, ms = started.elapsed().as_millis() as u64, indexed = index.len(), "silver id index stored as the writer stops");
         }

@@ -435,6 +435,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     flow_tasks.finish().await;
+    // The lake's writers stop once what they hold is committed; silver's store
+    // their id index if it is a 32nd or more behind (the next start reads less).
+    let closing = lake.clone();
+    if let Err(e) = lake_rt.handle().spawn(async move { closing.close().await }).await {
+        tracing::error!("closing the lake: {e}");
+    }
     // (the engine holds the adapters, which hold the audit writer's sender)
     drop(triggers);
     drop(engine);
