@@ -91,9 +91,12 @@ pub(crate) struct Counts {
     pub commits: usize,
 }
 
-/// Upsert `batch` (silver rows, one per id) into `table`. Fails without changing
-/// the table when another writer committed since `table` was read (the caller
-/// reloads and calls again).
+/// Upsert `batch` (silver rows, one per id) into `table`: its new ids, then its
+/// updates, in a commit each. Fails when another writer committed since `table`
+/// was read (the caller reloads and calls again); the new ids' commit may have
+/// landed by then, and the call again finds them stored, the same versions, and
+/// leaves them. Until the second commit lands, a reader sees the batch's new ids
+/// and not its updates.
 pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut IdIndex, props: WriterProperties) -> Result<(DeltaTable, Counts), DeltaTableError> {
     let mut counts = Counts::default();
     let started = std::time::Instant::now();

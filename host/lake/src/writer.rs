@@ -113,10 +113,34 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
     let metrics = ehrgate_metrics::table(&path);
     // A silver writer by deletion vectors gets its table and id index ready while
     // the first rows are on their way (mapped, say), rather than after they arrive.
+    // A lake closed meanwhile stops it (an index half made is never stored: only a
+    // writer with its table stores one).
     let mut early = None;
     if cfg.deletion_vectors && path.starts_with("silver/") {
-        let (warmed, first) = tokio::join!(warm(&path, &url, &options, &mut index), rx.recv());
-        table = warmed;
+        let warming = warm(&path, &url, &options, &mut index);
+        tokio::pin!(warming);
+        let first = tokio::select! {
+            warmed = &mut warming => {
+                table = warmed;
+                rx.recv().await
+            }
+            first = rx.recv() => match first {
+                Some(f) => {
+                    table = warming.await;
+                    Some(f)
+                }
+                None => None,
+            },
+        };
+        // (other writers may have committed since: the first commit starts from the
+        // table's latest version, not one sure to lose the race)
+        if let Some(t) = table.as_mut()
+            && first.is_some()
+            && let Err(e) = t.update_incremental(None).await
+        {
+            tracing::debug!(table = %path, "reloading the table after the index was made ready: {e}");
+            table = None;
+        }
         early = Some(first);
     }
     loop {
