@@ -21,7 +21,7 @@ use url::Url;
 use crate::error::LakeError;
 use crate::audit::{self, AuditRow, HEAD_KEY, Head};
 use crate::rows::{self, BronzeRow, QuarantineRow, ShadowDiffRow, SilverRow, WorkflowRunRow};
-use crate::id_index::IdIndex;
+use crate::id_index::{CaughtUp, IdIndex};
 use crate::props::{silver_dv_properties, writer_properties};
 use crate::schema::{self, Table};
 use crate::silver_dv::{self, DELETION_VECTORS};
@@ -207,10 +207,20 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
     {
         let started = std::time::Instant::now();
         if silver_dv::store_index(t, version, &mut index, crate::id_index::CLOSE_SHARE).await {
-            metrics.id_index_stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            count_index(&path, CaughtUp::default(), true);
             tracing::debug!(table = %path, ms = started.elapsed().as_millis() as u64, indexed = index.len(), "silver id index stored as the writer stops");
         }
     }
+}
+
+/// The id index's counters of the table at `path` (`/metrics`): rows loaded from
+/// the stored copy and ids read from data files by a catch-up, and a store.
+fn count_index(path: &str, caught_up: CaughtUp, stored: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let metrics = ehrgate_metrics::table(path);
+    metrics.id_index_rows_loaded.fetch_add(caught_up.loaded as u64, Relaxed);
+    metrics.id_index_rows_read.fetch_add(caught_up.read as u64, Relaxed);
+    metrics.id_index_stores.fetch_add(stored as u64, Relaxed);
 }
 
 /// The table at `path`, if it exists, with `index` caught up with it when it is
@@ -221,9 +231,7 @@ async fn warm(path: &str, url: &Url, options: &HashMap<String, String>, index: &
     if silver_dv::enabled(&table) {
         match index.catch_up(&table).await {
             Ok(c) => {
-                let metrics = ehrgate_metrics::table(path);
-                metrics.id_index_rows_loaded.fetch_add(c.loaded as u64, std::sync::atomic::Ordering::Relaxed);
-                metrics.id_index_rows_read.fetch_add(c.read as u64, std::sync::atomic::Ordering::Relaxed);
+                count_index(path, c, false);
                 tracing::debug!(table = %path, warm_ms = started.elapsed().as_millis() as u64, index_rows_loaded = c.loaded, index_rows_read = c.read, indexed = index.len(), "silver id index ready");
             }
             Err(e) => tracing::debug!(table = %path, "silver id index not ready ({e}): the first commit builds it"),
@@ -550,10 +558,7 @@ async fn upsert_by_deletion_vectors(path: &str, table: DeltaTable, batch: &Recor
         }
         r => r?,
     };
-    let metrics = ehrgate_metrics::table(path);
-    metrics.id_index_rows_loaded.fetch_add(c.caught_up.loaded as u64, std::sync::atomic::Ordering::Relaxed);
-    metrics.id_index_rows_read.fetch_add(c.caught_up.read as u64, std::sync::atomic::Ordering::Relaxed);
-    metrics.id_index_stores.fetch_add(c.stored as u64, std::sync::atomic::Ordering::Relaxed);
+    count_index(path, c.caught_up, c.stored);
     tracing::debug!(
         index_ms = c.index_ms,
         lookup_ms = c.lookup_ms,
