@@ -264,7 +264,7 @@ struct New<'a> {
 /// One commit: `new` as new data files; per file in `deletions` (by index number,
 /// with the rows of it to delete) a `remove` of it and an `add` with its new
 /// deletion vector (all vectors in one file); `changes` as the commit's change
-/// file. No retry: a commit that another writer's beat fails, and the caller
+/// file. No retry: a commit another writer beat to its version fails, and the caller
 /// starts the upsert again. The index learns the new files and vectors. Returns
 /// the table at the new version, and the version.
 #[allow(clippy::too_many_arguments)]
