@@ -632,7 +632,7 @@ async fn merge_newer(table: DeltaTable, batch: RecordBatch) -> Result<DeltaTable
 /// the MERGE across commits (a row replaces the stored one only when strictly
 /// newer), so the result does not depend on how rows were batched, and a replay
 /// changes nothing.
-fn dedupe_newest(rows: &[SilverRow]) -> Vec<SilverRow> {
+fn dedupe_newest(rows: &[SilverRow]) -> Vec<&SilverRow> {
     let mut best: HashMap<&str, usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         match best.get(r.id.as_str()) {
@@ -644,7 +644,7 @@ fn dedupe_newest(rows: &[SilverRow]) -> Vec<SilverRow> {
     }
     let mut keep: Vec<usize> = best.into_values().collect();
     keep.sort_unstable();
-    keep.into_iter().map(|i| rows[i].clone()).collect()
+    keep.into_iter().map(|i| &rows[i]).collect()
 }
 
 #[cfg(test)]
@@ -684,7 +684,7 @@ mod tests {
             row("d", 3, "d3"),
             row("d", 3, "d3-later"),
         ];
-        let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage).collect();
+        let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage.clone()).collect();
         assert_eq!(kept, vec!["a2", "b5", "c", "d3"]);
     }
 
@@ -692,7 +692,7 @@ mod tests {
     fn dedupe_breaks_a_source_time_tie_by_receipt() {
         let at = |id: &str, tag: &str, at: i64, seq: i64| SilverRow { receipt: rows::Receipt { at, seq }, ..row(id, 5, tag) };
         let rows = vec![at("a", "a-late", 20, 0), at("a", "a-early", 10, 9), at("b", "b1", 10, 1), at("b", "b2", 10, 2), at("b", "b2-replay", 10, 2)];
-        let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage).collect();
+        let kept: Vec<String> = dedupe_newest(&rows).into_iter().map(|r| r.lineage.clone()).collect();
         assert_eq!(kept, vec!["a-late", "b2"]);
     }
 }
