@@ -77,7 +77,9 @@ pub(crate) struct Counts {
     /// Catching the id index up (at a writer's first commit: building it).
     pub index_ms: u64,
     pub lookup_ms: u64,
+    /// Reading back the rows replaced (the new ids' data file is written meanwhile).
     pub read_ms: u64,
+    /// From then to the last commit: the rest of the writes, and the commits.
     pub write_ms: u64,
     /// Merging and storing the id index, when it was due.
     pub store_ms: u64,
@@ -118,6 +120,18 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         })
         .collect();
     counts.lookup_ms = started.elapsed().as_millis() as u64;
+
+    // The new ids' data file does not depend on the rows read back below: it is
+    // written meanwhile, on a task of its own (on another core; at the end of a job
+    // nothing else keeps it busy).
+    let new_ids: Vec<&str> = ids.iter().zip(&is_new).filter(|(_, n)| **n).map(|(id, _)| *id).collect();
+    let inserts = if new_ids.is_empty() {
+        None
+    } else {
+        let rows = filter_record_batch(batch, &BooleanArray::from(is_new.clone()))?;
+        let (t, props) = (table.clone(), props.clone());
+        Some(on_own_task("silver upsert: writing new ids", async move { write_files(&t, rows, props).await }))
+    };
 
     let step = std::time::Instant::now();
     let store = table.object_store();
@@ -176,7 +190,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         }
     }
     counts.replaced = post_rows.len();
-    counts.inserted = is_new.iter().filter(|n| **n).count();
+    counts.inserted = new_ids.len();
     counts.files_touched = deletions.len();
     let mut table = table;
     let mut last = None;
@@ -184,11 +198,10 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     // feed take its inserts from the files it adds. (In a commit with updates, the
     // change file is the whole feed for its version: the inserts would be written
     // twice, as data and as changes.)
-    if counts.inserted > 0 {
-        let inserts = filter_record_batch(batch, &BooleanArray::from(is_new.clone()))?;
-        let new_ids: Vec<&str> = ids.iter().zip(&is_new).filter(|(_, n)| **n).map(|(id, _)| *id).collect();
+    if let Some(inserts) = inserts {
+        let files = inserts.await?;
         let append = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-        let (t, v) = commit_rows(table, index, New { rows: inserts, ids: &new_ids }, vec![], &rows_in, None, append, &props).await?;
+        let (t, v) = commit_rows(table, index, New { files, ids: &new_ids }, vec![], &rows_in, None, append, &props).await?;
         (table, last) = (t, Some(v));
         counts.commits += 1;
     }
@@ -210,7 +223,8 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
             not_matched_predicates: vec![],
             not_matched_by_source_predicates: vec![],
         };
-        let (t, v) = commit_rows(table, index, New { rows: post, ids: &post_ids }, deletions, &rows_in, Some(changes), merge, &props).await?;
+        let files = write_files(&table, post, props.clone()).await?;
+        let (t, v) = commit_rows(table, index, New { files, ids: &post_ids }, deletions, &rows_in, Some(changes), merge, &props).await?;
         (table, last) = (t, Some(v));
         counts.commits += 1;
     }
@@ -255,13 +269,20 @@ pub(crate) async fn store_index(table: &DeltaTable, version: u64, index: &mut Id
     stored
 }
 
-/// Rows to write as new data files, with their ids in order.
+/// New data files (written, not committed), and the ids of their rows in order.
 struct New<'a> {
-    rows: RecordBatch,
+    files: Vec<Add>,
     ids: &'a [&'a str],
 }
 
-/// One commit: `new` as new data files; per file in `deletions` (by index number,
+/// Writes `rows` as data files of `table` (not committed): their `add`s.
+async fn write_files(table: &DeltaTable, rows: RecordBatch, props: WriterProperties) -> Result<Vec<Add>, DeltaTableError> {
+    let mut writer = RecordBatchWriter::for_table(table)?.with_writer_properties(props);
+    writer.write(rows).await?;
+    writer.flush().await
+}
+
+/// One commit: the `new` data files; per file in `deletions` (by index number,
 /// with the rows of it to delete) a `remove` of it and an `add` with its new
 /// deletion vector (all vectors in one file); `changes` as the commit's change
 /// file. No retry: a commit another writer beat to its version fails, and the caller
@@ -279,9 +300,7 @@ async fn commit_rows(
     props: &WriterProperties,
 ) -> Result<(DeltaTable, u64), DeltaTableError> {
     let store = table.object_store();
-    let mut writer = RecordBatchWriter::for_table(&table)?.with_writer_properties(props.clone());
-    writer.write(new.rows).await?;
-    let new_files = writer.flush().await?;
+    let new_files = new.files;
     let mut actions: Vec<Action> = new_files.iter().cloned().map(Action::Add).collect();
     let mut vectors = DvFile::new();
     let mut touched = vec![];
