@@ -372,12 +372,55 @@ const COLUMN_MEMBERS: [&str; 27] = [
 /// A resource's JSON checked whole, as an object holding only its
 /// [`COLUMN_MEMBERS`] (the last of a repeated name, as a full parse keeps): the
 /// rest (a Patient's names and addresses, an Observation's components) is
-/// checked but not built: a full parse into a `serde_json::Value` was 9% of an
+/// checked as a full parse checks it (escapes, numbers in range, nesting depth)
+/// but not built: a full parse into a `serde_json::Value` was 9% of an
 /// NDJSON ingest's CPU (docs/tables.md). JSON that is not an object gives an
 /// empty one.
 fn column_members(json: &str) -> Result<serde_json::Value, LakeError> {
-    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
     use std::borrow::Cow;
+
+    /// A value read as a full parse reads it, and dropped. (serde's `IgnoredAny`
+    /// only checks the grammar: it lets lone surrogates, numbers out of range and
+    /// any depth of nesting through, which a full parse refuses.)
+    struct Skip;
+    impl<'de> serde::Deserialize<'de> for Skip {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Skip)
+        }
+    }
+    impl<'de> Visitor<'de> for Skip {
+        type Value = Skip;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+        fn visit_unit<E>(self) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+            while seq.next_element::<Skip>()?.is_some() {}
+            Ok(Skip)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+            while map.next_entry::<Skip, Skip>()?.is_some() {}
+            Ok(Skip)
+        }
+    }
 
     /// A member name, borrowed from the text unless it has escapes.
     struct Name<'a>(Cow<'a, str>);
@@ -412,7 +455,7 @@ fn column_members(json: &str) -> Result<serde_json::Value, LakeError> {
                 if COLUMN_MEMBERS.contains(&name.as_ref()) {
                     kept.insert(name.into_owned(), map.next_value()?);
                 } else {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skip>()?;
                 }
             }
             Ok(kept)
@@ -423,7 +466,7 @@ fn column_members(json: &str) -> Result<serde_json::Value, LakeError> {
     let members = match d.deserialize_any(Members).and_then(|m| d.end().map(|()| m)) {
         Ok(m) => m,
         // (valid JSON, but not an object: it has no resourceType)
-        Err(e) if e.is_data() && serde_json::from_str::<IgnoredAny>(json).is_ok() => serde_json::Map::new(),
+        Err(e) if e.is_data() && serde_json::from_str::<Skip>(json).is_ok() => serde_json::Map::new(),
         Err(e) => return Err(LakeError::Invalid(format!("adapter output is not JSON: {e}"))),
     };
     Ok(serde_json::Value::Object(members))
@@ -726,5 +769,13 @@ mod tests {
         assert!(same(r#"{"resourceType":"Patient","id":"a","name":[{"family":"x"]}"#).unwrap_err().contains("not JSON"));
         assert!(same(r#"{"resourceType":"Patient","id":"a"} {}"#).unwrap_err().contains("not JSON"));
         assert!(same(r#"{"resourceType":"Patient","id":"a","x":"\q"}"#).unwrap_err().contains("not JSON"));
+        // What a full parse refuses in a member silver does not read: a lone
+        // surrogate, a number out of range, nesting deeper than 128.
+        assert!(same(r#"{"resourceType":"Patient","id":"a","text":{"div":"\ud800"}}"#).unwrap_err().contains("not JSON"));
+        assert!(same(r#"{"resourceType":"Observation","id":"a","valueQuantity":{"value":1e999}}"#).unwrap_err().contains("not JSON"));
+        let nested = |depth: usize| format!(r#"{{"resourceType":"Patient","id":"a","extension":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        assert!(same(&nested(130)).unwrap_err().contains("not JSON"));
+        assert!(same(&nested(100)).is_ok());
+        assert!(same("[1e999]").unwrap_err().contains("not JSON"));
     }
 }

@@ -79,7 +79,8 @@ pub(crate) struct Counts {
     pub lookup_ms: u64,
     /// Reading back the rows replaced (the new ids' data file is written meanwhile).
     pub read_ms: u64,
-    /// From then to the last commit: the rest of the writes, and the commits.
+    /// From then to the last commit: deciding which rows are newer, waiting for
+    /// the new ids' file, the rest of the writes, and the commits.
     pub write_ms: u64,
     /// Merging and storing the id index, when it was due.
     pub store_ms: u64,

@@ -1,12 +1,13 @@
-//! Reads run on their own tasks, so that decoding spreads over every core.
+//! Reads (and a write beside them) run on their own tasks, so that decoding and
+//! encoding spread over every core.
 
 use std::future::Future;
 
 use deltalake::DeltaTableError;
 use tokio::task::JoinHandle;
 
-/// Runs `read` on a task of its own; the returned future gives its result (a panic
-/// in `read` comes back as an error, the writer goes on). Dropping that future (a
+/// Runs `read` (or any work) on a task of its own; the returned future gives its
+/// result (a panic in it comes back as an error, the writer goes on). Dropping that future (a
 /// stream of reads given up on after an error) stops the task at its next await.
 pub(crate) fn on_own_task<T: Send + 'static>(
     what: &'static str,
