@@ -78,13 +78,16 @@ impl Drop for Killer {
     }
 }
 
-/// moto's S3 server (installed by scripts/test) on a free loopback port, with bucket
+/// moto's S3 server (installed by scripts/test) on a free loopback port, its writes
+/// made atomic as S3's are (`tests/s3_server.py`: moto's own server can let two
+/// racing conditional puts both win, and so lose a Delta commit), with bucket
 /// `lake` created: the server, its endpoint, and the environment a client needs.
 pub fn start_s3() -> (Killer, String, Vec<(&'static str, String)>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let server = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .arg(repo_root().join("tests/s3_server.py"))
+        .args(["127.0.0.1", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
