@@ -38,7 +38,7 @@ pub async fn load(runtime: &Runtime, component: &str, settings: AdapterSettings)
 /// The runtime, its outbound being the configured connections.
 pub fn runtime(cfg: &Config, audit: Arc<dyn AuditSink>) -> anyhow::Result<(Runtime, Arc<Connections>)> {
     let connections = Arc::new(Connections::new(&cfg.connections).context("connections")?);
-    let runtime = Runtime::new(RuntimeConfig { audit, outbound: connections.clone(), ..Default::default() })
+    let runtime = Runtime::new(RuntimeConfig { audit, outbound: connections.clone(), compile_cache: cfg.adapter_store.compile_cache(), ..Default::default() })
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
     Ok((runtime, connections))
 }

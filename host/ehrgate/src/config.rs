@@ -177,11 +177,17 @@ pub struct AdapterStoreSettings {
     pub watch_dir: Option<PathBuf>,
     /// ... and activates them at once.
     pub activate_on_drop: bool,
+    /// Where compiled adapters are kept, so that each process (`serve`, `ingest`,
+    /// every CLI job) does not compile them again. Default: `$XDG_CACHE_HOME/ehrgate/compiled`
+    /// (else `~/.cache/ehrgate/compiled`); `""`: off. It must be this user's own and
+    /// writable by no one else (what is loaded from it runs as native code); if not,
+    /// adapters are compiled at each start, with a warning.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for AdapterStoreSettings {
     fn default() -> Self {
-        AdapterStoreSettings { dir: None, trusted_keys: vec![], allow_unsigned: false, max_component_mb: 32, watch_dir: None, activate_on_drop: false }
+        AdapterStoreSettings { dir: None, trusted_keys: vec![], allow_unsigned: false, max_component_mb: 32, watch_dir: None, activate_on_drop: false, compile_cache: None }
     }
 }
 
@@ -191,6 +197,18 @@ impl AdapterStoreSettings {
             (Some(d), _) => d.clone(),
             (None, Storage::Local { root }) => root.join("adapters"),
             (None, _) => PathBuf::from("ehrgate-adapters"),
+        }
+    }
+
+    /// The compile cache's directory, if any (see `compile_cache`).
+    pub fn compile_cache(&self) -> Option<PathBuf> {
+        match &self.compile_cache {
+            Some(d) if d.as_os_str().is_empty() => None,
+            Some(d) => Some(d.clone()),
+            None => {
+                let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+                env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache"))).map(|c| c.join("ehrgate").join("compiled"))
+            }
         }
     }
 

@@ -1,11 +1,12 @@
 //! The wasmtime engine shared by all adapters: pooling allocator, epoch ticker,
 //! the linker with the contract's imports and an empty WASI.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::Adapter as AdapterWorld;
 use crate::contract::{self, ContractVersion};
@@ -27,6 +28,11 @@ pub struct RuntimeConfig {
     pub outbound: Arc<dyn Outbound>,
     pub state: Arc<dyn StateStore>,
     pub audit: Arc<dyn AuditSink>,
+    /// Where compiled adapters are kept, so that a component compiled once (by
+    /// any process) is not compiled again: wasmtime's cache, keyed by a SHA-256 of
+    /// the component and of the compiler and its settings. None: every load
+    /// compiles. See [`compile_cache_dir`] for what makes a directory usable.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -38,9 +44,36 @@ impl Default for RuntimeConfig {
             outbound: Arc::new(NoOutbound),
             state: Arc::new(MemoryState::default()),
             audit: Arc::new(TracingAudit),
+            compile_cache: None,
         }
     }
 }
+
+/// Whether `dir` may hold compiled adapters: what is loaded from there runs as
+/// native code, outside the sandbox, so it must be this user's own and writable by
+/// no one else. Created (mode 0700) if missing. An error says why not.
+pub fn compile_cache_dir(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(format!("{} belongs to user {}, not to this process's user {me}", dir.display(), meta.uid()));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!("{} is writable by others (mode {:o})", dir.display(), meta.permissions().mode() & 0o777));
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    }
+}
+
 
 /// The host services every adapter's imports delegate to.
 pub(crate) struct Services {
@@ -54,6 +87,7 @@ pub(crate) struct Inner {
     pub linker: Linker<CallState>,
     pub services: Arc<Services>,
     pub slots: Arc<tokio::sync::Semaphore>,
+    pub cache: Option<Cache>,
 }
 
 /// The sandbox. Cheap to clone; safe to use from many tokio tasks at once.
@@ -91,6 +125,19 @@ impl Runtime {
             // (/tmp/perf-<pid>.map): for profiling an adapter, not for production.
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        let mut cache = None;
+        if let Some(dir) = &cfg.compile_cache {
+            match compile_cache_dir(dir) {
+                Ok(()) => {
+                    let mut c = CacheConfig::new();
+                    c.with_directory(dir);
+                    let c = Cache::new(c)?;
+                    config.cache(Some(c.clone()));
+                    cache = Some(c);
+                }
+                Err(why) => tracing::warn!("compiled adapters are not cached: {why}"),
+            }
+        }
         let engine = Engine::new(&config)?;
 
         let mut linker: Linker<CallState> = Linker::new(&engine);
@@ -105,12 +152,19 @@ impl Runtime {
                 linker,
                 services: Arc::new(Services { outbound: cfg.outbound, state: cfg.state, audit: cfg.audit }),
                 slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_instances as usize)),
+                cache,
             }),
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Components found compiled in the compile cache, and compiled (then kept
+    /// there), since this runtime started; None without a cache.
+    pub fn compile_cache_counts(&self) -> Option<(usize, usize)> {
+        self.inner.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
     }
 
     /// Load an adapter component from a file. See [`Runtime::load`].

@@ -30,7 +30,7 @@ mod stdio;
 pub use bindings::types::{AdapterError, AdapterInfo, ConnectionNeed, Hl7Message, InputError, Output};
 pub use bindings::{HttpError, HttpRequest, HttpResponse};
 pub use contract::{ContractVersion, SUPPORTED_CONTRACTS};
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{Runtime, RuntimeConfig, compile_cache_dir};
 pub use error::{CallError, Limit, LoadError, http_error_text};
 pub use grants::{Grant, Grants};
 pub use limits::Limits;

@@ -278,3 +278,33 @@ async fn garbage_is_not_a_component() {
     let err = runtime.load("core.wasm", b"\0asm\x01\0\0\0", AdapterSettings::default()).await.err().unwrap();
     assert!(err.to_string().contains("core.wasm"), "{err}");
 }
+
+/// A component compiled by one runtime is loaded compiled by the next one that
+/// shares its cache directory (as the next process would), and runs; a directory
+/// others may write is not used (what is loaded from it runs outside the sandbox).
+#[tokio::test]
+async fn a_compiled_adapter_is_taken_from_the_compile_cache_by_the_next_runtime() {
+    let dir = std::env::temp_dir().join(format!("ehrgate-compile-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.join("compiled");
+    let path = ehrgate_testkit::guest("ehrgate-guest-hostile");
+    let cached = |c: &std::path::Path| RuntimeConfig { compile_cache: Some(c.to_path_buf()), ..Default::default() };
+    let first = Runtime::new(cached(&cache)).unwrap();
+    first.load_file(&path, AdapterSettings::default()).await.expect("compiled");
+    assert_eq!(first.compile_cache_counts(), Some((0, 1)), "compiled once and kept");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700, "the cache is the user's own");
+
+    let second = Runtime::new(cached(&cache)).unwrap();
+    let adapter = second.load_file(&path, AdapterSettings::default()).await.expect("loaded from the cache");
+    assert_eq!(second.compile_cache_counts(), Some((1, 0)), "taken from the cache, not compiled");
+    assert!(adapter.describe().await.is_ok(), "the cached component runs");
+
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let why = compile_cache_dir(&cache).expect_err("a directory anyone may write");
+    assert!(why.contains("writable by others"), "{why}");
+    let third = Runtime::new(cached(&cache)).unwrap();
+    assert_eq!(third.compile_cache_counts(), None, "not used");
+    third.load_file(&path, AdapterSettings::default()).await.expect("compiled without the cache");
+    let _ = std::fs::remove_dir_all(&dir);
+}

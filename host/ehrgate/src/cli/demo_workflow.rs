@@ -49,7 +49,12 @@ pub async fn run(cfg: &Config, lake: Arc<Lake>) -> anyhow::Result<()> {
         scopes: vec!["system/Task.write".into(), "system/Task.read".into(), "system/*.read".into()],
     };
     let connections = Arc::new(Connections::new(&[cc]).context("the demo connection")?);
-    let runtime = Runtime::new(RuntimeConfig { audit: Arc::new(ehrgate_runtime::TracingAudit), outbound: connections.clone(), ..Default::default() })
+    let runtime = Runtime::new(RuntimeConfig {
+        audit: Arc::new(ehrgate_runtime::TracingAudit),
+        outbound: connections.clone(),
+        compile_cache: cfg.adapter_store.compile_cache(),
+        ..Default::default()
+    })
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
     let grants = Grants(vec![Grant { connection: "ehr".into(), methods: vec!["GET".into(), "POST".into()], paths: vec!["/Task".into(), "/Task/*".into()] }]);
     let epic: Adapter = crate::adapters::load(&runtime, "epic", AdapterSettings { grants, ..Default::default() }).await?;

@@ -249,7 +249,7 @@ impl IdIndex {
         self.files = files;
         self.footers = footers;
         self.next_file = numbers.len() as u32;
-        let bytes = persist::encode(self.seed.0, version, &table_id, self.files.iter().map(|(no, f)| (*no, f)), self.base.entries())?;
+        let bytes = persist::encode(self.seed.0, version, &table_id, self.files.iter().map(|(no, f)| (*no, f)), &self.base)?;
         store.put(&Path::from(persist::PATH), bytes.into()).await?;
         Ok(true)
     }

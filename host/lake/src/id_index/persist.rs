@@ -17,8 +17,10 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::{DeltaTableError, ObjectStore, Path};
 use roaring::RoaringTreemap;
 
-use super::sorted::{Entry, Sorted};
-use super::{FileEntry, Key, Loc};
+use bytes::Bytes;
+
+use super::sorted::{ENTRY, Sorted};
+use super::FileEntry;
 
 pub(crate) const PATH: &str = "_ehrgate/silver_id_index";
 const MAGIC: &[u8; 8] = b"EHRGIDX1";
@@ -37,9 +39,9 @@ pub(crate) fn encode<'a>(
     version: u64,
     table_id: &str,
     files: impl Iterator<Item = (u32, &'a FileEntry)>,
-    entries: &[Entry],
+    entries: &Sorted,
 ) -> Result<Vec<u8>, DeltaTableError> {
-    let mut out = Vec::with_capacity(64 + entries.len() * 24);
+    let mut out = Vec::with_capacity(64 + entries.raw().len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&seed.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
@@ -60,18 +62,14 @@ pub(crate) fn encode<'a>(
         blob(&mut out, &vector);
     }
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for e in entries {
-        out.extend_from_slice(&e.key.0.to_le_bytes());
-        out.extend_from_slice(&e.key.1.to_le_bytes());
-        out.extend_from_slice(&e.loc.file.to_le_bytes());
-        out.extend_from_slice(&e.loc.row.to_le_bytes());
-    }
+    out.extend_from_slice(entries.raw());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
+/// `bytes` as read; the entries stay where they are (in `sorted`).
+pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or("empty")?;
@@ -108,33 +106,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
         files.push((no, FileEntry { add, deleted }));
     }
     let n = r.u64()? as usize;
-    let raw = r.take(n.checked_mul(24).ok_or("entry count")?)?;
+    let raw = r.take(n.checked_mul(ENTRY).ok_or("entry count")?)?;
     if !r.0.is_empty() {
         return Err("bytes after the entries".into());
     }
-    let u64_at =
-        |c: &[u8], at: usize| u64::from_le_bytes(c[at..at + 8].try_into().expect("8 bytes"));
-    let u32_at =
-        |c: &[u8], at: usize| u32::from_le_bytes(c[at..at + 4].try_into().expect("4 bytes"));
-    let mut entries = Vec::with_capacity(n);
-    let mut last: Option<Key> = None;
-    for c in raw.chunks_exact(24) {
-        let e = Entry { key: Key(u64_at(c, 0), u64_at(c, 8)), loc: Loc { file: u32_at(c, 16), row: u32_at(c, 20) } };
-        if last.is_some_and(|k| k >= e.key) {
-            return Err("entries out of order".into());
-        }
-        if e.loc.file as usize >= count {
-            return Err(format!("an entry in file {}, not listed", e.loc.file));
-        }
-        last = Some(e.key);
-        entries.push(e);
-    }
+    let at = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+    let sorted = Sorted::from_raw(bytes.slice(at..at + raw.len()), count as u32)?;
     Ok(Stored {
         seed,
         version,
         table_id,
         files,
-        sorted: Sorted::from_sorted(entries),
+        sorted,
     })
 }
 
@@ -145,7 +128,7 @@ pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
         Err(deltalake::ObjectStoreError::NotFound { .. }) => return None,
         Err(e) => Err(e.to_string()),
     };
-    read.and_then(|b| decode(&b))
+    read.and_then(decode)
         .inspect_err(|e| tracing::warn!("silver id index: {PATH} does not read ({e}); reading the ids from the table"))
         .ok()
 }
@@ -193,6 +176,12 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id_index::sorted::Entry;
+    use crate::id_index::{Key, Loc};
+
+    fn decode(b: &[u8]) -> Result<Stored, String> {
+        super::decode(Bytes::copy_from_slice(b))
+    }
 
     fn add(path: &str) -> Add {
         serde_json::from_value(serde_json::json!({
@@ -241,7 +230,7 @@ mod tests {
             9,
             "table-1",
             files.iter().map(|(n, f)| (*n, f)),
-            &entries,
+            &Sorted::from_sorted(entries.clone()),
         )
         .unwrap();
         let got = decode(&bytes).unwrap();
@@ -249,7 +238,7 @@ mod tests {
             (got.seed, got.version, got.table_id.as_str()),
             (42, 9, "table-1")
         );
-        assert_eq!(got.sorted.entries(), &entries[..]);
+        assert_eq!(got.sorted.entries(), entries);
         assert_eq!(got.files.len(), 2);
         assert_eq!(got.files[0].1.add, files[0].1.add);
         assert_eq!(got.files[0].1.deleted, files[0].1.deleted);
@@ -265,7 +254,7 @@ mod tests {
         // well formed, checksum and all, but not as this writer makes them: file
         // numbers out of place, a path twice, an entry in an unlisted file
         let refused = |files: &[(u32, &FileEntry)], entries: &[Entry]| {
-            let bytes = encode(42, 9, "table-1", files.iter().copied(), entries).unwrap();
+            let bytes = encode(42, 9, "table-1", files.iter().copied(), &Sorted::from_sorted(entries.to_vec())).unwrap();
             decode(&bytes).err().unwrap_or_default()
         };
         let (a, b) = (&files[0].1, &files[1].1);

@@ -1,10 +1,17 @@
 //! The id index's compact part: entries sorted by key, found through a directory of
 //! the keys' top bits (keys are hashes, so evenly spread: a few entries per slot).
 //! 24 bytes an entry and 4 per slot (a slot for every two to four entries), built
-//! by merging rather than inserting; the entries are what is stored
-//! ([`super::persist`]), the directory is made again on loading.
+//! by merging rather than inserting. The entries are kept as they are stored
+//! ([`super::persist`]: the key's halves, file and row, little-endian), so a stored
+//! index is used where it was read, without a copy; the directory is made again
+//! on loading, in the same pass that checks the entries' order.
+
+use bytes::Bytes;
 
 use super::{Key, Loc};
+
+/// The bytes of one entry.
+pub(crate) const ENTRY: usize = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -12,10 +19,25 @@ pub(crate) struct Entry {
     pub loc: Loc,
 }
 
+impl Entry {
+    fn read(b: &[u8]) -> Entry {
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+        Entry { key: Key(u64_at(0), u64_at(8)), loc: Loc { file: u32_at(16), row: u32_at(20) } }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key.0.to_le_bytes());
+        out.extend_from_slice(&self.key.1.to_le_bytes());
+        out.extend_from_slice(&self.loc.file.to_le_bytes());
+        out.extend_from_slice(&self.loc.row.to_le_bytes());
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Sorted {
-    /// Ascending by key, no key twice.
-    entries: Vec<Entry>,
+    /// The entries, [`ENTRY`] bytes each, ascending by key, no key twice.
+    raw: Bytes,
     /// `dir[t]`: the first entry whose key's top `bits` bits are `t` or more.
     dir: Vec<u32>,
     bits: u32,
@@ -23,48 +45,89 @@ pub(crate) struct Sorted {
 
 impl Sorted {
     /// `entries` must be ascending by key, with no key twice.
+    #[cfg(test)]
     pub(crate) fn from_sorted(entries: Vec<Entry>) -> Sorted {
-        debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+        let mut raw = Vec::with_capacity(entries.len() * ENTRY);
+        for e in &entries {
+            e.write(&mut raw);
+        }
+        Sorted::from_raw(Bytes::from(raw), u32::MAX).expect("sorted entries")
+    }
+
+    /// Entries as stored: refused unless ascending by key with no key twice, and
+    /// each in a file numbered below `files`.
+    pub(crate) fn from_raw(raw: Bytes, files: u32) -> Result<Sorted, String> {
+        if raw.len() % ENTRY != 0 {
+            return Err("entries cut off".into());
+        }
+        let n = raw.len() / ENTRY;
         // (a slot for every two to four entries, at most 2^24 slots: 64 MiB)
-        let bits = (entries.len() / 4).max(1).ilog2().min(23) + 1;
+        let bits = (n / 4).max(1).ilog2().min(23) + 1;
         let slots = 1usize << bits;
         // (entries per slot, then summed up: the first entry of each slot)
         let mut dir = vec![0u32; slots + 1];
-        for e in &entries {
+        let mut last: Option<Key> = None;
+        for c in raw.chunks_exact(ENTRY) {
+            let e = Entry::read(c);
+            if last.is_some_and(|k| k >= e.key) {
+                return Err("entries out of order".into());
+            }
+            if e.loc.file >= files {
+                return Err(format!("an entry in file {}, not listed", e.loc.file));
+            }
+            last = Some(e.key);
             dir[top(e.key, bits) as usize + 1] += 1;
         }
         for t in 1..=slots {
             dir[t] += dir[t - 1];
         }
-        Sorted { entries, dir, bits }
+        Ok(Sorted { raw, dir, bits })
+    }
+
+    fn entry(&self, i: usize) -> Entry {
+        Entry::read(&self.raw[i * ENTRY..(i + 1) * ENTRY])
     }
 
     pub(crate) fn get(&self, key: Key) -> Option<Loc> {
-        if self.entries.is_empty() {
+        if self.raw.is_empty() {
             return None;
         }
         let t = top(key, self.bits) as usize;
-        let slot = &self.entries[self.dir[t] as usize..self.dir[t + 1] as usize];
-        slot.binary_search_by(|e| e.key.cmp(&key))
-            .ok()
-            .map(|i| slot[i].loc)
+        let (mut lo, mut hi) = (self.dir[t] as usize, self.dir[t + 1] as usize);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = self.entry(mid);
+            match e.key.cmp(&key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(e.loc),
+            }
+        }
+        None
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.raw.len() / ENTRY
     }
 
-    pub(crate) fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// The entries as stored.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> Vec<Entry> {
+        (0..self.len()).map(|i| self.entry(i)).collect()
     }
 
     /// This and `newer` (ascending, no key twice) as one, each entry's place as
     /// `keep` gives it, leaving out those it refuses (None); where both hold a key,
     /// `newer`'s entry, unless refused.
     pub(crate) fn merge(&self, newer: &[Entry], keep: impl Fn(Loc) -> Option<Loc>) -> Sorted {
-        let mut out = Vec::with_capacity(self.entries.len() + newer.len());
-        let place = |e: &Entry| keep(e.loc).map(|loc| Entry { key: e.key, loc });
-        let (mut a, mut b) = (self.entries.iter().peekable(), newer.iter().peekable());
+        let mut out = Vec::with_capacity((self.len() + newer.len()) * ENTRY);
+        let place = |e: Entry| keep(e.loc).map(|loc| Entry { key: e.key, loc });
+        let mut a = self.raw.chunks_exact(ENTRY).map(Entry::read).peekable();
+        let mut b = newer.iter().copied().peekable();
         loop {
             let kept = match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) if x.key < y.key => a.next().and_then(place),
@@ -76,9 +139,11 @@ impl Sorted {
                 (Some(_), None) => a.next().and_then(place),
                 (None, None) => break,
             };
-            out.extend(kept);
+            if let Some(e) = kept {
+                e.write(&mut out);
+            }
         }
-        Sorted::from_sorted(out)
+        Sorted::from_raw(Bytes::from(out), u32::MAX).expect("merged in order")
     }
 }
 
@@ -136,6 +201,23 @@ mod tests {
     }
 
     #[test]
+    fn entries_as_stored_are_refused_out_of_order_twice_cut_off_or_in_an_unlisted_file() {
+        let raw = |entries: &[Entry]| {
+            let mut out = Vec::new();
+            for e in entries {
+                e.write(&mut out);
+            }
+            Bytes::from(out)
+        };
+        let (a, b) = (entry(1, 0), entry(2, 1));
+        assert_eq!(Sorted::from_raw(raw(&[a, b]), 2).unwrap().entries(), vec![a, b]);
+        assert!(Sorted::from_raw(raw(&[b, a]), 2).err().unwrap().contains("out of order"));
+        assert!(Sorted::from_raw(raw(&[a, a]), 2).err().unwrap().contains("out of order"));
+        assert!(Sorted::from_raw(raw(&[a, b]), 1).err().unwrap().contains("not listed"));
+        assert!(Sorted::from_raw(raw(&[a, b]).slice(..30), 2).err().unwrap().contains("cut off"));
+    }
+
+    #[test]
     fn merge_lets_newer_win_and_leaves_out_what_keep_refuses() {
         let old = spread(1000, 1);
         let base = Sorted::from_sorted(old.clone());
@@ -164,6 +246,7 @@ mod tests {
             assert_eq!(merged.get(e.key), Some(e.loc));
         }
         assert!(merged.entries().windows(2).all(|w| w[0].key < w[1].key));
+        assert_eq!(merged.raw().len(), merged.len() * ENTRY);
         // a file left out
         let without = base.merge(&newer, |l| (l.file != 1).then_some(l));
         assert_eq!(without.len(), newer.len());
