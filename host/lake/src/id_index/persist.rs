@@ -124,7 +124,17 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
 /// The stored index of the table `store` holds, if there is one that reads.
 pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
     let read = match store.get(&Path::from(PATH)).await {
-        Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
+        Ok(got) => match &got.payload {
+            // On a local disk the file is mapped, not copied: the entries are used
+            // where they lie. (Writers replace the file by a rename and purges
+            // remove it; neither changes a mapped file. Only someone writing into
+            // it in place could, who may as well damage the table.)
+            deltalake::logstore::object_store::GetResultPayload::File(file, _) => {
+                // SAFETY: see above; the mapping is read only.
+                unsafe { memmap2::Mmap::map(file) }.map(Bytes::from_owner).map_err(|e| e.to_string())
+            }
+            _ => got.bytes().await.map_err(|e| e.to_string()),
+        },
         Err(deltalake::ObjectStoreError::NotFound { .. }) => return None,
         Err(e) => Err(e.to_string()),
     };
