@@ -179,9 +179,10 @@ pub struct AdapterStoreSettings {
     pub activate_on_drop: bool,
     /// Where compiled adapters are kept, so that each process (`serve`, `ingest`,
     /// every CLI job) does not compile them again. Default: `$XDG_CACHE_HOME/ehrgate/compiled`
-    /// (else `~/.cache/ehrgate/compiled`); `""`: off. It must be this user's own and
-    /// writable by no one else (what is loaded from it runs as native code); if not,
-    /// adapters are compiled at each start, with a warning.
+    /// (else `~/.cache/ehrgate/compiled`); `""`: off; a relative path is taken from
+    /// the working directory. It and every directory above it must be writable by
+    /// no one but this user (and root): what is loaded from it runs as native code.
+    /// If not, adapters are compiled at each start, with a warning.
     pub compile_cache: Option<PathBuf>,
 }
 
@@ -204,9 +205,10 @@ impl AdapterStoreSettings {
     pub fn compile_cache(&self) -> Option<PathBuf> {
         match &self.compile_cache {
             Some(d) if d.as_os_str().is_empty() => None,
-            Some(d) => Some(d.clone()),
+            Some(d) => std::path::absolute(d).ok(),
             None => {
-                let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+                // (a relative XDG_CACHE_HOME or HOME is ignored, as the XDG rules say)
+                let env = |k| std::env::var_os(k).map(PathBuf::from).filter(|p| p.is_absolute());
                 env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache"))).map(|c| c.join("ehrgate").join("compiled"))
             }
         }

@@ -165,7 +165,9 @@ async fn a_new_writer_loads_the_stored_index_and_reads_only_what_came_since() {
     let mut bytes = std::fs::read(&stored).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
-    std::fs::write(&stored, &bytes).unwrap();
+    // (replaced by a rename, as writers replace it: C has the file mapped)
+    std::fs::write(stored.with_extension("damaged"), &bytes).unwrap();
+    std::fs::rename(stored.with_extension("damaged"), &stored).unwrap();
     let d = lake_at(&root);
     let (loaded, read, _) = counted(d.upsert_silver(patients(3100, 3110, "D", 50))).await;
     // (every row of every live file, hidden ones too)

@@ -50,30 +50,44 @@ impl Default for RuntimeConfig {
 }
 
 /// Whether `dir` may hold compiled adapters: what is loaded from there runs as
-/// native code, outside the sandbox, so it must be this user's own and writable by
-/// no one else. Created (mode 0700) if missing. An error says why not.
-pub fn compile_cache_dir(dir: &Path) -> Result<(), String> {
+/// native code, outside the sandbox, so no one but this user (and root) may change
+/// it, or any directory above it. Created (mode 0700) if missing. Returns its real
+/// path (links resolved: the directory checked is the one used), or why not.
+pub fn compile_cache_dir(dir: &Path) -> Result<PathBuf, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
+        let meta = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", real.display()))?;
         if meta.uid() != me {
-            return Err(format!("{} belongs to user {}, not to this process's user {me}", dir.display(), meta.uid()));
+            return Err(format!("{} belongs to user {}, not to this process's user {me}", real.display(), meta.uid()));
         }
         if meta.permissions().mode() & 0o022 != 0 {
-            return Err(format!("{} is writable by others (mode {:o})", dir.display(), meta.permissions().mode() & 0o777));
+            return Err(format!("{} is writable by others (mode {:o})", real.display(), meta.permissions().mode() & 0o777));
         }
-        Ok(())
+        // Above it: root's or this user's, and writable by no one else unless
+        // sticky (as /tmp is: there others cannot move what they do not own).
+        for above in real.ancestors().skip(1) {
+            let m = std::fs::metadata(above).map_err(|e| format!("{}: {e}", above.display()))?;
+            let mode = m.permissions().mode();
+            if m.uid() != 0 && m.uid() != me {
+                return Err(format!("{} (above {}) belongs to user {}", above.display(), real.display(), m.uid()));
+            }
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                return Err(format!("{} (above {}) is writable by others (mode {:o})", above.display(), real.display(), mode & 0o7777));
+            }
+        }
+        Ok(real)
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))
     }
 }
-
 
 /// The host services every adapter's imports delegate to.
 pub(crate) struct Services {
@@ -127,11 +141,13 @@ impl Runtime {
         }
         let mut cache = None;
         if let Some(dir) = &cfg.compile_cache {
-            match compile_cache_dir(dir) {
-                Ok(()) => {
-                    let mut c = CacheConfig::new();
-                    c.with_directory(dir);
-                    let c = Cache::new(c)?;
+            let made = compile_cache_dir(dir).and_then(|real| {
+                let mut c = CacheConfig::new();
+                c.with_directory(real);
+                Cache::new(c).map_err(|e| format!("{e:#}"))
+            });
+            match made {
+                Ok(c) => {
                     config.cache(Some(c.clone()));
                     cache = Some(c);
                 }

@@ -306,5 +306,19 @@ async fn a_compiled_adapter_is_taken_from_the_compile_cache_by_the_next_runtime(
     let third = Runtime::new(cached(&cache)).unwrap();
     assert_eq!(third.compile_cache_counts(), None, "not used");
     third.load_file(&path, AdapterSettings::default()).await.expect("compiled without the cache");
+
+    // ... nor one below a directory anyone may write (not sticky), though it is
+    // the user's own, nor one reached through a link to such a place
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let why = compile_cache_dir(&open.join("compiled")).expect_err("below a directory anyone may write");
+    assert!(why.contains("above") && why.contains("writable by others"), "{why}");
+    std::os::unix::fs::symlink(open.join("compiled"), dir.join("link")).unwrap();
+    let why = compile_cache_dir(&dir.join("link")).expect_err("a link to such a place");
+    assert!(why.contains("above"), "{why}");
+    // (a sticky one, as /tmp is, is fine: the temporary directory above all of these)
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_eq!(compile_cache_dir(&dir.join("link")).unwrap(), open.join("compiled").canonicalize().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
