@@ -93,10 +93,11 @@ fn storage(endpoint: &str) -> String {
     )
 }
 
-fn sql_on(dir: &Path, env: &[(&str, &str)], query: &str) -> serde_json::Value {
+/// Every row `query` gives, one JSON object each.
+fn sql_on(dir: &Path, env: &[(&str, &str)], query: &str) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ehrgate")).current_dir(dir).args(["sql", query, "--format", "json"]).envs(env.iter().copied()).output().unwrap();
     assert!(out.status.success(), "{query}: {}", text(&out.stderr));
-    serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap()
+    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]
@@ -187,11 +188,11 @@ fn three_gateways(name: &str, total: usize, patients: usize, deletion_vectors: b
         unacked.len()
     );
 
-    let silver = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT id) AS ids, count(*) FILTER (WHERE resource LIKE '%\"Upd%') AS updated FROM silver_patient");
+    let silver = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT id) AS ids, count(*) FILTER (WHERE resource LIKE '%\"Upd%') AS updated FROM silver_patient").remove(0);
     let p = Some(patients as u64);
     assert_eq!((silver["n"].as_u64(), silver["ids"].as_u64()), (p, p), "every patient once: {silver}");
     assert_eq!(silver["updated"].as_u64(), Some((total - patients) as u64), "each updated patient as its newer version: {silver}");
-    let bronze = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT record_id) AS ids, count(DISTINCT control_id) AS messages FROM bronze_hl7_messages");
+    let bronze = sql_on(&dirs[0].0, &env, "SELECT count(*) AS n, count(DISTINCT record_id) AS ids, count(DISTINCT control_id) AS messages FROM bronze_hl7_messages").remove(0);
     assert_eq!(bronze["n"], bronze["ids"], "no bronze record twice: {bronze}");
     if bronze["messages"].as_u64() != Some(total as u64) {
         missing_from_bronze(&dirs[0].0, &env, total, &printed);
@@ -204,15 +205,8 @@ fn three_gateways(name: &str, total: usize, patients: usize, deletion_vectors: b
 /// A failed count says which messages bronze lacks (by the gateway they were sent
 /// to) and what each gateway printed, so that a rare failure can be read.
 fn missing_from_bronze(dir: &Path, env: &[(&str, &str)], total: usize, printed: &[Vec<String>]) -> ! {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ehrgate"))
-        .current_dir(dir)
-        .args(["sql", "SELECT DISTINCT control_id FROM bronze_hl7_messages", "--format", "json"])
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let seen: std::collections::HashSet<usize> = text(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let seen: std::collections::HashSet<usize> = sql_on(dir, env, "SELECT DISTINCT control_id FROM bronze_hl7_messages")
+        .iter()
         .filter_map(|v| v["control_id"].as_str().and_then(|c| c.strip_prefix('G')).and_then(|n| n.parse().ok()))
         .collect();
     let missing: Vec<usize> = (0..total).filter(|i| !seen.contains(i)).collect();

@@ -20,6 +20,7 @@ mod dv;
 mod error;
 mod id_index;
 mod lake;
+mod mapped;
 pub mod maintenance;
 pub mod quarantine;
 mod props;

@@ -24,7 +24,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, AddCDCFile, Remove};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ArrowWriter;
-use deltalake::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use deltalake::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use deltalake::parquet::file::metadata::PageIndexPolicy;
@@ -136,6 +136,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
 
     let step = std::time::Instant::now();
     let store = table.object_store();
+    let local = is_local(&table);
     let schema = batch.schema();
     for rows in by_file.values_mut() {
         rows.sort_unstable();
@@ -151,7 +152,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
         // (each file read on its own task: on every core)
         on_own_task("silver upsert: reading replaced rows", async move {
             let add = add.ok_or_else(|| out_of_step("it names a file it does not hold".into()))?;
-            let (old, total, meta) = read_rows(store, &add, meta, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
+            let (old, total, meta) = read_rows(store, local, &add, meta, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), &schema).await?;
             Ok((no, rows, old, total, meta))
         })
     }))
@@ -401,8 +402,8 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, DeltaTabl
 /// Rows `rows` (ascending) of a data file, as `schema` (columns the file lacks,
 /// added to the table after it was written, are null), the file's row count, and
 /// its footer (given, or read) for the next read.
-async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, footer: Option<ArrowReaderMetadata>, rows: &[u32], schema: &SchemaRef) -> Result<(RecordBatch, usize, ArrowReaderMetadata), DeltaTableError> {
-    read_selected(store, add, footer, schema, |total| {
+async fn read_rows(store: Arc<dyn ObjectStore>, local: bool, add: &Add, footer: Option<ArrowReaderMetadata>, rows: &[u32], schema: &SchemaRef) -> Result<(RecordBatch, usize, ArrowReaderMetadata), DeltaTableError> {
+    read_selected(store, local, add, footer, schema, |total| {
         if rows.last().is_some_and(|&r| r as usize >= total) {
             return Err(out_of_step(format!("{} has {total} rows", add.path)));
         }
@@ -414,28 +415,54 @@ async fn read_rows(store: Arc<dyn ObjectStore>, add: &Add, footer: Option<ArrowR
 /// The rows of a data file in the ranges `select` gives for its row count, as
 /// `schema`, the row count, and the file's footer with its page locations (read
 /// unless given: a file's footer is read once, the pages of a few rows each time).
+/// On a local disk (`local`: the table's store is a file system) the file is mapped
+/// and its pages used where they lie (`mapped`); elsewhere each page is fetched.
 #[allow(deprecated)]
 async fn read_selected(
     store: Arc<dyn ObjectStore>,
+    local: bool,
     add: &Add,
     footer: Option<ArrowReaderMetadata>,
     schema: &SchemaRef,
     select: impl FnOnce(usize) -> Result<Vec<std::ops::Range<usize>>, DeltaTableError>,
 ) -> Result<(RecordBatch, usize, ArrowReaderMetadata), DeltaTableError> {
-    let mut reader = ParquetObjectReader::new(store, Path::from(add.path.as_str())).with_file_size(add.size as u64);
-    let footer = match footer {
-        Some(f) => f,
+    let path = Path::from(add.path.as_str());
+    // (page locations, for reading a few rows; not the pages' min/max values)
+    let options = || ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional).with_column_index_policy(PageIndexPolicy::Skip);
+    let mapped = match local {
+        true => match crate::mapped::get(store.as_ref(), &path).await? {
+            crate::mapped::Got::Mapped(bytes) => Some(bytes),
+            crate::mapped::Got::Other(_) => None,
+        },
+        false => None,
+    };
+    let (batches, total, footer, wanted) = match mapped {
+        Some(bytes) => {
+            let footer = match footer {
+                Some(f) => f,
+                None => ArrowReaderMetadata::load(&bytes, options())?,
+            };
+            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, footer.clone());
+            let total = builder.metadata().file_metadata().num_rows() as usize;
+            let ranges = select(total)?;
+            let wanted: usize = ranges.iter().map(|r| r.len()).sum();
+            let reader = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges.into_iter(), total)).build()?;
+            (reader.collect::<Result<Vec<RecordBatch>, _>>()?, total, footer, wanted)
+        }
         None => {
-            // (page locations, for reading a few rows; not the pages' min/max values)
-            let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional).with_column_index_policy(PageIndexPolicy::Skip);
-            ArrowReaderMetadata::load_async(&mut reader, options).await?
+            let mut reader = ParquetObjectReader::new(store, path).with_file_size(add.size as u64);
+            let footer = match footer {
+                Some(f) => f,
+                None => ArrowReaderMetadata::load_async(&mut reader, options()).await?,
+            };
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.clone());
+            let total = builder.metadata().file_metadata().num_rows() as usize;
+            let ranges = select(total)?;
+            let wanted: usize = ranges.iter().map(|r| r.len()).sum();
+            let batches = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges.into_iter(), total)).build()?.try_collect().await?;
+            (batches, total, footer, wanted)
         }
     };
-    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.clone());
-    let total = builder.metadata().file_metadata().num_rows() as usize;
-    let ranges = select(total)?;
-    let wanted: usize = ranges.iter().map(|r| r.len()).sum();
-    let batches: Vec<RecordBatch> = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges.into_iter(), total)).build()?.try_collect().await?;
     let file_schema = builder_schema(&batches, schema);
     let read = concat_batches(&file_schema, &batches)?;
     if read.num_rows() != wanted {
@@ -485,6 +512,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
         return Ok(None);
     }
     let store = table.object_store();
+    let local = is_local(table);
     let mut writer = RecordBatchWriter::for_table(table)?.with_writer_properties(crate::props::silver_dv_properties());
     let schema = writer.arrow_schema();
     let mut actions = vec![];
@@ -494,7 +522,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
         let deleted = crate::dv::read(store.as_ref(), add.deletion_vector.as_ref()).await?;
         if let Some(predicate) = predicate {
             let hidden = |_total: usize| Ok(deleted.iter().map(|r| r as usize..r as usize + 1).collect());
-            let (rows, _, _) = read_selected(store.clone(), &add, None, &schema, hidden).await?;
+            let (rows, _, _) = read_selected(store.clone(), local, &add, None, &schema, hidden).await?;
             if !matches_any(rows, predicate).await? {
                 continue;
             }
@@ -513,7 +541,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
             }
             Ok(ranges)
         };
-        let (rows, _, _) = read_selected(store.clone(), &add, None, &schema, kept).await?;
+        let (rows, _, _) = read_selected(store.clone(), local, &add, None, &schema, kept).await?;
         if rows.num_rows() > 0 {
             writer.write(rows).await?;
             actions.extend(writer.flush().await?.into_iter().map(|a| Action::Add(Add { data_change: false, ..a })));
@@ -557,6 +585,11 @@ async fn matches_any(rows: RecordBatch, predicate: &str) -> Result<bool, DeltaTa
     ctx.register_batch("hidden", rows)?;
     let found = ctx.sql(&format!("SELECT 1 FROM hidden WHERE {predicate} LIMIT 1")).await?.collect().await?;
     Ok(found.iter().any(|b| b.num_rows() > 0))
+}
+
+/// Whether `table` lies in a local directory (its files can be mapped).
+fn is_local(table: &DeltaTable) -> bool {
+    table.table_url().scheme() == "file"
 }
 
 fn builder_schema(batches: &[RecordBatch], fallback: &SchemaRef) -> SchemaRef {

@@ -110,8 +110,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
     if !r.0.is_empty() {
         return Err("bytes after the entries".into());
     }
-    let at = raw.as_ptr() as usize - bytes.as_ptr() as usize;
-    let sorted = Sorted::from_raw(bytes.slice(at..at + raw.len()), count as u32)?;
+    let sorted = Sorted::from_raw(bytes.slice_ref(raw), count as u32)?;
     Ok(Stored {
         seed,
         version,
@@ -123,46 +122,16 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
 
 /// The stored index of the table `store` holds, if there is one that reads.
 pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
-    let read = match store.get(&Path::from(PATH)).await {
-        Ok(got) => match &got.payload {
-            // On a local disk the file is mapped, not copied: the entries are used
-            // where they lie. ehrgate's writers replace the file by a rename and
-            // purges unlink it; neither changes a mapped file. Writing into it in
-            // place (a `cp` over it, a restore) while a gateway runs would (and a
-            // truncation could crash it): the lake is not to be written so.
-            deltalake::logstore::object_store::GetResultPayload::File(file, _) if on_local_disk(file) => {
-                // SAFETY: see above; the mapping is read only.
-                unsafe { memmap2::Mmap::map(file) }.map(Bytes::from_owner).map_err(|e| e.to_string())
-            }
-            _ => got.bytes().await.map_err(|e| e.to_string()),
-        },
+    let read = match crate::mapped::get(store, &Path::from(PATH)).await {
+        // (on a local disk the entries are used where they lie: see `mapped`)
+        Ok(crate::mapped::Got::Mapped(bytes)) => Ok(bytes),
+        Ok(crate::mapped::Got::Other(got)) => got.bytes().await.map_err(|e| e.to_string()),
         Err(deltalake::ObjectStoreError::NotFound { .. }) => return None,
         Err(e) => Err(e.to_string()),
     };
     read.and_then(decode)
         .inspect_err(|e| tracing::warn!("silver id index: {PATH} does not read ({e}); reading the ids from the table"))
         .ok()
-}
-
-/// Whether `file` lies on a local disk's file system (ext4, XFS, btrfs, ZFS, F2FS,
-/// tmpfs, overlayfs). Elsewhere (NFS, SMB, FUSE...) another host's rename can
-/// leave a mapping's pages unreadable, so the file is read instead.
-#[cfg(target_os = "linux")]
-fn on_local_disk(file: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    const LOCAL: [i64; 7] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x2FC1_2FC1, 0xF2F5_2010, 0x0102_1994, 0x794C_7630];
-    // SAFETY: fstatfs only writes into `s`, and the descriptor is open.
-    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut s) } != 0 {
-        return false;
-    }
-    #[allow(clippy::unnecessary_cast)]
-    LOCAL.contains(&(s.f_type as i64))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn on_local_disk(_: &std::fs::File) -> bool {
-    false
 }
 
 /// Remove the stored index (after a purge: no hash of a purged id stays behind).

@@ -60,12 +60,7 @@ impl Sorted {
         if raw.len() % ENTRY != 0 {
             return Err("entries cut off".into());
         }
-        let n = raw.len() / ENTRY;
-        // (a slot for every two to four entries, at most 2^24 slots: 64 MiB)
-        let bits = (n / 4).max(1).ilog2().min(23) + 1;
-        let slots = 1usize << bits;
-        // (entries per slot, then summed up: the first entry of each slot)
-        let mut dir = vec![0u32; slots + 1];
+        let mut dir = Directory::new(raw.len() / ENTRY);
         let mut last: Option<Key> = None;
         for c in raw.chunks_exact(ENTRY) {
             let e = Entry::read(c);
@@ -76,12 +71,9 @@ impl Sorted {
                 return Err(format!("an entry in file {}, not listed", e.loc.file));
             }
             last = Some(e.key);
-            dir[top(e.key, bits) as usize + 1] += 1;
+            dir.count(e.key);
         }
-        for t in 1..=slots {
-            dir[t] += dir[t - 1];
-        }
-        Ok(Sorted { raw, dir, bits })
+        Ok(dir.over(raw))
     }
 
     fn entry(&self, i: usize) -> Entry {
@@ -124,7 +116,11 @@ impl Sorted {
     /// `keep` gives it, leaving out those it refuses (None); where both hold a key,
     /// `newer`'s entry, unless refused.
     pub(crate) fn merge(&self, newer: &[Entry], keep: impl Fn(Loc) -> Option<Loc>) -> Sorted {
-        let mut out = Vec::with_capacity((self.len() + newer.len()) * ENTRY);
+        let most = self.len() + newer.len();
+        let mut out = Vec::with_capacity(most * ENTRY);
+        // (the directory counted as entries are written: they are in order by
+        // construction, so not checked again; sized for the most there can be)
+        let mut dir = Directory::new(most);
         let place = |e: Entry| keep(e.loc).map(|loc| Entry { key: e.key, loc });
         let mut a = self.raw.chunks_exact(ENTRY).map(Entry::read).peekable();
         let mut b = newer.iter().copied().peekable();
@@ -140,10 +136,38 @@ impl Sorted {
                 (None, None) => break,
             };
             if let Some(e) = kept {
+                dir.count(e.key);
                 e.write(&mut out);
             }
         }
-        Sorted::from_raw(Bytes::from(out), u32::MAX).expect("merged in order")
+        dir.over(Bytes::from(out))
+    }
+}
+
+/// A [`Sorted`]'s directory as it is counted: entries per slot, then summed up.
+struct Directory {
+    /// `counts[t + 1]`: the entries in slot `t`.
+    counts: Vec<u32>,
+    bits: u32,
+}
+
+impl Directory {
+    /// For up to `n` entries: a slot for every two to four, at most 2^24 slots (64 MiB).
+    fn new(n: usize) -> Directory {
+        let bits = (n / 4).max(1).ilog2().min(23) + 1;
+        Directory { counts: vec![0; (1 << bits) + 1], bits }
+    }
+
+    fn count(&mut self, key: Key) {
+        self.counts[top(key, self.bits) as usize + 1] += 1;
+    }
+
+    /// The index of `raw`, the entries counted, in the order counted.
+    fn over(mut self, raw: Bytes) -> Sorted {
+        for t in 1..self.counts.len() {
+            self.counts[t] += self.counts[t - 1];
+        }
+        Sorted { raw, dir: self.counts, bits: self.bits }
     }
 }
 
