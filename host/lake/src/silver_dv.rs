@@ -36,7 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::dv::DvFile;
 use crate::id_index::{CaughtUp, FileEntry, IdIndex, Loc};
-use crate::tasks::on_own_task;
+use crate::tasks::{on_blocking_thread, on_own_task};
 
 /// The table property that turns these upserts on (Delta's own: Databricks and
 /// Spark use deletion vectors for their DELETE, UPDATE and MERGE on such a table).
@@ -136,7 +136,7 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
 
     let step = std::time::Instant::now();
     let store = table.object_store();
-    let local = is_local(&table);
+    let local = maps_files(&table).await;
     let schema = batch.schema();
     for rows in by_file.values_mut() {
         rows.sort_unstable();
@@ -415,8 +415,9 @@ async fn read_rows(store: Arc<dyn ObjectStore>, local: bool, add: &Add, footer: 
 /// The rows of a data file in the ranges `select` gives for its row count, as
 /// `schema`, the row count, and the file's footer with its page locations (read
 /// unless given: a file's footer is read once, the pages of a few rows each time).
-/// On a local disk (`local`: the table's store is a file system) the file is mapped
-/// and its pages used where they lie (`mapped`); elsewhere each page is fetched.
+/// Where the table lies on a local disk (`local`, [`maps_files`]) the file is
+/// mapped and its pages used where they lie (`mapped`), decoded on a blocking
+/// thread (a compaction reads whole files); elsewhere each page is fetched.
 #[allow(deprecated)]
 async fn read_selected(
     store: Arc<dyn ObjectStore>,
@@ -427,6 +428,7 @@ async fn read_selected(
     select: impl FnOnce(usize) -> Result<Vec<std::ops::Range<usize>>, DeltaTableError>,
 ) -> Result<(RecordBatch, usize, ArrowReaderMetadata), DeltaTableError> {
     let path = Path::from(add.path.as_str());
+    let fetched = || ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(add.size as u64);
     // (page locations, for reading a few rows; not the pages' min/max values)
     let options = || ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional).with_column_index_policy(PageIndexPolicy::Skip);
     let mapped = match local {
@@ -436,32 +438,28 @@ async fn read_selected(
         },
         false => None,
     };
-    let (batches, total, footer, wanted) = match mapped {
+    let footer = match (footer, &mapped) {
+        (Some(f), _) => f,
+        (None, Some(bytes)) => {
+            let bytes = bytes.clone();
+            on_blocking_thread("silver: reading a footer", move || Ok(ArrowReaderMetadata::load(&bytes, options())?)).await?
+        }
+        (None, None) => ArrowReaderMetadata::load_async(&mut fetched(), options()).await?,
+    };
+    let total = footer.metadata().file_metadata().num_rows() as usize;
+    let ranges = select(total)?;
+    let wanted: usize = ranges.iter().map(|r| r.len()).sum();
+    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), total);
+    let batches: Vec<RecordBatch> = match mapped {
         Some(bytes) => {
-            let footer = match footer {
-                Some(f) => f,
-                None => ArrowReaderMetadata::load(&bytes, options())?,
-            };
-            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, footer.clone());
-            let total = builder.metadata().file_metadata().num_rows() as usize;
-            let ranges = select(total)?;
-            let wanted: usize = ranges.iter().map(|r| r.len()).sum();
-            let reader = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges.into_iter(), total)).build()?;
-            (reader.collect::<Result<Vec<RecordBatch>, _>>()?, total, footer, wanted)
+            let footer = footer.clone();
+            on_blocking_thread("silver: reading rows", move || {
+                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, footer).with_row_selection(selection).build()?;
+                Ok(reader.collect::<Result<Vec<RecordBatch>, _>>()?)
+            })
+            .await?
         }
-        None => {
-            let mut reader = ParquetObjectReader::new(store, path).with_file_size(add.size as u64);
-            let footer = match footer {
-                Some(f) => f,
-                None => ArrowReaderMetadata::load_async(&mut reader, options()).await?,
-            };
-            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.clone());
-            let total = builder.metadata().file_metadata().num_rows() as usize;
-            let ranges = select(total)?;
-            let wanted: usize = ranges.iter().map(|r| r.len()).sum();
-            let batches = builder.with_row_selection(RowSelection::from_consecutive_ranges(ranges.into_iter(), total)).build()?.try_collect().await?;
-            (batches, total, footer, wanted)
-        }
+        None => ParquetRecordBatchStreamBuilder::new_with_metadata(fetched(), footer.clone()).with_row_selection(selection).build()?.try_collect().await?,
     };
     let file_schema = builder_schema(&batches, schema);
     let read = concat_batches(&file_schema, &batches)?;
@@ -512,7 +510,7 @@ async fn rewrite_hidden_once(table: &DeltaTable, predicate: Option<&str>) -> Res
         return Ok(None);
     }
     let store = table.object_store();
-    let local = is_local(table);
+    let local = maps_files(table).await;
     let mut writer = RecordBatchWriter::for_table(table)?.with_writer_properties(crate::props::silver_dv_properties());
     let schema = writer.arrow_schema();
     let mut actions = vec![];
@@ -587,9 +585,13 @@ async fn matches_any(rows: RecordBatch, predicate: &str) -> Result<bool, DeltaTa
     Ok(found.iter().any(|b| b.num_rows() > 0))
 }
 
-/// Whether `table` lies in a local directory (its files can be mapped).
-fn is_local(table: &DeltaTable) -> bool {
-    table.table_url().scheme() == "file"
+/// Whether `table`'s data files are to be mapped: it lies in a directory on a
+/// local disk (`mapped`; asked once per upsert, not per file).
+async fn maps_files(table: &DeltaTable) -> bool {
+    match table.table_url().to_file_path() {
+        Ok(dir) if table.table_url().scheme() == "file" => crate::mapped::on_local_disk_dir(dir).await,
+        _ => false,
+    }
 }
 
 fn builder_schema(batches: &[RecordBatch], fallback: &SchemaRef) -> SchemaRef {

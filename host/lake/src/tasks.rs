@@ -27,3 +27,12 @@ impl<T> Drop for Aborting<T> {
         self.0.abort();
     }
 }
+
+/// Runs `work` (blocking: decoding a mapped file, whose pages may still have to
+/// come from disk) on tokio's blocking threads, not on a worker that serves others.
+pub(crate) async fn on_blocking_thread<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, DeltaTableError> + Send + 'static,
+) -> Result<T, DeltaTableError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| DeltaTableError::Generic(format!("{what}: {e}")))?
+}

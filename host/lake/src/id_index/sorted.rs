@@ -116,6 +116,7 @@ impl Sorted {
     /// `keep` gives it, leaving out those it refuses (None); where both hold a key,
     /// `newer`'s entry, unless refused.
     pub(crate) fn merge(&self, newer: &[Entry], keep: impl Fn(Loc) -> Option<Loc>) -> Sorted {
+        debug_assert!(newer.windows(2).all(|w| w[0].key < w[1].key), "newer entries in order, each key once");
         let most = self.len() + newer.len();
         let mut out = Vec::with_capacity(most * ENTRY);
         // (the directory counted as entries are written: they are in order by
@@ -152,9 +153,9 @@ struct Directory {
 }
 
 impl Directory {
-    /// For up to `n` entries: a slot for every two to four, at most 2^24 slots (64 MiB).
+    /// For up to `n` entries.
     fn new(n: usize) -> Directory {
-        let bits = (n / 4).max(1).ilog2().min(23) + 1;
+        let bits = bits_for(n);
         Directory { counts: vec![0; (1 << bits) + 1], bits }
     }
 
@@ -162,13 +163,28 @@ impl Directory {
         self.counts[top(key, self.bits) as usize + 1] += 1;
     }
 
-    /// The index of `raw`, the entries counted, in the order counted.
+    /// The index of `raw`, the entries counted, in the order counted; with fewer
+    /// slots when fewer were counted than the directory was made for (a merge that
+    /// left entries out).
     fn over(mut self, raw: Bytes) -> Sorted {
         for t in 1..self.counts.len() {
             self.counts[t] += self.counts[t - 1];
         }
-        Sorted { raw, dir: self.counts, bits: self.bits }
+        let bits = bits_for(raw.len() / ENTRY).min(self.bits);
+        // (slot t of the smaller directory starts where slot t << shift does)
+        let shift = self.bits - bits;
+        let dir = match shift {
+            0 => self.counts,
+            _ => (0..=1usize << bits).map(|t| self.counts[t << shift]).collect(),
+        };
+        Sorted { raw, dir, bits }
     }
+}
+
+/// A directory's bits for `n` entries: a slot for every two to four entries, at
+/// most 2^24 slots (64 MiB).
+fn bits_for(n: usize) -> u32 {
+    (n / 4).max(1).ilog2().min(23) + 1
 }
 
 /// A key's top `bits` bits (1 to 24).
@@ -271,9 +287,14 @@ mod tests {
         }
         assert!(merged.entries().windows(2).all(|w| w[0].key < w[1].key));
         assert_eq!(merged.raw().len(), merged.len() * ENTRY);
-        // a file left out
+        // a file left out: the directory is the one its entries would be loaded with
         let without = base.merge(&newer, |l| (l.file != 1).then_some(l));
         assert_eq!(without.len(), newer.len());
+        let loaded = Sorted::from_raw(without.raw.clone(), u32::MAX).unwrap();
+        assert_eq!((without.bits, &without.dir), (loaded.bits, &loaded.dir));
+        for e in &newer {
+            assert_eq!(without.get(e.key), Some(e.loc));
+        }
         // where the newer entry is refused, the older one stands
         let older = base.merge(&newer, |l| (l.file != 2).then_some(l));
         for e in &old {
