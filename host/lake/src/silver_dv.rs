@@ -109,10 +109,11 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let ids = string_column(batch, "id")?;
     // batch rows by the file holding their id
     let mut by_file: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();
-    let is_new: Vec<bool> = ids
-        .iter()
+    let is_new: Vec<bool> = index
+        .find_all(&ids)
+        .into_iter()
         .enumerate()
-        .map(|(i, id)| match index.find(id) {
+        .map(|(i, found)| match found {
             Some(Loc { file, row }) => {
                 by_file.entry(file).or_default().push((row, i));
                 false

@@ -160,9 +160,21 @@ impl IdIndex {
         *self = IdIndex { ignore_stored: self.ignore_stored, ..IdIndex::default() };
     }
 
-    /// Where the live row with `id` is, if the table has one.
-    pub(crate) fn find(&self, id: &str) -> Option<Loc> {
-        let k = key(self.seed, id);
+    /// Where the live rows with `ids` are, for those the table has,
+    /// looked up in the order of their keys: the compact part (240 MB at 10 million
+    /// rows) and its directory are then read front to back, not at random.
+    pub(crate) fn find_all(&self, ids: &[&str]) -> Vec<Option<Loc>> {
+        let mut keyed: Vec<(Key, u32)> = ids.iter().enumerate().map(|(i, id)| (key(self.seed, id), i as u32)).collect();
+        keyed.sort_unstable_by_key(|&(k, _)| k);
+        let mut found = vec![None; ids.len()];
+        for (k, i) in keyed {
+            found[i as usize] = self.find_key(k);
+        }
+        found
+    }
+
+    /// Where the live row whose id has key `k` is.
+    fn find_key(&self, k: Key) -> Option<Loc> {
         let live = |loc: Loc| self.files.get(&loc.file).is_some_and(|f| !f.deleted.contains(loc.row as u64));
         match self.rows.get(&k) {
             Some(&loc) if live(loc) => Some(loc),

@@ -68,16 +68,26 @@ pub(crate) fn encode<'a>(
     Ok(out)
 }
 
-/// `bytes` as read; the entries stay where they are (in `sorted`).
+/// `bytes` as read; the entries stay where they are (in `sorted`). The checksum
+/// is computed in the pass that checks the entries (one pass over them, not two);
+/// a copy that does not read is reported as damaged when its checksum says so.
 pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or("empty")?;
-    if crc.len() != 4
-        || crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes"))
-    {
-        return Err("checksum mismatch".into());
+    let want = u32::from_le_bytes(crc.try_into().map_err(|_| "empty")?);
+    let mut hasher = crc32fast::Hasher::new();
+    match parse(&bytes, body, &mut hasher) {
+        Ok(stored) if hasher.finalize() == want => Ok(stored),
+        Ok(_) => Err("checksum mismatch".into()),
+        Err(_) if crc32fast::hash(body) != want => Err("checksum mismatch".into()),
+        Err(e) => Err(e),
     }
+}
+
+/// The index in `body` (a part of `bytes`), each byte of it given to `hasher`
+/// when it reads.
+fn parse(bytes: &Bytes, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<Stored, String> {
     let mut r = Reader(body);
     if r.take(8)? != MAGIC {
         return Err("not an id index (or another format's)".into());
@@ -110,7 +120,9 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
     if !r.0.is_empty() {
         return Err("bytes after the entries".into());
     }
-    let sorted = Sorted::from_raw(bytes.slice_ref(raw), count as u32)?;
+    // (the entries end the body)
+    hasher.update(&body[..body.len() - raw.len()]);
+    let sorted = Sorted::from_raw(bytes.slice_ref(raw), count as u32, |block| hasher.update(block))?;
     Ok(Stored {
         seed,
         version,
