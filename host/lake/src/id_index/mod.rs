@@ -423,6 +423,31 @@ async fn id_keys(store: std::sync::Arc<dyn ObjectStore>, add: &Add, seed: Seed) 
 mod tests {
     use super::*;
 
+    /// Each id asked gets its own row, in the order asked, whatever the order of
+    /// their keys; an id the table lacks, or whose row a vector removes, none.
+    #[test]
+    fn find_all_answers_each_id_in_the_order_asked() {
+        let add = |n: usize| -> Add {
+            serde_json::from_value(serde_json::json!({
+                "path": "a.parquet", "partitionValues": {}, "size": 10, "modificationTime": 1, "dataChange": true,
+                "stats": format!("{{\"numRecords\":{n}}}")
+            }))
+            .unwrap()
+        };
+        let ids: Vec<String> = (0..1000).map(|i| format!("id{i}")).collect();
+        let mut index = IdIndex::default();
+        index.add_file(add(ids.len()), &ids.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut deleted = RoaringTreemap::new();
+        deleted.insert(7);
+        index.set_file(0, FileEntry { add: add(ids.len()), deleted });
+        let asked = ["id42", "missing", "id7", "id0", "id999", "id42", "id500"];
+        let at = |row| Some(Loc { file: 0, row });
+        assert_eq!(index.find_all(&asked), vec![at(42), None, None, at(0), at(999), at(42), at(500)]);
+        let all: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+        let found = index.find_all(&all);
+        assert!(found.iter().zip((0..1000u32).rev()).all(|(f, row)| *f == if row == 7 { None } else { at(row) }));
+    }
+
     #[test]
     fn keys_differ_by_id_and_agree_for_equal_ids() {
         let seed = Seed::default();

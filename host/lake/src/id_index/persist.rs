@@ -85,8 +85,9 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
     }
 }
 
-/// The index in `body` (a part of `bytes`), each byte of it given to `hasher`
-/// when it reads.
+/// The index in `body` (a part of `bytes`). When it reads, every byte of `body` has
+/// been given to `hasher` (the part before the entries once it is parsed, the
+/// entries block by block as they are checked).
 fn parse(bytes: &Bytes, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<Stored, String> {
     let mut r = Reader(body);
     if r.take(8)? != MAGIC {
@@ -273,6 +274,17 @@ mod tests {
         let (a, b) = (&files[0].1, &files[1].1);
         assert!(refused(&[(0, a), (7, b)], &entries[..1]).contains("out of place"));
         assert!(refused(&[(0, a), (0, b)], &entries[..1]).contains("out of place"));
+        // (entries checked block by block, each given to the checksum: a flip in
+        // the last block of many is a checksum mismatch, whether or not the
+        // entries it leaves are in order)
+        let many: Vec<Entry> = (0..5000u64).map(|i| Entry { key: Key(i << 40, i), loc: Loc { file: 1, row: i as u32 } }).collect();
+        let bytes = encode(42, 9, "table-1", files.iter().map(|(n, f)| (*n, f)), &Sorted::from_sorted(many.clone())).unwrap();
+        assert_eq!(decode(&bytes).unwrap().sorted.entries(), many);
+        for (at, bit) in [(bytes.len() - 30, 0x01), (bytes.len() - 12, 0x80)] {
+            let mut bad = bytes.clone();
+            bad[at] ^= bit;
+            assert_eq!(decode(&bad).err().as_deref(), Some("checksum mismatch"), "flipped at {at}");
+        }
         assert!(refused(&[(u32::MAX, a)], &[]).contains("out of place"));
         assert!(refused(&[(0, a), (1, a)], &entries[..1]).contains("twice"));
         assert!(refused(&[(0, a)], &entries).contains("not listed"));
