@@ -27,6 +27,8 @@ mod props;
 pub mod removal;
 mod rows;
 mod schema;
+#[cfg(test)]
+mod scratch;
 mod silver_dv;
 mod tasks;
 pub mod sql;

@@ -73,21 +73,11 @@ mod tests {
     use deltalake::logstore::object_store::local::LocalFileSystem;
     use deltalake::logstore::object_store::memory::InMemory;
 
-    /// A directory removed when dropped (the test failed or not).
-    struct Scratch(std::path::PathBuf);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_local_file_is_mapped_and_an_object_elsewhere_is_left_to_be_read() {
-        let scratch = Scratch(std::env::temp_dir().join(format!("ehrgate-mapped-{}", std::process::id())));
+        let scratch = crate::scratch::Scratch::new("mapped");
         let dir = &scratch.0;
-        std::fs::create_dir_all(dir).unwrap();
         // (the test directory lies on a local disk's file system here: ext4, tmpfs or overlayfs)
         assert!(on_local_disk_dir(dir.clone()).await, "{} is not on a local disk", dir.display());
         let local = LocalFileSystem::new_with_prefix(dir).unwrap();

@@ -647,8 +647,8 @@ mod tests {
     async fn a_mapped_read_gives_what_a_fetched_read_gives() {
         use deltalake::arrow::array::Int64Array;
         use deltalake::logstore::object_store::local::LocalFileSystem;
-        let dir = std::env::temp_dir().join(format!("ehrgate-read-selected-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch::Scratch::new("read-selected");
+        let dir = &scratch.0;
         let file_schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false), Field::new("n", DataType::Int64, false), Field::new("text", DataType::Utf8, true)]));
         let n = 1000;
         let rows = RecordBatch::try_new(
@@ -664,7 +664,7 @@ mod tests {
         let mut w = ArrowWriter::try_new(&mut bytes, file_schema.clone(), Some(crate::props::silver_dv_properties())).unwrap();
         w.write(&rows).unwrap();
         w.close().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
         let size = bytes.len();
         store.put(&Path::from("f.parquet"), bytes.into()).await.unwrap();
         let add: Add = serde_json::from_value(serde_json::json!({"path": "f.parquet", "partitionValues": {}, "size": size, "modificationTime": 1, "dataChange": true})).unwrap();
@@ -693,7 +693,6 @@ mod tests {
             let past = |_: usize| Ok(vec![999..1001]);
             assert!(read_selected(store.clone(), local, &add, None, &schema, past).await.is_err(), "local {local}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
