@@ -17,7 +17,7 @@ use deltalake::{ObjectStore, ObjectStoreError, Path};
 /// A file as [`get`] found it.
 pub(crate) enum Got {
     /// Mapped, read only.
-    Mapped(Bytes),
+    Mapped(MappedBytes),
     /// Anything else (another store, a network file system, a mapping refused): to
     /// be read.
     Other(GetResult),
@@ -34,9 +34,84 @@ pub(crate) async fn get(store: &dyn ObjectStore, path: &Path) -> Result<Got, Obj
         _ => None,
     };
     Ok(match mapped {
-        Some(m) => Got::Mapped(Bytes::from_owner(m)),
+        Some(m) => Got::Mapped(MappedBytes(Bytes::from_owner(m))),
         None => Got::Other(got),
     })
+}
+
+/// Bytes that lie in a read-only mapping of a file ([`get`]), so that the pages
+/// read can be handed back ([`MappedBytes::release`]): a mapped page read once
+/// counts in the process's resident memory for as long as it stays mapped, though
+/// the kernel holds it in its page cache anyway (the stored id index is 240 MB at
+/// 10 million rows, every byte of it read when it is loaded).
+#[derive(Clone)]
+pub(crate) struct MappedBytes(Bytes);
+
+impl MappedBytes {
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// `sub` (a part of these bytes) as mapped bytes of its own.
+    pub(crate) fn slice_ref(&self, sub: &[u8]) -> MappedBytes {
+        MappedBytes(self.0.slice_ref(sub))
+    }
+
+    /// Let the pages wholly within `range` of these bytes leave the process's
+    /// memory (`madvise(MADV_DONTNEED)`: they stay in the page cache). The bytes do
+    /// not change: a page read again is mapped again, from the page cache or the
+    /// disk (a minor fault). Partial pages at either end stay.
+    pub(crate) fn release(&self, range: std::ops::Range<usize>) {
+        let Some(part) = self.0.get(range) else { return };
+        let page = page_size();
+        let start = (part.as_ptr() as usize).next_multiple_of(page);
+        let end = (part.as_ptr() as usize + part.len()) / page * page;
+        if end > start {
+            // SAFETY: [start, end) lies within a read-only mapping of a file (how a
+            // `MappedBytes` is made), which the process never writes: dropping its
+            // pages changes no byte anyone reads, only where they are read from.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+/// Releases the pages of mapped bytes read front to back behind the reader, a few
+/// MiB at a time, and on being dropped the rest: reading them all then holds only a
+/// few pages resident at any time.
+pub(crate) struct ReleaseBehind<'a> {
+    bytes: &'a MappedBytes,
+    /// Released up to here (less the page it ends in).
+    done: usize,
+}
+
+impl<'a> ReleaseBehind<'a> {
+    /// Released in steps of this many bytes: a system call for each.
+    const STEP: usize = 2 << 20;
+
+    pub(crate) fn new(bytes: &'a MappedBytes) -> ReleaseBehind<'a> {
+        ReleaseBehind { bytes, done: 0 }
+    }
+
+    /// Nothing before `at` is to be read again (soon).
+    pub(crate) fn reached(&mut self, at: usize) {
+        if at >= self.done + Self::STEP {
+            // (from the page the last step ended in, which it kept)
+            self.bytes.release(self.done.saturating_sub(page_size())..at);
+            self.done = at;
+        }
+    }
+}
+
+impl Drop for ReleaseBehind<'_> {
+    fn drop(&mut self) {
+        self.bytes.release(self.done.saturating_sub(page_size())..self.bytes.0.len());
+    }
+}
+
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf reads a constant of the system.
+    *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok().filter(|&p| p > 0).unwrap_or(4096))
 }
 
 /// Whether the directory `dir` lies on a local disk's file system (as for
@@ -67,11 +142,82 @@ fn on_local_disk(_: &std::fs::File) -> bool {
     false
 }
 
+/// The resident memory, in KiB, of the mapping that holds `at` (its `Rss` in
+/// `/proc/self/smaps`).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn resident_kib(at: &[u8]) -> usize {
+    let at = at.as_ptr() as usize;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if let Some((lo, hi)) = first.split_once('-').and_then(|(lo, hi)| Some((usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?))) {
+            inside = (lo..hi).contains(&at);
+        } else if inside && let Some(kib) = line.strip_prefix("Rss:") {
+            return kib.trim().trim_end_matches("kB").trim().parse().expect("Rss in kB");
+        }
+    }
+    panic!("no mapping holds {at:#x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use deltalake::logstore::object_store::local::LocalFileSystem;
     use deltalake::logstore::object_store::memory::InMemory;
+
+    /// Pages released leave the process's memory and read the same after; pages
+    /// partly outside the range asked stay.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn released_pages_leave_the_process_and_read_the_same() {
+        let scratch = crate::scratch::Scratch::new("mapped-release");
+        let local = LocalFileSystem::new_with_prefix(&scratch.0).unwrap();
+        let path = Path::from("big.bin");
+        let page = page_size();
+        let content: Vec<u8> = (0..64 * page).map(|i| (i * 7 % 251) as u8).collect();
+        local.put(&path, content.clone().into()).await.unwrap();
+        let Got::Mapped(m) = get(&local, &path).await.unwrap() else { panic!("not mapped") };
+        let kib = |pages: usize| pages * page / 1024;
+        assert_eq!(&m.bytes()[..], &content[..]);
+        assert_eq!(resident_kib(m.bytes()), kib(64));
+        // (a range not on page boundaries: the pages at its ends stay)
+        m.release(page / 2..10 * page + 1);
+        assert_eq!(resident_kib(m.bytes()), kib(64 - 9));
+        assert_eq!(&m.bytes()[..], &content[..]);
+        assert_eq!(resident_kib(m.bytes()), kib(64));
+        // read front to back, released behind: once dropped, nothing stays
+        {
+            let mut behind = ReleaseBehind::new(&m);
+            behind.reached(m.bytes().len() / 2);
+        }
+        assert_eq!(resident_kib(m.bytes()), 0);
+        // a part of the bytes released: only its pages go
+        assert_eq!(&m.bytes()[..], &content[..]);
+        let part = m.slice_ref(&m.bytes()[8 * page..16 * page]);
+        part.release(0..part.bytes().len());
+        assert_eq!(resident_kib(m.bytes()), kib(64 - 8));
+        assert_eq!(&part.bytes()[..], &content[8 * page..16 * page]);
+        // more than a step: what is behind goes as the reader goes on
+        let big = Path::from("bigger.bin");
+        let len = 3 * ReleaseBehind::STEP;
+        local.put(&big, vec![1u8; len].into()).await.unwrap();
+        let Got::Mapped(m) = get(&local, &big).await.unwrap() else { panic!("not mapped") };
+        let mut behind = ReleaseBehind::new(&m);
+        let mut went = vec![];
+        for at in (0..len).step_by(page) {
+            assert_eq!(m.bytes()[at], 1);
+            behind.reached(at);
+            if at % (64 * page) == 0 {
+                went.push(resident_kib(m.bytes()));
+            }
+        }
+        // (never more than two steps resident; once dropped, none)
+        assert!(went.iter().all(|&k| k <= 2 * ReleaseBehind::STEP / 1024), "{:?}", went.iter().max());
+        assert!(went.last().is_some_and(|&k| k < len / 1024 / 2), "{:?}", went.last());
+        drop(behind);
+        assert_eq!(resident_kib(m.bytes()), 0);
+    }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
@@ -84,14 +230,14 @@ mod tests {
         let path = Path::from("a/file.bin");
         local.put(&path, b"some bytes"[..].into()).await.unwrap();
         match get(&local, &path).await.unwrap() {
-            Got::Mapped(b) => assert_eq!(&b[..], b"some bytes"),
+            Got::Mapped(b) => assert_eq!(&b.bytes()[..], b"some bytes"),
             Got::Other(_) => panic!("a file on a local disk is read, not mapped"),
         }
         // the file replaced by a rename (as the lake's writers do): the mapping
         // taken before keeps what it saw
         let Got::Mapped(before) = get(&local, &path).await.unwrap() else { panic!() };
         local.put(&path, b"other bytes!"[..].into()).await.unwrap();
-        assert_eq!(&before[..], b"some bytes");
+        assert_eq!(&before.bytes()[..], b"some bytes");
         assert!(matches!(get(&local, &Path::from("missing")).await, Err(ObjectStoreError::NotFound { .. })));
         let memory = InMemory::new();
         memory.put(&path, b"some bytes"[..].into()).await.unwrap();

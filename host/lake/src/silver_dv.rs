@@ -434,7 +434,7 @@ async fn read_selected(
     let options = || ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional).with_column_index_policy(PageIndexPolicy::Skip);
     let mapped = match local {
         true => match crate::mapped::get(store.as_ref(), &path).await? {
-            crate::mapped::Got::Mapped(bytes) => Some(bytes),
+            crate::mapped::Got::Mapped(mapped) => Some(mapped.bytes().clone()),
             crate::mapped::Got::Other(_) => None,
         },
         false => None,

@@ -167,19 +167,17 @@ impl IdIndex {
         let mut keyed: Vec<(Key, u32)> = ids.iter().enumerate().map(|(i, id)| (key(self.seed, id), i as u32)).collect();
         keyed.sort_unstable_by_key(|&(k, _)| k);
         let mut found = vec![None; ids.len()];
+        // (a stored index loaded from a local disk is mapped: its pages are let go
+        // behind the lookups, rather than each stay in the process's memory once read)
+        let mut base = self.base.reader();
+        let live = |loc: Loc| self.files.get(&loc.file).is_some_and(|f| !f.deleted.contains(loc.row as u64));
         for (k, i) in keyed {
-            found[i as usize] = self.find_key(k);
+            found[i as usize] = match self.rows.get(&k) {
+                Some(&loc) if live(loc) => Some(loc),
+                _ => base.get(k).filter(|&loc| live(loc)),
+            };
         }
         found
-    }
-
-    /// Where the live row whose id has key `k` is.
-    fn find_key(&self, k: Key) -> Option<Loc> {
-        let live = |loc: Loc| self.files.get(&loc.file).is_some_and(|f| !f.deleted.contains(loc.row as u64));
-        match self.rows.get(&k) {
-            Some(&loc) if live(loc) => Some(loc),
-            _ => self.base.get(k).filter(|&loc| live(loc)),
-        }
     }
 
     pub(crate) fn file(&self, no: u32) -> Option<&FileEntry> {
@@ -446,6 +444,40 @@ mod tests {
         let all: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
         let found = index.find_all(&all);
         assert!(found.iter().zip((0..1000u32).rev()).all(|(f, row)| *f == if row == 7 { None } else { at(row) }));
+    }
+
+    /// A stored index loaded from a local disk is mapped, and neither its load
+    /// (which reads every entry) nor lookups of every id leave its pages in the
+    /// process's memory.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_mapped_stored_index_stays_out_of_the_processs_memory() {
+        use deltalake::logstore::object_store::local::LocalFileSystem;
+        let scratch = crate::scratch::Scratch::new("id-index-mapped");
+        let store = LocalFileSystem::new_with_prefix(&scratch.0).unwrap();
+        // (200,000 entries: 4.8 MB, more than one step of letting pages go)
+        let n = 200_000;
+        let ids: Vec<String> = (0..n).map(|i| format!("id{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let add: Add = serde_json::from_value(serde_json::json!({
+            "path": "a.parquet", "partitionValues": {}, "size": 10, "modificationTime": 1, "dataChange": true,
+            "stats": format!("{{\"numRecords\":{n}}}")
+        }))
+        .unwrap();
+        let mut index = IdIndex { version: Some(3), table_id: Some("t".into()), ..IdIndex::default() };
+        index.add_file(add, &ids);
+        assert!(index.store_if_due(&store, STORE_SHARE).await.unwrap());
+        let mut loaded = IdIndex::default();
+        assert_eq!(loaded.load_stored(&store, "t").await, n);
+        let raw = loaded.base.raw();
+        // (the pages at the entries' two ends, shared with what is around them, stay)
+        let few = 3 * 4096 / 1024;
+        let after_load = crate::mapped::resident_kib(raw);
+        assert!(after_load <= few, "{after_load} KiB of a {} KiB index resident after loading", raw.len() / 1024);
+        let found = loaded.find_all(&ids);
+        assert!(found.iter().enumerate().all(|(row, f)| *f == Some(Loc { file: 0, row: row as u32 })));
+        let after_lookups = crate::mapped::resident_kib(raw);
+        assert!(after_lookups <= few, "{after_lookups} KiB resident after looking every id up");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use super::sorted::{ENTRY, Sorted};
 use super::FileEntry;
+use crate::mapped::MappedBytes;
 
 pub(crate) const PATH: &str = "_ehrgate/silver_id_index";
 const MAGIC: &[u8; 8] = b"EHRGIDX1";
@@ -72,12 +73,22 @@ pub(crate) fn encode<'a>(
 /// is computed in the pass that checks the entries (one pass over them, not two);
 /// a copy that does not read is reported as damaged when its checksum says so.
 pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
+    decode_in(&bytes, None)
+}
+
+/// As [`decode`], a copy mapped from a local disk: the entries stay in the mapping,
+/// and the pages the check has read are let go as it goes ([`Sorted::from_mapped`]).
+fn decode_mapped(mapped: MappedBytes) -> Result<Stored, String> {
+    decode_in(mapped.bytes(), Some(&mapped))
+}
+
+fn decode_in(bytes: &Bytes, mapped: Option<&MappedBytes>) -> Result<Stored, String> {
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or("empty")?;
     let want = u32::from_le_bytes(crc.try_into().map_err(|_| "empty")?);
     let mut hasher = crc32fast::Hasher::new();
-    match parse(&bytes, body, &mut hasher) {
+    match parse(bytes, mapped, body, &mut hasher) {
         Ok(stored) if hasher.finalize() == want => Ok(stored),
         Ok(_) => Err("checksum mismatch".into()),
         Err(_) if crc32fast::hash(body) != want => Err("checksum mismatch".into()),
@@ -85,10 +96,10 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Stored, String> {
     }
 }
 
-/// The index in `body` (a part of `bytes`). When it reads, every byte of `body` has
-/// been given to `hasher` (the part before the entries once it is parsed, the
-/// entries block by block as they are checked).
-fn parse(bytes: &Bytes, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<Stored, String> {
+/// The index in `body` (a part of `bytes`, which `mapped` maps if given). When it
+/// reads, every byte of `body` has been given to `hasher` (the part before the
+/// entries once it is parsed, the entries block by block as they are checked).
+fn parse(bytes: &Bytes, mapped: Option<&MappedBytes>, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<Stored, String> {
     let mut r = Reader(body);
     if r.take(8)? != MAGIC {
         return Err("not an id index (or another format's)".into());
@@ -123,7 +134,11 @@ fn parse(bytes: &Bytes, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<S
     }
     // (the entries end the body)
     hasher.update(&body[..body.len() - raw.len()]);
-    let sorted = Sorted::from_raw(bytes.slice_ref(raw), count as u32, |block| hasher.update(block))?;
+    let seen = |block: &[u8]| hasher.update(block);
+    let sorted = match mapped {
+        Some(m) => Sorted::from_mapped(m.slice_ref(raw), count as u32, seen)?,
+        None => Sorted::from_raw(bytes.slice_ref(raw), count as u32, seen)?,
+    };
     Ok(Stored {
         seed,
         version,
@@ -137,12 +152,12 @@ fn parse(bytes: &Bytes, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<S
 pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
     let read = match crate::mapped::get(store, &Path::from(PATH)).await {
         // (on a local disk the entries are used where they lie: see `mapped`)
-        Ok(crate::mapped::Got::Mapped(bytes)) => Ok(bytes),
-        Ok(crate::mapped::Got::Other(got)) => got.bytes().await.map_err(|e| e.to_string()),
+        Ok(crate::mapped::Got::Mapped(mapped)) => decode_mapped(mapped),
+        Ok(crate::mapped::Got::Other(got)) => got.bytes().await.map_err(|e| e.to_string()).and_then(decode),
         Err(deltalake::ObjectStoreError::NotFound { .. }) => return None,
         Err(e) => Err(e.to_string()),
     };
-    read.and_then(decode)
+    read
         .inspect_err(|e| tracing::warn!("silver id index: {PATH} does not read ({e}); reading the ids from the table"))
         .ok()
 }
