@@ -573,6 +573,7 @@ async fn upsert_by_deletion_vectors(path: &str, table: DeltaTable, batch: &Recor
         files_touched = c.files_touched,
         commits = c.commits,
         indexed = index.len(),
+        footers_kb = index.footers_bytes() / 1024,
         "silver upsert by deletion vectors"
     );
     Ok(table)

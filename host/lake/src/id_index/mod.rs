@@ -209,6 +209,11 @@ impl IdIndex {
         self.footers.get(&no).cloned()
     }
 
+    /// The memory the footers kept take, about (for the writer's debug log).
+    pub(crate) fn footers_bytes(&self) -> usize {
+        self.footers.values().map(|f| f.metadata().memory_size()).sum()
+    }
+
     pub(crate) fn keep_footer(&mut self, no: u32, footer: ArrowReaderMetadata) {
         if self.files.contains_key(&no) {
             self.footers.insert(no, footer);
