@@ -75,28 +75,31 @@ impl MappedBytes {
     }
 }
 
-/// Releases the pages of mapped bytes read front to back behind the reader, a few
-/// MiB at a time, and on being dropped the rest: reading them all then holds only a
-/// few pages resident at any time.
+/// Releases the pages of mapped bytes read front to back behind the reader, a
+/// step of 2 MiB at a time, and on being dropped all of them: reading them all
+/// then holds at most a step or two resident. Made for bytes that may not be
+/// mapped, it does nothing.
 pub(crate) struct ReleaseBehind<'a> {
-    bytes: &'a MappedBytes,
+    bytes: Option<&'a MappedBytes>,
     /// Released up to here (less the page it ends in).
     done: usize,
 }
 
 impl<'a> ReleaseBehind<'a> {
     /// Released in steps of this many bytes: a system call for each.
-    const STEP: usize = 2 << 20;
+    pub(crate) const STEP: usize = 2 << 20;
 
-    pub(crate) fn new(bytes: &'a MappedBytes) -> ReleaseBehind<'a> {
+    pub(crate) fn new(bytes: Option<&'a MappedBytes>) -> ReleaseBehind<'a> {
         ReleaseBehind { bytes, done: 0 }
     }
 
     /// Nothing before `at` is to be read again (soon).
     pub(crate) fn reached(&mut self, at: usize) {
-        if at >= self.done + Self::STEP {
+        if let Some(bytes) = self.bytes
+            && at >= self.done + Self::STEP
+        {
             // (from the page the last step ended in, which it kept)
-            self.bytes.release(self.done.saturating_sub(page_size())..at);
+            bytes.release(self.done.saturating_sub(page_size())..at);
             self.done = at;
         }
     }
@@ -104,11 +107,14 @@ impl<'a> ReleaseBehind<'a> {
 
 impl Drop for ReleaseBehind<'_> {
     fn drop(&mut self) {
-        self.bytes.release(self.done.saturating_sub(page_size())..self.bytes.0.len());
+        // (all of them: pages before the last step read again since go too)
+        if let Some(bytes) = self.bytes {
+            bytes.release(0..bytes.0.len());
+        }
     }
 }
 
-fn page_size() -> usize {
+pub(crate) fn page_size() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     // SAFETY: sysconf reads a constant of the system.
     *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok().filter(|&p| p > 0).unwrap_or(4096))
@@ -186,9 +192,9 @@ mod tests {
         assert_eq!(resident_kib(m.bytes()), kib(64 - 9));
         assert_eq!(&m.bytes()[..], &content[..]);
         assert_eq!(resident_kib(m.bytes()), kib(64));
-        // read front to back, released behind: once dropped, nothing stays
+        // once a reader is dropped, nothing stays (this one reached less than a step)
         {
-            let mut behind = ReleaseBehind::new(&m);
+            let mut behind = ReleaseBehind::new(Some(&m));
             behind.reached(m.bytes().len() / 2);
         }
         assert_eq!(resident_kib(m.bytes()), 0);
@@ -203,7 +209,7 @@ mod tests {
         let len = 3 * ReleaseBehind::STEP;
         local.put(&big, vec![1u8; len].into()).await.unwrap();
         let Got::Mapped(m) = get(&local, &big).await.unwrap() else { panic!("not mapped") };
-        let mut behind = ReleaseBehind::new(&m);
+        let mut behind = ReleaseBehind::new(Some(&m));
         let mut went = vec![];
         for at in (0..len).step_by(page) {
             assert_eq!(m.bytes()[at], 1);

@@ -255,6 +255,11 @@ pub(crate) async fn store_index(table: &DeltaTable, version: u64, index: &mut Id
             false
         }
     };
+    // (on a local disk, the merged compact part is then used from the copy just
+    // stored, mapped, rather than kept on the heap)
+    if stored && maps_files(table).await {
+        index.map_stored(store.as_ref()).await;
+    }
     // A purge that ran while the index was being stored may have discarded the
     // stored copy before this one landed, with hashes of the ids it deleted: then
     // this one goes too.

@@ -120,6 +120,9 @@ pub(crate) struct IdIndex {
     footers: HashMap<u32, ArrowReaderMetadata>,
     /// Build from the table even if an index is stored beside it.
     ignore_stored: bool,
+    /// The checksum of the copy this writer last stored, until the compact part
+    /// is taken from it ([`IdIndex::map_stored`]).
+    stored_crc: Option<u32>,
     /// The files came from the stored index: their `add` actions are taken from
     /// the table at the next catch-up (the table's, not a copy's, go into commits).
     adds_from_store: bool,
@@ -168,7 +171,7 @@ impl IdIndex {
         keyed.sort_unstable_by_key(|&(k, _)| k);
         let mut found = vec![None; ids.len()];
         // (a stored index loaded from a local disk is mapped: its pages are let go
-        // behind the lookups, rather than each stay in the process's memory once read)
+        // behind the lookups, rather than stay in the process's memory once read)
         let mut base = self.base.reader();
         let live = |loc: Loc| self.files.get(&loc.file).is_some_and(|f| !f.deleted.contains(loc.row as u64));
         for (k, i) in keyed {
@@ -265,8 +268,31 @@ impl IdIndex {
         self.footers = footers;
         self.next_file = numbers.len() as u32;
         let bytes = persist::encode(self.seed.0, version, &table_id, self.files.iter().map(|(no, f)| (*no, f)), &self.base)?;
+        let crc = persist::crc_of(&bytes);
         store.put(&Path::from(persist::PATH), bytes.into()).await?;
+        self.stored_crc = crc;
         Ok(true)
+    }
+
+    /// After [`IdIndex::store_if_due`] stored to a local disk: the compact part
+    /// taken from the copy stored, mapped, in place of the one the merge made on
+    /// the heap (240 MB at 10 million rows), so that its pages too leave the
+    /// process's memory once read. Only if that copy is still the one this writer
+    /// stored (its checksum, seed, version, table and length; another writer may
+    /// have stored since: then the heap copy stays). Returns whether it did.
+    pub(crate) async fn map_stored(&mut self, store: &dyn ObjectStore) -> bool {
+        let Some(crc) = self.stored_crc.take() else { return false };
+        let Some(stored) = persist::load_mapped(store).await else { return false };
+        let ours = stored.crc == crc
+            && stored.seed == self.seed.0
+            && Some(stored.version) == self.version
+            && self.table_id.as_deref() == Some(stored.table_id.as_str())
+            && stored.sorted.len() == self.base.len()
+            && stored.files.len() == self.files.len();
+        if ours {
+            self.base = stored.sorted;
+        }
+        ours
     }
 
     /// Take the index stored beside the table, if it is this table's (`table_id`).
@@ -453,36 +479,64 @@ mod tests {
 
     /// A stored index loaded from a local disk is mapped, and neither its load
     /// (which reads every entry) nor lookups of every id leave its pages in the
-    /// process's memory.
+    /// process's memory; nor, once it has stored again, the compact part its merge
+    /// made (taken from the copy stored, unless another writer stored since).
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_mapped_stored_index_stays_out_of_the_processs_memory() {
+        use crate::mapped::{page_size, resident_kib};
         use deltalake::logstore::object_store::local::LocalFileSystem;
         let scratch = crate::scratch::Scratch::new("id-index-mapped");
         let store = LocalFileSystem::new_with_prefix(&scratch.0).unwrap();
+        let add = |path: &str, n: usize| -> Add {
+            serde_json::from_value(serde_json::json!({
+                "path": path, "partitionValues": {}, "size": 10, "modificationTime": 1, "dataChange": true,
+                "stats": format!("{{\"numRecords\":{n}}}")
+            }))
+            .unwrap()
+        };
         // (200,000 entries: 4.8 MB, more than one step of letting pages go)
         let n = 200_000;
-        let ids: Vec<String> = (0..n).map(|i| format!("id{i}")).collect();
+        let ids: Vec<String> = (0..n + 30_000).map(|i| format!("id{i}")).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let add: Add = serde_json::from_value(serde_json::json!({
-            "path": "a.parquet", "partitionValues": {}, "size": 10, "modificationTime": 1, "dataChange": true,
-            "stats": format!("{{\"numRecords\":{n}}}")
-        }))
-        .unwrap();
+        let (first, more) = ids.split_at(n);
         let mut index = IdIndex { version: Some(3), table_id: Some("t".into()), ..IdIndex::default() };
-        index.add_file(add, &ids);
+        index.add_file(add("a.parquet", n), first);
         assert!(index.store_if_due(&store, STORE_SHARE).await.unwrap());
         let mut loaded = IdIndex::default();
         assert_eq!(loaded.load_stored(&store, "t").await, n);
-        let raw = loaded.base.raw();
+        assert!(loaded.base.is_mapped(), "the stored index was read, not mapped");
         // (the pages at the entries' two ends, shared with what is around them, stay)
-        let few = 3 * 4096 / 1024;
-        let after_load = crate::mapped::resident_kib(raw);
-        assert!(after_load <= few, "{after_load} KiB of a {} KiB index resident after loading", raw.len() / 1024);
-        let found = loaded.find_all(&ids);
+        let few = 3 * page_size() / 1024;
+        let resident = |index: &IdIndex| resident_kib(index.base.raw());
+        assert!(resident(&loaded) <= few, "{} KiB of a {} KiB index resident after loading", resident(&loaded), loaded.base.raw().len() / 1024);
+        let found = loaded.find_all(first);
         assert!(found.iter().enumerate().all(|(row, f)| *f == Some(Loc { file: 0, row: row as u32 })));
-        let after_lookups = crate::mapped::resident_kib(raw);
-        assert!(after_lookups <= few, "{after_lookups} KiB resident after looking every id up");
+        assert!(resident(&loaded) <= few, "{} KiB resident after looking every id up", resident(&loaded));
+
+        // stored again (more rows since): the merge's compact part is on the heap
+        // until it is taken from the copy just stored
+        loaded.version = Some(4);
+        loaded.table_id = Some("t".into());
+        loaded.add_file(add("b.parquet", more.len()), more);
+        assert!(loaded.store_if_due(&store, STORE_SHARE).await.unwrap());
+        assert!(!loaded.base.is_mapped());
+        assert!(loaded.map_stored(&store).await);
+        assert!(loaded.base.is_mapped());
+        let found = loaded.find_all(&ids);
+        assert!(found.iter().enumerate().all(|(i, f)| *f == Some(if i < n { Loc { file: 0, row: i as u32 } } else { Loc { file: 1, row: (i - n) as u32 } })));
+        assert!(resident(&loaded) <= few, "{} KiB resident after storing and looking every id up", resident(&loaded));
+        // once only; and not over a copy another writer stored since
+        assert!(!loaded.map_stored(&store).await);
+        let newer: Vec<String> = (0..30_000).map(|i| format!("new{i}")).collect();
+        loaded.add_file(add("c.parquet", newer.len()), &newer.iter().map(String::as_str).collect::<Vec<_>>());
+        loaded.version = Some(5);
+        assert!(loaded.store_if_due(&store, STORE_SHARE).await.unwrap());
+        let mut other = IdIndex { version: Some(6), table_id: Some("t".into()), ..IdIndex::default() };
+        other.add_file(add("d.parquet", 1_000), &more[..1_000]);
+        assert!(other.store_if_due(&store, STORE_SHARE).await.unwrap());
+        assert!(!loaded.map_stored(&store).await);
+        assert!(!loaded.base.is_mapped());
     }
 
     #[test]

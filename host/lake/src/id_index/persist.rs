@@ -33,6 +33,8 @@ pub(crate) struct Stored {
     pub table_id: String,
     pub files: Vec<(u32, FileEntry)>,
     pub sorted: Sorted,
+    /// The copy's checksum (of all it holds).
+    pub crc: u32,
 }
 
 pub(crate) fn encode<'a>(
@@ -89,7 +91,7 @@ fn decode_in(bytes: &Bytes, mapped: Option<&MappedBytes>) -> Result<Stored, Stri
     let want = u32::from_le_bytes(crc.try_into().map_err(|_| "empty")?);
     let mut hasher = crc32fast::Hasher::new();
     match parse(bytes, mapped, body, &mut hasher) {
-        Ok(stored) if hasher.finalize() == want => Ok(stored),
+        Ok(stored) if hasher.finalize() == want => Ok(Stored { crc: want, ..stored }),
         Ok(_) => Err("checksum mismatch".into()),
         Err(_) if crc32fast::hash(body) != want => Err("checksum mismatch".into()),
         Err(e) => Err(e),
@@ -145,6 +147,7 @@ fn parse(bytes: &Bytes, mapped: Option<&MappedBytes>, body: &[u8], hasher: &mut 
         table_id,
         files,
         sorted,
+        crc: 0,
     })
 }
 
@@ -160,6 +163,20 @@ pub(crate) async fn load(store: &dyn ObjectStore) -> Option<Stored> {
     read
         .inspect_err(|e| tracing::warn!("silver id index: {PATH} does not read ({e}); reading the ids from the table"))
         .ok()
+}
+
+/// The stored index of the table `store` holds, if it lies on a local disk (so it
+/// is mapped) and reads; nothing is read otherwise.
+pub(crate) async fn load_mapped(store: &dyn ObjectStore) -> Option<Stored> {
+    match crate::mapped::get(store, &Path::from(PATH)).await {
+        Ok(crate::mapped::Got::Mapped(mapped)) => decode_mapped(mapped).ok(),
+        _ => None,
+    }
+}
+
+/// The checksum `encode` put at the end of `bytes`.
+pub(crate) fn crc_of(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(bytes.len().checked_sub(4)?..)?.try_into().ok()?))
 }
 
 /// Remove the stored index (after a purge: no hash of a purged id stays behind).

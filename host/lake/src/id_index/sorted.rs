@@ -82,11 +82,9 @@ impl Sorted {
         }
         let mut dir = Directory::new(raw.len() / ENTRY);
         let mut last: Option<Key> = None;
-        let mut behind = mapped.as_ref().map(ReleaseBehind::new);
+        let mut behind = ReleaseBehind::new(mapped.as_ref());
         for (b, block) in raw.chunks(BLOCK_ENTRIES * ENTRY).enumerate() {
-            if let Some(r) = &mut behind {
-                r.reached(b * BLOCK_ENTRIES * ENTRY);
-            }
+            behind.reached(b * BLOCK_ENTRIES * ENTRY);
             seen(block);
             for c in block.chunks_exact(ENTRY) {
                 let e = Entry::read(c);
@@ -117,30 +115,37 @@ impl Sorted {
     /// mapping, the pages behind the keys looked up are let go as it goes, and
     /// the rest once it is dropped.
     pub(crate) fn reader(&self) -> Reader<'_> {
-        Reader { sorted: self, behind: self.mapped.as_ref().map(ReleaseBehind::new) }
+        Reader { sorted: self, behind: ReleaseBehind::new(self.mapped.as_ref()) }
     }
 
+    /// The first entry of `key`'s slot, and where `key`'s entry says its row is.
     fn find(&self, key: Key) -> (usize, Option<Loc>) {
         if self.raw.is_empty() {
             return (0, None);
         }
         let t = top(key, self.bits) as usize;
         let (mut lo, mut hi) = (self.dir[t] as usize, self.dir[t + 1] as usize);
-        let slot = lo;
+        let slot_start = lo;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let e = self.entry(mid);
             match e.key.cmp(&key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return (slot, Some(e.loc)),
+                std::cmp::Ordering::Equal => return (slot_start, Some(e.loc)),
             }
         }
-        (slot, None)
+        (slot_start, None)
     }
 
     pub(crate) fn len(&self) -> usize {
         self.raw.len() / ENTRY
+    }
+
+    /// Whether the entries lie in a file mapping.
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.mapped.is_some()
     }
 
     /// The entries as stored.
@@ -164,15 +169,13 @@ impl Sorted {
         // construction, so not checked again; sized for the most there can be)
         let mut dir = Directory::new(most);
         let place = |e: Entry| keep(e.loc).map(|loc| Entry { key: e.key, loc });
-        let mut behind = self.mapped.as_ref().map(ReleaseBehind::new);
+        let mut behind = ReleaseBehind::new(self.mapped.as_ref());
         let mut a = self
             .raw
             .chunks_exact(ENTRY)
             .enumerate()
             .map(|(i, c)| {
-                if let Some(r) = &mut behind {
-                    r.reached(i * ENTRY);
-                }
+                behind.reached(i * ENTRY);
                 Entry::read(c)
             })
             .peekable();
@@ -236,18 +239,16 @@ impl Directory {
 /// Looks up keys in ascending order ([`Sorted::reader`]).
 pub(crate) struct Reader<'a> {
     sorted: &'a Sorted,
-    behind: Option<ReleaseBehind<'a>>,
+    behind: ReleaseBehind<'a>,
 }
 
 impl Reader<'_> {
     /// Where `key`'s entry is; the keys asked after are to be no smaller (or their
     /// entries' pages are mapped again).
     pub(crate) fn get(&mut self, key: Key) -> Option<Loc> {
-        let (slot, found) = self.sorted.find(key);
-        // (a larger key's entries lie in its slot or a later one)
-        if let Some(r) = &mut self.behind {
-            r.reached(slot * ENTRY);
-        }
+        let (slot_start, found) = self.sorted.find(key);
+        // (a larger key's entry lies in its slot or a later one)
+        self.behind.reached(slot_start * ENTRY);
         found
     }
 }
