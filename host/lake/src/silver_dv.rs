@@ -239,14 +239,16 @@ pub(crate) async fn upsert(table: DeltaTable, batch: &RecordBatch, index: &mut I
     let step = std::time::Instant::now();
     // (the commit has landed: a failure to store the index only costs the next
     // process a longer build)
-    counts.stored = store_index(&table, last, index, crate::id_index::STORE_SHARE).await;
+    counts.stored = store_index(&table, last, index, crate::id_index::STORE_SHARE, true).await;
     counts.store_ms = step.elapsed().as_millis() as u64;
     Ok((table, counts))
 }
 
 /// Store `index` of `table` (at `version`) when `share` of it is due
-/// ([`IdIndex::store_if_due`]); a failure is only logged. Returns whether it did.
-pub(crate) async fn store_index(table: &DeltaTable, version: u64, index: &mut IdIndex, share: usize) -> bool {
+/// ([`IdIndex::store_if_due`]); a failure is only logged. With `map_back`, the
+/// index goes on from the copy stored where it can ([`IdIndex::map_stored`]).
+/// Returns whether it stored.
+pub(crate) async fn store_index(table: &DeltaTable, version: u64, index: &mut IdIndex, share: usize, map_back: bool) -> bool {
     let store = table.object_store();
     let stored = match index.store_if_due(store.as_ref(), share).await {
         Ok(stored) => stored,
@@ -255,16 +257,17 @@ pub(crate) async fn store_index(table: &DeltaTable, version: u64, index: &mut Id
             false
         }
     };
-    // (on a local disk, the merged compact part is then used from the copy just
-    // stored, mapped, rather than kept on the heap)
-    if stored && maps_files(table).await {
-        index.map_stored(store.as_ref()).await;
-    }
     // A purge that ran while the index was being stored may have discarded the
     // stored copy before this one landed, with hashes of the ids it deleted: then
     // this one goes too.
     if stored {
         match deleted_since(table, version).await {
+            // (on a local disk, the merged compact part is then used from the copy
+            // just stored, mapped, rather than kept on the heap; not by a writer
+            // that is stopping)
+            Ok(false) if map_back && maps_files(table).await => {
+                index.map_stored(store.as_ref()).await;
+            }
             Ok(false) => {}
             Ok(true) => {
                 if let Err(e) = crate::id_index::discard_stored(store.as_ref()).await {

@@ -206,7 +206,7 @@ async fn run(path: String, url: Url, options: HashMap<String, String>, cfg: Batc
         && index.len() > 0
     {
         let started = std::time::Instant::now();
-        if silver_dv::store_index(t, version, &mut index, crate::id_index::CLOSE_SHARE).await {
+        if silver_dv::store_index(t, version, &mut index, crate::id_index::CLOSE_SHARE, false).await {
             count_index(&path, CaughtUp::default(), true);
             tracing::debug!(table = %path, ms = started.elapsed().as_millis() as u64, indexed = index.len(), "silver id index stored as the writer stops");
         }

@@ -239,6 +239,7 @@ impl IdIndex {
         if self.rows.len() < (self.base.len() / share).max(STORE_AFTER_ROWS) {
             return Ok(false);
         }
+        self.stored_crc = None;
         let mut newer: Vec<Entry> = std::mem::take(&mut self.rows).into_iter().map(|(key, loc)| Entry { key, loc }).collect();
         newer.sort_unstable_by_key(|e| e.key);
         // The live files are numbered again from 0 (numbers would otherwise grow
@@ -278,20 +279,24 @@ impl IdIndex {
     /// taken from the copy stored, mapped, in place of the one the merge made on
     /// the heap (240 MB at 10 million rows), so that its pages too leave the
     /// process's memory once read. Only if that copy is still the one this writer
-    /// stored (its checksum, seed, version, table and length; another writer may
-    /// have stored since: then the heap copy stays). Returns whether it did.
+    /// stored (its checksum, seed, version, table, length, and each file by number,
+    /// path and deleted rows; another writer may have stored since: then the heap
+    /// copy stays). Returns whether it did.
     pub(crate) async fn map_stored(&mut self, store: &dyn ObjectStore) -> bool {
         let Some(crc) = self.stored_crc.take() else { return false };
         let Some(stored) = persist::load_mapped(store).await else { return false };
+        let same_files = stored.files.len() == self.files.len()
+            && stored.files.iter().all(|(no, f)| self.files.get(no).is_some_and(|mine| mine.add.path == f.add.path && mine.deleted == f.deleted));
         let ours = stored.crc == crc
             && stored.seed == self.seed.0
             && Some(stored.version) == self.version
             && self.table_id.as_deref() == Some(stored.table_id.as_str())
             && stored.sorted.len() == self.base.len()
-            && stored.files.len() == self.files.len();
+            && same_files;
         if ours {
             self.base = stored.sorted;
         }
+        tracing::debug!(rows = self.base.len(), ours, "silver id index: the copy stored mapped back");
         ours
     }
 
@@ -527,6 +532,9 @@ mod tests {
         assert!(found.iter().enumerate().all(|(i, f)| *f == Some(if i < n { Loc { file: 0, row: i as u32 } } else { Loc { file: 1, row: (i - n) as u32 } })));
         assert!(resident(&loaded) <= few, "{} KiB resident after storing and looking every id up", resident(&loaded));
         // once only; and not over a copy another writer stored since
+        assert!(!loaded.map_stored(&store).await);
+        // (a copy whose checksum is not the one stored, all else the same)
+        loaded.stored_crc = persist::load_mapped(&store).await.map(|s| s.crc ^ 1);
         assert!(!loaded.map_stored(&store).await);
         let newer: Vec<String> = (0..30_000).map(|i| format!("new{i}")).collect();
         loaded.add_file(add("c.parquet", newer.len()), &newer.iter().map(String::as_str).collect::<Vec<_>>());
