@@ -58,9 +58,10 @@ impl MappedBytes {
     }
 
     /// Let the pages wholly within `range` of these bytes leave the process's
-    /// memory (`madvise(MADV_DONTNEED)`: they stay in the page cache). The bytes do
-    /// not change: a page read again is mapped again, from the page cache or the
-    /// disk (a minor fault). Partial pages at either end stay.
+    /// memory (`madvise(MADV_DONTNEED)`: the kernel keeps them in its page cache
+    /// while memory allows). The bytes do not change: a page read again is mapped
+    /// again, from the page cache (a minor fault) or else the disk. Partial pages
+    /// at either end stay.
     pub(crate) fn release(&self, range: std::ops::Range<usize>) {
         let Some(part) = self.0.get(range) else { return };
         let page = page_size();

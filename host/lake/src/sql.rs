@@ -187,8 +187,8 @@ mod tests {
 
     #[tokio::test]
     async fn only_read_only_queries_run() {
-        let dir = std::env::temp_dir().join(format!("ehrgate-lake-sql-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch::Scratch::new("lake-sql");
+        let dir = &scratch.0;
         let lake = Lake::open(Storage::Local { root: dir.join("lake") }, BatchConfig::default()).unwrap();
         let target = dir.join("out.csv");
         let refused = [
@@ -211,6 +211,5 @@ mod tests {
         assert_eq!(render(&batches, Format::Csv).unwrap(), "n\n0\n");
         let batches = query(&lake, "SELECT count(*) AS n FROM ops_shadow_diffs WHERE added > 0").await.unwrap();
         assert_eq!(render(&batches, Format::Csv).unwrap(), "n\n0\n");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -187,7 +187,8 @@ mod tests {
 
     #[test]
     fn s3_commits_use_conditional_puts() {
-        let secret = std::env::temp_dir().join(format!("ehrgate-lake-secret-{}", std::process::id()));
+        let scratch = crate::scratch::Scratch::new("lake-secret");
+        let secret = scratch.0.join("secret");
         std::fs::write(&secret, "x\n").unwrap();
         let r = SecretRef(format!("file:{}", secret.display()));
         let s = Storage::S3 {
@@ -200,7 +201,6 @@ mod tests {
             allow_http: false,
         };
         let o = s.options().unwrap();
-        let _ = std::fs::remove_file(&secret);
         assert_eq!(o.get("AWS_CONDITIONAL_PUT").map(String::as_str), Some("etag"));
         assert!(!o.keys().any(|k| k.contains("UNSAFE_RENAME") || k.contains("LOCKING_PROVIDER")), "{:?}", o.keys());
         assert_eq!(o.get("AWS_ACCESS_KEY_ID").map(String::as_str), Some("x"));
