@@ -90,18 +90,19 @@ fn decode_in(bytes: &Bytes, mapped: Option<&MappedBytes>) -> Result<Stored, Stri
         .ok_or("empty")?;
     let want = u32::from_le_bytes(crc.try_into().map_err(|_| "empty")?);
     let mut hasher = crc32fast::Hasher::new();
-    match parse(bytes, mapped, body, &mut hasher) {
-        Ok(stored) if hasher.finalize() == want => Ok(Stored { crc: want, ..stored }),
+    match parse(bytes, mapped, body, want, &mut hasher) {
+        Ok(stored) if hasher.finalize() == want => Ok(stored),
         Ok(_) => Err("checksum mismatch".into()),
         Err(_) if crc32fast::hash(body) != want => Err("checksum mismatch".into()),
         Err(e) => Err(e),
     }
 }
 
-/// The index in `body` (a part of `bytes`, which `mapped` maps if given). When it
-/// reads, every byte of `body` has been given to `hasher` (the part before the
-/// entries once it is parsed, the entries block by block as they are checked).
-fn parse(bytes: &Bytes, mapped: Option<&MappedBytes>, body: &[u8], hasher: &mut crc32fast::Hasher) -> Result<Stored, String> {
+/// The index in `body` (a part of `bytes`, which `mapped` maps if given), whose
+/// checksum is to be `crc`. When it reads, every byte of `body` has been given to
+/// `hasher` (the part before the entries once it is parsed, the entries block by
+/// block as they are checked): the caller compares.
+fn parse(bytes: &Bytes, mapped: Option<&MappedBytes>, body: &[u8], crc: u32, hasher: &mut crc32fast::Hasher) -> Result<Stored, String> {
     let mut r = Reader(body);
     if r.take(8)? != MAGIC {
         return Err("not an id index (or another format's)".into());
@@ -147,7 +148,7 @@ fn parse(bytes: &Bytes, mapped: Option<&MappedBytes>, body: &[u8], hasher: &mut 
         table_id,
         files,
         sorted,
-        crc: 0,
+        crc,
     })
 }
 
